@@ -1,0 +1,29 @@
+//! Shared vocabulary of beatmatch, imported by every other crate.
+//!
+//! * [`optimizer`]: the optimizer interface every hand-designed or learned optimizer implements,
+//!   and the textual optimizer specification (`adam:lr=1e-3`) that names one.
+//! * [`record`]: the schema of one run's result record, the only thing reports ever read.
+//! * [`hash`]: content hashing of configurations, so records are keyed by what made them.
+//!
+//! This crate depends on serde alone: the reports side links it without linking candle.
+
+pub mod hash;
+pub mod optimizer;
+pub mod record;
+pub mod study;
+
+pub use hash::{content_hash, short_hash};
+pub use optimizer::{Optimizer, OptimizerSpec, ParamInfo, SpecError, StepContext};
+pub use record::{CurvePoint, EvalPoint, RunKey, RunRecord, RunStatus, RECORD_SCHEMA_VERSION};
+pub use study::{Arm, ArmRole, Cell, Study, StudyTask, STUDY_SCHEMA_VERSION};
+
+/// The version of beatmatch's training semantics, part of every run's content key.
+///
+/// Bump it whenever a change alters the numbers a run produces (data order, initialisation,
+/// loss measurement, an optimizer's arithmetic), so cached records from older code are not reused.
+pub const TRAINING_SEMANTICS_VERSION: u32 = 1;
+
+/// The code version written into every record: crate version plus training-semantics version.
+pub fn code_version() -> String {
+    format!("beatmatch-{}+sem{}", env!("CARGO_PKG_VERSION"), TRAINING_SEMANTICS_VERSION)
+}

@@ -1,0 +1,145 @@
+//! From the study manifest and its records to one row per task.
+
+use crate::metrics::{envelope, outcome, seed_stats, select_tuned, speedup, tolerance, Outcome, Speedup};
+use anyhow::{bail, Context, Result};
+use beatmatch_core::{ArmRole, RunRecord, Study};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One arm's result on one task.
+#[derive(Clone, Debug)]
+pub struct ArmResult {
+    /// Index of the tuned (selected) configuration.
+    pub tuned_config: usize,
+    /// Seed-mean final train loss of the tuned configuration (+∞ if it diverged).
+    pub mean: f64,
+    /// Seed standard deviation of that configuration's final train loss.
+    pub std: f64,
+    /// Seed-mean held-out loss of the tuned configuration at the budget.
+    pub eval_loss: f64,
+    /// Seed-mean held-out accuracy of the tuned configuration at the budget.
+    pub eval_accuracy: f64,
+    /// Diverged runs among all of this arm's runs on the task.
+    pub diverged_runs: usize,
+    /// Total runs of this arm on the task.
+    pub runs: usize,
+    /// Speedup over the LR-tuned Adam envelope.
+    pub speedup: Option<Speedup>,
+    /// Hashes of the records behind this result.
+    pub records: Vec<String>,
+}
+
+/// One task's row.
+#[derive(Clone, Debug)]
+pub struct TaskRow {
+    /// Task id.
+    pub id: String,
+    /// Trainable parameters.
+    pub params: u64,
+    /// Step budget.
+    pub steps: u64,
+    /// Per arm, in study order.
+    pub arms: Vec<ArmResult>,
+    /// Index of the baseline arm whose tuned config is best (the "tuned baseline").
+    pub best_baseline: usize,
+    /// Tolerance used for "match".
+    pub tolerance: f64,
+    /// Candidate against the best tuned baseline.
+    pub outcome: Outcome,
+}
+
+/// A loaded result directory.
+pub struct Loaded {
+    /// The manifest.
+    pub study: Study,
+    /// Records by hash.
+    pub records: HashMap<String, RunRecord>,
+}
+
+/// Read `study.json` and every record it references; a missing record is an error naming it.
+pub fn load(dir: &Path) -> Result<Loaded> {
+    let path = dir.join("study.json");
+    let study: Study = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut records = HashMap::new();
+    let mut missing = Vec::new();
+    for cell in &study.cells {
+        if records.contains_key(&cell.record) {
+            continue;
+        }
+        let p = dir.join("runs").join(format!("{}.json", cell.record));
+        match std::fs::read(&p) {
+            Ok(bytes) => {
+                let r: RunRecord = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))?;
+                records.insert(cell.record.clone(), r);
+            }
+            Err(_) => missing.push(cell.record.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        bail!("{} of the study's runs have no record in {} (first: {}); run `suite run` to finish them", missing.len(), dir.join("runs").display(), missing[0]);
+    }
+    Ok(Loaded { study, records })
+}
+
+/// Cap on speedups (the reference runs to this multiple of each budget).
+pub const SPEEDUP_CAP: f64 = 4.0;
+
+/// Compute every task's row.
+pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
+    let s = &l.study;
+    let candidate = s.arms.iter().position(|a| a.role == ArmRole::Candidate).context("study has no candidate arm")?;
+    let reference = s.arms.iter().position(|a| a.speedup_reference);
+    // cells[task][arm][config] = records over seeds
+    let mut grid: Vec<Vec<Vec<Vec<&RunRecord>>>> =
+        s.tasks.iter().map(|_| s.arms.iter().map(|a| vec![Vec::new(); a.configs.len()]).collect()).collect();
+    for c in &s.cells {
+        grid[c.task][c.arm][c.config].push(&l.records[&c.record]);
+    }
+    let mut rows = Vec::with_capacity(s.tasks.len());
+    for (ti, t) in s.tasks.iter().enumerate() {
+        let env = reference.map(|r| envelope(&grid[ti][r]));
+        let mut arms = Vec::new();
+        for (ai, _) in s.arms.iter().enumerate() {
+            let configs = &grid[ti][ai];
+            let finals: Vec<Vec<f64>> = configs
+                .iter()
+                .map(|runs| runs.iter().map(|r| r.train_loss_at(t.steps).unwrap_or(f64::INFINITY)).collect())
+                .collect();
+            let means: Vec<f64> = finals.iter().map(|f| seed_stats(f).0).collect();
+            let best = select_tuned(&means).context("arm has no configurations")?;
+            let (mean, std) = seed_stats(&finals[best]);
+            let evals: Vec<(f64, f64)> = configs[best]
+                .iter()
+                .map(|r| match r.eval_at(t.steps) {
+                    Some(e) if r.diverged_at().is_none_or(|d| d > t.steps) => {
+                        (e.eval_loss.map_or(f64::INFINITY, f64::from), e.eval_accuracy.map_or(f64::NAN, f64::from))
+                    }
+                    _ => (f64::INFINITY, f64::NAN),
+                })
+                .collect();
+            let n = evals.len().max(1) as f64;
+            arms.push(ArmResult {
+                tuned_config: best,
+                mean,
+                std,
+                eval_loss: evals.iter().map(|e| e.0).sum::<f64>() / n,
+                eval_accuracy: evals.iter().map(|e| e.1).sum::<f64>() / n,
+                diverged_runs: configs.iter().flatten().filter(|r| r.diverged_at().is_some_and(|d| d <= t.steps)).count(),
+                runs: configs.iter().map(Vec::len).sum(),
+                speedup: env.as_ref().map(|e| speedup(e, mean, t.steps, SPEEDUP_CAP)),
+                records: configs.iter().flatten().map(|r| r.hash.clone()).collect(),
+            });
+        }
+        let baselines: Vec<usize> = (0..s.arms.len()).filter(|&a| s.arms[a].role == ArmRole::Baseline).collect();
+        let best_baseline = *baselines
+            .iter()
+            .min_by(|&&a, &&b| arms[a].mean.total_cmp(&arms[b].mean))
+            .context("study has no baseline arm")?;
+        let tuned = &arms[best_baseline];
+        let tol = tolerance(tuned.mean, tuned.std);
+        let out = outcome(arms[candidate].mean, tuned.mean, tol);
+        rows.push(TaskRow { id: t.id.clone(), params: t.params, steps: t.steps, arms, best_baseline, tolerance: tol, outcome: out });
+    }
+    Ok(rows)
+}

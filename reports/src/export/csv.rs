@@ -1,0 +1,70 @@
+//! CSV tables, assembled as polars data frames (rows sorted, so output is deterministic).
+
+use crate::analysis::TaskRow;
+use crate::win_rate::Bin;
+use anyhow::Result;
+use beatmatch_core::Study;
+use polars::prelude::*;
+use std::path::Path;
+
+fn write(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    CsvWriter::new(&mut f).include_header(true).finish(df)?;
+    Ok(())
+}
+
+fn fmt_speedup(s: Option<crate::metrics::Speedup>) -> Option<String> {
+    s.map(|s| if s.at_cap { format!(">={}", s.value) } else { format!("{:.4}", s.value) })
+}
+
+/// Build the per-task data frame: params, steps, candidate loss, tuned loss and config,
+/// outcome, speedup, then per arm its tuned loss, std, config, eval, divergences and speedup.
+pub fn tasks_frame(study: &Study, rows: &[TaskRow]) -> Result<DataFrame> {
+    let cand = study.arms.iter().position(|a| a.role == beatmatch_core::ArmRole::Candidate).unwrap_or(0);
+    let mut cols: Vec<Column> = vec![
+        Column::new("task".into(), rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
+        Column::new("params".into(), rows.iter().map(|r| r.params).collect::<Vec<_>>()),
+        Column::new("steps".into(), rows.iter().map(|r| r.steps).collect::<Vec<_>>()),
+        Column::new("candidate_loss".into(), rows.iter().map(|r| r.arms[cand].mean).collect::<Vec<_>>()),
+        Column::new("tuned_loss".into(), rows.iter().map(|r| r.arms[r.best_baseline].mean).collect::<Vec<_>>()),
+        Column::new(
+            "tuned_config".into(),
+            rows.iter().map(|r| study.arms[r.best_baseline].configs[r.arms[r.best_baseline].tuned_config].to_string()).collect::<Vec<_>>(),
+        ),
+        Column::new("tolerance".into(), rows.iter().map(|r| r.tolerance).collect::<Vec<_>>()),
+        Column::new("outcome".into(), rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>()),
+        Column::new("speedup".into(), rows.iter().map(|r| fmt_speedup(r.arms[cand].speedup)).collect::<Vec<_>>()),
+    ];
+    for (ai, arm) in study.arms.iter().enumerate() {
+        let n = &arm.name;
+        cols.push(Column::new(format!("{n}_loss").into(), rows.iter().map(|r| r.arms[ai].mean).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_loss_std").into(), rows.iter().map(|r| r.arms[ai].std).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_config").into(), rows.iter().map(|r| arm.configs[r.arms[ai].tuned_config].to_string()).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_eval_loss").into(), rows.iter().map(|r| r.arms[ai].eval_loss).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_eval_accuracy").into(), rows.iter().map(|r| r.arms[ai].eval_accuracy).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_diverged_runs").into(), rows.iter().map(|r| r.arms[ai].diverged_runs as u64).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_runs").into(), rows.iter().map(|r| r.arms[ai].runs as u64).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}_speedup").into(), rows.iter().map(|r| fmt_speedup(r.arms[ai].speedup)).collect::<Vec<_>>()));
+    }
+    let df = DataFrame::new(rows.len(), cols)?;
+    Ok(df.sort(["params", "steps", "task"], SortMultipleOptions::default())?)
+}
+
+/// Write `tasks.csv`.
+pub fn write_tasks(study: &Study, rows: &[TaskRow], path: &Path) -> Result<()> {
+    write(&mut tasks_frame(study, rows)?, path)
+}
+
+/// Write `win_rate_bins.csv`: bin bounds, n, wins, win rate.
+pub fn write_bins(bins: &[Bin], path: &Path) -> Result<()> {
+    let mut df = DataFrame::new(bins.len(), vec![
+        Column::new("params_from".into(), bins.iter().map(|b| 10f64.powi(b.params_decade)).collect::<Vec<_>>()),
+        Column::new("params_to".into(), bins.iter().map(|b| 10f64.powi(b.params_decade + 1)).collect::<Vec<_>>()),
+        Column::new("steps_from".into(), bins.iter().map(|b| 10f64.powi(b.steps_decade)).collect::<Vec<_>>()),
+        Column::new("steps_to".into(), bins.iter().map(|b| 10f64.powi(b.steps_decade + 1)).collect::<Vec<_>>()),
+        Column::new("n".into(), bins.iter().map(|b| b.n as u64).collect::<Vec<_>>()),
+        Column::new("wins".into(), bins.iter().map(|b| b.wins as u64).collect::<Vec<_>>()),
+        Column::new("win_rate".into(), bins.iter().map(Bin::win_rate).collect::<Vec<_>>()),
+    ])?;
+    write(&mut df, path)
+}

@@ -1,0 +1,4 @@
+//! Exporters: one module per output format.
+
+pub mod csv;
+pub mod markdown;

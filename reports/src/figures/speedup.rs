@@ -1,0 +1,74 @@
+//! VeLO Fig. 1 layout: per optimizer, speedup over LR-tuned Adam on each task, sorted, against
+//! task percentile; log2 y axis.
+
+use super::{ensure_font, FAMILY, PALETTE};
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One line: legend label and per-task speedups (values ≥ 0; capped values included).
+pub struct Series {
+    /// Legend text, e.g. `AdamLR (15 trials)`.
+    pub label: String,
+    /// Speedups, any order.
+    pub speedups: Vec<f64>,
+}
+
+/// Lowest drawn speedup (log2 = −6); smaller values (e.g. 0 for diverged) are drawn here.
+pub const FLOOR_LOG2: f64 = -6.0;
+
+fn tick(v: &f64) -> String {
+    let k = v.round() as i32;
+    if k >= 0 { format!("{}×", 1u64 << k) } else { format!("1/{}×", 1u64 << (-k)) }
+}
+
+/// Draw `speedup.png`.
+pub fn draw(path: &Path, series: &[Series], cap: f64) -> Result<()> {
+    ensure_font();
+    let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let top = cap.log2().ceil();
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Speedup over learning-rate-tuned Adam", (FAMILY, 28))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..100f64, FLOOR_LOG2..top + 0.25)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("task percentile (tasks sorted by speedup, descending)")
+        .y_desc("speedup (log2 scale)")
+        .y_labels((top - FLOOR_LOG2) as usize + 1)
+        .y_label_formatter(&tick)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style((FAMILY, 16))
+        .axis_desc_style((FAMILY, 18))
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (100.0, 0.0)], BLACK.mix(0.4).stroke_width(1)))
+        .map_err(|e| anyhow!("{e}"))?;
+    for (i, s) in series.iter().enumerate() {
+        let mut v: Vec<f64> = s.speedups.iter().map(|&x| if x > 0.0 { x.log2().max(FLOOR_LOG2) } else { FLOOR_LOG2 }).collect();
+        v.sort_by(|a, b| b.total_cmp(a));
+        let n = v.len().max(1) as f64;
+        let pts: Vec<(f64, f64)> = v.iter().enumerate().map(|(k, &y)| (100.0 * (k as f64 + 0.5) / n, y)).collect();
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(3)))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 16))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Statistics with clearly named estimates.
+
+pub mod bootstrap;

@@ -1,0 +1,127 @@
+//! Datasets: one module each, all loaded into the same in-memory [`Dataset`] form.
+//!
+//! Loading is cached per process: every run of a sweep shares one copy.
+
+pub mod fashion_mnist;
+pub mod idx;
+pub mod mnist1d;
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A classification dataset held in memory, inputs flattened row-major as `f32`.
+#[derive(Debug)]
+pub struct Dataset {
+    /// Shape of one example, e.g. `[40]` or `[28, 28]`.
+    pub example_shape: Vec<usize>,
+    /// Number of classes; labels are in `0..num_classes`.
+    pub num_classes: usize,
+    /// Training inputs, `train_len × prod(example_shape)` values.
+    pub train_x: Vec<f32>,
+    /// Training labels.
+    pub train_y: Vec<u32>,
+    /// Held-out inputs.
+    pub test_x: Vec<f32>,
+    /// Held-out labels.
+    pub test_y: Vec<u32>,
+}
+
+impl Dataset {
+    /// Values per example.
+    pub fn example_len(&self) -> usize {
+        self.example_shape.iter().product()
+    }
+    /// Number of training examples.
+    pub fn train_len(&self) -> usize {
+        self.train_y.len()
+    }
+    /// Number of held-out examples.
+    pub fn test_len(&self) -> usize {
+        self.test_y.len()
+    }
+}
+
+/// The datasets the registry can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetName {
+    /// MNIST-1D (Greydanus 2020), the frozen 4000/1000 set shipped with beatmatch.
+    Mnist1d,
+    /// Fashion-MNIST (Xiao et al. 2017), 60k/10k 28×28 grey images, read from IDX files.
+    FashionMnist,
+}
+
+impl DatasetName {
+    /// Every dataset, in display order.
+    pub const ALL: [DatasetName; 2] = [DatasetName::Mnist1d, DatasetName::FashionMnist];
+
+    /// The registry name, e.g. `fashion_mnist`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::Mnist1d => "mnist1d",
+            DatasetName::FashionMnist => "fashion_mnist",
+        }
+    }
+
+    /// Shape of one example and number of classes, known without loading the data.
+    pub fn signature(self) -> (Vec<usize>, usize) {
+        match self {
+            DatasetName::Mnist1d => (vec![40], 10),
+            DatasetName::FashionMnist => (vec![28, 28], 10),
+        }
+    }
+
+    /// Where the data is, or why it is not available (with how to get it).
+    pub fn locate(self) -> Result<DataSource, MissingData> {
+        match self {
+            DatasetName::Mnist1d => Ok(DataSource::Embedded),
+            DatasetName::FashionMnist => fashion_mnist::locate().map(DataSource::Dir),
+        }
+    }
+
+    /// Load (once per process) and return the dataset.
+    pub fn load(self) -> anyhow::Result<Arc<Dataset>> {
+        static CACHE: OnceLock<Mutex<HashMap<DatasetName, Arc<Dataset>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        // Holding the lock while loading makes concurrent callers wait for one load, not do two.
+        let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = guard.get(&self) {
+            return Ok(d.clone());
+        }
+        let data = Arc::new(match self {
+            DatasetName::Mnist1d => mnist1d::load_frozen()?,
+            DatasetName::FashionMnist => fashion_mnist::load(&fashion_mnist::locate()?)?,
+        });
+        guard.insert(self, data.clone());
+        Ok(data)
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a dataset was found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSource {
+    /// Compiled into the binary.
+    Embedded,
+    /// Read from this directory.
+    Dir(PathBuf),
+}
+
+/// A dataset that is not on this machine, and how to get it.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{dataset}: data not found ({looked}); {how_to_get}")]
+pub struct MissingData {
+    /// Dataset name.
+    pub dataset: &'static str,
+    /// Where we looked.
+    pub looked: String,
+    /// One line telling the user how to get it.
+    pub how_to_get: String,
+}

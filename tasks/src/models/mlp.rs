@@ -1,0 +1,158 @@
+//! Multi-layer perceptron (and, with no hidden layers, logistic regression).
+//!
+//! Layer `i` holds `layer{i}/w` `[fan_in, fan_out]` (so the forward pass is `x @ w`, no transpose)
+//! and `layer{i}/b` `[fan_out]`. Weights are drawn N(0, 1/fan_in) (LeCun normal, haiku's default
+//! scale), biases start at zero.
+
+use super::Model;
+use beatmatch_core::ParamInfo;
+use candle_core::{Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// Hidden-layer nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, x)
+    Relu,
+    /// tanh(x)
+    Tanh,
+    /// x·Φ(x) (exact, erf form)
+    Gelu,
+}
+
+impl Activation {
+    /// Registry name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Gelu => x.gelu_erf(),
+        }
+    }
+}
+
+/// An MLP with the given layer widths.
+pub struct Mlp {
+    params: Vec<ParamInfo>,
+    /// (fan_in, fan_out) per layer.
+    layers: Vec<(usize, usize)>,
+    activation: Activation,
+}
+
+impl Mlp {
+    /// `input → hidden[0] → … → classes`.
+    pub fn new(input: usize, hidden: &[usize], classes: usize, activation: Activation) -> Self {
+        let mut dims = vec![input];
+        dims.extend_from_slice(hidden);
+        dims.push(classes);
+        let layers: Vec<(usize, usize)> = dims.windows(2).map(|w| (w[0], w[1])).collect();
+        assert!(layers.len() <= 10, "layer names must sort numerically");
+        let params = layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &(fan_in, fan_out))| {
+                [
+                    ParamInfo { name: format!("layer{i}/b"), shape: vec![fan_out] },
+                    ParamInfo { name: format!("layer{i}/w"), shape: vec![fan_in, fan_out] },
+                ]
+            })
+            .collect();
+        Self { params, layers, activation }
+    }
+}
+
+impl Model for Mlp {
+    fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    fn init(&self, rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(self.params.len());
+        for &(fan_in, fan_out) in &self.layers {
+            let normal = Normal::new(0.0f32, (1.0 / fan_in as f32).sqrt()).unwrap();
+            out.push(vec![0.0; fan_out]);
+            out.push((0..fan_in * fan_out).map(|_| normal.sample(rng)).collect());
+        }
+        out
+    }
+
+    fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        let last = self.layers.len() - 1;
+        for i in 0..self.layers.len() {
+            let (b, w) = (&params[2 * i], &params[2 * i + 1]);
+            h = h.matmul(w)?.broadcast_add(b)?;
+            if i != last {
+                h = self.activation.apply(&h)?;
+            }
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use rand::SeedableRng;
+
+    /// Central finite differences of the mean cross-entropy against candle's backward pass.
+    fn gradient_check(activation: Activation, hidden: &[usize]) {
+        let model = Mlp::new(5, hidden, 3, activation);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let values = model.init(&mut rng);
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec((0..20).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect::<Vec<_>>(), (4, 5), &dev).unwrap();
+        let y = Tensor::from_vec(vec![0u32, 2, 1, 2], 4, &dev).unwrap();
+        let loss_of = |vals: &[Vec<f32>]| -> f64 {
+            let ts: Vec<Tensor> = vals.iter().zip(model.params()).map(|(v, p)| Tensor::from_slice(v, p.shape.clone(), &dev).unwrap()).collect();
+            let logits = model.forward(&ts, &x).unwrap().to_dtype(candle_core::DType::F64).unwrap();
+            candle_nn::loss::cross_entropy(&logits, &y).unwrap().to_scalar::<f64>().unwrap()
+        };
+        let vars: Vec<Var> = values.iter().zip(model.params()).map(|(v, p)| Var::from_slice(v, p.shape.clone(), &dev).unwrap()).collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let loss = candle_nn::loss::cross_entropy(&model.forward(&ts, &x).unwrap(), &y).unwrap();
+        let grads = loss.backward().unwrap();
+        for (i, var) in vars.iter().enumerate() {
+            let g: Vec<f32> = grads.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for j in (0..g.len()).step_by(3) {
+                let h = 1e-2f32;
+                let mut plus = values.clone();
+                plus[i][j] += h;
+                let mut minus = values.clone();
+                minus[i][j] -= h;
+                let fd = (loss_of(&plus) - loss_of(&minus)) / (2.0 * h as f64);
+                assert!((fd - g[j] as f64).abs() <= 2e-3 + 2e-2 * fd.abs(), "{}[{j}]: fd {fd} vs backprop {}", model.params()[i].name, g[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        gradient_check(Activation::Relu, &[]);
+        gradient_check(Activation::Tanh, &[6, 4]);
+        gradient_check(Activation::Gelu, &[6]);
+        gradient_check(Activation::Relu, &[7]);
+    }
+
+    #[test]
+    fn parameter_count_is_exact() {
+        let m = Mlp::new(784, &[256, 256], 10, Activation::Relu);
+        assert_eq!(m.param_count(), 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10);
+        let names: Vec<_> = m.params().iter().map(|p| p.name.clone()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+}
