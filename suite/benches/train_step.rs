@@ -11,6 +11,7 @@ use beatmatch_tasks::train::{train, RunSettings};
 use beatmatch_tasks::{DatasetName, Problem};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -33,8 +34,8 @@ fn bench(c: &mut Criterion) {
     let data = synthetic_fashion();
     let infos = problem.build_model().params().to_vec();
     let mut g = c.benchmark_group("mlp784-256-256-10_b128");
-    g.throughput(Throughput::Elements(1));
     let steps = 200u64;
+    g.throughput(Throughput::Elements(steps)); // thrpt = steps per second
     g.bench_function("adam_train_step_x200", |b| {
         b.iter(|| {
             let mut opt = beatmatch_baselines::build(&OptimizerSpec::parse("adam:lr=1e-3").unwrap(), &infos).unwrap();

@@ -198,7 +198,7 @@ mod tests {
     fn unknown_key_names_file_and_line() {
         let bad = GOOD.replace("    batch_sizes: [128]", "    batch_size: [128]");
         let e = parse("reg/x.yaml", &bad).unwrap_err().to_string();
-        assert!(e.starts_with("reg/x.yaml:7:"), "{e}");
+        assert!(e.starts_with("reg/x.yaml:10:"), "{e}");
         assert!(e.contains("unknown field `batch_size`") && e.contains("expected one of"), "{e}");
     }
 

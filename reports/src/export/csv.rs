@@ -37,14 +37,14 @@ pub fn tasks_frame(study: &Study, rows: &[TaskRow]) -> Result<DataFrame> {
     ];
     for (ai, arm) in study.arms.iter().enumerate() {
         let n = &arm.name;
-        cols.push(Column::new(format!("{n}_loss").into(), rows.iter().map(|r| r.arms[ai].mean).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_loss_std").into(), rows.iter().map(|r| r.arms[ai].std).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_config").into(), rows.iter().map(|r| arm.configs[r.arms[ai].tuned_config].to_string()).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_eval_loss").into(), rows.iter().map(|r| r.arms[ai].eval_loss).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_eval_accuracy").into(), rows.iter().map(|r| r.arms[ai].eval_accuracy).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_diverged_runs").into(), rows.iter().map(|r| r.arms[ai].diverged_runs as u64).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_runs").into(), rows.iter().map(|r| r.arms[ai].runs as u64).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}_speedup").into(), rows.iter().map(|r| fmt_speedup(r.arms[ai].speedup)).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.loss").into(), rows.iter().map(|r| r.arms[ai].mean).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.loss_std").into(), rows.iter().map(|r| r.arms[ai].std).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.config").into(), rows.iter().map(|r| arm.configs[r.arms[ai].tuned_config].to_string()).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.eval_loss").into(), rows.iter().map(|r| r.arms[ai].eval_loss).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.eval_accuracy").into(), rows.iter().map(|r| r.arms[ai].eval_accuracy).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.diverged_runs").into(), rows.iter().map(|r| r.arms[ai].diverged_runs as u64).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.runs").into(), rows.iter().map(|r| r.arms[ai].runs as u64).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.speedup").into(), rows.iter().map(|r| fmt_speedup(r.arms[ai].speedup)).collect::<Vec<_>>()));
     }
     let df = DataFrame::new(rows.len(), cols)?;
     Ok(df.sort(["params", "steps", "task"], SortMultipleOptions::default())?)

@@ -25,7 +25,12 @@ pub fn locate() -> Result<PathBuf, MissingData> {
         candidates.push(root);
     }
     candidates.push(PathBuf::from(DEBIAN_DIR));
-    for dir in &candidates {
+    locate_in(&candidates)
+}
+
+/// The first of `candidates` holding all four files, or what is missing and how to get it.
+pub fn locate_in(candidates: &[PathBuf]) -> Result<PathBuf, MissingData> {
+    for dir in candidates {
         if FILES.iter().all(|f| dir.join(f).is_file()) {
             return Ok(dir.clone());
         }
@@ -63,6 +68,18 @@ pub fn load(dir: &Path) -> Result<Dataset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_files_say_where_we_looked_and_how_to_get_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILES[0]), b"").unwrap();
+        let e = locate_in(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(e.contains(&dir.path().display().to_string()) && e.contains("apt-get install dataset-fashion-mnist"), "{e}");
+        for f in FILES {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        assert_eq!(locate_in(&[PathBuf::from("/nonexistent"), dir.path().to_path_buf()]).unwrap(), dir.path());
+    }
 
     #[test]
     fn loads_a_tiny_set_written_in_the_real_format() {

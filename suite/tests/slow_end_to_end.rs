@@ -1,0 +1,124 @@
+//! Slow end-to-end tests of the `suite` binary on the smoke tier (a few seconds each):
+//! files written, bit-identical reruns, resume after `kill -9`, and registry errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn suite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_suite"))
+}
+
+fn run_smoke(out: &Path, extra: &[&str]) -> String {
+    let o = suite().args(["run", "--tier", "smoke", "--out"]).arg(out).args(extra).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "suite run failed: {stderr}");
+    stderr
+}
+
+fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+const REPORT_FILES: [&str; 6] = ["tasks.csv", "win_rate_bins.csv", "summary.md", "records.txt", "speedup.png", "win_rate_heatmap.png"];
+
+#[test]
+fn slow_smoke_run_writes_report_and_reruns_bit_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let log = run_smoke(&a, &["--jobs", "2"]);
+    assert!(log.contains("4 tasks"), "{log}");
+    for f in REPORT_FILES {
+        assert!(a.join(f).metadata().unwrap().len() > 0, "{f} missing or empty");
+    }
+    let csv = std::fs::read_to_string(a.join("tasks.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.contains(",beat,") || l.contains(",match,") || l.contains(",lose,")), "{csv}");
+    let summary = std::fs::read_to_string(a.join("summary.md")).unwrap();
+    assert!(summary.contains("95% bootstrap CI"), "{summary}");
+
+    // A second, independent run (different worker interleaving) gives the same bytes.
+    run_smoke(&b, &["--jobs", "1"]); // a different worker interleaving
+    assert_eq!(dir_bytes(&a.join("runs")), dir_bytes(&b.join("runs")));
+    for f in ["tasks.csv", "win_rate_bins.csv", "summary.md", "records.txt"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f} differs");
+    }
+
+    // Re-running skips every finished run.
+    let log = run_smoke(&a, &[]);
+    assert!(log.contains("0 trained") && log.contains("124 already done"), "{log}");
+}
+
+#[test]
+fn slow_kill_9_then_rerun_loses_nothing_and_reports_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (clean, killed) = (tmp.path().join("clean"), tmp.path().join("killed"));
+    run_smoke(&clean, &[]);
+
+    let runs = killed.join("runs");
+    let mut child = suite()
+        .args(["run", "--tier", "smoke", "--jobs", "2", "--no-report", "--out"])
+        .arg(&killed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let count = |d: &PathBuf| std::fs::read_dir(d).map(|r| r.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count()).unwrap_or(0);
+    while count(&runs) < 20 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = dir_bytes(&runs);
+    let finished_before = before.iter().filter(|(n, _)| n.ends_with(".json")).count();
+    assert!((20..124).contains(&finished_before), "killed after {finished_before} records; the test wants a partial run");
+    // Every record on disk is whole: it parses.
+    for (name, bytes) in &before {
+        if name.ends_with(".json") {
+            serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or_else(|e| panic!("{name} is corrupt: {e}"));
+        }
+    }
+    let log = run_smoke(&killed, &[]);
+    assert!(log.contains(&format!("{} already done", finished_before)), "{log}");
+    let after = dir_bytes(&runs);
+    for (name, bytes) in before.iter().filter(|(n, _)| n.ends_with(".json")) {
+        assert_eq!(after.iter().find(|(n, _)| n == name).map(|(_, b)| b), Some(bytes), "{name} was rewritten");
+    }
+    let json = |d: &[(String, Vec<u8>)]| d.iter().filter(|(n, _)| n.ends_with(".json")).cloned().collect::<Vec<_>>();
+    assert_eq!(json(&after), json(&dir_bytes(&clean.join("runs"))));
+    for f in ["tasks.csv", "win_rate_bins.csv", "summary.md"] {
+        assert_eq!(std::fs::read(clean.join(f)).unwrap(), std::fs::read(killed.join(f)).unwrap(), "{f} differs");
+    }
+}
+
+#[test]
+fn bad_registry_fails_with_file_line_and_expectation() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        "families:\n  - tier: smoke\n    logreg: {}\n    datasets: [mnist1d]\n    batch_sizes: [128]\n    steps: [100]\n    learning_rate: 3\n",
+    )
+    .unwrap();
+    let o = suite().args(["list", "--registry"]).arg(tmp.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.yaml:7:") && err.contains("unknown field `learning_rate`") && err.contains("expected one of"), "{err}");
+}
+
+#[test]
+fn quick_tier_lists_at_least_40_tasks_with_parameter_counts() {
+    let o = suite().args(["list", "--tier", "quick"]).output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert!(rows.len() >= 40, "{out}");
+    assert!(rows.iter().any(|r| r.starts_with("mlp-w128-d1-relu.fashion_mnist.b128.s1000") && r.contains("101770")), "{out}");
+}
