@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("baselines/protocols/adam-lr15.yaml", include_str!("../protocols/adam-lr15.yaml")),
     ("baselines/protocols/sgdm-lr15.yaml", include_str!("../protocols/sgdm-lr15.yaml")),
+    ("baselines/protocols/optlist-10.yaml", include_str!("../protocols/optlist-10.yaml")),
+    ("baselines/protocols/nadamw-random-20.yaml", include_str!("../protocols/nadamw-random-20.yaml")),
 ];
 
 /// How the tuned configuration is chosen.
@@ -18,6 +20,45 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 pub enum Selection {
     /// Lowest seed-mean final training loss; a diverged or non-finite run counts as +∞.
     LowestMeanFinalTrainLoss,
+}
+
+/// A random search: `trials` configurations drawn from `seed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSearch {
+    /// Seed of the draws (ChaCha8).
+    pub seed: u64,
+    /// Number of configurations.
+    pub trials: usize,
+    /// Log-uniform ranges `[low, high]`; a key `one_minus_X` sets `X = 1 − draw`.
+    #[serde(default)]
+    pub log_uniform: BTreeMap<String, [f64; 2]>,
+    /// Uniform ranges `[low, high]`.
+    #[serde(default)]
+    pub uniform: BTreeMap<String, [f64; 2]>,
+}
+
+impl RandomSearch {
+    fn draw(&self, base: &OptimizerSpec) -> Vec<OptimizerSpec> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+        (0..self.trials)
+            .map(|_| {
+                let mut s = base.clone();
+                for (k, [lo, hi]) in &self.log_uniform {
+                    let x = (lo.ln() + rng.random::<f64>() * (hi.ln() - lo.ln())).exp();
+                    match k.strip_prefix("one_minus_") {
+                        Some(name) => s.hparams.insert(name.to_string(), 1.0 - x),
+                        None => s.hparams.insert(k.clone(), x),
+                    };
+                }
+                for (k, [lo, hi]) in &self.uniform {
+                    s.hparams.insert(k.clone(), lo + rng.random::<f64>() * (hi - lo));
+                }
+                s
+            })
+            .collect()
+    }
 }
 
 /// A tuning protocol.
@@ -38,6 +79,12 @@ pub struct Protocol {
     /// Hyperparameters swept: the Cartesian product of these lists.
     #[serde(default)]
     pub grid: BTreeMap<String, Vec<f64>>,
+    /// An explicit list of configurations (each on top of `fixed`), tried in order.
+    #[serde(default)]
+    pub configs: Vec<BTreeMap<String, f64>>,
+    /// A random search.
+    #[serde(default)]
+    pub random: Option<RandomSearch>,
     /// Seeds per configuration (seeds `0..seeds`); the command line may override it.
     pub seeds: u32,
     /// Selection rule.
@@ -56,6 +103,22 @@ impl Protocol {
         }
         if let Some((k, _)) = p.grid.iter().find(|(_, v)| v.is_empty()) {
             bail!("{name}: grid `{k}` is empty; expected at least one value");
+        }
+        let forms = usize::from(!p.grid.is_empty()) + usize::from(!p.configs.is_empty()) + usize::from(p.random.is_some());
+        if forms > 1 {
+            bail!("{name}: give one of `grid`, `configs` or `random`, not several");
+        }
+        if let Some(r) = &p.random {
+            for (k, [lo, hi]) in &r.log_uniform {
+                if !(*lo > 0.0 && lo <= hi) {
+                    bail!("{name}: log_uniform `{k}` needs 0 < low <= high, got [{lo}, {hi}]");
+                }
+            }
+        }
+        // Every configuration must name real hyperparameters of the optimizer.
+        let infos = [beatmatch_core::ParamInfo { name: "check".into(), shape: vec![1] }];
+        for spec in p.configs() {
+            crate::build(&spec, &infos).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         }
         Ok(p)
     }
@@ -76,6 +139,36 @@ impl Protocol {
         EMBEDDED.iter().filter_map(|(f, t)| Self::parse(f, t).ok().map(|p| p.name)).collect()
     }
 
+    /// `optlist-K`: the first K entries of a full opt_list JSON file the user has.
+    pub fn from_opt_list(k: usize, path: &std::path::Path) -> Result<Self> {
+        let all = crate::opt_list::read(path)?;
+        if k == 0 || k > all.len() {
+            bail!("optlist-{k}: {} has {} entries; expected 1..={}", path.display(), all.len(), all.len());
+        }
+        Ok(Protocol {
+            name: format!("optlist-{k}"),
+            label: "NAdamW opt_list".into(),
+            source: format!("first {k} entries of {} (Metz et al. 2020, arXiv 2002.11887)", path.display()),
+            optimizer: "nadamw".into(),
+            fixed: BTreeMap::new(),
+            grid: BTreeMap::new(),
+            configs: all[..k].iter().map(|s| s.hparams.clone()).collect(),
+            random: None,
+            seeds: 2,
+            selection: Selection::LowestMeanFinalTrainLoss,
+        })
+    }
+
+    /// A protocol by embedded name or YAML file path; `optlist-K` reads the first K entries of
+    /// `opt_list` when given (else only `optlist-10`, embedded, exists).
+    pub fn resolve_with(name_or_path: &str, opt_list: Option<&std::path::Path>) -> Result<Self> {
+        if let (Some(path), Some(k)) = (opt_list, name_or_path.strip_prefix("optlist-")) {
+            let k: usize = k.parse().map_err(|_| anyhow::anyhow!("`{name_or_path}`: expected optlist-<number>"))?;
+            return Self::from_opt_list(k, path);
+        }
+        Self::resolve(name_or_path)
+    }
+
     /// A protocol by embedded name or YAML file path.
     pub fn resolve(name_or_path: &str) -> Result<Self> {
         if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") {
@@ -85,9 +178,17 @@ impl Protocol {
         Self::embedded(name_or_path)
     }
 
-    /// Every configuration the protocol tries, in grid order (last key fastest).
+    /// Every configuration the protocol tries: the explicit list, the random draws, or the
+    /// grid (last key fastest).
     pub fn configs(&self) -> Vec<OptimizerSpec> {
-        let mut specs = vec![OptimizerSpec { kind: self.optimizer.clone(), hparams: self.fixed.clone() }];
+        let base = OptimizerSpec { kind: self.optimizer.clone(), hparams: self.fixed.clone() };
+        if !self.configs.is_empty() {
+            return self.configs.iter().map(|c| OptimizerSpec { kind: base.kind.clone(), hparams: base.hparams.clone().into_iter().chain(c.clone()).collect() }).collect();
+        }
+        if let Some(r) = &self.random {
+            return r.draw(&base);
+        }
+        let mut specs = vec![base];
         for (key, values) in &self.grid {
             specs = specs
                 .into_iter()
@@ -119,6 +220,20 @@ mod tests {
         }
         assert_eq!(p.legend(), "AdamLR (15 trials)");
         assert!(Protocol::embedded("sgdm-lr15").unwrap().configs().iter().all(|s| s.kind == "sgdm"));
+    }
+
+    #[test]
+    fn optlist_and_random_protocols_expand() {
+        let p = Protocol::embedded("optlist-10").unwrap();
+        let c = p.configs();
+        assert_eq!(c.len(), 10);
+        assert!(c.iter().all(|s| s.kind == "nadamw" && s.hparams.len() == 10));
+        assert_eq!(p.legend(), "NAdamW opt_list (10 trials)");
+        let r = Protocol::embedded("nadamw-random-20").unwrap();
+        let a = r.configs();
+        assert_eq!(a.len(), 20);
+        assert_eq!(a, r.configs(), "fixed seed gives the same draws");
+        assert!(a.iter().all(|s| (1e-8..=10.0).contains(&s.get("lr", -1.0)) && s.get("b1", 2.0) < 1.0 && s.get("l2_wd", 1.0) == 0.0));
     }
 
     #[test]

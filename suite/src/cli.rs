@@ -62,9 +62,14 @@ struct RunArgs {
     /// The optimizer under test, `kind:key=value,...`.
     #[arg(long, default_value = "adam:lr=1e-3")]
     candidate: String,
-    /// Comma-separated tuning protocols (names or YAML paths) for the baselines.
+    /// Comma-separated tuning protocols for the baselines: built-in names (adam-lr15,
+    /// sgdm-lr15, optlist-10, nadamw-random-20) or YAML files.
     #[arg(long, default_value = "adam-lr15,sgdm-lr15", value_delimiter = ',')]
     baselines: Vec<String>,
+    /// A full opt_list JSON (learned_optimization's `opt_list.json`): `optlist-K` then takes its
+    /// first K entries.
+    #[arg(long, value_name = "PATH")]
+    opt_list: Option<PathBuf>,
     /// Seeds per configuration (overrides the protocols' own; the candidate uses it too).
     #[arg(long)]
     seeds: Option<u32>,
@@ -156,7 +161,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     // Fail on a bad candidate before training anything.
     beatmatch_baselines::build(&candidate, &tasks[0].problem.build_model().params().to_vec())
         .with_context(|| format!("--candidate {}", args.candidate))?;
-    let mut protocols: Vec<Protocol> = args.baselines.iter().map(|b| Protocol::resolve(b)).collect::<Result<_>>()?;
+    let mut protocols: Vec<Protocol> = args.baselines.iter().map(|b| Protocol::resolve_with(b, args.opt_list.as_deref())).collect::<Result<_>>()?;
     if let Some(n) = args.seeds {
         if n == 0 {
             bail!("--seeds must be at least 1");

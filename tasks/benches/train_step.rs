@@ -2,7 +2,8 @@
 //! matrix products alone (gemm, single thread) measured in the same run: the ratio says how
 //! far the step is from its FLOP floor.
 //!
-//! `cargo bench -p beatmatch-suite --bench train_step`
+//! `cargo bench -p beatmatch-tasks --bench train_step` (add `--features system-alloc` to measure
+//! glibc's allocator instead of mimalloc).
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::Dataset;

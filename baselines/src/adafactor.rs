@@ -1,0 +1,185 @@
+//! Adafactor (Shazeer & Stern 2018) as optax's `adafactor` with its defaults: factored second
+//! moments for tensors whose two largest dims are ≥ `min_dim_size_to_factor`, decay
+//! `1 − (t+1)^−0.8`, update clipping by block RMS, scaling by the parameter's RMS (floor 1e-3).
+//!
+//! Factored dims come from a stable argsort of the shape (ties: lower axis first): `d0` is the
+//! largest axis, `d1` the second largest. The row statistic averages over `d0`, the column
+//! statistic over `d1`.
+
+use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+
+/// Hyperparameters and defaults (optax's); `factored` and `multiply_by_parameter_scale` are 0/1.
+pub const HPARAMS: &[(&str, f64)] = &[
+    ("lr", 1e-2),
+    ("decay_rate", 0.8),
+    ("decay_offset", 0.0),
+    ("min_dim_size_to_factor", 128.0),
+    ("eps", 1e-30),
+    ("clipping_threshold", 1.0),
+    ("multiply_by_parameter_scale", 1.0),
+    ("factored", 1.0),
+];
+
+/// Adafactor's hyperparameters.
+#[derive(Clone, Copy, Debug)]
+pub struct AdafactorParams {
+    /// Learning rate.
+    pub lr: f64,
+    /// Exponent of the second-moment decay schedule.
+    pub decay_rate: f64,
+    /// Step offset of that schedule.
+    pub decay_offset: f64,
+    /// Factor only if the two largest dims are at least this large.
+    pub min_dim_size_to_factor: usize,
+    /// Added to squared gradients.
+    pub eps: f64,
+    /// Block-RMS clipping threshold (≤ 0 disables).
+    pub clipping_threshold: f64,
+    /// Scale updates by the parameter's RMS.
+    pub multiply_by_parameter_scale: bool,
+    /// Use factored second moments where possible.
+    pub factored: bool,
+}
+
+/// Per-tensor second-moment state.
+enum Second {
+    Factored { d0: usize, d1: usize, shape: Vec<usize>, row: Vec<f32>, col: Vec<f32> },
+    Full(Vec<f32>),
+}
+
+/// Adafactor.
+pub struct Adafactor {
+    p: AdafactorParams,
+    state: Vec<Second>,
+    count: u64,
+    scratch: Vec<f32>,
+}
+
+/// (d1, d0) = (second largest, largest) axis, or None when not factored.
+fn factored_dims(shape: &[usize], min: usize) -> Option<(usize, usize)> {
+    if shape.len() < 2 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..shape.len()).collect();
+    order.sort_by_key(|&i| shape[i]); // stable
+    let (d1, d0) = (order[order.len() - 2], order[order.len() - 1]);
+    (shape[d1] >= min).then_some((d1, d0))
+}
+
+/// Index into the array with `axis` removed, from a flat index into the full row-major array.
+fn drop_axis(i: usize, shape: &[usize], axis: usize) -> usize {
+    let inner: usize = shape[axis + 1..].iter().product();
+    (i / (inner * shape[axis])) * inner + i % inner
+}
+
+fn without(shape: &[usize], axis: usize) -> Vec<usize> {
+    shape.iter().enumerate().filter(|&(k, _)| k != axis).map(|(_, &d)| d).collect()
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64).sqrt() as f32
+}
+
+impl Adafactor {
+    /// Zero statistics for `params`.
+    pub fn new(p: AdafactorParams, params: &[ParamInfo]) -> Self {
+        let state = params
+            .iter()
+            .map(|info| match factored_dims(&info.shape, p.min_dim_size_to_factor).filter(|_| p.factored) {
+                Some((d1, d0)) => Second::Factored {
+                    d0,
+                    d1,
+                    shape: info.shape.clone(),
+                    row: vec![0.0; without(&info.shape, d0).iter().product()],
+                    col: vec![0.0; without(&info.shape, d1).iter().product()],
+                },
+                None => Second::Full(vec![0.0; info.numel()]),
+            })
+            .collect();
+        Self { p, state, count: 0, scratch: Vec::new() }
+    }
+}
+
+impl Optimizer for Adafactor {
+    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
+        let t = (self.count as f64 - self.p.decay_offset) as f32 + 1.0;
+        let decay = 1.0 - t.powf(-(self.p.decay_rate as f32));
+        let eps = self.p.eps as f32;
+        for ((w, g), st) in params.iter_mut().zip(grads).zip(&mut self.state) {
+            let u = &mut self.scratch;
+            u.clear();
+            match st {
+                Second::Full(v) => {
+                    for (&g, v) in g.iter().zip(v.iter_mut()) {
+                        *v = decay * *v + (1.0 - decay) * (g * g + eps);
+                        u.push(g * v.powf(-0.5));
+                    }
+                }
+                Second::Factored { d0, d1, shape, row, col } => {
+                    let (d0, d1) = (*d0, *d1);
+                    // Means of g² + eps over d0 (rows) and d1 (columns), accumulated in f64.
+                    let mut row_sum = vec![0f64; row.len()];
+                    let mut col_sum = vec![0f64; col.len()];
+                    for (i, &g) in g.iter().enumerate() {
+                        let sq = f64::from(g * g + eps);
+                        row_sum[drop_axis(i, shape, d0)] += sq;
+                        col_sum[drop_axis(i, shape, d1)] += sq;
+                    }
+                    for (r, s) in row.iter_mut().zip(&row_sum) {
+                        *r = decay * *r + (1.0 - decay) * (*s / shape[d0] as f64) as f32;
+                    }
+                    for (c, s) in col.iter_mut().zip(&col_sum) {
+                        *c = decay * *c + (1.0 - decay) * (*s / shape[d1] as f64) as f32;
+                    }
+                    // Mean of the row statistic over the (reduced) d1 axis, kept per remaining index.
+                    let row_shape = without(shape, d0);
+                    let reduced_d1 = if d1 > d0 { d1 - 1 } else { d1 };
+                    let mut rcm = vec![0f64; row.len() / row_shape[reduced_d1]];
+                    for (j, &r) in row.iter().enumerate() {
+                        rcm[drop_axis(j, &row_shape, reduced_d1)] += f64::from(r);
+                    }
+                    let rcm: Vec<f32> = rcm.iter().map(|s| (s / row_shape[reduced_d1] as f64) as f32).collect();
+                    for (i, &g) in g.iter().enumerate() {
+                        let j = drop_axis(i, shape, d0);
+                        let row_factor = (row[j] / rcm[drop_axis(j, &row_shape, reduced_d1)]).powf(-0.5);
+                        let col_factor = col[drop_axis(i, shape, d1)].powf(-0.5);
+                        u.push(g * row_factor * col_factor);
+                    }
+                }
+            }
+            if self.p.clipping_threshold > 0.0 {
+                let denom = (rms(u) / self.p.clipping_threshold as f32).max(1.0);
+                u.iter_mut().for_each(|x| *x /= denom);
+            }
+            let scale = if self.p.multiply_by_parameter_scale { rms(w).max(1e-3) } else { 1.0 };
+            let lr = self.p.lr as f32;
+            for (w, &u) in w.iter_mut().zip(u.iter()) {
+                *w += -(u * lr * scale);
+            }
+        }
+        self.count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factored_dims_use_a_stable_argsort() {
+        assert_eq!(factored_dims(&[128, 136], 128), Some((0, 1)));
+        assert_eq!(factored_dims(&[136, 128], 128), Some((1, 0)));
+        assert_eq!(factored_dims(&[200, 200], 128), Some((0, 1)));
+        assert_eq!(factored_dims(&[4, 200, 300], 128), Some((1, 2)));
+        assert_eq!(factored_dims(&[100, 300], 128), None);
+        assert_eq!(factored_dims(&[300], 128), None);
+    }
+
+    #[test]
+    fn drop_axis_indexes_the_reduced_array() {
+        // shape [2, 3, 4], element (1, 2, 3) = flat 23.
+        assert_eq!(drop_axis(23, &[2, 3, 4], 0), 2 * 4 + 3);
+        assert_eq!(drop_axis(23, &[2, 3, 4], 1), 4 + 3);
+        assert_eq!(drop_axis(23, &[2, 3, 4], 2), 3 + 2);
+    }
+}

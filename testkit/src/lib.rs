@@ -1,0 +1,184 @@
+//! Reference-fixture support for conformance tests.
+//!
+//! A fixture case is `<case>.json` (sidecar) + `<case>.safetensors` (tensors), produced by the
+//! reference implementations (see `testdata/fixtures/README.md`). Tests read the folder named by
+//! `BEATMATCH_FIXTURES`, else the project's copy in `testdata/fixtures`; a missing folder is a
+//! failure naming the path, never a silent pass.
+
+use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The fixtures folder: `$BEATMATCH_FIXTURES`, else `<workspace>/testdata/fixtures`.
+/// Panics (failing the test) when it does not exist.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("BEATMATCH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures"));
+    assert!(dir.is_dir(), "fixture folder {} does not exist (set BEATMATCH_FIXTURES or restore testdata/fixtures)", dir.display());
+    dir
+}
+
+/// One reference case.
+pub struct Case {
+    /// Case name (file stem).
+    pub name: String,
+    /// The sidecar.
+    pub meta: Value,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+/// Every case in `dir` (each `*.json` with a sibling `.safetensors`), sorted by name.
+pub fn cases(dir: &Path) -> Vec<Case> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.with_extension("safetensors").is_file())
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names.into_iter().map(|n| Case::load(dir, &n)).collect()
+}
+
+impl Case {
+    /// Load case `name` from `dir`.
+    pub fn load(dir: &Path, name: &str) -> Case {
+        let meta_path = dir.join(format!("{name}.json"));
+        let meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap_or_else(|e| panic!("{}: {e}", meta_path.display())))
+            .unwrap_or_else(|e| panic!("{}: {e}", meta_path.display()));
+        let st_path = dir.join(format!("{name}.safetensors"));
+        let bytes = std::fs::read(&st_path).unwrap_or_else(|e| panic!("{}: {e}", st_path.display()));
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", st_path.display()));
+        let mut tensors = HashMap::new();
+        for (k, view) in st.tensors() {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}: tensor {k} is not F32");
+            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            tensors.insert(k, (view.shape().to_vec(), data));
+        }
+        Case { name: name.to_string(), meta, tensors }
+    }
+
+    /// The sidecar's `optimizer` string.
+    pub fn optimizer(&self) -> &str {
+        self.meta["optimizer"].as_str().unwrap_or("")
+    }
+
+    /// Number of steps recorded (`T`).
+    pub fn steps(&self) -> usize {
+        self.meta["T"].as_u64().expect("sidecar has T") as usize
+    }
+
+    /// Training horizon given to the optimizer (`num_steps`), or `T` when absent.
+    pub fn num_steps(&self) -> u64 {
+        self.meta["num_steps"].as_u64().unwrap_or(self.steps() as u64)
+    }
+
+    /// Parameter tensors in the reference's leaf order.
+    pub fn params(&self) -> Vec<ParamInfo> {
+        self.meta["param_order"]
+            .as_array()
+            .expect("sidecar has param_order")
+            .iter()
+            .map(|n| {
+                let name = n.as_str().unwrap().to_string();
+                let shape = self.meta["param_shapes"][&name].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                ParamInfo { name, shape }
+            })
+            .collect()
+    }
+
+    /// A tensor's values by key; panics naming the key when absent.
+    pub fn tensor(&self, key: &str) -> &[f32] {
+        &self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor `{key}`", self.name)).1
+    }
+
+    /// A tensor's shape and values, if present.
+    pub fn get(&self, key: &str) -> Option<(&[usize], &[f32])> {
+        self.tensors.get(key).map(|(s, v)| (s.as_slice(), v.as_slice()))
+    }
+
+    /// Loss fed at step `t` (learned optimizers), else 0.
+    pub fn loss(&self, t: usize) -> f32 {
+        self.get("loss").map_or(0.0, |(_, v)| v[t])
+    }
+}
+
+/// The worst deviations found by [`check`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deviation {
+    /// Largest |ours − ref| / max(|ref|, floor / rtol) over parameters after each step, where
+    /// floor = (t + 1) float32 ulps of the tensor's largest |value| after step t.
+    pub params_rel: f64,
+    /// Largest |our update − ref update| / max |ref update| of that tensor and step.
+    pub update_norm: f64,
+    /// Where the largest `params_rel` occurred: (step, tensor, element).
+    pub worst: (usize, usize, usize),
+    /// Our value and the reference value there.
+    pub worst_values: (f32, f32),
+}
+
+/// Tolerances of the fixtures README: (a) parameters after every step within rtol 1e-5;
+/// (b) each step's update, divided by that tensor's largest |reference update|, within atol 1e-3.
+pub const PARAMS_RTOL: f64 = 1e-5;
+/// See [`PARAMS_RTOL`].
+pub const UPDATE_ATOL: f64 = 1e-3;
+
+
+/// Feed the case's gradients (and losses) to `opt` for all `T` steps, free-running from the
+/// initial parameters, and measure both deviations. `on_step(t, ours)` may inspect each step.
+pub fn run(case: &Case, opt: &mut dyn Optimizer, mut on_step: impl FnMut(usize, &[Vec<f32>])) -> Deviation {
+    let infos = case.params();
+    let mut ours: Vec<Vec<f32>> = infos.iter().map(|p| case.tensor(&format!("params/init/{}", p.name)).to_vec()).collect();
+    let mut reference_before = ours.clone();
+    let mut dev = Deviation::default();
+    for t in 0..case.steps() {
+        let before = ours.clone();
+        let grads: Vec<&[f32]> = infos.iter().map(|p| case.tensor(&format!("grads/{t}/{}", p.name))).collect();
+        {
+            let mut slices: Vec<&mut [f32]> = ours.iter_mut().map(|v| v.as_mut_slice()).collect();
+            opt.step(&mut slices, &grads, &StepContext { step: t as u64, num_steps: case.num_steps(), loss: case.loss(t) });
+        }
+        on_step(t, &ours);
+        for (i, p) in infos.iter().enumerate() {
+            let reference = case.tensor(&format!("params/after/{t}/{}", p.name));
+            let scale = reference.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
+            let max_ref_update = reference.iter().zip(&reference_before[i]).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max);
+            for k in 0..reference.len() {
+                let (o, r) = (f64::from(ours[i][k]), f64::from(reference[k]));
+                // Relative error, except near zero: a parameter that is the difference of two
+                // larger numbers carries the rounding of the tensor's scale, not its own. Each
+                // free-running step may round differently from XLA by up to one ulp of that
+                // scale, so after step t the floor is (t + 1) float32 ulps of the tensor's
+                // largest |value|.
+                let floor = (t + 1) as f64 * f64::from(f32::EPSILON) * scale;
+                let rel = (o - r).abs() / r.abs().max(floor / PARAMS_RTOL).max(1e-30);
+                // A NaN anywhere is an infinite deviation, never a silent pass.
+                let rel = if rel.is_nan() { f64::INFINITY } else { rel };
+                if rel > dev.params_rel {
+                    dev.params_rel = rel;
+                    dev.worst = (t, i, k);
+                    dev.worst_values = (ours[i][k], reference[k]);
+                }
+                if max_ref_update > 0.0 {
+                    let ou = o - f64::from(before[i][k]);
+                    let ru = r - f64::from(reference_before[i][k]);
+                    let e = (ou - ru).abs() / max_ref_update;
+                    if std::env::var_os("BEATMATCH_DEBUG_FIXTURE").is_some() && e > 1e-4 {
+                        eprintln!("  step {t} {}[{k}]: our update {ou:e}, reference {ru:e}, grad {:e}, max update {max_ref_update:e}", p.name, case.tensor(&format!("grads/{t}/{}", p.name))[k]);
+                    }
+                    dev.update_norm = dev.update_norm.max(if e.is_nan() { f64::INFINITY } else { e });
+                }
+            }
+            reference_before[i] = reference.to_vec();
+        }
+    }
+    dev
+}
+
+impl Deviation {
+    /// Both checks pass.
+    pub fn passes(&self) -> bool {
+        self.params_rel <= PARAMS_RTOL && self.update_norm <= UPDATE_ATOL
+    }
+}
