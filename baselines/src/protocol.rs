@@ -131,7 +131,8 @@ impl Protocol {
                 return Ok(p);
             }
         }
-        bail!("unknown protocol `{name}`; known: {}", Self::embedded_names().join(", "))
+        let hint = if name.starts_with("optlist-") { " (other optlist-K sizes need `--opt-list PATH` to a full opt_list.json)" } else { "" };
+        bail!("unknown protocol `{name}`; known: {}{hint}", Self::embedded_names().join(", "))
     }
 
     /// Names of the embedded protocols.

@@ -86,7 +86,7 @@ fn every_baseline_fixture_matches_the_reference() {
     let mut failures = Vec::new();
     for (case, spec) in &mine {
         let mut opt = build(spec, &case.params()).unwrap();
-        let d = run(case, opt.as_mut(), |_, _| {});
+        let d = run(case, opt.as_mut(), |_, _, _| {});
         eprintln!("{:<22} {:<60} params rel {:.2e}  update/max {:.2e}", case.name, spec.to_string(), d.params_rel, d.update_norm);
         if !d.passes() {
             failures.push(format!(
@@ -146,7 +146,7 @@ fn a_wrong_hyperparameter_fails_the_check() {
             let Some(&v) = spec.hparams.get(key) else { continue };
             let wrong = spec.clone().with(key, if key == "lr" { v * 1.01 } else { 1.0 - (1.0 - v) * 2.0 });
             let mut opt = build(&wrong, &case.params()).unwrap();
-            let d = run(case, opt.as_mut(), |_, _| {});
+            let d = run(case, opt.as_mut(), |_, _, _| {});
             eprintln!("{:<20} {key} wrong: params rel {:.2e}, update/max {:.2e} -> rejected: {}", case.name, d.params_rel, d.update_norm, !d.passes());
             assert!(!d.passes(), "{}: {key} × 1.01 still passes (params rel {:.2e}, update {:.2e})", case.name, d.params_rel, d.update_norm);
         }

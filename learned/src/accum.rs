@@ -1,0 +1,257 @@
+//! Gradient accumulators shared by the learned optimizers (learned_optimization's
+//! `learned_optimizers/common.py`): momenta, second moments and Adafactor-style factored
+//! second moments, each at several decays. Per-element values are stored element-major,
+//! `[numel][k]`, like the reference's trailing decay axis.
+
+use beatmatch_core::ParamInfo;
+
+/// `1/√max(x, 1e-9)` (the reference's `safe_rsqrt`).
+#[inline]
+pub fn safe_rsqrt(x: f32) -> f32 {
+    1.0 / x.max(1e-9).sqrt()
+}
+
+/// `1/√x` (`lax.rsqrt`).
+#[inline]
+pub fn rsqrt(x: f32) -> f32 {
+    1.0 / x.sqrt()
+}
+
+/// Momenta `m ← β m + (1 − β) g` at `k` decays.
+pub struct Momentum {
+    /// Decays (f32, as the reference holds them).
+    pub decays: Vec<f32>,
+    /// Per tensor, `[numel][k]`.
+    pub m: Vec<Vec<f32>>,
+}
+
+impl Momentum {
+    /// Zeros for `params`.
+    pub fn new(decays: Vec<f32>, params: &[ParamInfo]) -> Self {
+        let k = decays.len();
+        Self { m: params.iter().map(|p| vec![0.0; p.numel() * k]).collect(), decays }
+    }
+
+    /// Fold in gradients.
+    pub fn update(&mut self, grads: &[&[f32]]) {
+        let k = self.decays.len();
+        for (m, g) in self.m.iter_mut().zip(grads) {
+            for (mi, &gi) in m.chunks_exact_mut(k).zip(g.iter()) {
+                for (x, &d) in mi.iter_mut().zip(&self.decays) {
+                    *x = d * *x + (1.0 - d) * gi;
+                }
+            }
+        }
+    }
+}
+
+/// Second moments `v ← β v + (1 − β) g²` at `k` decays (decays clipped to [0, 1]).
+pub struct SecondMoment {
+    /// Decays.
+    pub decays: Vec<f32>,
+    /// Per tensor, `[numel][k]`.
+    pub v: Vec<Vec<f32>>,
+}
+
+impl SecondMoment {
+    /// Zeros for `params`.
+    pub fn new(decays: Vec<f32>, params: &[ParamInfo]) -> Self {
+        let k = decays.len();
+        Self { v: params.iter().map(|p| vec![0.0; p.numel() * k]).collect(), decays: decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect() }
+    }
+
+    /// Fold in gradients.
+    pub fn update(&mut self, grads: &[&[f32]]) {
+        let k = self.decays.len();
+        for (v, g) in self.v.iter_mut().zip(grads) {
+            for (vi, &gi) in v.chunks_exact_mut(k).zip(g.iter()) {
+                for (x, &d) in vi.iter_mut().zip(&self.decays) {
+                    *x = d * *x + (1.0 - d) * (gi * gi);
+                }
+            }
+        }
+    }
+}
+
+/// (d1, d0) = (second largest, largest) axis by a stable argsort, for rank ≥ 2 (the learned
+/// optimizers factor every such tensor, whatever its size).
+pub fn factored_dims(shape: &[usize]) -> Option<(usize, usize)> {
+    if shape.len() < 2 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..shape.len()).collect();
+    order.sort_by_key(|&i| shape[i]);
+    Some((order[order.len() - 2], order[order.len() - 1]))
+}
+
+/// Index into the array with `axis` removed, from a flat index into the full row-major array.
+#[inline]
+pub fn drop_axis(i: usize, shape: &[usize], axis: usize) -> usize {
+    let inner: usize = shape[axis + 1..].iter().product();
+    (i / (inner * shape[axis])) * inner + i % inner
+}
+
+/// The shape without `axis`.
+pub fn without(shape: &[usize], axis: usize) -> Vec<usize> {
+    shape.iter().enumerate().filter(|&(k, _)| k != axis).map(|(_, &d)| d).collect()
+}
+
+/// Factored (Adafactor-style) second moments of one tensor at `k` decays.
+pub enum FactoredState {
+    /// Rank ≥ 2: row statistic (mean over d0) and column statistic (mean over d1), `[len][k]`.
+    Factored {
+        /// Second largest axis.
+        d1: usize,
+        /// Largest axis.
+        d0: usize,
+        /// Tensor shape.
+        shape: Vec<usize>,
+        /// Row statistic, shape `without(shape, d0)` × k.
+        row: Vec<f32>,
+        /// Column statistic, shape `without(shape, d1)` × k.
+        col: Vec<f32>,
+    },
+    /// Rank < 2: full second moment `[numel][k]`.
+    Diag(Vec<f32>),
+}
+
+/// Factored second moments of every tensor, returning the preconditioned gradient `fac_g`.
+pub struct Factored {
+    /// Decays (clipped to [0, 1]).
+    pub decays: Vec<f32>,
+    /// Per tensor.
+    pub state: Vec<FactoredState>,
+}
+
+impl Factored {
+    /// Zeros for `params`.
+    pub fn new(decays: Vec<f32>, params: &[ParamInfo]) -> Self {
+        let k = decays.len();
+        let state = params
+            .iter()
+            .map(|p| match factored_dims(&p.shape) {
+                Some((d1, d0)) => FactoredState::Factored {
+                    d1,
+                    d0,
+                    shape: p.shape.clone(),
+                    row: vec![0.0; without(&p.shape, d0).iter().product::<usize>() * k],
+                    col: vec![0.0; without(&p.shape, d1).iter().product::<usize>() * k],
+                },
+                None => FactoredState::Diag(vec![0.0; p.numel() * k]),
+            })
+            .collect();
+        Self { decays: decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect(), state }
+    }
+
+    /// Fold in gradients; returns `fac_g` per tensor, `[numel][k]`.
+    pub fn update(&mut self, grads: &[&[f32]]) -> Vec<Vec<f32>> {
+        let k = self.decays.len();
+        let eps = 1e-30f32;
+        let mut out = Vec::with_capacity(grads.len());
+        for (st, g) in self.state.iter_mut().zip(grads) {
+            let mut y = vec![0f32; g.len() * k];
+            match st {
+                FactoredState::Diag(v) => {
+                    for (i, &gi) in g.iter().enumerate() {
+                        for j in 0..k {
+                            let d = self.decays[j];
+                            let x = &mut v[i * k + j];
+                            *x = d * *x + (1.0 - d) * (gi * gi + eps);
+                            y[i * k + j] = gi * safe_rsqrt(*x + 1e-9);
+                        }
+                    }
+                }
+                FactoredState::Factored { d1, d0, shape, row, col } => {
+                    let (d1, d0) = (*d1, *d0);
+                    let (n0, n1) = (shape[d0] as f64, shape[d1] as f64);
+                    let mut row_sum = vec![0f64; row.len()];
+                    let mut col_sum = vec![0f64; col.len()];
+                    for (i, &gi) in g.iter().enumerate() {
+                        let sq = f64::from(gi * gi + eps);
+                        let (r, c) = (drop_axis(i, shape, d0), drop_axis(i, shape, d1));
+                        for j in 0..k {
+                            row_sum[r * k + j] += sq;
+                            col_sum[c * k + j] += sq;
+                        }
+                    }
+                    for (idx, x) in row.iter_mut().enumerate() {
+                        let d = self.decays[idx % k];
+                        *x = d * *x + (1.0 - d) * (row_sum[idx] / n0) as f32;
+                    }
+                    for (idx, x) in col.iter_mut().enumerate() {
+                        let d = self.decays[idx % k];
+                        *x = d * *x + (1.0 - d) * (col_sum[idx] / n1) as f32;
+                    }
+                    let (row_factor, col_factor) = factors(row, col, shape, d1, d0, k);
+                    for (i, &gi) in g.iter().enumerate() {
+                        let (r, c) = (drop_axis(i, shape, d0), drop_axis(i, shape, d1));
+                        for j in 0..k {
+                            y[i * k + j] = gi * row_factor[r * k + j] * col_factor[c * k + j];
+                        }
+                    }
+                }
+            }
+            out.push(y);
+        }
+        out
+    }
+}
+
+/// Row factor `safe_rsqrt(row / (mean_{reduced d1}(row) + 1e-9))` and column factor
+/// `safe_rsqrt(col)`, both `[len][k]`.
+pub fn factors(row: &[f32], col: &[f32], shape: &[usize], d1: usize, d0: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let row_shape = without(shape, d0);
+    let reduced_d1 = if d1 > d0 { d1 - 1 } else { d1 };
+    let nr = row_shape[reduced_d1];
+    let mut mean = vec![0f64; row.len() / nr];
+    for (idx, &x) in row.iter().enumerate() {
+        let (e, j) = (idx / k, idx % k);
+        mean[drop_axis(e, &row_shape, reduced_d1) * k + j] += f64::from(x);
+    }
+    let row_factor = row
+        .iter()
+        .enumerate()
+        .map(|(idx, &x)| {
+            let (e, j) = (idx / k, idx % k);
+            let m = (mean[drop_axis(e, &row_shape, reduced_d1) * k + j] / nr as f64) as f32;
+            safe_rsqrt(x / (m + 1e-9))
+        })
+        .collect();
+    let col_factor = col.iter().map(|&x| safe_rsqrt(x)).collect();
+    (row_factor, col_factor)
+}
+
+/// `log(1 − x) / 10` and back, in f32 (learned decays are parameterised this way).
+pub fn learned_decays(initial: &[f64], offset: Option<&[f32]>) -> Vec<f32> {
+    initial
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = x as f32;
+            match offset {
+                None => x,
+                Some(o) => 1.0 - (((1.0 - x).ln() / 10.0 + o[i]) * 10.0).exp(),
+            }
+        })
+        .collect()
+}
+
+/// `tanh(x / ts − 1)` for the 11 timescales 1…1e5 (the training-step embedding).
+pub fn tanh_embedding(iteration: f32) -> [f32; 11] {
+    const TS: [f32; 11] = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0];
+    TS.map(|ts| (iteration / ts - 1.0).tanh())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factored_dims_and_axis_arithmetic() {
+        assert_eq!(factored_dims(&[5, 6]), Some((0, 1)));
+        assert_eq!(factored_dims(&[4, 1]), Some((1, 0)));
+        assert_eq!(factored_dims(&[3, 3, 2, 4]), Some((1, 3)));
+        assert_eq!(factored_dims(&[7]), None);
+        assert_eq!(drop_axis(23, &[2, 3, 4], 1), 4 + 3);
+    }
+}
