@@ -182,9 +182,9 @@ impl Protocol {
     /// Every configuration the protocol tries: the explicit list, the random draws, or the
     /// grid (last key fastest).
     pub fn configs(&self) -> Vec<OptimizerSpec> {
-        let base = OptimizerSpec { kind: self.optimizer.clone(), hparams: self.fixed.clone() };
+        let base = OptimizerSpec { kind: self.optimizer.clone(), hparams: self.fixed.clone(), checkpoint: None };
         if !self.configs.is_empty() {
-            return self.configs.iter().map(|c| OptimizerSpec { kind: base.kind.clone(), hparams: base.hparams.clone().into_iter().chain(c.clone()).collect() }).collect();
+            return self.configs.iter().map(|c| OptimizerSpec { hparams: base.hparams.clone().into_iter().chain(c.clone()).collect(), ..base.clone() }).collect();
         }
         if let Some(r) = &self.random {
             return r.draw(&base);

@@ -53,6 +53,10 @@ pub struct OptimizerSpec {
     /// Hyperparameters by name; unspecified ones take the optimizer's defaults.
     #[serde(default)]
     pub hparams: BTreeMap<String, f64>,
+    /// SHA-256 (hex) of the checkpoint a learned optimizer is loaded from: the content, not the
+    /// path, names the optimizer, so a moved file keeps its cached runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 /// A malformed optimizer specification.
@@ -68,7 +72,7 @@ pub struct SpecError {
 impl OptimizerSpec {
     /// A spec with no hyperparameters set.
     pub fn new(kind: &str) -> Self {
-        Self { kind: kind.to_string(), hparams: BTreeMap::new() }
+        Self { kind: kind.to_string(), hparams: BTreeMap::new(), checkpoint: None }
     }
 
     /// Builder: set one hyperparameter.
@@ -112,6 +116,9 @@ impl OptimizerSpec {
 impl fmt::Display for OptimizerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.kind)?;
+        if let Some(sha) = &self.checkpoint {
+            write!(f, "@{}", &sha[..sha.len().min(12)])?;
+        }
         for (i, (k, v)) in self.hparams.iter().enumerate() {
             write!(f, "{}{k}={v:e}", if i == 0 { ':' } else { ',' })?;
         }

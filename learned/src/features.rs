@@ -81,13 +81,14 @@ pub fn element_features(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, e
     push(t.p[e]);
     m.iter().for_each(|&x| push(x));
     rms.iter().for_each(|&x| push(x));
-    // rsqrt(rms + 1e-6) has one entry per rms decay (one here); m · rsqrt broadcasts over m.
-    let rs: Vec<f32> = rms.iter().map(|&r| rsqrt(r + 1e-6)).collect();
-    m.iter().for_each(|&x| push(x * rs[0]));
-    rs.iter().for_each(|&x| push(x));
+    // rsqrt(rms + 1e-6); with one rms decay (both architectures) m · rsqrt broadcasts over m.
+    debug_assert_eq!(kr, 1, "one second-moment decay");
+    let rs = rsqrt(rms[0] + 1e-6);
+    m.iter().for_each(|&x| push(x * rs));
+    push(rs);
     t.fac_g[e * kf..(e + 1) * kf].iter().for_each(|&x| push(x));
     if flavor == Flavor::Velo {
-        push(g * rs[0]);
+        push(g * rs);
     }
     match t.fac {
         FactoredState::Factored { d1, d0, shape, row, col } => {

@@ -5,7 +5,7 @@ use crate::plan::{plan, PlanRequest};
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
-use beatmatch_core::OptimizerSpec;
+use crate::optimizers::Checkpoints;
 use beatmatch_tasks::{registry, Task, Tier};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,9 @@ enum Command {
         /// Result directory written by `suite run`.
         dir: PathBuf,
     },
+    /// Learned-optimizer checkpoints: inspect or convert.
+    #[command(subcommand)]
+    Lopt(crate::lopt::LoptCommand),
 }
 
 #[derive(Args)]
@@ -59,7 +62,10 @@ struct RunArgs {
     /// Result directory [default: results/<tier>].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The optimizer under test, `kind:key=value,...`.
+    /// The optimizer under test: `kind:key=value,...` (adam, adamw, sgdm, nadamw, rmsprop,
+    /// adafactor, lion) or a learned optimizer `velo:PATH`, `small_fc:PATH`, `mlp_lopt:PATH`
+    /// (learned_optimization's checkpoint, e.g. the published VeLO `params`, or a native
+    /// `.safetensors` with its `.yaml`).
     #[arg(long, default_value = "adam:lr=1e-3")]
     candidate: String,
     /// Comma-separated tuning protocols for the baselines: built-in names (adam-lr15,
@@ -96,6 +102,7 @@ pub fn main() -> Result<ExitCode> {
         Some(Command::List(a)) => list(&a),
         Some(Command::Run(a)) => run(a),
         Some(Command::Report { dir }) => report(&dir),
+        Some(Command::Lopt(c)) => crate::lopt::run(c),
     }
 }
 
@@ -157,10 +164,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if tasks.is_empty() {
         bail!("no task of tier {} has its data available", args.registry.tier.as_str());
     }
-    let candidate = OptimizerSpec::parse(&args.candidate)?;
+    let mut optimizers = Checkpoints::default();
+    let candidate = optimizers.parse_candidate(&args.candidate).with_context(|| format!("--candidate {}", args.candidate))?;
     // Fail on a bad candidate before training anything.
-    beatmatch_baselines::build(&candidate, &tasks[0].problem.build_model().params().to_vec())
-        .with_context(|| format!("--candidate {}", args.candidate))?;
+    optimizers.build(&candidate, &tasks[0].problem.build_model().params().to_vec()).with_context(|| format!("--candidate {}", args.candidate))?;
     let mut protocols: Vec<Protocol> = args.baselines.iter().map(|b| Protocol::resolve_with(b, args.opt_list.as_deref())).collect::<Result<_>>()?;
     if let Some(n) = args.seeds {
         if n == 0 {
@@ -191,7 +198,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         workers,
         out.display()
     );
-    let summary = execute(&jobs, &store, workers, &device, true)?;
+    let summary = execute(&jobs, &store, workers, &device, &optimizers, true)?;
     eprintln!(
         "runs: {} trained ({} diverged, {} failed), {} already done; {:.1} s",
         summary.trained,

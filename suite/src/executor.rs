@@ -4,6 +4,7 @@
 //! A diverged run is a result; an error or panic inside a run is recorded as `failed` (and
 //! retried next time) — neither stops the other runs.
 
+use crate::optimizers::Checkpoints;
 use crate::plan::{cost, Job};
 use crate::store::Store;
 use anyhow::Result;
@@ -28,7 +29,7 @@ pub struct ExecSummary {
 }
 
 /// Run every job not already finished in `store`.
-pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, show_progress: bool) -> Result<ExecSummary> {
+pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, optimizers: &Checkpoints, show_progress: bool) -> Result<ExecSummary> {
     let pending: Vec<&Job> = jobs.iter().filter(|j| store.finished(&j.key.hash()).is_none()).collect();
     let mut summary = ExecSummary { cached: jobs.len() - pending.len(), ..Default::default() };
     if pending.is_empty() {
@@ -57,7 +58,7 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, sho
                     bar.inc(((step - reported) as f64 * per_step) as u64);
                     reported = step;
                 };
-                let record = run_one(job, device, &mut on_progress);
+                let record = run_one(job, device, optimizers, &mut on_progress);
                 let mut t = totals.lock().unwrap();
                 t.trained += 1;
                 match record.status {
@@ -86,11 +87,11 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, sho
 }
 
 /// Train one job into its record; errors and panics become a `failed` record.
-pub fn run_one(job: &Job, device: &Device, on_progress: &mut dyn FnMut(u64)) -> RunRecord {
+pub fn run_one(job: &Job, device: &Device, optimizers: &Checkpoints, on_progress: &mut dyn FnMut(u64)) -> RunRecord {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<TrainOutcome> {
         let data = job.problem.dataset.load()?;
         let infos = job.problem.build_model().params().to_vec();
-        let mut opt = beatmatch_baselines::build(&job.key.optimizer, &infos)?;
+        let mut opt = optimizers.build(&job.key.optimizer, &infos)?;
         let settings = RunSettings { device, seed: job.key.seed, steps: job.key.steps, horizon: job.key.horizon };
         train(&job.problem, &data, opt.as_mut(), settings, on_progress)
     }));

@@ -2,6 +2,8 @@
 
 mod cli;
 mod executor;
+mod lopt;
+mod optimizers;
 mod plan;
 mod store;
 

@@ -85,7 +85,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
         let st = &tasks[ti];
         for (ai, arm) in arms.iter().enumerate() {
             for (ci, spec) in arm.configs.iter().enumerate() {
-                let (steps, horizon) = if beatmatch_baselines::is_horizon_free(spec) {
+                let (steps, horizon) = if crate::optimizers::Checkpoints::is_horizon_free(spec) {
                     let reach = longest[&st.problem_hash] * if arm.speedup_reference { SPEEDUP_CAP } else { 1 };
                     (reach, reach)
                 } else {
@@ -132,7 +132,7 @@ pub fn cost(job: &Job) -> f64 {
 }
 
 fn candidate_legend(spec: &OptimizerSpec) -> String {
-    format!("{spec} (1 trial)")
+    crate::optimizers::Checkpoints::legend(spec)
 }
 
 #[cfg(test)]

@@ -122,3 +122,55 @@ fn quick_tier_lists_at_least_40_tasks_with_parameter_counts() {
     assert!(rows.len() >= 40, "{out}");
     assert!(rows.iter().any(|r| r.starts_with("mlp-w128-d1-relu.fashion_mnist.b128.s1000") && r.contains("101770")), "{out}");
 }
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures").join(name)
+}
+
+#[test]
+fn lopt_inspect_and_convert_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixture("adafac_case1.theta.msgpack");
+    let inspect = |p: &Path| {
+        let o = suite().args(["lopt", "inspect"]).arg(p).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let a = inspect(&src);
+    assert!(a.contains("architecture:    small_fc") && a.contains("complete"), "{a}");
+    let count = |s: &str| s.lines().find(|l| l.starts_with("meta-parameters")).unwrap().to_string();
+    let native = tmp.path().join("x.safetensors");
+    assert!(suite().args(["lopt", "convert"]).arg(&src).arg(&native).status().unwrap().success());
+    assert!(native.with_extension("yaml").is_file());
+    let b = inspect(&native);
+    assert_eq!(count(&a), count(&b));
+    // A corrupted file is an error with a message, exit code 2, no panic.
+    let bad = tmp.path().join("bad.msgpack");
+    std::fs::write(&bad, &std::fs::read(&src).unwrap()[..100]).unwrap();
+    let o = suite().args(["lopt", "inspect"]).arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("truncated or corrupt"));
+    // Asking for the wrong architecture names both.
+    let o = suite().args(["lopt", "inspect", "--arch", "velo"]).arg(&src).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected a velo checkpoint, but the file holds small_fc"));
+}
+
+#[test]
+fn slow_smoke_run_with_a_learned_candidate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = fixture("velo_case2.theta.msgpack");
+    let log = run_smoke(&tmp.path().join("r"), &["--candidate", &format!("velo:{}", ckpt.display())]);
+    assert!(log.contains("VeLO") && log.contains("hyperparameter-free (1 trial)"), "{log}");
+    let csv = std::fs::read_to_string(tmp.path().join("r/tasks.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    // A checkpoint of the wrong architecture is refused before anything trains.
+    let o = suite()
+        .args(["run", "--tier", "smoke", "--out"])
+        .arg(tmp.path().join("bad"))
+        .arg("--candidate")
+        .arg(format!("mlp_lopt:{}", ckpt.display()))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected a mlp_lopt checkpoint, but the file holds velo"));
+}
