@@ -110,6 +110,10 @@ pub enum FactoredState {
         row: Vec<f32>,
         /// Column statistic, shape `without(shape, d1)` × k.
         col: Vec<f32>,
+        /// Per element, its index into the row statistic (precomputed: shapes are fixed).
+        rows: Vec<u32>,
+        /// Per element, its index into the column statistic.
+        cols: Vec<u32>,
     },
     /// Rank < 2: full second moment `[numel][k]`.
     Diag(Vec<f32>),
@@ -136,6 +140,8 @@ impl Factored {
                     shape: p.shape.clone(),
                     row: vec![0.0; without(&p.shape, d0).iter().product::<usize>() * k],
                     col: vec![0.0; without(&p.shape, d1).iter().product::<usize>() * k],
+                    rows: (0..p.numel()).map(|i| drop_axis(i, &p.shape, d0) as u32).collect(),
+                    cols: (0..p.numel()).map(|i| drop_axis(i, &p.shape, d1) as u32).collect(),
                 },
                 None => FactoredState::Diag(vec![0.0; p.numel() * k]),
             })
@@ -143,13 +149,14 @@ impl Factored {
         Self { decays: decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect(), state }
     }
 
-    /// Fold in gradients; returns `fac_g` per tensor, `[numel][k]`.
-    pub fn update(&mut self, grads: &[&[f32]]) -> Vec<Vec<f32>> {
+    /// Fold in gradients; writes `fac_g` per tensor, `[numel][k]`, into `out` (reused across
+    /// steps: fresh multi-megabyte buffers every step cost more in page faults than the math).
+    pub fn update(&mut self, grads: &[&[f32]], out: &mut Vec<Vec<f32>>) {
         let k = self.decays.len();
         let eps = 1e-30f32;
-        let mut out = Vec::with_capacity(grads.len());
-        for (st, g) in self.state.iter_mut().zip(grads) {
-            let mut y = vec![0f32; g.len() * k];
+        out.resize_with(grads.len(), Vec::new);
+        for ((st, g), y) in self.state.iter_mut().zip(grads).zip(out.iter_mut()) {
+            y.resize(g.len() * k, 0.0);
             match st {
                 FactoredState::Diag(v) => {
                     for (i, &gi) in g.iter().enumerate() {
@@ -161,14 +168,14 @@ impl Factored {
                         }
                     }
                 }
-                FactoredState::Factored { d1, d0, shape, row, col } => {
+                FactoredState::Factored { d1, d0, shape, row, col, rows, cols } => {
                     let (d1, d0) = (*d1, *d0);
                     let (n0, n1) = (shape[d0] as f64, shape[d1] as f64);
                     let mut row_sum = vec![0f64; row.len()];
                     let mut col_sum = vec![0f64; col.len()];
                     for (i, &gi) in g.iter().enumerate() {
                         let sq = f64::from(gi * gi + eps);
-                        let (r, c) = (drop_axis(i, shape, d0), drop_axis(i, shape, d1));
+                        let (r, c) = (rows[i] as usize, cols[i] as usize);
                         for j in 0..k {
                             row_sum[r * k + j] += sq;
                             col_sum[c * k + j] += sq;
@@ -184,16 +191,14 @@ impl Factored {
                     }
                     let (row_factor, col_factor) = factors(row, col, shape, d1, d0, k);
                     for (i, &gi) in g.iter().enumerate() {
-                        let (r, c) = (drop_axis(i, shape, d0), drop_axis(i, shape, d1));
+                        let (r, c) = (rows[i] as usize, cols[i] as usize);
                         for j in 0..k {
                             y[i * k + j] = gi * row_factor[r * k + j] * col_factor[c * k + j];
                         }
                     }
                 }
             }
-            out.push(y);
         }
-        out
     }
 }
 

@@ -1,7 +1,18 @@
 //! Per-parameter features of the learned optimizers with Adafactor-style accumulators
-//! (small_fc_lopt and VeLO), the second-moment normaliser, and a small dense MLP evaluator.
+//! (small_fc_lopt and VeLO), the second-moment normaliser, and the per-parameter MLP —
+//! evaluated in blocks of [`B`] parameters laid out feature-major, so the compiler vectorises
+//! across parameters (AVX-512 or AVX2 where the CPU has them, chosen at run time; no FMA
+//! contraction, so every path gives the same bits).
 
-use crate::accum::{drop_axis, factors, rsqrt, FactoredState};
+use crate::accum::{factors, rsqrt, FactoredState};
+
+/// Parameters per block.
+pub const B: usize = 16;
+/// Largest feature or hidden width a block holds.
+pub const MAX_WIDTH: usize = 40;
+
+/// A block of values, `[feature][lane]`.
+pub type Block = [[f32; B]; MAX_WIDTH];
 
 /// Which feature layout: the two architectures differ in three places.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,39 +24,32 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    /// Number of per-parameter features (before any global ones).
-    pub fn width(self, km: usize, kr: usize, kf: usize) -> usize {
-        let base = 2 + km + kr + km * kr.min(1) + kr + kf + 5 * kf;
+    /// Number of per-parameter features with 3 momenta, 1 second moment and 3 factored decays.
+    pub fn width(self) -> usize {
         match self {
-            Flavor::SmallFc => base,
-            Flavor::Velo => base + 2,
+            Flavor::SmallFc => 28,
+            Flavor::Velo => 30,
         }
     }
 }
 
-/// Everything one tensor's features read. `m`, `rms`, `fac_g` are `[numel][k]`.
+/// Everything one tensor's features read. `m` and `fac_g` are `[numel][3]`, `rms` `[numel][1]`.
 pub struct TensorInputs<'a> {
     /// Gradient.
     pub g: &'a [f32],
-    /// Parameter.
+    /// Parameter (before the update).
     pub p: &'a [f32],
-    /// Momenta.
+    /// Momenta (3 decays).
     pub m: &'a [f32],
-    /// Second moments.
+    /// Second moment (1 decay).
     pub rms: &'a [f32],
-    /// Factored-preconditioned gradient.
+    /// Factored-preconditioned gradient (3 decays).
     pub fac_g: &'a [f32],
     /// Factored accumulator state (after this step's update).
     pub fac: &'a FactoredState,
-    /// Number of momentum decays.
-    pub km: usize,
-    /// Number of second-moment decays.
-    pub kr: usize,
-    /// Number of factored decays.
-    pub kf: usize,
 }
 
-/// Precomputed per-tensor quantities for [`element_features`].
+/// Precomputed per-tensor quantities.
 pub struct Prepared {
     row_factor: Vec<f32>,
     col_factor: Vec<f32>,
@@ -54,84 +58,101 @@ pub struct Prepared {
 /// Precompute the factored row/column factors of a tensor.
 pub fn prepare(t: &TensorInputs<'_>) -> Prepared {
     match t.fac {
-        FactoredState::Factored { d1, d0, shape, row, col } => {
-            let (row_factor, col_factor) = factors(row, col, shape, *d1, *d0, t.kf);
+        FactoredState::Factored { d1, d0, shape, row, col, .. } => {
+            let (row_factor, col_factor) = factors(row, col, shape, *d1, *d0, 3);
             Prepared { row_factor, col_factor }
         }
         FactoredState::Diag(_) => Prepared { row_factor: vec![], col_factor: vec![] },
     }
 }
 
-/// Write element `e`'s features into `out` (length `flavor.width(..)`), in the reference order.
-#[inline]
-pub fn element_features(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, e: usize, out: &mut [f32]) {
-    let (km, kr, kf) = (t.km, t.kr, t.kf);
-    let g = t.g[e];
-    let m = &t.m[e * km..(e + 1) * km];
-    let rms = &t.rms[e * kr..(e + 1) * kr];
-    let mut o = 0;
-    let mut push = |x: f32| {
-        out[o] = x;
-        o += 1;
-    };
-    push(g);
-    if flavor == Flavor::Velo {
-        push(g.clamp(-0.1, 0.1));
-    }
-    push(t.p[e]);
-    m.iter().for_each(|&x| push(x));
-    rms.iter().for_each(|&x| push(x));
-    // rsqrt(rms + 1e-6); with one rms decay (both architectures) m · rsqrt broadcasts over m.
-    debug_assert_eq!(kr, 1, "one second-moment decay");
-    let rs = rsqrt(rms[0] + 1e-6);
-    m.iter().for_each(|&x| push(x * rs));
-    push(rs);
-    t.fac_g[e * kf..(e + 1) * kf].iter().for_each(|&x| push(x));
-    if flavor == Flavor::Velo {
-        push(g * rs);
-    }
-    match t.fac {
-        FactoredState::Factored { d1, d0, shape, row, col } => {
-            let (r, c) = (drop_axis(e, shape, *d0), drop_axis(e, shape, *d1));
-            let rowv = &row[r * kf..(r + 1) * kf];
-            let colv = &col[c * kf..(c + 1) * kf];
-            rowv.iter().for_each(|&x| push(x));
-            colv.iter().for_each(|&x| push(x));
-            rowv.iter().for_each(|&x| push(rsqrt(x + 1e-8)));
-            colv.iter().for_each(|&x| push(rsqrt(x + 1e-8)));
-            for j in 0..kf {
-                push(m[j] * prep.row_factor[r * kf + j] * prep.col_factor[c * kf + j]);
-            }
-        }
-        FactoredState::Diag(v) => {
-            let v = &v[e * kf..(e + 1) * kf];
-            v.iter().for_each(|&x| push(x));
-            v.iter().for_each(|&x| push(x));
-            v.iter().for_each(|&x| push(rsqrt(x + 1e-8)));
-            v.iter().for_each(|&x| push(rsqrt(x + 1e-8)));
-            for j in 0..kf {
-                push(match flavor {
-                    Flavor::SmallFc => m[j] * (v[j] + 1e-6).powf(-0.5),
-                    Flavor::Velo => m[j] * v[j].powf(-0.5),
-                });
-            }
-        }
+/// Fill `x` with the features of parameters `start..start + len` (lanes ≥ len are zero), in
+/// the reference's order.
+/// Fill a block: `FULL` blocks index `start + e` directly (contiguous loads); the tail block
+/// clamps lanes past `len` to the last live element and zeroes them.
+#[inline(always)]
+fn fill_block(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
+    if len == B {
+        fill::<true>(flavor, t, prep, start, len, x)
+    } else {
+        fill::<false>(flavor, t, prep, start, len, x)
     }
 }
 
-/// Second-moment normaliser factors: `rsqrt(1e-5 + mean(x_f²))` per feature column `f`,
-/// computed by evaluating `features(e, buf)` for every element (a first pass; the second pass
-/// recomputes the features instead of materialising `[numel][width]`).
-pub fn normalizer(n: usize, width: usize, mut features: impl FnMut(usize, &mut [f32])) -> Vec<f32> {
-    let mut sum = vec![0f64; width];
-    let mut buf = vec![0f32; width];
-    for e in 0..n {
-        features(e, &mut buf);
-        for (s, &x) in sum.iter_mut().zip(&buf) {
-            *s += f64::from(x * x);
+#[inline(always)]
+fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
+    // Every row is a straight, branch-free loop the compiler vectorises.
+    let idx: [usize; B] = std::array::from_fn(|e| if FULL { start + e } else { start + e.min(len - 1) });
+    let live: [f32; B] = std::array::from_fn(|e| if FULL || e < len { 1.0 } else { 0.0 });
+    let mut f = 0;
+    macro_rules! row {
+        (|$e:ident| $v:expr) => {{
+            for $e in 0..B {
+                x[f][$e] = ($v) * live[$e];
+            }
+            f += 1;
+        }};
+    }
+    let rs: [f32; B] = std::array::from_fn(|e| rsqrt(t.rms[idx[e]] + 1e-6));
+    row!(|e| t.g[idx[e]]);
+    if flavor == Flavor::Velo {
+        row!(|e| t.g[idx[e]].clamp(-0.1, 0.1));
+    }
+    row!(|e| t.p[idx[e]]);
+    for j in 0..3 {
+        row!(|e| t.m[idx[e] * 3 + j]);
+    }
+    row!(|e| t.rms[idx[e]]);
+    for j in 0..3 {
+        row!(|e| t.m[idx[e] * 3 + j] * rs[e]);
+    }
+    row!(|e| rs[e]);
+    for j in 0..3 {
+        row!(|e| t.fac_g[idx[e] * 3 + j]);
+    }
+    if flavor == Flavor::Velo {
+        row!(|e| t.g[idx[e]] * rs[e]);
+    }
+    match t.fac {
+        FactoredState::Factored { row: vr, col: vc, rows, cols, .. } => {
+            let r: [usize; B] = std::array::from_fn(|e| rows[idx[e]] as usize * 3);
+            let c: [usize; B] = std::array::from_fn(|e| cols[idx[e]] as usize * 3);
+            for j in 0..3 {
+                row!(|e| vr[r[e] + j]);
+            }
+            for j in 0..3 {
+                row!(|e| vc[c[e] + j]);
+            }
+            for j in 0..3 {
+                row!(|e| rsqrt(vr[r[e] + j] + 1e-8));
+            }
+            for j in 0..3 {
+                row!(|e| rsqrt(vc[c[e] + j] + 1e-8));
+            }
+            for j in 0..3 {
+                row!(|e| t.m[idx[e] * 3 + j] * prep.row_factor[r[e] + j] * prep.col_factor[c[e] + j]);
+            }
+        }
+        FactoredState::Diag(v) => {
+            for _ in 0..2 {
+                for j in 0..3 {
+                    row!(|e| v[idx[e] * 3 + j]);
+                }
+            }
+            for _ in 0..2 {
+                for j in 0..3 {
+                    row!(|e| rsqrt(v[idx[e] * 3 + j] + 1e-8));
+                }
+            }
+            for j in 0..3 {
+                match flavor {
+                    Flavor::SmallFc => row!(|e| t.m[idx[e] * 3 + j] * rsqrt(v[idx[e] * 3 + j] + 1e-6)),
+                    Flavor::Velo => row!(|e| t.m[idx[e] * 3 + j] * rsqrt(v[idx[e] * 3 + j])),
+                }
+            }
         }
     }
-    sum.iter().map(|&s| rsqrt(1e-5 + (s / n as f64) as f32)).collect()
+    debug_assert_eq!(f, flavor.width());
 }
 
 /// A dense MLP with ReLU between layers and none after the last.
@@ -142,29 +163,161 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Evaluate on `x`, writing the last layer's outputs to `out`.
-    #[inline]
-    pub fn eval(&self, x: &[f32], out: &mut [f32]) {
-        let mut cur: [f32; 64] = [0.0; 64];
-        let mut next: [f32; 64] = [0.0; 64];
-        cur[..x.len()].copy_from_slice(x);
+    /// Evaluate on a block: `x` rows `0..n_in` in, output rows `0..n_out` of the last layer.
+    #[inline(always)]
+    pub fn eval_block(&self, x: &Block, out: &mut Block) {
+        let mut cur: Block = *x;
         let last = self.layers.len() - 1;
         for (li, (w, b, n_in, n_out)) in self.layers.iter().enumerate() {
-            next[..*n_out].copy_from_slice(b);
-            for i in 0..*n_in {
-                let xi = cur[i];
-                let row = &w[i * n_out..(i + 1) * n_out];
-                for (acc, &wij) in next[..*n_out].iter_mut().zip(row) {
-                    *acc += xi * wij;
+            for o in 0..*n_out {
+                let mut acc = [b[o]; B];
+                for i in 0..*n_in {
+                    let wi = w[i * n_out + o];
+                    let xi = &cur[i];
+                    for e in 0..B {
+                        acc[e] += xi[e] * wi;
+                    }
                 }
+                if li != last {
+                    for a in &mut acc {
+                        *a = a.max(0.0);
+                    }
+                }
+                out[o] = acc;
             }
             if li != last {
-                for v in &mut next[..*n_out] {
-                    *v = v.max(0.0);
-                }
+                cur[..*n_out].copy_from_slice(&out[..*n_out]);
             }
-            std::mem::swap(&mut cur, &mut next);
         }
-        out.copy_from_slice(&cur[..out.len()]);
     }
+}
+
+/// How the MLP's outputs (direction, magnitude) become a step.
+#[derive(Clone, Copy, Debug)]
+pub enum StepRule {
+    /// `direction · exp(magnitude · exp_mult) · step_mult`, with the training-step embedding
+    /// appended (unnormalised) after the features.
+    Embedded {
+        /// Scale inside the exponential.
+        exp_mult: f32,
+        /// Scale of the step.
+        step_mult: f32,
+        /// tanh embedding of the iteration.
+        embedding: [f32; 11],
+    },
+    /// VeLO: `lr_mult · (direction · (param_scale · exp(magnitude · exp_mult)) · step_mult)`.
+    Velo {
+        /// Scale inside the exponential.
+        exp_mult: f32,
+        /// Scale of the step.
+        step_mult: f32,
+        /// The tensor's RMS, `√(mean p² + 1e-9)`.
+        param_scale: f32,
+        /// The LSTM's per-tensor multiplier.
+        lr_mult: f32,
+    },
+}
+
+#[inline(always)]
+fn process_impl(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32]) {
+    let prep = prepare(t);
+    let n = t.g.len();
+    let width = flavor.width();
+    let mut x: Block = [[0.0; B]; MAX_WIDTH];
+    // Pass 1: second-moment normaliser per feature over the whole tensor.
+    let mut sum = [0f64; MAX_WIDTH];
+    for start in (0..n).step_by(B) {
+        let len = B.min(n - start);
+        fill_block(flavor, t, &prep, start, len, &mut x);
+        for f in 0..width {
+            let mut s = 0f32;
+            for e in 0..B {
+                s += x[f][e] * x[f][e];
+            }
+            sum[f] += f64::from(s);
+        }
+    }
+    let norm: Vec<f32> = sum[..width].iter().map(|&s| rsqrt(1e-5 + (s / n as f64) as f32)).collect();
+    // Pass 2: features again, normalised, through the MLP, into the step.
+    let mut o: Block = [[0.0; B]; MAX_WIDTH];
+    for start in (0..n).step_by(B) {
+        let len = B.min(n - start);
+        fill_block(flavor, t, &prep, start, len, &mut x);
+        for f in 0..width {
+            for e in 0..B {
+                x[f][e] *= norm[f];
+            }
+        }
+        if let StepRule::Embedded { embedding, .. } = rule {
+            for (k, &v) in embedding.iter().enumerate() {
+                x[width + k] = [v; B];
+            }
+        }
+        net.eval_block(&x, &mut o);
+        for e in 0..len {
+            let (dir, mag) = (o[0][e], o[1][e]);
+            let step = match rule {
+                StepRule::Embedded { exp_mult, step_mult, .. } => dir * (mag * exp_mult).exp() * step_mult,
+                StepRule::Velo { exp_mult, step_mult, param_scale, lr_mult } => lr_mult * (dir * (param_scale * (mag * exp_mult).exp()) * step_mult),
+            };
+            out[start + e] = t.p[start + e] - step;
+        }
+    }
+}
+
+/// Work compiled once per instruction set by [`simd_dispatch`]; `run` must be
+/// `#[inline(always)]` so it is compiled with the caller's target features.
+pub trait Kernel {
+    /// Do the work.
+    fn run(&mut self);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512<K: Kernel>(k: &mut K) {
+    k.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2<K: Kernel>(k: &mut K) {
+    k.run()
+}
+
+/// Run `k` compiled for the widest vector unit this CPU has (AVX-512F, AVX2, or baseline).
+/// Rust never contracts a·b + c into FMA, so every path computes the same bits.
+pub fn simd_dispatch<K: Kernel>(k: &mut K) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F.
+            return unsafe { run_avx512(k) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2.
+            return unsafe { run_avx2(k) };
+        }
+    }
+    k.run()
+}
+
+struct TensorKernel<'a, 'b> {
+    flavor: Flavor,
+    t: &'a TensorInputs<'b>,
+    net: &'a Mlp,
+    rule: StepRule,
+    out: &'a mut [f32],
+}
+
+impl Kernel for TensorKernel<'_, '_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        process_impl(self.flavor, self.t, self.net, self.rule, self.out)
+    }
+}
+
+/// Compute one tensor's new parameters into `out` (features, normaliser, MLP and step fused).
+pub fn process_tensor(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32]) {
+    assert!(net.layers.iter().all(|l| l.2 <= MAX_WIDTH && l.3 <= MAX_WIDTH));
+    simd_dispatch(&mut TensorKernel { flavor, t, net, rule, out });
 }

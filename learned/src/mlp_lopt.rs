@@ -5,7 +5,8 @@
 //! is `direction · exp(magnitude · exp_mult) · step_mult`.
 
 use crate::accum::{tanh_embedding, Momentum};
-use crate::features::{normalizer, Mlp};
+use crate::accum::rsqrt;
+use crate::features::{self, Block, Mlp, B, MAX_WIDTH};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
@@ -56,32 +57,69 @@ impl MlpLopt {
     }
 }
 
+struct Kernel<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a [f32],
+    net: &'a Mlp,
+    emb: [f32; 11],
+    cfg: MlpLoptConfig,
+}
+
+impl features::Kernel for Kernel<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        let (n, k) = (self.p.len(), DECAYS.len());
+        let mut x: Block = [[0.0; B]; MAX_WIDTH];
+        let fill = |x: &mut Block, p: &[f32], start: usize, len: usize| {
+            for e in 0..B {
+                let i = start + e.min(len - 1);
+                let live = if e < len { 1.0 } else { 0.0 };
+                x[0][e] = self.g[i] * live;
+                x[1][e] = p[i] * live;
+                for j in 0..k {
+                    x[2 + j][e] = self.m[i * k + j] * live;
+                }
+            }
+        };
+        let mut sum = [0f64; 2 + DECAYS.len()];
+        for start in (0..n).step_by(B) {
+            fill(&mut x, self.p, start, B.min(n - start));
+            for (f, s) in sum.iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for e in 0..B {
+                    acc += x[f][e] * x[f][e];
+                }
+                *s += f64::from(acc);
+            }
+        }
+        let norm = sum.map(|s| rsqrt(1e-5 + (s / n as f64) as f32));
+        let mut o: Block = [[0.0; B]; MAX_WIDTH];
+        for start in (0..n).step_by(B) {
+            let len = B.min(n - start);
+            fill(&mut x, self.p, start, len);
+            for (f, s) in norm.iter().enumerate() {
+                for e in 0..B {
+                    x[f][e] *= s;
+                }
+            }
+            for (j, &v) in self.emb.iter().enumerate() {
+                x[2 + k + j] = [v; B];
+            }
+            self.net.eval_block(&x, &mut o);
+            for e in 0..len {
+                self.p[start + e] -= o[0][e] * (o[1][e] * self.cfg.exp_mult).exp() * self.cfg.step_mult;
+            }
+        }
+    }
+}
+
 impl Optimizer for MlpLopt {
     fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
         self.mom.update(grads);
         let emb = tanh_embedding(self.iteration as f32);
-        let k = DECAYS.len();
         for ((p, g), m) in params.iter_mut().zip(grads).zip(&self.mom.m) {
-            let n = p.len();
-            let feats = |e: usize, out: &mut [f32]| {
-                out[0] = g[e];
-                out[1] = p[e];
-                out[2..2 + k].copy_from_slice(&m[e * k..(e + 1) * k]);
-            };
-            let norm = normalizer(n, 2 + k, feats);
-            let mut x = [0f32; 19];
-            let mut o = [0f32; 2];
-            for e in 0..n {
-                x[0] = g[e];
-                x[1] = p[e];
-                x[2..2 + k].copy_from_slice(&m[e * k..(e + 1) * k]);
-                for (v, s) in x[..2 + k].iter_mut().zip(&norm) {
-                    *v *= s;
-                }
-                x[2 + k..].copy_from_slice(&emb);
-                self.net.eval(&x, &mut o);
-                p[e] -= o[0] * (o[1] * self.cfg.exp_mult).exp() * self.cfg.step_mult;
-            }
+            features::simd_dispatch(&mut Kernel { p, g, m, net: &self.net, emb, cfg: self.cfg });
         }
         self.iteration += 1;
     }

@@ -4,7 +4,7 @@
 //! are themselves meta-learned.
 
 use crate::accum::{learned_decays, tanh_embedding, Factored, Momentum, SecondMoment};
-use crate::features::{element_features, normalizer, prepare, Flavor, Mlp, TensorInputs};
+use crate::features::{process_tensor, Flavor, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
@@ -37,12 +37,15 @@ pub struct SmallFc {
     rms: SecondMoment,
     fac: Factored,
     iteration: u32,
+    /// Reused per-step buffers.
+    fac_g: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
 }
 
 impl SmallFc {
     /// Fresh state for `params`.
     pub fn new(theta: &Theta, cfg: SmallFcConfig, params: &[ParamInfo]) -> Result<Self, ThetaError> {
-        let width = Flavor::SmallFc.width(3, 1, 3) + 11;
+        let width = Flavor::SmallFc.width() + 11;
         let dims = [(width, 4), (4, 4), (4, 2)];
         let mut layers = Vec::new();
         for (i, &(a, b)) in dims.iter().enumerate() {
@@ -58,6 +61,8 @@ impl SmallFc {
             rms: SecondMoment::new(rms, params),
             fac: Factored::new(fac, params),
             iteration: 0,
+            fac_g: Vec::new(),
+            scratch: Vec::new(),
         })
     }
 }
@@ -66,27 +71,15 @@ impl Optimizer for SmallFc {
     fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
         self.mom.update(grads);
         self.rms.update(grads);
-        let fac_g = self.fac.update(grads);
-        let emb = tanh_embedding(self.iteration as f32);
-        let width = Flavor::SmallFc.width(3, 1, 3);
+        self.fac.update(grads, &mut self.fac_g);
+        let fac_g = &self.fac_g;
+        let rule = StepRule::Embedded { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, embedding: tanh_embedding(self.iteration as f32) };
         for (i, p) in params.iter_mut().enumerate() {
-            let t = TensorInputs { g: grads[i], p, m: &self.mom.m[i], rms: &self.rms.v[i], fac_g: &fac_g[i], fac: &self.fac.state[i], km: 3, kr: 1, kf: 3 };
-            let prep = prepare(&t);
-            let n = t.g.len();
-            let norm = normalizer(n, width, |e, out| element_features(Flavor::SmallFc, &t, &prep, e, out));
-            let mut x = vec![0f32; width + 11];
-            let mut o = [0f32; 2];
-            let mut new = Vec::with_capacity(n);
-            for e in 0..n {
-                element_features(Flavor::SmallFc, &t, &prep, e, &mut x[..width]);
-                for (v, s) in x[..width].iter_mut().zip(&norm) {
-                    *v *= s;
-                }
-                x[width..].copy_from_slice(&emb);
-                self.net.eval(&x, &mut o);
-                new.push(t.p[e] - o[0] * (o[1] * self.cfg.exp_mult).exp() * self.cfg.step_mult);
-            }
-            p.copy_from_slice(&new);
+            let new = &mut self.scratch;
+            new.resize(p.len(), 0.0);
+            let t = TensorInputs { g: grads[i], p, m: &self.mom.m[i], rms: &self.rms.v[i], fac_g: &fac_g[i], fac: &self.fac.state[i] };
+            process_tensor(Flavor::SmallFc, &t, &self.net, rule, new);
+            p.copy_from_slice(new);
         }
         self.iteration += 1;
     }

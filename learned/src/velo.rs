@@ -14,7 +14,7 @@
 //! `m·v^-½` has no epsilon.
 
 use crate::accum::{learned_decays, Factored, Momentum, SecondMoment};
-use crate::features::{element_features, normalizer, prepare, Flavor, Mlp, TensorInputs};
+use crate::features::{process_tensor, Flavor, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
@@ -61,15 +61,16 @@ impl Dense {
         Ok(Self { w: theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?.to_vec(), b: theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec(), n_in, n_out })
     }
 
-    /// `x @ w + b` for one row, accumulated in f32 like XLA's dot.
-    fn apply(&self, x: &[f32], out: &mut [f32]) {
-        out.copy_from_slice(&self.b);
-        for (i, &xi) in x.iter().enumerate().take(self.n_in) {
-            let row = &self.w[i * self.n_out..(i + 1) * self.n_out];
-            for (o, &w) in out.iter_mut().zip(row) {
-                *o += xi * w;
-            }
+    /// `x @ w + b` for `rows` rows of `x` (`[rows][n_in]`), as one single-threaded GEMM.
+    fn batch(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out: Vec<f32> = (0..rows).flat_map(|_| self.b.iter().copied()).collect();
+        let (m, k, n) = (rows, self.n_in, self.n_out);
+        debug_assert_eq!(x.len(), m * k);
+        // SAFETY: the pointers cover m×k, k×n and m×n row-major f32 buffers that outlive the call.
+        unsafe {
+            gemm::gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, true, x.as_ptr(), 1, k as isize, self.w.as_ptr(), 1, n as isize, 1.0f32, 1.0f32, false, false, false, gemm::Parallelism::None);
         }
+        out
     }
 }
 
@@ -197,6 +198,10 @@ pub struct Velo {
     cell: Vec<Vec<f32>>,
     loss_buffer: Option<LossBuffer>,
     iteration: u32,
+    /// Reused per-step buffers.
+    fac_g: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
+    clipped: Vec<Vec<f32>>,
     shapes: Vec<Vec<usize>>,
     /// Intermediates of the last step.
     pub debug: VeloDebug,
@@ -250,35 +255,36 @@ impl Velo {
             cell: vec![init_c; n],
             loss_buffer: None,
             iteration: 0,
+            fac_g: Vec::new(),
+            scratch: Vec::new(),
+            clipped: Vec::new(),
             shapes: params.iter().map(|p| p.shape.clone()).collect(),
             debug: VeloDebug::default(),
         })
     }
 
     /// Mix layers + LSTM over the batch of tensors; returns (controls, lr_mult) and advances
-    /// the LSTM state.
+    /// the LSTM state. The batch products are single-threaded GEMMs.
     fn rnn(&mut self, inputs: &[[f32; RNN_INPUTS]]) -> (Vec<Vec<f32>>, Vec<f32>) {
         let h = self.cfg.lstm_hidden;
         let n = inputs.len();
-        let mut mixed = vec![vec![0f32; h]; n];
-        for (x, out) in inputs.iter().zip(&mut mixed) {
-            self.mix.apply(x, out);
-            out.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-        let v: Vec<f32> = (0..h).map(|j| mixed.iter().map(|r| r[j]).fold(f32::NEG_INFINITY, f32::max)).collect();
-        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
-        let mut controls = Vec::with_capacity(n);
-        let mut lr_mult = Vec::with_capacity(n);
-        let mut xh = vec![0f32; 2 * h];
-        let mut gates = vec![0f32; 4 * h];
+        let x: Vec<f32> = inputs.iter().flat_map(|r| r.iter().copied()).collect();
+        let mut mixed = self.mix.batch(&x, n);
+        mixed.iter_mut().for_each(|v| *v = v.max(0.0));
+        let v: Vec<f32> = (0..h).map(|j| (0..n).map(|t| mixed[t * h + j]).fold(f32::NEG_INFINITY, f32::max)).collect();
+        let proj = self.proj.batch(&x, n);
+        let mut xh = vec![0f32; n * 2 * h];
         for t in 0..n {
-            self.proj.apply(&inputs[t], &mut xh[..h]);
             for j in 0..h {
-                xh[j] += v[j];
+                xh[t * 2 * h + j] = proj[t * h + j] + v[j];
             }
-            xh[h..].copy_from_slice(&self.hidden[t]);
-            self.lstm.apply(&xh, &mut gates);
-            let (i_g, rest) = gates.split_at(h);
+            xh[t * 2 * h + h..(t + 1) * 2 * h].copy_from_slice(&self.hidden[t]);
+        }
+        let gates = self.lstm.batch(&xh, n);
+        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+        for t in 0..n {
+            let g = &gates[t * 4 * h..(t + 1) * 4 * h];
+            let (i_g, rest) = g.split_at(h);
             let (g_g, rest) = rest.split_at(h);
             let (f_g, o_g) = rest.split_at(h);
             for j in 0..h {
@@ -286,14 +292,12 @@ impl Velo {
                 self.cell[t][j] = c;
                 self.hidden[t][j] = sigmoid(o_g[j]) * c.tanh();
             }
-            let mut ctrl = vec![0f32; self.cfg.param_inits];
-            self.to_controls.apply(&self.hidden[t], &mut ctrl);
-            let mut lr = [0f32; 1];
-            self.step_size.apply(&self.hidden[t], &mut lr);
-            controls.push(ctrl);
-            lr_mult.push(lr[0]);
         }
-        (controls, lr_mult)
+        let hidden: Vec<f32> = self.hidden.concat();
+        let ctrl = self.to_controls.batch(&hidden, n);
+        let lr = self.step_size.batch(&hidden, n);
+        let k = self.cfg.param_inits;
+        ((0..n).map(|t| ctrl[t * k..(t + 1) * k].to_vec()).collect(), lr)
     }
 
     /// The per-parameter MLP for one tensor: `100 · mean_k(control_k · bank_k)`.
@@ -319,7 +323,12 @@ impl Optimizer for Velo {
         let buffer = self.loss_buffer.get_or_insert_with(|| LossBuffer::new(num_steps));
         buffer.update(ctx.loss);
         let loss_features = buffer.features();
-        let clipped: Vec<Vec<f32>> = grads.iter().map(|g| g.iter().map(|x| x.clamp(-1000.0, 1000.0)).collect()).collect();
+        let mut clipped = std::mem::take(&mut self.clipped);
+        clipped.resize_with(grads.len(), Vec::new);
+        for (c, g) in clipped.iter_mut().zip(grads) {
+            c.clear();
+            c.extend(g.iter().map(|x| x.clamp(-1000.0, 1000.0)));
+        }
         let grads: Vec<&[f32]> = clipped.iter().map(Vec::as_slice).collect();
         let fraction_trained = self.iteration as f32 / num_steps as f32;
         let shapes = &self.shapes;
@@ -330,29 +339,22 @@ impl Optimizer for Velo {
 
         self.mom.update(&grads);
         self.rms.update(&grads);
-        let fac_g = self.fac.update(&grads);
+        self.fac.update(&grads, &mut self.fac_g);
+        let fac_g = &self.fac_g;
         for (i, p) in params.iter_mut().enumerate() {
             let net = self.interpolate(&controls[i]);
-            let t = TensorInputs { g: grads[i], p, m: &self.mom.m[i], rms: &self.rms.v[i], fac_g: &fac_g[i], fac: &self.fac.state[i], km: 3, kr: 1, kf: 3 };
-            let prep = prepare(&t);
-            let n = t.g.len();
-            let norm = normalizer(n, FF_INPUTS, |e, out| element_features(Flavor::Velo, &t, &prep, e, out));
-            let param_scale = (mean(t.p.iter().map(|x| x * x), n) + 1e-9).sqrt();
-            let mut x = [0f32; FF_INPUTS];
-            let mut o = [0f32; 3];
-            let mut new = Vec::with_capacity(n);
-            for e in 0..n {
-                element_features(Flavor::Velo, &t, &prep, e, &mut x);
-                for (v, s) in x.iter_mut().zip(&norm) {
-                    *v *= s;
-                }
-                net.eval(&x, &mut o);
-                let step = lr_mult[i] * (o[0] * (param_scale * (o[1] * self.cfg.exp_mult).exp()) * self.cfg.step_mult);
-                new.push(t.p[e] - step);
-            }
-            p.copy_from_slice(&new);
+            let n = p.len();
+            let param_scale = (mean(p.iter().map(|x| x * x), n) + 1e-9).sqrt();
+            let rule = StepRule::Velo { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, param_scale, lr_mult: lr_mult[i] };
+            let new = &mut self.scratch;
+            new.resize(n, 0.0);
+            let t = TensorInputs { g: grads[i], p, m: &self.mom.m[i], rms: &self.rms.v[i], fac_g: &fac_g[i], fac: &self.fac.state[i] };
+            process_tensor(Flavor::Velo, &t, &net, rule, new);
+            p.copy_from_slice(new);
         }
         self.iteration += 1;
+        drop(grads);
+        self.clipped = clipped;
         self.debug = VeloDebug { rnn_inputs: inputs, controls, lr_mult, loss_features, fraction_trained, lstm_hidden: self.hidden.clone(), lstm_cell: self.cell.clone() };
     }
 }
