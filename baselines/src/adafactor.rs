@@ -6,6 +6,7 @@
 //! largest axis, `d1` the second largest. The row statistic averages over `d0`, the column
 //! statistic over `d1`.
 
+use beatmatch_core::shape::{drop_axis, largest_two_axes, without};
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
 /// Hyperparameters and defaults (optax's); `factored` and `multiply_by_parameter_scale` are 0/1.
@@ -43,7 +44,9 @@ pub struct AdafactorParams {
 
 /// Per-tensor second-moment state.
 enum Second {
-    Factored { d0: usize, d1: usize, shape: Vec<usize>, row: Vec<f32>, col: Vec<f32> },
+    /// `rows[i]`/`cols[i]`: element i's index into the row/column statistic (shapes are fixed,
+    /// so the index arithmetic is done once).
+    Factored { d0: usize, d1: usize, shape: Vec<usize>, row: Vec<f32>, col: Vec<f32>, rows: Vec<u32>, cols: Vec<u32> },
     Full(Vec<f32>),
 }
 
@@ -55,25 +58,9 @@ pub struct Adafactor {
     scratch: Vec<f32>,
 }
 
-/// (d1, d0) = (second largest, largest) axis, or None when not factored.
+/// (d1, d0) = (second largest, largest) axis, or None when the second largest is below `min`.
 fn factored_dims(shape: &[usize], min: usize) -> Option<(usize, usize)> {
-    if shape.len() < 2 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..shape.len()).collect();
-    order.sort_by_key(|&i| shape[i]); // stable
-    let (d1, d0) = (order[order.len() - 2], order[order.len() - 1]);
-    (shape[d1] >= min).then_some((d1, d0))
-}
-
-/// Index into the array with `axis` removed, from a flat index into the full row-major array.
-fn drop_axis(i: usize, shape: &[usize], axis: usize) -> usize {
-    let inner: usize = shape[axis + 1..].iter().product();
-    (i / (inner * shape[axis])) * inner + i % inner
-}
-
-fn without(shape: &[usize], axis: usize) -> Vec<usize> {
-    shape.iter().enumerate().filter(|&(k, _)| k != axis).map(|(_, &d)| d).collect()
+    largest_two_axes(shape).filter(|&(d1, _)| shape[d1] >= min)
 }
 
 fn rms(x: &[f32]) -> f32 {
@@ -92,6 +79,8 @@ impl Adafactor {
                     shape: info.shape.clone(),
                     row: vec![0.0; without(&info.shape, d0).iter().product()],
                     col: vec![0.0; without(&info.shape, d1).iter().product()],
+                    rows: (0..info.numel()).map(|i| drop_axis(i, &info.shape, d0) as u32).collect(),
+                    cols: (0..info.numel()).map(|i| drop_axis(i, &info.shape, d1) as u32).collect(),
                 },
                 None => Second::Full(vec![0.0; info.numel()]),
             })
@@ -115,15 +104,15 @@ impl Optimizer for Adafactor {
                         u.push(g * v.powf(-0.5));
                     }
                 }
-                Second::Factored { d0, d1, shape, row, col } => {
+                Second::Factored { d0, d1, shape, row, col, rows, cols } => {
                     let (d0, d1) = (*d0, *d1);
                     // Means of g² + eps over d0 (rows) and d1 (columns), accumulated in f64.
                     let mut row_sum = vec![0f64; row.len()];
                     let mut col_sum = vec![0f64; col.len()];
                     for (i, &g) in g.iter().enumerate() {
                         let sq = f64::from(g * g + eps);
-                        row_sum[drop_axis(i, shape, d0)] += sq;
-                        col_sum[drop_axis(i, shape, d1)] += sq;
+                        row_sum[rows[i] as usize] += sq;
+                        col_sum[cols[i] as usize] += sq;
                     }
                     for (r, s) in row.iter_mut().zip(&row_sum) {
                         *r = decay * *r + (1.0 - decay) * (*s / shape[d0] as f64) as f32;
@@ -139,11 +128,10 @@ impl Optimizer for Adafactor {
                         rcm[drop_axis(j, &row_shape, reduced_d1)] += f64::from(r);
                     }
                     let rcm: Vec<f32> = rcm.iter().map(|s| (s / row_shape[reduced_d1] as f64) as f32).collect();
+                    let row_factor: Vec<f32> = row.iter().enumerate().map(|(j, &r)| (r / rcm[drop_axis(j, &row_shape, reduced_d1)]).powf(-0.5)).collect();
+                    let col_factor: Vec<f32> = col.iter().map(|&c| c.powf(-0.5)).collect();
                     for (i, &g) in g.iter().enumerate() {
-                        let j = drop_axis(i, shape, d0);
-                        let row_factor = (row[j] / rcm[drop_axis(j, &row_shape, reduced_d1)]).powf(-0.5);
-                        let col_factor = col[drop_axis(i, shape, d1)].powf(-0.5);
-                        u.push(g * row_factor * col_factor);
+                        u.push(g * row_factor[rows[i] as usize] * col_factor[cols[i] as usize]);
                     }
                 }
             }
@@ -173,13 +161,5 @@ mod tests {
         assert_eq!(factored_dims(&[4, 200, 300], 128), Some((1, 2)));
         assert_eq!(factored_dims(&[100, 300], 128), None);
         assert_eq!(factored_dims(&[300], 128), None);
-    }
-
-    #[test]
-    fn drop_axis_indexes_the_reduced_array() {
-        // shape [2, 3, 4], element (1, 2, 3) = flat 23.
-        assert_eq!(drop_axis(23, &[2, 3, 4], 0), 2 * 4 + 3);
-        assert_eq!(drop_axis(23, &[2, 3, 4], 1), 4 + 3);
-        assert_eq!(drop_axis(23, &[2, 3, 4], 2), 3 + 2);
     }
 }

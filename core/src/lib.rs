@@ -10,6 +10,8 @@
 pub mod hash;
 pub mod optimizer;
 pub mod record;
+pub mod shape;
+pub mod simd;
 pub mod study;
 
 pub use hash::{content_hash, short_hash};

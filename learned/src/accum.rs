@@ -73,27 +73,12 @@ impl SecondMoment {
     }
 }
 
-/// (d1, d0) = (second largest, largest) axis by a stable argsort, for rank ≥ 2 (the learned
-/// optimizers factor every such tensor, whatever its size).
+pub use beatmatch_core::shape::{drop_axis, without};
+
+/// (d1, d0) = (second largest, largest) axis; the learned optimizers factor every tensor of
+/// rank ≥ 2, whatever its size.
 pub fn factored_dims(shape: &[usize]) -> Option<(usize, usize)> {
-    if shape.len() < 2 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..shape.len()).collect();
-    order.sort_by_key(|&i| shape[i]);
-    Some((order[order.len() - 2], order[order.len() - 1]))
-}
-
-/// Index into the array with `axis` removed, from a flat index into the full row-major array.
-#[inline]
-pub fn drop_axis(i: usize, shape: &[usize], axis: usize) -> usize {
-    let inner: usize = shape[axis + 1..].iter().product();
-    (i / (inner * shape[axis])) * inner + i % inner
-}
-
-/// The shape without `axis`.
-pub fn without(shape: &[usize], axis: usize) -> Vec<usize> {
-    shape.iter().enumerate().filter(|&(k, _)| k != axis).map(|(_, &d)| d).collect()
+    beatmatch_core::shape::largest_two_axes(shape)
 }
 
 /// Factored (Adafactor-style) second moments of one tensor at `k` decays.
@@ -245,18 +230,4 @@ pub fn learned_decays(initial: &[f64], offset: Option<&[f32]>) -> Vec<f32> {
 pub fn tanh_embedding(iteration: f32) -> [f32; 11] {
     const TS: [f32; 11] = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0];
     TS.map(|ts| (iteration / ts - 1.0).tanh())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn factored_dims_and_axis_arithmetic() {
-        assert_eq!(factored_dims(&[5, 6]), Some((0, 1)));
-        assert_eq!(factored_dims(&[4, 1]), Some((1, 0)));
-        assert_eq!(factored_dims(&[3, 3, 2, 4]), Some((1, 3)));
-        assert_eq!(factored_dims(&[7]), None);
-        assert_eq!(drop_axis(23, &[2, 3, 4], 1), 4 + 3);
-    }
 }

@@ -265,41 +265,7 @@ fn process_impl(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule,
     }
 }
 
-/// Work compiled once per instruction set by [`simd_dispatch`]; `run` must be
-/// `#[inline(always)]` so it is compiled with the caller's target features.
-pub trait Kernel {
-    /// Do the work.
-    fn run(&mut self);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn run_avx512<K: Kernel>(k: &mut K) {
-    k.run()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn run_avx2<K: Kernel>(k: &mut K) {
-    k.run()
-}
-
-/// Run `k` compiled for the widest vector unit this CPU has (AVX-512F, AVX2, or baseline).
-/// Rust never contracts a·b + c into FMA, so every path computes the same bits.
-pub fn simd_dispatch<K: Kernel>(k: &mut K) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F.
-            return unsafe { run_avx512(k) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2.
-            return unsafe { run_avx2(k) };
-        }
-    }
-    k.run()
-}
+pub use beatmatch_core::simd::{simd_dispatch, Kernel};
 
 struct TensorKernel<'a, 'b> {
     flavor: Flavor,
