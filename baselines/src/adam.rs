@@ -1,6 +1,5 @@
 //! Adam (Kingma & Ba 2015) as optax's `adam`: bias-corrected moments, `eps` outside the root.
 
-use beatmatch_core::simd::simd;
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
 /// Hyperparameters and defaults (optax's).
@@ -47,13 +46,11 @@ impl Moments {
         let c1 = 1.0 - b1.powi(self.count);
         let c2 = 1.0 - b2.powi(self.count);
         for (((w, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
-            simd(|| {
-                for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *m = w1 * g + b1 * *m;
-                    *v = w2 * (g * g) + b2 * *v;
-                    apply(w, (*m / c1) / ((*v / c2).sqrt() + eps));
-                }
-            });
+            for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = w1 * g + b1 * *m;
+                *v = w2 * (g * g) + b2 * *v;
+                apply(w, (*m / c1) / ((*v / c2).sqrt() + eps));
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Lion (Chen et al. 2023) as optax's `lion`: `u = sign((1−β₁)g + β₁μ) + wd·p`, `p ← p − lr·u`,
 //! then `μ ← β₂μ + (1−β₂)g`.
 
-use beatmatch_core::simd::simd;
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
 /// Hyperparameters and defaults (optax's).
@@ -50,13 +49,11 @@ impl Optimizer for Lion {
         let (lr, b1, b2, wd) = (self.lr, self.b1, self.b2, self.wd);
         let (w1, w2) = (self.one_minus_b1, self.one_minus_b2);
         for ((w, g), mu) in params.iter_mut().zip(grads).zip(&mut self.mu) {
-            simd(|| {
-                for ((w, &g), mu) in w.iter_mut().zip(g.iter()).zip(mu.iter_mut()) {
-                    let u = sign(w1 * g + b1 * *mu) + wd * *w;
-                    *w += -lr * u;
-                    *mu = w2 * g + b2 * *mu;
-                }
-            });
+            for ((w, &g), mu) in w.iter_mut().zip(g.iter()).zip(mu.iter_mut()) {
+                let u = sign(w1 * g + b1 * *mu) + wd * *w;
+                *w += -lr * u;
+                *mu = w2 * g + b2 * *mu;
+            }
         }
     }
 }

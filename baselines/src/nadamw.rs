@@ -4,7 +4,6 @@
 //! `u = lr_t·m/(√v + ε)` (Nesterov: `m → β₁m + (1−β₁)g`) `+ lr_t·wd·p`; `p ← p − u`.
 
 use crate::schedule::Cosine;
-use beatmatch_core::simd::simd;
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
 /// Hyperparameters and defaults (learned_optimization's NAdamW; schedule constant unless set).
@@ -74,16 +73,14 @@ impl Optimizer for NAdamW {
         let lr_t = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
         for (((w, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
             let nesterov = self.p.nesterov;
-            simd(|| {
-                for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    let g = g - *w * l2;
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * (g * g);
-                    let num = if nesterov { b1 * *m + (1.0 - b1) * g } else { *m };
-                    let step = lr_t * num / (v.sqrt() + eps) + lr_t * awd * *w;
-                    *w += -step;
-                }
-            });
+            for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g - *w * l2;
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * (g * g);
+                let num = if nesterov { b1 * *m + (1.0 - b1) * g } else { *m };
+                let step = lr_t * num / (v.sqrt() + eps) + lr_t * awd * *w;
+                *w += -step;
+            }
         }
         self.iteration += 1;
     }

@@ -1,7 +1,6 @@
 //! RMSProp as optax 0.2.3's `rmsprop` (no momentum, not centred): `ν ← ρν + (1−ρ)g²` from 0,
 //! update `−lr · g / √(ν + eps)` — eps inside the root, no bias correction.
 
-use beatmatch_core::simd::simd;
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
 /// Hyperparameters and defaults (optax's).
@@ -28,12 +27,10 @@ impl Optimizer for RmsProp {
     fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
         let (lr, rho, one_minus_rho, eps) = (self.lr, self.decay, self.one_minus_decay, self.eps);
         for ((w, g), nu) in params.iter_mut().zip(grads).zip(&mut self.nu) {
-            simd(|| {
-                for ((w, &g), nu) in w.iter_mut().zip(g.iter()).zip(nu.iter_mut()) {
-                    *nu = one_minus_rho * (g * g) + rho * *nu;
-                    *w += -lr * (g / (*nu + eps).sqrt());
-                }
-            });
+            for ((w, &g), nu) in w.iter_mut().zip(g.iter()).zip(nu.iter_mut()) {
+                *nu = one_minus_rho * (g * g) + rho * *nu;
+                *w += -lr * (g / (*nu + eps).sqrt());
+            }
         }
     }
 }

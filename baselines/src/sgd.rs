@@ -1,7 +1,6 @@
 //! SGD with (heavy-ball or Nesterov) momentum, as optax's `sgd(lr, momentum, nesterov)`:
 //! `t ← g + μ t`; update `−lr·t` (heavy ball) or `−lr·(g + μ t)` (Nesterov).
 
-use beatmatch_core::simd::simd;
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
 /// Hyperparameters and defaults; `nesterov` is 0 or 1.
@@ -36,13 +35,11 @@ impl Optimizer for Sgd {
         let (lr, mu) = (self.p.lr as f32, self.p.momentum as f32);
         for ((w, g), t) in params.iter_mut().zip(grads).zip(&mut self.trace) {
             let nesterov = self.p.nesterov;
-            simd(|| {
-                for ((w, &g), t) in w.iter_mut().zip(g.iter()).zip(t.iter_mut()) {
-                    *t = g + mu * *t;
-                    let u = if nesterov { g + mu * *t } else { *t };
-                    *w -= lr * u;
-                }
-            });
+            for ((w, &g), t) in w.iter_mut().zip(g.iter()).zip(t.iter_mut()) {
+                *t = g + mu * *t;
+                let u = if nesterov { g + mu * *t } else { *t };
+                *w -= lr * u;
+            }
         }
     }
 }

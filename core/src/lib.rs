@@ -23,7 +23,7 @@ pub use study::{Arm, ArmRole, Cell, Study, StudyTask, STUDY_SCHEMA_VERSION};
 ///
 /// Bump it whenever a change alters the numbers a run produces (data order, initialisation,
 /// loss measurement, an optimizer's arithmetic), so cached records from older code are not reused.
-pub const TRAINING_SEMANTICS_VERSION: u32 = 1;
+pub const TRAINING_SEMANTICS_VERSION: u32 = 2;
 
 /// The code version written into every record: crate version plus training-semantics version.
 pub fn code_version() -> String {

@@ -38,20 +38,3 @@ pub fn simd_dispatch<K: Kernel>(k: &mut K) {
     }
     k.run()
 }
-
-/// A kernel from a closure: `simd(|| ...)` runs the closure body compiled per instruction set.
-/// The closure is inlined into each variant because it is called from an `#[inline(always)]`
-/// method of a generic type.
-pub struct Closure<F: FnMut()>(pub F);
-
-impl<F: FnMut()> Kernel for Closure<F> {
-    #[inline(always)]
-    fn run(&mut self) {
-        (self.0)()
-    }
-}
-
-/// Shorthand for `simd_dispatch(&mut Closure(f))`.
-pub fn simd<F: FnMut()>(f: F) {
-    simd_dispatch(&mut Closure(f))
-}

@@ -25,6 +25,10 @@ pub struct ArmResult {
     pub runs: usize,
     /// Speedup over the LR-tuned Adam envelope.
     pub speedup: Option<Speedup>,
+    /// Per-seed final train losses of the tuned configuration (+∞ for diverged seeds).
+    pub finals: Vec<f64>,
+    /// Mean wall-clock seconds per step of the tuned configuration's runs, where timed.
+    pub seconds_per_step: Option<f64>,
     /// Hashes of the records behind this result.
     pub records: Vec<String>,
 }
@@ -46,6 +50,20 @@ pub struct TaskRow {
     pub tolerance: f64,
     /// Candidate against the best tuned baseline.
     pub outcome: Outcome,
+    /// Index of the candidate arm.
+    pub candidate: usize,
+    /// Index of the speedup-reference arm (LR-tuned Adam), if any.
+    pub reference: Option<usize>,
+}
+
+impl TaskRow {
+    /// Step speedup divided by the candidate's per-step cost relative to the reference
+    /// (LR-tuned Adam) on this task: the speedup in wall-clock time.
+    pub fn wall_clock_speedup(&self) -> Option<f64> {
+        let c = &self.arms[self.candidate];
+        let r = &self.arms[self.reference?];
+        Some(c.speedup?.value / (c.seconds_per_step? / r.seconds_per_step?))
+    }
 }
 
 /// A loaded result directory.
@@ -54,6 +72,18 @@ pub struct Loaded {
     pub study: Study,
     /// Records by hash.
     pub records: HashMap<String, RunRecord>,
+    /// Wall-clock seconds per step by record hash, from `runs/<hash>.timing.json` where present.
+    pub seconds_per_step: HashMap<String, f64>,
+}
+
+/// A run's timing sidecar (`runs/<hash>.timing.json`), kept out of the record so records stay
+/// bit-identical across reruns.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    /// Wall-clock seconds of training (measurements included).
+    pub seconds: f64,
+    /// Steps taken.
+    pub steps: u64,
 }
 
 /// Read `study.json` and every record it references; a missing record is an error naming it.
@@ -62,6 +92,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let study: Study = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
         .with_context(|| format!("parsing {}", path.display()))?;
     let mut records = HashMap::new();
+    let mut seconds_per_step = HashMap::new();
     let mut missing = Vec::new();
     for cell in &study.cells {
         if records.contains_key(&cell.record) {
@@ -72,6 +103,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             Ok(bytes) => {
                 let r: RunRecord = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))?;
                 records.insert(cell.record.clone(), r);
+                let tp = dir.join("runs").join(format!("{}.timing.json", cell.record));
+                if let Some(t) = std::fs::read(&tp).ok().and_then(|b| serde_json::from_slice::<Timing>(&b).ok()) {
+                    if t.steps > 0 {
+                        seconds_per_step.insert(cell.record.clone(), t.seconds / t.steps as f64);
+                    }
+                }
             }
             Err(_) => missing.push(cell.record.clone()),
         }
@@ -79,7 +116,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     if !missing.is_empty() {
         bail!("{} of the study's runs have no record in {} (first: {}); run `suite run` to finish them", missing.len(), dir.join("runs").display(), missing[0]);
     }
-    Ok(Loaded { study, records })
+    Ok(Loaded { study, records, seconds_per_step })
 }
 
 /// Cap on speedups (the reference runs to this multiple of each budget).
@@ -129,6 +166,11 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
                 runs: configs.iter().map(Vec::len).sum(),
                 speedup: env.as_ref().map(|e| speedup(e, mean, t.steps, SPEEDUP_CAP)),
                 records: configs.iter().flatten().map(|r| r.hash.clone()).collect(),
+                finals: finals[best].clone(),
+                seconds_per_step: {
+                    let ts: Vec<f64> = configs[best].iter().filter_map(|r| l.seconds_per_step.get(&r.hash).copied()).collect();
+                    (!ts.is_empty()).then(|| ts.iter().sum::<f64>() / ts.len() as f64)
+                },
             });
         }
         let baselines: Vec<usize> = (0..s.arms.len()).filter(|&a| s.arms[a].role == ArmRole::Baseline).collect();
@@ -139,7 +181,7 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
         let tuned = &arms[best_baseline];
         let tol = tolerance(tuned.mean, tuned.std);
         let out = outcome(arms[candidate].mean, tuned.mean, tol);
-        rows.push(TaskRow { id: t.id.clone(), params: t.params, steps: t.steps, arms, best_baseline, tolerance: tol, outcome: out });
+        rows.push(TaskRow { id: t.id.clone(), params: t.params, steps: t.steps, arms, best_baseline, tolerance: tol, outcome: out, candidate, reference });
     }
     Ok(rows)
 }

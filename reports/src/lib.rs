@@ -1,10 +1,13 @@
 //! beatmatch reports: from a result directory (`study.json` + `runs/*.json`) to tables,
 //! figures and markdown. Reads records only; never links candle.
 //!
-//! Outputs: `tasks.csv`, `win_rate_bins.csv`, `summary.md`, `speedup.png`,
-//! `win_rate_heatmap.png`, `records.txt` (the record hashes every number came from).
+//! Outputs: `tasks.csv` / `tasks.parquet`, `win_rate_bins.csv`, `summary.md`, `report.html`,
+//! `speedup.png`, `win_rate_heatmap.png`, `profile.png`, `curves.png`, and `records.txt` (the
+//! record hashes every number came from) — all deterministic given the records — plus the
+//! machine-dependent `wall_clock.csv` / `wall_clock.md` from the runs' timing sidecars.
 
 pub mod analysis;
+pub mod compare;
 pub mod export;
 pub mod figures;
 pub mod metrics;
@@ -21,7 +24,7 @@ use win_rate::Region;
 pub struct ReportOptions {
     /// The headline region.
     pub region: Region,
-    /// Seed of the bootstrap.
+    /// Seed of the bootstraps.
     pub bootstrap_seed: u64,
 }
 
@@ -39,6 +42,11 @@ pub struct ReportResult {
     pub rows: Vec<analysis::TaskRow>,
 }
 
+/// τ grid of the performance profiles.
+pub fn profile_taus() -> Vec<f64> {
+    (0..=40).map(|i| 2f64.powf(i as f64 / 20.0)).collect()
+}
+
 /// Write every report file into `dir`.
 pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     let loaded = analysis::load(dir)?;
@@ -48,29 +56,82 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     let (n, est) = win_rate::headline(&rows, opts.region, opts.bootstrap_seed);
     let headline = export::markdown::headline(study, opts.region, n, &est);
 
-    export::csv::write_tasks(study, &rows, &dir.join("tasks.csv"))?;
+    let mut frame = export::csv::tasks_frame(study, &rows)?;
+    export::csv::write_frame(&mut frame, &dir.join("tasks.csv"))?;
+    export::parquet::write(&mut frame, &dir.join("tasks.parquet"))?;
     export::csv::write_bins(&bins, &dir.join("win_rate_bins.csv"))?;
-    std::fs::write(dir.join("summary.md"), export::markdown::summary(study, &rows, &bins, &headline))?;
     let mut hashes: Vec<&str> = study.cells.iter().map(|c| c.record.as_str()).collect();
     hashes.sort_unstable();
     hashes.dedup();
     std::fs::write(dir.join("records.txt"), hashes.join("\n") + "\n")?;
 
-    // The reference arm's own line is ~1 by construction; it is drawn too, as VeLO's Fig. 1 does.
-    let series: Vec<figures::speedup::Series> = study
-        .arms
-        .iter()
-        .enumerate()
-        .filter(|_| rows.iter().all(|r| r.arms[0].speedup.is_some()))
-        .map(|(ai, a)| figures::speedup::Series {
-            label: if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() },
-            speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect(),
-        })
-        .collect();
-    if !series.is_empty() {
+    let labels: Vec<String> = study.arms.iter().map(|a| if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() }).collect();
+    // Speedup figure (VeLO Fig. 1): every optimizer, the reference arm's own line included.
+    let has_speedups = rows.iter().all(|r| r.reference.is_some());
+    if has_speedups {
+        let series: Vec<figures::speedup::Series> = (0..study.arms.len())
+            .map(|ai| figures::speedup::Series { label: labels[ai].clone(), speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect() })
+            .collect();
         figures::speedup::draw(&dir.join("speedup.png"), &series, analysis::SPEEDUP_CAP)?;
     }
     let cand = study.arms.iter().find(|a| a.role == ArmRole::Candidate).map_or(String::new(), |a| a.legend.clone());
     figures::heatmap::draw(&dir.join("win_rate_heatmap.png"), &bins, &format!("Win rate (beat or match) of {cand}"))?;
+    let losses: Vec<Vec<f64>> = rows.iter().map(|r| r.arms.iter().map(|a| a.mean).collect()).collect();
+    let taus = profile_taus();
+    let profiles = stats::profile::performance_profile(&losses, &taus);
+    figures::profile::draw(&dir.join("profile.png"), &taus, &profiles, &labels)?;
+    let panels = curve_panels(&loaded, &rows);
+    figures::curves::draw(&dir.join("curves.png"), &panels, &labels)?;
+
+    let extras = export::markdown::Extras::compute(&rows, &profiles, &taus, opts);
+    let summary = export::markdown::summary(study, &rows, &bins, &headline, &extras);
+    std::fs::write(dir.join("summary.md"), &summary)?;
+    let wall = export::markdown::wall_clock(&extras, &rows);
+    std::fs::write(dir.join("wall_clock.md"), &wall)?;
+    export::csv::write_wall_clock(&rows, &dir.join("wall_clock.csv"))?;
+    let mut figs: Vec<(&str, std::path::PathBuf)> = vec![("Win rate by parameters and steps", dir.join("win_rate_heatmap.png"))];
+    if has_speedups {
+        figs.push(("Speedup over learning-rate-tuned Adam", dir.join("speedup.png")));
+    }
+    figs.push(("Performance profile", dir.join("profile.png")));
+    figs.push(("Training curves", dir.join("curves.png")));
+    let figs_ref: Vec<(&str, &Path)> = figs.iter().map(|(t, p)| (*t, p.as_path())).collect();
+    std::fs::write(dir.join("report.html"), export::html::render(&format!("beatmatch report — {}", study.selection), &format!("{summary}\n{wall}"), &figs_ref))?;
     Ok(ReportResult { headline, rows })
+}
+
+/// Seed-mean training curves of each arm's tuned configuration, per task.
+fn curve_panels(l: &analysis::Loaded, rows: &[analysis::TaskRow]) -> Vec<figures::curves::Panel> {
+    let s = &l.study;
+    rows.iter()
+        .enumerate()
+        .map(|(ti, r)| {
+            let curves = (0..s.arms.len())
+                .map(|ai| {
+                    let recs: Vec<&beatmatch_core::RunRecord> = s
+                        .cells
+                        .iter()
+                        .filter(|c| c.task == ti && c.arm == ai && c.config == r.arms[ai].tuned_config)
+                        .map(|c| &l.records[&c.record])
+                        .collect();
+                    let pts = recs
+                        .first()
+                        .map(|first| {
+                            first
+                                .curve
+                                .iter()
+                                .filter(|p| p.step <= r.steps)
+                                .map(|p| {
+                                    let ls: Vec<f64> = recs.iter().map(|rec| rec.train_loss_at(p.step).unwrap_or(f64::INFINITY)).collect();
+                                    (p.step as f64, metrics::seed_stats(&ls).0)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (ai, pts)
+                })
+                .collect();
+            figures::curves::Panel { title: r.id.clone(), steps: r.steps, curves }
+        })
+        .collect()
 }

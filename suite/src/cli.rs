@@ -33,13 +33,20 @@ enum Command {
     Report {
         /// Result directory written by `suite run`.
         dir: PathBuf,
+        #[command(flatten)]
+        region: RegionArgs,
     },
+    /// Compare two candidates (specs or checkpoints, run on the same tasks and seeds) or two
+    /// result directories: paired per-task deltas, sign and Wilcoxon tests, compare.md.
+    Compare(CompareArgs),
+    /// Regression gate: run the smoke tier and compare with the reference in ci/reference.json.
+    Ci(CiArgs),
     /// Learned-optimizer checkpoints: inspect or convert.
     #[command(subcommand)]
     Lopt(crate::lopt::LoptCommand),
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RegistryArgs {
     /// Tier: smoke (CI, < 1 min), quick (default, ≤ 10 min on 2 cores), full (everything).
     #[arg(long, default_value = "quick", value_parser = parse_tier)]
@@ -49,13 +56,74 @@ struct RegistryArgs {
     registry: Option<PathBuf>,
 }
 
+#[derive(Args, Clone, Copy)]
+struct RegionArgs {
+    /// Headline region: tasks with fewer parameters than this.
+    #[arg(long, default_value_t = 5e8)]
+    max_params: f64,
+    /// Headline region: tasks with fewer steps than this.
+    #[arg(long, default_value_t = 2e5)]
+    max_steps: f64,
+}
+
+impl RegionArgs {
+    fn options(self) -> beatmatch_reports::ReportOptions {
+        beatmatch_reports::ReportOptions { region: beatmatch_reports::win_rate::Region { max_params: self.max_params, max_steps: self.max_steps }, ..Default::default() }
+    }
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// A: a result directory, or a candidate (`adam:lr=1e-3`, `velo:PATH`, …) to run.
+    a: String,
+    /// B: likewise.
+    b: String,
+    /// Tier to run candidates on.
+    #[arg(long, default_value = "smoke", value_parser = parse_tier)]
+    tier: Tier,
+    /// Output directory [default: results/compare].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seeds per configuration when running candidates.
+    #[arg(long)]
+    seeds: Option<u32>,
+    /// Runs in parallel [default: number of cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Args)]
+struct CiArgs {
+    /// The optimizer under test.
+    #[arg(long, default_value = "adam:lr=1e-3")]
+    candidate: String,
+    /// Reference results.
+    #[arg(long, default_value = "ci/reference.json")]
+    reference: PathBuf,
+    /// Result directory for the run and ci-report.md.
+    #[arg(long, default_value = "results/ci")]
+    out: PathBuf,
+    /// Rewrite the reference from this run instead of checking against it.
+    #[arg(long)]
+    update_reference: bool,
+    /// A task in the reference that was not run (or the other way round) is an error.
+    #[arg(long)]
+    strict: bool,
+    /// Tolerance in standard errors of the difference of seed means.
+    #[arg(long, default_value_t = 3.0)]
+    z: f64,
+    /// Runs in parallel [default: number of cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
 #[derive(Args)]
 struct ListArgs {
     #[command(flatten)]
     registry: RegistryArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct RunArgs {
     #[command(flatten)]
     registry: RegistryArgs,
@@ -101,7 +169,9 @@ pub fn main() -> Result<ExitCode> {
         None => run(RunArgs::parse_from_defaults()),
         Some(Command::List(a)) => list(&a),
         Some(Command::Run(a)) => run(a),
-        Some(Command::Report { dir }) => report(&dir),
+        Some(Command::Report { dir, region }) => report(&dir, &region.options()),
+        Some(Command::Compare(a)) => compare(a),
+        Some(Command::Ci(a)) => ci(a),
         Some(Command::Lopt(c)) => crate::lopt::run(c),
     }
 }
@@ -140,6 +210,16 @@ fn list(args: &ListArgs) -> Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
+    let no_report = args.no_report;
+    let (out, summary) = run_study(args)?;
+    if !no_report {
+        report(&out, &beatmatch_reports::ReportOptions::default())?;
+    }
+    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Plan and execute a study; returns its directory and the execution totals.
+fn run_study(args: RunArgs) -> Result<(PathBuf, crate::executor::ExecSummary)> {
     let started = Instant::now();
     if args.device != "cpu" {
         bail!("device `{}` is not available: this build supports `cpu` only", args.device);
@@ -207,15 +287,95 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         summary.cached,
         started.elapsed().as_secs_f64()
     );
-    if !args.no_report {
-        report(&out)?;
-    }
-    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok((out, summary))
 }
 
-fn report(dir: &Path) -> Result<ExitCode> {
-    let r = beatmatch_reports::write_report(dir, &beatmatch_reports::ReportOptions::default())?;
+fn report(dir: &Path, opts: &beatmatch_reports::ReportOptions) -> Result<ExitCode> {
+    let r = beatmatch_reports::write_report(dir, opts)?;
     eprintln!("{}", r.headline);
     eprintln!("report written to {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run arguments for `tier` and `candidate` with the default baselines.
+fn study_args(tier: Tier, candidate: &str, out: PathBuf, seeds: Option<u32>, jobs: Option<usize>) -> RunArgs {
+    let mut a = RunArgs::parse_from_defaults();
+    a.registry.tier = tier;
+    a.candidate = candidate.to_string();
+    a.out = Some(out);
+    a.seeds = seeds;
+    a.jobs = jobs;
+    a.no_report = true;
+    a
+}
+
+fn compare(args: CompareArgs) -> Result<ExitCode> {
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results/compare"));
+    let mut dirs = Vec::new();
+    for (side, what) in [("a", &args.a), ("b", &args.b)] {
+        let p = PathBuf::from(what);
+        if p.join("study.json").is_file() {
+            dirs.push(p);
+        } else {
+            eprintln!("{side}: running candidate {what} on tier {}", args.tier.as_str());
+            let (dir, summary) = run_study(study_args(args.tier, what, out.join(side), args.seeds, args.jobs))?;
+            if summary.failed > 0 {
+                bail!("{side}: {} runs failed", summary.failed);
+            }
+            dirs.push(dir);
+        }
+    }
+    let c = beatmatch_reports::compare::compare_dirs(&dirs[0], &dirs[1])?;
+    beatmatch_reports::compare::write(&c, &out)?;
+    let b_wins = c.tasks.iter().filter(|t| t.winner() == "B").count();
+    let ties = c.tasks.iter().filter(|t| t.winner() == "tie").count();
+    eprintln!(
+        "B better on {b_wins}, tie {ties}, A better on {} of {} tasks; sign test p = {:.4}, Wilcoxon p = {:.4}",
+        c.tasks.len() - b_wins - ties,
+        c.tasks.len(),
+        c.sign.p_value,
+        c.wilcoxon.p_value
+    );
+    eprintln!("comparison written to {}", out.join("compare.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ci(args: CiArgs) -> Result<ExitCode> {
+    let (dir, summary) = run_study(study_args(Tier::Smoke, &args.candidate, args.out.clone(), None, args.jobs))?;
+    if summary.failed > 0 {
+        bail!("{} runs failed; see the messages above", summary.failed);
+    }
+    report(&dir, &beatmatch_reports::ReportOptions::default())?;
+    let loaded = beatmatch_reports::analysis::load(&dir)?;
+    let rows = beatmatch_reports::analysis::analyse(&loaded)?;
+    if args.update_reference {
+        let r = crate::ci::reference_from(&rows, &args.candidate, Tier::Smoke.as_str(), &loaded.study.device);
+        if let Some(parent) = args.reference.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        crate::store::write_json_atomic(&args.reference, &r)?;
+        eprintln!("reference with {} tasks written to {}", r.tasks.len(), args.reference.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reference = crate::ci::read_reference(&args.reference)?;
+    let (verdicts, missing, extra) = crate::ci::check(&reference, &rows, args.z);
+    let mut records: Vec<String> = rows.iter().flat_map(|r| r.arms[r.candidate].records.clone()).collect();
+    records.sort();
+    let md = crate::ci::markdown(&reference, &args.candidate, &verdicts, &missing, &extra, args.z, &records);
+    std::fs::write(dir.join("ci-report.md"), &md)?;
+    let regressed: Vec<&crate::ci::Verdict> = verdicts.iter().filter(|v| v.status == "regressed").collect();
+    for v in &regressed {
+        eprintln!("REGRESSION {}: final loss {:.5} -> {:.5} (+{:.5}, tolerance {:.5})", v.task, v.reference, v.current, v.current - v.reference, v.tolerance);
+    }
+    if args.strict && (!missing.is_empty() || !extra.is_empty()) {
+        eprintln!("strict: tasks missing now: {:?}; tasks not in the reference: {:?}", missing, extra);
+        return Ok(ExitCode::from(1));
+    }
+    eprintln!(
+        "ci: {} of {} tasks regressed; report in {}",
+        regressed.len(),
+        verdicts.len(),
+        dir.join("ci-report.md").display()
+    );
+    Ok(if regressed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -58,7 +58,9 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, opt
                     bar.inc(((step - reported) as f64 * per_step) as u64);
                     reported = step;
                 };
+                let started = std::time::Instant::now();
                 let record = run_one(job, device, optimizers, &mut on_progress);
+                let timing = beatmatch_reports::analysis::Timing { seconds: started.elapsed().as_secs_f64(), steps: job.key.steps };
                 let mut t = totals.lock().unwrap();
                 t.trained += 1;
                 match record.status {
@@ -70,7 +72,9 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, opt
                     RunStatus::Finished => {}
                 }
                 drop(t);
-                if let Err(e) = store.write_record(&record) {
+                // Timing first: a record without its timing is fine (reports skip the wall-clock
+                // figures for it), a timing without its record is never read.
+                if let Err(e) = store.write_timing(&record.hash, &timing).and_then(|_| store.write_record(&record)) {
                     first_error.lock().unwrap().get_or_insert(e);
                 }
                 let n = done_runs.fetch_add(1, Ordering::Relaxed) + 1;

@@ -1,5 +1,6 @@
 //! `suite`: plan, run and report beatmatch studies. `suite --help` lists the commands.
 
+mod ci;
 mod cli;
 mod executor;
 mod lopt;

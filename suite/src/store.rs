@@ -38,6 +38,12 @@ impl Store {
         write_json_atomic(&self.record_path(&rec.hash), rec)
     }
 
+    /// Write a run's timing sidecar (`runs/<hash>.timing.json`) atomically. Timings live
+    /// outside the record so records stay bit-identical across reruns.
+    pub fn write_timing(&self, hash: &str, timing: &beatmatch_reports::analysis::Timing) -> Result<()> {
+        write_json_atomic(&self.dir.join("runs").join(format!("{hash}.timing.json")), timing)
+    }
+
     /// Write the study manifest atomically.
     pub fn write_study(&self, study: &Study) -> Result<()> {
         write_json_atomic(&self.dir.join("study.json"), study)

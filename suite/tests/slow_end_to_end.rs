@@ -16,11 +16,12 @@ fn run_smoke(out: &Path, extra: &[&str]) -> String {
     stderr
 }
 
+/// Every file in `dir` but the timing sidecars (wall-clock times differ run to run by design).
 fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".timing.json"))
         .map(|p| (p.file_name().unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
         .collect();
     v.sort();
@@ -71,7 +72,11 @@ fn slow_kill_9_then_rerun_loses_nothing_and_reports_the_same() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let count = |d: &PathBuf| std::fs::read_dir(d).map(|r| r.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count()).unwrap_or(0);
+    let count = |d: &PathBuf| {
+        std::fs::read_dir(d)
+            .map(|r| r.filter(|e| { let p = e.as_ref().unwrap().path(); p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".timing.json") }).count())
+            .unwrap_or(0)
+    };
     while count(&runs) < 20 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -173,4 +178,49 @@ fn slow_smoke_run_with_a_learned_candidate() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected a mlp_lopt checkpoint, but the file holds velo"));
+}
+
+#[test]
+fn slow_ci_gate_passes_on_rerun_and_fails_when_the_candidate_is_worse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference.json");
+    let ci = |out: &str, extra: &[&str]| {
+        suite().args(["ci", "--reference"]).arg(&reference).arg("--out").arg(tmp.path().join(out)).args(extra).output().unwrap()
+    };
+    let o = ci("make", &["--update-reference"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ci("rerun", &["--strict"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(tmp.path().join("rerun/ci-report.md")).unwrap();
+    assert!(md.contains("**PASS**: 0 of 4 tasks regressed"), "{md}");
+    // A deliberately worse candidate (10× smaller learning rate) fails, naming tasks and amounts.
+    let o = ci("worse", &["--candidate", "adam:lr=1e-4"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("REGRESSION logreg.mnist1d.b128.s300"), "{err}");
+    let md = std::fs::read_to_string(tmp.path().join("worse/ci-report.md")).unwrap();
+    assert!(md.contains("**FAIL**") && md.contains("## Regressions"), "{md}");
+    // --strict: a reference task that was not run is an error.
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&reference).unwrap()).unwrap();
+    let mut extra = r["tasks"][0].clone();
+    extra["task"] = "mlp-w999-d1-relu.mnist1d.b128.s100".into();
+    r["tasks"].as_array_mut().unwrap().push(extra);
+    std::fs::write(&reference, serde_json::to_vec(&r).unwrap()).unwrap();
+    assert_eq!(ci("strict", &["--strict"]).status.code(), Some(1));
+    assert_eq!(ci("lenient", &[]).status.code(), Some(0));
+}
+
+#[test]
+fn slow_compare_two_candidates_on_the_same_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let o = suite().args(["compare", "adam:lr=1e-3", "adam:lr=1e-2", "--out"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("sign test") && md.contains("Wilcoxon") && md.contains("On 4 paired tasks"), "{md}");
+    assert!(out.join("delta_vs_params.png").metadata().unwrap().len() > 0);
+    // Two existing directories compare without rerunning.
+    let o = suite().args(["compare"]).arg(out.join("a")).arg(out.join("b")).arg("--out").arg(tmp.path().join("again")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("again/compare.md")).unwrap(), md);
 }

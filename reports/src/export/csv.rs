@@ -45,14 +45,33 @@ pub fn tasks_frame(study: &Study, rows: &[TaskRow]) -> Result<DataFrame> {
         cols.push(Column::new(format!("{n}.diverged_runs").into(), rows.iter().map(|r| r.arms[ai].diverged_runs as u64).collect::<Vec<_>>()));
         cols.push(Column::new(format!("{n}.runs").into(), rows.iter().map(|r| r.arms[ai].runs as u64).collect::<Vec<_>>()));
         cols.push(Column::new(format!("{n}.speedup").into(), rows.iter().map(|r| fmt_speedup(r.arms[ai].speedup)).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("{n}.records").into(), rows.iter().map(|r| r.arms[ai].records.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()));
     }
     let df = DataFrame::new(rows.len(), cols)?;
     Ok(df.sort(["params", "steps", "task"], SortMultipleOptions::default())?)
 }
 
-/// Write `tasks.csv`.
-pub fn write_tasks(study: &Study, rows: &[TaskRow], path: &Path) -> Result<()> {
-    write(&mut tasks_frame(study, rows)?, path)
+/// Write a data frame as CSV.
+pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
+    write(df, path)
+}
+
+/// Write `wall_clock.csv`: per task the candidate's and the reference's seconds per step, the
+/// relative cost and the wall-clock-adjusted speedup. Machine-dependent, so kept apart from the
+/// deterministic tables.
+pub fn write_wall_clock(rows: &[TaskRow], path: &Path) -> Result<()> {
+    let get = |r: &TaskRow, a: Option<usize>| a.and_then(|a| r.arms[a].seconds_per_step);
+    let mut df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new("task".into(), rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
+            Column::new("candidate_seconds_per_step".into(), rows.iter().map(|r| get(r, Some(r.candidate))).collect::<Vec<_>>()),
+            Column::new("adam_seconds_per_step".into(), rows.iter().map(|r| get(r, r.reference)).collect::<Vec<_>>()),
+            Column::new("step_speedup".into(), rows.iter().map(|r| r.arms[r.candidate].speedup.map(|s| s.value)).collect::<Vec<_>>()),
+            Column::new("wall_clock_speedup".into(), rows.iter().map(|r| r.wall_clock_speedup()).collect::<Vec<_>>()),
+        ],
+    )?;
+    write(&mut df, path)
 }
 
 /// Write `win_rate_bins.csv`: bin bounds, n, wins, win rate.

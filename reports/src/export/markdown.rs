@@ -26,8 +26,51 @@ fn loss(x: f64) -> String {
     if x.is_finite() { format!("{x:.4}") } else { "diverged".into() }
 }
 
+/// Aggregates beyond the win rate.
+pub struct Extras {
+    /// IQM of the candidate's step speedup with a 95% CI.
+    pub iqm_speedup: Option<Estimate>,
+    /// IQM of the wall-clock-adjusted speedup with a 95% CI.
+    pub iqm_wall_clock: Option<Estimate>,
+    /// Win rate CI resampling tasks only (for comparison with the two-level one).
+    pub tasks_only: Estimate,
+    /// ρ(τ) per arm at τ = 1, 1.1, 1.5, 2, 4.
+    pub profile_rows: Vec<(f64, Vec<f64>)>,
+}
+
+impl Extras {
+    /// Compute from the rows and profiles.
+    pub fn compute(rows: &[TaskRow], profiles: &[Vec<f64>], taus: &[f64], opts: &crate::ReportOptions) -> Self {
+        let sp: Vec<f64> = rows.iter().filter_map(|r| r.arms[r.candidate].speedup.map(|s| s.value)).collect();
+        let wc: Vec<f64> = rows.iter().filter_map(|r| r.wall_clock_speedup()).collect();
+        let pick = |t: f64| taus.iter().position(|&x| (x - t).abs() < 1e-9 || x >= t).unwrap_or(taus.len() - 1);
+        Extras {
+            iqm_speedup: (!sp.is_empty()).then(|| crate::stats::iqm::iqm_ci(&sp, 0.95, 4000, opts.bootstrap_seed)),
+            iqm_wall_clock: (!wc.is_empty()).then(|| crate::stats::iqm::iqm_ci(&wc, 0.95, 4000, opts.bootstrap_seed)),
+            tasks_only: crate::win_rate::headline_tasks_only(rows, opts.region, opts.bootstrap_seed),
+            profile_rows: [1.0, 1.1, 1.5, 2.0, 4.0].iter().map(|&t| (t, profiles.iter().map(|p| p[pick(t)]).collect())).collect(),
+        }
+    }
+}
+
+/// `wall_clock.md`: the timing-dependent aggregate (kept out of `summary.md`, which is
+/// deterministic).
+pub fn wall_clock(extras: &Extras, rows: &[TaskRow]) -> String {
+    let timed = rows.iter().filter(|r| r.wall_clock_speedup().is_some()).count();
+    match extras.iqm_wall_clock {
+        Some(e) => format!(
+            "# Wall-clock-adjusted speedup\n\nStep speedup over LR-tuned Adam divided by the candidate's per-step cost relative to Adam's on the same task (mean seconds per step of the runs, measured on this machine; {timed} of {} tasks timed).\n\nInterquartile mean: {:.3} (95% bootstrap CI {:.3}–{:.3}). Per task: `wall_clock.csv`.\n",
+            rows.len(),
+            e.point,
+            e.lower,
+            e.upper
+        ),
+        None => "# Wall-clock-adjusted speedup\n\nNo timings recorded for these runs.\n".to_string(),
+    }
+}
+
 /// Render `summary.md`.
-pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str) -> String {
+pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, extras: &Extras) -> String {
     let mut s = String::new();
     let cand = study.arms.iter().position(|a| a.role == ArmRole::Candidate).unwrap_or(0);
     let _ = writeln!(s, "# beatmatch report — {}\n", study.selection);
@@ -40,24 +83,55 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str) ->
     }
     let (beat, matched) = (rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Beat).count(), rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Match).count());
     let _ = writeln!(s, "\nAll {} tasks: {beat} beat, {matched} match, {} lose.\n", rows.len(), rows.len() - beat - matched);
+    let _ = writeln!(
+        s,
+        "The headline interval resamples tasks and, within each, the seeds of the candidate and of the tuned configuration; resampling tasks alone gives {:.1}%–{:.1}%.\n",
+        100.0 * extras.tasks_only.lower,
+        100.0 * extras.tasks_only.upper
+    );
+    let fmt_est = |e: &Option<Estimate>| e.map_or("–".to_string(), |e| format!("{:.3} (95% CI {:.3}–{:.3})", e.point, e.lower, e.upper));
+    let _ = writeln!(s, "## Speedup over LR-tuned Adam\n");
+    let _ = writeln!(s, "- interquartile mean of the step speedup: {}", fmt_est(&extras.iqm_speedup));
+    let _ = writeln!(s, "- wall-clock-adjusted speedup (step speedup ÷ per-step cost relative to Adam): machine-dependent, in `wall_clock.md` / `wall_clock.csv`\n");
+    let _ = writeln!(s, "## Performance profile (fraction of tasks within τ × the best final loss)\n");
+    let _ = write!(s, "| τ |");
+    for a in &study.arms {
+        let _ = write!(s, " {} |", a.legend);
+    }
+    let _ = write!(s, "\n|---|");
+    for _ in &study.arms {
+        let _ = write!(s, "---:|");
+    }
+    let _ = writeln!(s);
+    for (t, vals) in &extras.profile_rows {
+        let _ = write!(s, "| {t} |");
+        for v in vals {
+            let _ = write!(s, " {:.2} |", v);
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "## Win rate by parameters × step budget\n\n| params | steps | n | wins | win rate |\n|---|---|---:|---:|---:|");
     for b in bins {
         let _ = writeln!(s, "| 1e{}–1e{} | 1e{}–1e{} | {} | {} | {:.0}% |", b.params_decade, b.params_decade + 1, b.steps_decade, b.steps_decade + 1, b.n, b.wins, 100.0 * b.win_rate());
     }
-    let _ = writeln!(s, "\n## Tasks\n\n| task | params | steps | candidate | tuned | tuned config | outcome | speedup |\n|---|---:|---:|---:|---:|---|---|---:|");
+    let _ = writeln!(s, "\n## Tasks\n\n| task | params | steps | candidate | tuned | tuned config | outcome | speedup | diverged runs (cand/base) |\n|---|---:|---:|---:|---:|---|---|---:|---|");
     for r in rows {
         let sp = r.arms[cand].speedup.map_or("–".into(), |x| if x.at_cap { format!("≥{}", x.value) } else { format!("{:.2}", x.value) });
         let tuned = &r.arms[r.best_baseline];
+        let base_div: usize = r.arms.iter().enumerate().filter(|(i, _)| *i != cand).map(|(_, a)| a.diverged_runs).sum();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {sp} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {sp} | {}/{} |",
             r.id,
             r.params,
             r.steps,
             loss(r.arms[cand].mean),
             loss(tuned.mean),
             study.arms[r.best_baseline].configs[tuned.tuned_config],
-            r.outcome.as_str()
+            r.outcome.as_str(),
+            r.arms[cand].diverged_runs,
+            base_div
         );
     }
     if !study.skipped.is_empty() {

@@ -1,4 +1,6 @@
 //! Exporters: one module per output format.
 
 pub mod csv;
+pub mod html;
 pub mod markdown;
+pub mod parquet;

@@ -1,6 +1,9 @@
 //! Figures: one module per plot. Text is drawn with the embedded DejaVu Sans (no system fonts).
 
+pub mod curves;
+pub mod delta;
 pub mod heatmap;
+pub mod profile;
 pub mod speedup;
 
 use plotters::style::{register_font, FontStyle, RGBColor};

@@ -1,3 +1,7 @@
 //! Statistics with clearly named estimates.
 
 pub mod bootstrap;
+pub mod iqm;
+pub mod profile;
+pub mod sign_test;
+pub mod wilcoxon;

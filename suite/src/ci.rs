@@ -1,0 +1,171 @@
+//! `suite ci`: the regression gate. Runs the smoke tier, compares the candidate's per-task
+//! final loss with the reference results in `ci/reference.json`, writes `ci-report.md`, and
+//! fails when a task got worse by more than its seed noise allows.
+//!
+//! Tolerance per task: `z · √(σ_ref²/n_ref + σ_now²/n_now)` — z standard errors of the
+//! difference of two seed means (z = 3 by default) — floored at 1e-4 × |reference| so a
+//! deterministic rerun with zero seed spread still compares equal within float noise.
+
+use anyhow::{bail, Context, Result};
+use beatmatch_reports::analysis::TaskRow;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::path::Path;
+
+/// Version of the reference file's schema.
+pub const REFERENCE_SCHEMA_VERSION: u32 = 1;
+
+/// One task's reference result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceTask {
+    /// Task id.
+    pub task: String,
+    /// Candidate's seed-mean final train loss (null: diverged).
+    pub loss_mean: Option<f64>,
+    /// Seed standard deviation.
+    pub loss_std: f64,
+    /// Seeds.
+    pub seeds: usize,
+    /// Outcome against the tuned baselines then.
+    pub outcome: String,
+    /// Record hashes of the candidate runs.
+    pub records: Vec<String>,
+}
+
+/// `ci/reference.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// [`REFERENCE_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Candidate spec the reference was made with.
+    pub candidate: String,
+    /// Tier.
+    pub tier: String,
+    /// Code version that made it.
+    pub code_version: String,
+    /// Device.
+    pub device: String,
+    /// Tasks.
+    pub tasks: Vec<ReferenceTask>,
+}
+
+/// Build a reference from the current rows.
+pub fn reference_from(rows: &[TaskRow], candidate: &str, tier: &str, device: &str) -> Reference {
+    Reference {
+        schema_version: REFERENCE_SCHEMA_VERSION,
+        candidate: candidate.to_string(),
+        tier: tier.to_string(),
+        code_version: beatmatch_core::code_version(),
+        device: device.to_string(),
+        tasks: rows
+            .iter()
+            .map(|r| {
+                let c = &r.arms[r.candidate];
+                let recs: Vec<String> = c.records.clone();
+                ReferenceTask {
+                    task: r.id.clone(),
+                    loss_mean: c.mean.is_finite().then_some(c.mean),
+                    loss_std: if c.std.is_finite() { c.std } else { 0.0 },
+                    seeds: c.finals.len(),
+                    outcome: r.outcome.as_str().to_string(),
+                    records: recs,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// One task's verdict.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// Task id.
+    pub task: String,
+    /// Reference loss (+∞ diverged).
+    pub reference: f64,
+    /// Current loss (+∞ diverged).
+    pub current: f64,
+    /// Allowed difference.
+    pub tolerance: f64,
+    /// `regressed`, `improved` or `unchanged`.
+    pub status: &'static str,
+    /// Outcome then → now.
+    pub outcome: (String, String),
+}
+
+/// Compare current rows with the reference; returns verdicts and the tasks present on only one
+/// side (reference-only, current-only).
+pub fn check(reference: &Reference, rows: &[TaskRow], z: f64) -> (Vec<Verdict>, Vec<String>, Vec<String>) {
+    let mut verdicts = Vec::new();
+    let mut missing_now = Vec::new();
+    for rt in &reference.tasks {
+        let Some(r) = rows.iter().find(|r| r.id == rt.task) else {
+            missing_now.push(rt.task.clone());
+            continue;
+        };
+        let c = &r.arms[r.candidate];
+        let (now, then) = (c.mean, rt.loss_mean.unwrap_or(f64::INFINITY));
+        let now_std = if c.std.is_finite() { c.std } else { 0.0 };
+        let se = (rt.loss_std.powi(2) / rt.seeds.max(1) as f64 + now_std.powi(2) / c.finals.len().max(1) as f64).sqrt();
+        let tol = (z * se).max(1e-4 * then.abs());
+        let status = if then.is_infinite() && now.is_infinite() {
+            "unchanged"
+        } else if now > then + tol || (now.is_infinite() && then.is_finite()) {
+            "regressed"
+        } else if now < then - tol {
+            "improved"
+        } else {
+            "unchanged"
+        };
+        verdicts.push(Verdict { task: rt.task.clone(), reference: then, current: now, tolerance: tol, status, outcome: (rt.outcome.clone(), r.outcome.as_str().to_string()) });
+    }
+    let extra_now = rows.iter().filter(|r| !reference.tasks.iter().any(|t| t.task == r.id)).map(|r| r.id.clone()).collect();
+    (verdicts, missing_now, extra_now)
+}
+
+/// Render `ci-report.md`.
+pub fn markdown(reference: &Reference, candidate: &str, verdicts: &[Verdict], missing: &[String], extra: &[String], z: f64, records: &[String]) -> String {
+    let mut s = String::new();
+    let regressed: Vec<&Verdict> = verdicts.iter().filter(|v| v.status == "regressed").collect();
+    let _ = writeln!(s, "# beatmatch CI report\n");
+    let _ = writeln!(
+        s,
+        "**{}**: {} of {} tasks regressed, {} improved; candidate `{candidate}` against the reference made with `{}` by {} on {}.\n",
+        if regressed.is_empty() { "PASS" } else { "FAIL" },
+        regressed.len(),
+        verdicts.len(),
+        verdicts.iter().filter(|v| v.status == "improved").count(),
+        reference.candidate,
+        reference.code_version,
+        reference.device
+    );
+    let _ = writeln!(s, "A task regresses when its seed-mean final train loss exceeds the reference by more than {z} standard errors of the difference of the two seed means (floor 1e-4 × |reference|), or it diverged where the reference did not.\n");
+    if !regressed.is_empty() {
+        let _ = writeln!(s, "## Regressions\n");
+        for v in &regressed {
+            let _ = writeln!(s, "- `{}`: {:.5} → {:.5} ({:+.5}, tolerance {:.5}); outcome {} → {}", v.task, v.reference, v.current, v.current - v.reference, v.tolerance, v.outcome.0, v.outcome.1);
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "## All tasks\n\n| task | reference | now | now − ref | tolerance | status | outcome |\n|---|---:|---:|---:|---:|---|---|");
+    for v in verdicts {
+        let _ = writeln!(s, "| {} | {:.5} | {:.5} | {:+.5} | {:.5} | {} | {} → {} |", v.task, v.reference, v.current, v.current - v.reference, v.tolerance, v.status, v.outcome.0, v.outcome.1);
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(s, "\nIn the reference but not run now: {}", missing.join(", "));
+    }
+    if !extra.is_empty() {
+        let _ = writeln!(s, "\nRun now but not in the reference: {}", extra.join(", "));
+    }
+    let _ = writeln!(s, "\n## Provenance\n\nCurrent candidate records: {}", records.join(" "));
+    s
+}
+
+/// Read a reference file.
+pub fn read_reference(path: &Path) -> Result<Reference> {
+    let text = std::fs::read(path).with_context(|| format!("reading CI reference {} (create it with `suite ci --update-reference`)", path.display()))?;
+    let r: Reference = serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if r.schema_version != REFERENCE_SCHEMA_VERSION {
+        bail!("{}: schema version {}, expected {REFERENCE_SCHEMA_VERSION}", path.display(), r.schema_version);
+    }
+    Ok(r)
+}
