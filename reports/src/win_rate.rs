@@ -2,7 +2,7 @@
 
 use crate::analysis::TaskRow;
 use crate::metrics::{outcome, seed_stats, tolerance};
-use crate::stats::bootstrap::{mean_ci, Estimate};
+use crate::stats::bootstrap::{mean_ci, percentile, Estimate};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -83,8 +83,7 @@ pub fn headline(rows: &[TaskRow], region: Region, seed: u64) -> (usize, Estimate
         })
         .collect();
     stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((q * resamples as f64).floor() as usize).min(resamples - 1)];
-    (n, Estimate { point, lower: at(0.025), upper: at(0.975), level: 0.95 })
+    (n, Estimate { point, lower: percentile(&stats, 0.025), upper: percentile(&stats, 0.975), level: 0.95 })
 }
 
 /// Win rate over tasks only (seeds fixed), for comparison with the two-level interval.

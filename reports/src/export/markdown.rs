@@ -13,7 +13,7 @@ pub fn headline(study: &Study, region: Region, n: usize, e: &Estimate) -> String
         return format!("No tasks in the region params < {:e}, steps < {:e}.", region.max_params, region.max_steps);
     }
     format!(
-        "{cand} beats or matches the tuned baselines on {:.1}% of {n} tasks with params < {:e} and steps < {:e} (95% bootstrap CI over tasks: {:.1}%–{:.1}%).",
+        "{cand} beats or matches the tuned baselines on {:.1}% of {n} tasks with params < {:e} and steps < {:e} (95% bootstrap CI over tasks and seeds: {:.1}%–{:.1}%).",
         100.0 * e.point,
         region.max_params,
         region.max_steps,

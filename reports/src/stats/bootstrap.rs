@@ -16,22 +16,36 @@ pub struct Estimate {
     pub level: f64,
 }
 
-/// Percentile bootstrap CI of the mean of `values` with `resamples` resamples from `seed`.
-pub fn mean_ci(values: &[f64], level: f64, resamples: usize, seed: u64) -> Estimate {
-    let n = values.len();
-    let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / n as f64;
-    if n == 0 {
-        return Estimate { point: f64::NAN, lower: f64::NAN, upper: f64::NAN, level };
+/// The `q`-quantile of sorted bootstrap statistics (floor index, as the percentile method).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((q * sorted.len() as f64).floor() as usize).min(sorted.len() - 1)]
+}
+
+/// Percentile bootstrap CI of `statistic` over `values` (units resampled with replacement),
+/// with `resamples` resamples from `seed`.
+pub fn percentile_ci(values: &[f64], statistic: impl Fn(&[f64]) -> f64, level: f64, resamples: usize, seed: u64) -> Estimate {
+    let point = statistic(values);
+    if values.is_empty() {
+        return Estimate { point, lower: f64::NAN, upper: f64::NAN, level };
     }
-    let point = mean(&mut values.iter().copied());
+    let n = values.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut buf = vec![0f64; n];
     let mut stats: Vec<f64> = (0..resamples)
-        .map(|_| mean(&mut (0..n).map(|_| values[rng.random_range(0..n)])))
+        .map(|_| {
+            buf.iter_mut().for_each(|b| *b = values[rng.random_range(0..n)]);
+            statistic(&buf)
+        })
         .collect();
     stats.sort_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
-    let at = |q: f64| stats[((q * resamples as f64).floor() as usize).min(resamples - 1)];
-    Estimate { point, lower: at(alpha), upper: at(1.0 - alpha), level }
+    Estimate { point, lower: percentile(&stats, alpha), upper: percentile(&stats, 1.0 - alpha), level }
+}
+
+/// Percentile bootstrap CI of the mean of `values` with `resamples` resamples from `seed`.
+pub fn mean_ci(values: &[f64], level: f64, resamples: usize, seed: u64) -> Estimate {
+    let mean = |xs: &[f64]| if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    percentile_ci(values, mean, level, resamples, seed)
 }
 
 #[cfg(test)]

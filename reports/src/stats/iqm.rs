@@ -1,9 +1,7 @@
 //! Interquartile mean (Agarwal et al. 2021, rliable): the mean of the middle 50%, cutting
 //! ⌊n/4⌋ values from each end (scipy's `trim_mean(x, 0.25)`), with a bootstrap CI.
 
-use super::bootstrap::Estimate;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use super::bootstrap::{percentile_ci, Estimate};
 
 /// Interquartile mean of `values` (NaN for none).
 pub fn iqm(values: &[f64]) -> f64 {
@@ -19,18 +17,7 @@ pub fn iqm(values: &[f64]) -> f64 {
 
 /// IQM with a percentile-bootstrap CI over units.
 pub fn iqm_ci(values: &[f64], level: f64, resamples: usize, seed: u64) -> Estimate {
-    let point = iqm(values);
-    if values.is_empty() {
-        return Estimate { point, lower: f64::NAN, upper: f64::NAN, level };
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut stats: Vec<f64> = (0..resamples)
-        .map(|_| iqm(&(0..values.len()).map(|_| values[rng.random_range(0..values.len())]).collect::<Vec<_>>()))
-        .collect();
-    stats.sort_by(f64::total_cmp);
-    let alpha = (1.0 - level) / 2.0;
-    let at = |q: f64| stats[((q * resamples as f64).floor() as usize).min(resamples - 1)];
-    Estimate { point, lower: at(alpha), upper: at(1.0 - alpha), level }
+    percentile_ci(values, iqm, level, resamples, seed)
 }
 
 #[cfg(test)]
