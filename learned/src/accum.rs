@@ -1,7 +1,8 @@
 //! Gradient accumulators shared by the learned optimizers (learned_optimization's
 //! `learned_optimizers/common.py`): momenta, second moments and Adafactor-style factored
-//! second moments, each at several decays. Per-element values are stored element-major,
-//! `[numel][k]`, like the reference's trailing decay axis.
+//! second moments, each at several decays. Per-element values are stored decay-major,
+//! `[k][numel]` (index `j * numel + e`), so one decay's values are contiguous for the
+//! vectorised feature kernels; the small factored row/column statistics are `[len][k]`.
 
 use beatmatch_core::ParamInfo;
 
@@ -21,7 +22,7 @@ pub fn rsqrt(x: f32) -> f32 {
 pub struct Momentum {
     /// Decays (f32, as the reference holds them).
     pub decays: Vec<f32>,
-    /// Per tensor, `[numel][k]`.
+    /// Per tensor, `[k][numel]`.
     pub m: Vec<Vec<f32>>,
 }
 
@@ -34,10 +35,9 @@ impl Momentum {
 
     /// Fold in gradients.
     pub fn update(&mut self, grads: &[&[f32]]) {
-        let k = self.decays.len();
         for (m, g) in self.m.iter_mut().zip(grads) {
-            for (mi, &gi) in m.chunks_exact_mut(k).zip(g.iter()) {
-                for (x, &d) in mi.iter_mut().zip(&self.decays) {
+            for (mj, &d) in m.chunks_exact_mut(g.len().max(1)).zip(&self.decays) {
+                for (x, &gi) in mj.iter_mut().zip(g.iter()) {
                     *x = d * *x + (1.0 - d) * gi;
                 }
             }
@@ -49,7 +49,7 @@ impl Momentum {
 pub struct SecondMoment {
     /// Decays.
     pub decays: Vec<f32>,
-    /// Per tensor, `[numel][k]`.
+    /// Per tensor, `[k][numel]`.
     pub v: Vec<Vec<f32>>,
 }
 
@@ -62,10 +62,9 @@ impl SecondMoment {
 
     /// Fold in gradients.
     pub fn update(&mut self, grads: &[&[f32]]) {
-        let k = self.decays.len();
         for (v, g) in self.v.iter_mut().zip(grads) {
-            for (vi, &gi) in v.chunks_exact_mut(k).zip(g.iter()) {
-                for (x, &d) in vi.iter_mut().zip(&self.decays) {
+            for (vj, &d) in v.chunks_exact_mut(g.len().max(1)).zip(&self.decays) {
+                for (x, &gi) in vj.iter_mut().zip(g.iter()) {
                     *x = d * *x + (1.0 - d) * (gi * gi);
                 }
             }
@@ -100,7 +99,7 @@ pub enum FactoredState {
         /// Per element, its index into the column statistic.
         cols: Vec<u32>,
     },
-    /// Rank < 2: full second moment `[numel][k]`.
+    /// Rank < 2: full second moment `[k][numel]`.
     Diag(Vec<f32>),
 }
 
@@ -134,7 +133,7 @@ impl Factored {
         Self { decays: decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect(), state }
     }
 
-    /// Fold in gradients; writes `fac_g` per tensor, `[numel][k]`, into `out` (reused across
+    /// Fold in gradients; writes `fac_g` per tensor, `[k][numel]`, into `out` (reused across
     /// steps: fresh multi-megabyte buffers every step cost more in page faults than the math).
     pub fn update(&mut self, grads: &[&[f32]], out: &mut Vec<Vec<f32>>) {
         let k = self.decays.len();
@@ -144,12 +143,13 @@ impl Factored {
             y.resize(g.len() * k, 0.0);
             match st {
                 FactoredState::Diag(v) => {
-                    for (i, &gi) in g.iter().enumerate() {
-                        for j in 0..k {
-                            let d = self.decays[j];
-                            let x = &mut v[i * k + j];
+                    let n = g.len();
+                    for j in 0..k {
+                        let d = self.decays[j];
+                        for (i, &gi) in g.iter().enumerate() {
+                            let x = &mut v[j * n + i];
                             *x = d * *x + (1.0 - d) * (gi * gi + eps);
-                            y[i * k + j] = gi * safe_rsqrt(*x + 1e-9);
+                            y[j * n + i] = gi * safe_rsqrt(*x + 1e-9);
                         }
                     }
                 }
@@ -175,10 +175,11 @@ impl Factored {
                         *x = d * *x + (1.0 - d) * (col_sum[idx] / n1) as f32;
                     }
                     let (row_factor, col_factor) = factors(row, col, shape, d1, d0, k);
+                    let n = g.len();
                     for (i, &gi) in g.iter().enumerate() {
                         let (r, c) = (rows[i] as usize, cols[i] as usize);
                         for j in 0..k {
-                            y[i * k + j] = gi * row_factor[r * k + j] * col_factor[c * k + j];
+                            y[j * n + i] = gi * row_factor[r * k + j] * col_factor[c * k + j];
                         }
                     }
                 }

@@ -33,7 +33,7 @@ impl Flavor {
     }
 }
 
-/// Everything one tensor's features read. `m` and `fac_g` are `[numel][3]`, `rms` `[numel][1]`.
+/// Everything one tensor's features read. `m` and `fac_g` are `[3][numel]`, `rms` `[1][numel]`.
 pub struct TensorInputs<'a> {
     /// Gradient.
     pub g: &'a [f32],
@@ -82,6 +82,7 @@ fn fill_block(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usiz
 #[inline(always)]
 fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
     // Every row is a straight, branch-free loop the compiler vectorises.
+    let n = t.g.len();
     let idx: [usize; B] = std::array::from_fn(|e| if FULL { start + e } else { start + e.min(len - 1) });
     let live: [f32; B] = std::array::from_fn(|e| if FULL || e < len { 1.0 } else { 0.0 });
     let mut f = 0;
@@ -100,15 +101,15 @@ fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared,
     }
     row!(|e| t.p[idx[e]]);
     for j in 0..3 {
-        row!(|e| t.m[idx[e] * 3 + j]);
+        row!(|e| t.m[j * n + idx[e]]);
     }
     row!(|e| t.rms[idx[e]]);
     for j in 0..3 {
-        row!(|e| t.m[idx[e] * 3 + j] * rs[e]);
+        row!(|e| t.m[j * n + idx[e]] * rs[e]);
     }
     row!(|e| rs[e]);
     for j in 0..3 {
-        row!(|e| t.fac_g[idx[e] * 3 + j]);
+        row!(|e| t.fac_g[j * n + idx[e]]);
     }
     if flavor == Flavor::Velo {
         row!(|e| t.g[idx[e]] * rs[e]);
@@ -130,24 +131,24 @@ fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared,
                 row!(|e| rsqrt(vc[c[e] + j] + 1e-8));
             }
             for j in 0..3 {
-                row!(|e| t.m[idx[e] * 3 + j] * prep.row_factor[r[e] + j] * prep.col_factor[c[e] + j]);
+                row!(|e| t.m[j * n + idx[e]] * prep.row_factor[r[e] + j] * prep.col_factor[c[e] + j]);
             }
         }
         FactoredState::Diag(v) => {
             for _ in 0..2 {
                 for j in 0..3 {
-                    row!(|e| v[idx[e] * 3 + j]);
+                    row!(|e| v[j * n + idx[e]]);
                 }
             }
             for _ in 0..2 {
                 for j in 0..3 {
-                    row!(|e| rsqrt(v[idx[e] * 3 + j] + 1e-8));
+                    row!(|e| rsqrt(v[j * n + idx[e]] + 1e-8));
                 }
             }
             for j in 0..3 {
                 match flavor {
-                    Flavor::SmallFc => row!(|e| t.m[idx[e] * 3 + j] * rsqrt(v[idx[e] * 3 + j] + 1e-6)),
-                    Flavor::Velo => row!(|e| t.m[idx[e] * 3 + j] * rsqrt(v[idx[e] * 3 + j])),
+                    Flavor::SmallFc => row!(|e| t.m[j * n + idx[e]] * rsqrt(v[j * n + idx[e]] + 1e-6)),
+                    Flavor::Velo => row!(|e| t.m[j * n + idx[e]] * rsqrt(v[j * n + idx[e]])),
                 }
             }
         }

@@ -78,7 +78,7 @@ impl features::Kernel for Kernel<'_> {
                 x[0][e] = self.g[i] * live;
                 x[1][e] = p[i] * live;
                 for j in 0..k {
-                    x[2 + j][e] = self.m[i * k + j] * live;
+                    x[2 + j][e] = self.m[j * n + i] * live;
                 }
             }
         };

@@ -146,7 +146,7 @@ pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize
         out[i] = ((fraction_trained - t) * 10.0).tanh();
     }
     out[9..18].copy_from_slice(loss_features);
-    let mean_m: [f32; 3] = std::array::from_fn(|j| mean((0..n).map(|e| m[e * 3 + j] * norm), n));
+    let mean_m: [f32; 3] = std::array::from_fn(|j| mean((0..n).map(|e| m[j * n + e] * norm), n));
     let mean_rms = mean((0..n).map(|e| rms[e] * norm), n);
     out[18] = clip_log_abs(mean_rms, 10.0);
     let rank = shape.iter().filter(|&&d| d > 1).count();
@@ -154,7 +154,7 @@ pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize
         out[19 + rank] = 1.0;
     }
     for j in 0..3 {
-        let var_m = mean((0..n).map(|e| (m[e * 3 + j] * norm - mean_m[j]).powi(2)), n);
+        let var_m = mean((0..n).map(|e| (m[j * n + e] * norm - mean_m[j]).powi(2)), n);
         out[24 + j] = clip_log_abs(var_m, 10.0);
         let var_rms = mean((0..n).map(|e| (rms[e] * norm - mean_m[j]).powi(2)), n);
         out[27 + j] = clip_log_abs(var_rms, 10.0);
