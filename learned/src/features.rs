@@ -81,75 +81,94 @@ fn fill_block(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usiz
 
 #[inline(always)]
 fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
-    // Every row is a straight, branch-free loop the compiler vectorises.
+    // Gather each input row of the block into a fixed-size array first (one bounds check per
+    // lane, no aliasing questions), then every feature row is a straight loop over 16 lanes
+    // the compiler vectorises.
     let n = t.g.len();
     let idx: [usize; B] = std::array::from_fn(|e| if FULL { start + e } else { start + e.min(len - 1) });
     let live: [f32; B] = std::array::from_fn(|e| if FULL || e < len { 1.0 } else { 0.0 });
+    let load = |src: &[f32], off: usize| -> [f32; B] {
+        if FULL {
+            let s: &[f32; B] = src[off + start..off + start + B].try_into().unwrap();
+            *s
+        } else {
+            std::array::from_fn(|e| src[off + idx[e]] * live[e])
+        }
+    };
+    let g = load(t.g, 0);
+    let p = load(t.p, 0);
+    let rms = load(t.rms, 0);
+    let m: [[f32; B]; 3] = std::array::from_fn(|j| load(t.m, j * n));
+    let fg: [[f32; B]; 3] = std::array::from_fn(|j| load(t.fac_g, j * n));
     let mut f = 0;
-    macro_rules! row {
-        (|$e:ident| $v:expr) => {{
-            for $e in 0..B {
-                x[f][$e] = ($v) * live[$e];
-            }
-            f += 1;
-        }};
-    }
-    let rs: [f32; B] = std::array::from_fn(|e| rsqrt(t.rms[idx[e]] + 1e-6));
-    row!(|e| t.g[idx[e]]);
+    let mut put = |x: &mut Block, v: [f32; B]| {
+        x[f] = v;
+        f += 1;
+    };
+    let rs: [f32; B] = std::array::from_fn(|e| rsqrt(rms[e] + 1e-6) * live[e]);
+    put(x, g);
     if flavor == Flavor::Velo {
-        row!(|e| t.g[idx[e]].clamp(-0.1, 0.1));
+        put(x, std::array::from_fn(|e| g[e].clamp(-0.1, 0.1)));
     }
-    row!(|e| t.p[idx[e]]);
-    for j in 0..3 {
-        row!(|e| t.m[j * n + idx[e]]);
+    put(x, p);
+    for mj in &m {
+        put(x, *mj);
     }
-    row!(|e| t.rms[idx[e]]);
-    for j in 0..3 {
-        row!(|e| t.m[j * n + idx[e]] * rs[e]);
+    put(x, rms);
+    for mj in &m {
+        put(x, std::array::from_fn(|e| mj[e] * rs[e]));
     }
-    row!(|e| rs[e]);
-    for j in 0..3 {
-        row!(|e| t.fac_g[j * n + idx[e]]);
+    put(x, rs);
+    for fj in &fg {
+        put(x, *fj);
     }
     if flavor == Flavor::Velo {
-        row!(|e| t.g[idx[e]] * rs[e]);
+        put(x, std::array::from_fn(|e| g[e] * rs[e]));
     }
     match t.fac {
         FactoredState::Factored { row: vr, col: vc, rows, cols, .. } => {
             let r: [usize; B] = std::array::from_fn(|e| rows[idx[e]] as usize * 3);
             let c: [usize; B] = std::array::from_fn(|e| cols[idx[e]] as usize * 3);
-            for j in 0..3 {
-                row!(|e| vr[r[e] + j]);
+            let row: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| vr[r[e] + j] * live[e]));
+            let col: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| vc[c[e] + j] * live[e]));
+            let rf: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| prep.row_factor[r[e] + j]));
+            let cf: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| prep.col_factor[c[e] + j]));
+            for v in &row {
+                put(x, *v);
+            }
+            for v in &col {
+                put(x, *v);
+            }
+            for v in &row {
+                put(x, std::array::from_fn(|e| rsqrt(v[e] + 1e-8) * live[e]));
+            }
+            for v in &col {
+                put(x, std::array::from_fn(|e| rsqrt(v[e] + 1e-8) * live[e]));
             }
             for j in 0..3 {
-                row!(|e| vc[c[e] + j]);
-            }
-            for j in 0..3 {
-                row!(|e| rsqrt(vr[r[e] + j] + 1e-8));
-            }
-            for j in 0..3 {
-                row!(|e| rsqrt(vc[c[e] + j] + 1e-8));
-            }
-            for j in 0..3 {
-                row!(|e| t.m[j * n + idx[e]] * prep.row_factor[r[e] + j] * prep.col_factor[c[e] + j]);
+                put(x, std::array::from_fn(|e| m[j][e] * rf[j][e] * cf[j][e]));
             }
         }
         FactoredState::Diag(v) => {
+            let vd: [[f32; B]; 3] = std::array::from_fn(|j| load(v, j * n));
             for _ in 0..2 {
-                for j in 0..3 {
-                    row!(|e| v[j * n + idx[e]]);
+                for vj in &vd {
+                    put(x, *vj);
                 }
             }
             for _ in 0..2 {
-                for j in 0..3 {
-                    row!(|e| rsqrt(v[j * n + idx[e]] + 1e-8));
+                for vj in &vd {
+                    put(x, std::array::from_fn(|e| rsqrt(vj[e] + 1e-8) * live[e]));
                 }
             }
             for j in 0..3 {
-                match flavor {
-                    Flavor::SmallFc => row!(|e| t.m[j * n + idx[e]] * rsqrt(v[j * n + idx[e]] + 1e-6)),
-                    Flavor::Velo => row!(|e| t.m[j * n + idx[e]] * rsqrt(v[j * n + idx[e]])),
-                }
+                put(
+                    x,
+                    match flavor {
+                        Flavor::SmallFc => std::array::from_fn(|e| m[j][e] * rsqrt(vd[j][e] + 1e-6) * live[e]),
+                        Flavor::Velo => std::array::from_fn(|e| if live[e] == 0.0 { 0.0 } else { m[j][e] * rsqrt(vd[j][e]) }),
+                    },
+                );
             }
         }
     }
