@@ -14,7 +14,7 @@
 //! `m·v^-½` has no epsilon.
 
 use crate::accum::{learned_decays, Factored, Momentum, SecondMoment};
-use crate::features::{process_tensor, Flavor, Mlp, StepRule, TensorInputs};
+use crate::features::{process_tensor, simd_dispatch, Flavor, Kernel, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};
 
@@ -61,16 +61,39 @@ impl Dense {
         Ok(Self { w: theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?.to_vec(), b: theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec(), n_in, n_out })
     }
 
-    /// `x @ w + b` for `rows` rows of `x` (`[rows][n_in]`), as one single-threaded GEMM.
+    /// `x @ w + b` for `rows` rows of `x` (`[rows][n_in]`). The batch is the number of tensors
+    /// (a handful), so this streams each weight row once and updates every output row with it:
+    /// no packing of the (up to 8 MB) weight matrix, which a GEMM library redoes on every call.
     fn batch(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out: Vec<f32> = (0..rows).flat_map(|_| self.b.iter().copied()).collect();
-        let (m, k, n) = (rows, self.n_in, self.n_out);
-        debug_assert_eq!(x.len(), m * k);
-        // SAFETY: the pointers cover m×k, k×n and m×n row-major f32 buffers that outlive the call.
-        unsafe {
-            gemm::gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, true, x.as_ptr(), 1, k as isize, self.w.as_ptr(), 1, n as isize, 1.0f32, 1.0f32, false, false, false, gemm::Parallelism::None);
-        }
+        debug_assert_eq!(x.len(), rows * self.n_in);
+        simd_dispatch(&mut AxpyRows { w: &self.w, x, out: &mut out, n_in: self.n_in, n_out: self.n_out, rows });
         out
+    }
+}
+
+struct AxpyRows<'a> {
+    w: &'a [f32],
+    x: &'a [f32],
+    out: &'a mut [f32],
+    n_in: usize,
+    n_out: usize,
+    rows: usize,
+}
+
+impl Kernel for AxpyRows<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        for i in 0..self.n_in {
+            let wrow = &self.w[i * self.n_out..(i + 1) * self.n_out];
+            for t in 0..self.rows {
+                let xi = self.x[t * self.n_in + i];
+                let o = &mut self.out[t * self.n_out..(t + 1) * self.n_out];
+                for (acc, &wv) in o.iter_mut().zip(wrow) {
+                    *acc += xi * wv;
+                }
+            }
+        }
     }
 }
 
