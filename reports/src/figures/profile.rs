@@ -1,7 +1,7 @@
 //! Performance profiles: fraction of tasks within a factor τ of the best final loss, per
 //! optimizer, τ ∈ [1, 4] (log2 x axis).
 
-use super::{ensure_font, FAMILY, PALETTE};
+use super::{ensure_font, lines_with_legend, FAMILY};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -29,23 +29,8 @@ pub fn draw(path: &Path, taus: &[f64], curves: &[Vec<f64>], labels: &[String]) -
         .axis_desc_style((FAMILY, 18))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, (c, label)) in curves.iter().zip(labels).enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let pts: Vec<(f64, f64)> = taus.iter().map(|t| t.log2()).zip(c.iter().copied()).collect();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(3)))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
+    let lines = curves.iter().zip(labels).map(|(c, label)| (label.clone(), taus.iter().map(|t| t.log2()).zip(c.iter().copied()).collect())).collect();
+    lines_with_legend(&mut chart, lines, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }

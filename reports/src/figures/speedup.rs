@@ -1,7 +1,7 @@
 //! VeLO Fig. 1 layout: per optimizer, speedup over LR-tuned Adam on each task, sorted, against
 //! task percentile; log2 y axis.
 
-use super::{ensure_font, FAMILY, PALETTE};
+use super::{ensure_font, lines_with_legend, FAMILY};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -49,26 +49,16 @@ pub fn draw(path: &Path, series: &[Series], cap: f64) -> Result<()> {
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (100.0, 0.0)], BLACK.mix(0.4).stroke_width(1)))
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, s) in series.iter().enumerate() {
-        let mut v: Vec<f64> = s.speedups.iter().map(|&x| if x > 0.0 { x.log2().max(FLOOR_LOG2) } else { FLOOR_LOG2 }).collect();
-        v.sort_by(|a, b| b.total_cmp(a));
-        let n = v.len().max(1) as f64;
-        let pts: Vec<(f64, f64)> = v.iter().enumerate().map(|(k, &y)| (100.0 * (k as f64 + 0.5) / n, y)).collect();
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(3)))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
+    let lines = series
+        .iter()
+        .map(|s| {
+            let mut v: Vec<f64> = s.speedups.iter().map(|&x| if x > 0.0 { x.log2().max(FLOOR_LOG2) } else { FLOOR_LOG2 }).collect();
+            v.sort_by(|a, b| b.total_cmp(a));
+            let n = v.len().max(1) as f64;
+            (s.label.clone(), v.iter().enumerate().map(|(k, &y)| (100.0 * (k as f64 + 0.5) / n, y)).collect())
+        })
+        .collect();
+    lines_with_legend(&mut chart, lines, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
