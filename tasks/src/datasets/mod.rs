@@ -5,6 +5,7 @@
 pub mod fashion_mnist;
 pub mod idx;
 pub mod mnist1d;
+pub mod mnist1d_gen;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
