@@ -2,6 +2,7 @@
 //!
 //! Loading is cached per process: every run of a sweep shares one copy.
 
+pub mod digits;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod mnist1d;
@@ -52,17 +53,23 @@ pub enum DatasetName {
     Mnist1d,
     /// Fashion-MNIST (Xiao et al. 2017), 60k/10k 28×28 grey images, read from IDX files.
     FashionMnist,
+    /// UCI optdigits 8×8 (scikit-learn's `load_digits`), shipped; 1437/360 split.
+    Digits,
+    /// MNIST-1D regenerated at 50,000 examples (40k/10k) with the standard recipe and seed.
+    Mnist1dLarge,
 }
 
 impl DatasetName {
     /// Every dataset, in display order.
-    pub const ALL: [DatasetName; 2] = [DatasetName::Mnist1d, DatasetName::FashionMnist];
+    pub const ALL: [DatasetName; 4] = [DatasetName::Mnist1d, DatasetName::FashionMnist, DatasetName::Digits, DatasetName::Mnist1dLarge];
 
     /// The registry name, e.g. `fashion_mnist`.
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetName::Mnist1d => "mnist1d",
             DatasetName::FashionMnist => "fashion_mnist",
+            DatasetName::Digits => "digits",
+            DatasetName::Mnist1dLarge => "mnist1d_large",
         }
     }
 
@@ -71,13 +78,16 @@ impl DatasetName {
         match self {
             DatasetName::Mnist1d => (vec![40], 10),
             DatasetName::FashionMnist => (vec![28, 28], 10),
+            DatasetName::Digits => (vec![8, 8], 10),
+            DatasetName::Mnist1dLarge => (vec![40], 10),
         }
     }
 
     /// Where the data is, or why it is not available (with how to get it).
     pub fn locate(self) -> Result<DataSource, MissingData> {
         match self {
-            DatasetName::Mnist1d => Ok(DataSource::Embedded),
+            DatasetName::Mnist1d | DatasetName::Digits => Ok(DataSource::Embedded),
+            DatasetName::Mnist1dLarge => Ok(DataSource::Generated),
             DatasetName::FashionMnist => fashion_mnist::locate().map(DataSource::Dir),
         }
     }
@@ -94,6 +104,8 @@ impl DatasetName {
         let data = Arc::new(match self {
             DatasetName::Mnist1d => mnist1d::load_frozen()?,
             DatasetName::FashionMnist => fashion_mnist::load(&fashion_mnist::locate()?)?,
+            DatasetName::Digits => digits::load()?,
+            DatasetName::Mnist1dLarge => mnist1d_gen::generate(&mnist1d_gen::Mnist1dArgs { num_samples: 50_000, ..Default::default() }),
         });
         guard.insert(self, data.clone());
         Ok(data)
@@ -111,6 +123,8 @@ impl std::fmt::Display for DatasetName {
 pub enum DataSource {
     /// Compiled into the binary.
     Embedded,
+    /// Generated on first use from a fixed recipe and seed.
+    Generated,
     /// Read from this directory.
     Dir(PathBuf),
 }
