@@ -59,7 +59,7 @@ fn update(c: &mut Criterion) {
 
 fn overhead(c: &mut Criterion) {
     std::env::set_var("RAYON_NUM_THREADS", "1");
-    let model = ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }.build(784, 10);
+    let model = ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }.build(&[784], 10);
     let infos = model.params().to_vec();
     let values = model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
     let dev = Device::Cpu;

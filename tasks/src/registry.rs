@@ -13,7 +13,7 @@
 //! Unknown keys and bad values are errors naming the file, line and what was expected.
 
 use crate::datasets::DatasetName;
-use crate::models::{Activation, ModelConfig};
+use crate::models::{Activation, ModelConfig, Pooling};
 use crate::task::{Problem, Task, Tier};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer};
@@ -37,6 +37,8 @@ struct FamilyBlock {
     logreg: Option<LogregGrid>,
     #[serde(default)]
     mlp: Option<MlpGrid>,
+    #[serde(default)]
+    conv: Option<ConvGrid>,
     datasets: Vec<DatasetName>,
     batch_sizes: Vec<Bounded<1, 65536>>,
     steps: Vec<Bounded<1, 1_000_000>>,
@@ -45,6 +47,14 @@ struct FamilyBlock {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogregGrid {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConvGrid {
+    channels: Vec<Bounded<1, 1024>>,
+    depth: Vec<Bounded<1, 8>>,
+    pooling: Vec<Pooling>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,9 +87,20 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
     let mut tasks = Vec::new();
     for (i, block) in file.families.iter().enumerate() {
         let ctx = || format!("{name}: families[{i}]");
-        let models: Vec<ModelConfig> = match (&block.logreg, &block.mlp) {
-            (Some(_), None) => vec![ModelConfig::Logreg],
-            (None, Some(g)) => {
+        let models: Vec<ModelConfig> = match (&block.logreg, &block.mlp, &block.conv) {
+            (Some(_), None, None) => vec![ModelConfig::Logreg],
+            (None, None, Some(g)) => {
+                let mut v = Vec::new();
+                for c in &g.channels {
+                    for d in &g.depth {
+                        for &p in &g.pooling {
+                            v.push(ModelConfig::Conv { channels: c.0 as usize, depth: d.0 as usize, pooling: p });
+                        }
+                    }
+                }
+                v
+            }
+            (None, Some(g), None) => {
                 let mut v = Vec::new();
                 for w in &g.width {
                     for d in &g.depth {
@@ -90,7 +111,7 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
                 }
                 v
             }
-            _ => bail!("{}: expected exactly one model family key (`logreg` or `mlp`)", ctx()),
+            _ => bail!("{}: expected exactly one model family key (`logreg`, `mlp` or `conv`)", ctx()),
         };
         for (what, empty) in [
             ("datasets", block.datasets.is_empty()),

@@ -81,7 +81,7 @@ impl Problem {
     /// The model this problem trains.
     pub fn build_model(&self) -> Box<dyn Model> {
         let (shape, classes) = self.dataset.signature();
-        self.model.build(shape.iter().product(), classes)
+        self.model.build(&shape, classes)
     }
 
     /// Steps at which the train loss is measured in a run of `steps` steps: every

@@ -1,5 +1,6 @@
 //! Model families, sized at run time from the registry. One module per family.
 
+pub mod conv;
 pub mod mlp;
 
 use beatmatch_core::ParamInfo;
@@ -7,6 +8,7 @@ use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use conv::Pooling;
 pub use mlp::Activation;
 
 /// A resolved model configuration.
@@ -24,6 +26,15 @@ pub enum ModelConfig {
         /// Hidden activation.
         activation: Activation,
     },
+    /// ConvNet: `depth` blocks of 3×3 conv + ReLU + pooling, then a linear head.
+    Conv {
+        /// Channels per block.
+        channels: usize,
+        /// Number of conv blocks.
+        depth: usize,
+        /// Pooling after each block.
+        pooling: Pooling,
+    },
 }
 
 impl ModelConfig {
@@ -32,12 +43,22 @@ impl ModelConfig {
         match self {
             ModelConfig::Logreg => "logreg".into(),
             ModelConfig::Mlp { width, depth, activation } => format!("mlp-w{width}-d{depth}-{}", activation.as_str()),
+            ModelConfig::Conv { channels, depth, pooling } => format!("conv-c{channels}-d{depth}-{}", pooling.as_str()),
         }
     }
 
-    /// The network this configuration builds for inputs of `input_len` values and `classes` outputs.
-    pub fn build(&self, input_len: usize, classes: usize) -> Box<dyn Model> {
+    /// The network this configuration builds for inputs of `shape` (e.g. `[28, 28]` or `[40]`)
+    /// and `classes` outputs.
+    pub fn build(&self, shape: &[usize], classes: usize) -> Box<dyn Model> {
+        let input_len = shape.iter().product();
         match *self {
+            ModelConfig::Conv { channels, depth, pooling } => {
+                let hw = match shape {
+                    [h, w] => (*h, *w),
+                    other => (1, other.iter().product()),
+                };
+                Box::new(conv::ConvNet::new(hw, channels, depth, pooling, classes))
+            }
             ModelConfig::Logreg => Box::new(mlp::Mlp::new(input_len, &[], classes, Activation::Relu)),
             ModelConfig::Mlp { width, depth, activation } => {
                 Box::new(mlp::Mlp::new(input_len, &vec![width; depth], classes, activation))
