@@ -44,6 +44,9 @@ enum Command {
     /// Learned-optimizer checkpoints: inspect or convert.
     #[command(subcommand)]
     Lopt(crate::lopt::LoptCommand),
+    /// Data sets: where each was found, or how to get it.
+    #[command(subcommand)]
+    Data(DataCommand),
 }
 
 #[derive(Args, Clone)]
@@ -54,6 +57,12 @@ struct RegistryArgs {
     /// Read the registry from this directory of YAML files instead of the built-in one.
     #[arg(long)]
     registry: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// List every data set with its source (embedded, generated, directory) or how to get it.
+    Status,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -173,6 +182,7 @@ pub fn main() -> Result<ExitCode> {
         Some(Command::Compare(a)) => compare(a),
         Some(Command::Ci(a)) => ci(a),
         Some(Command::Lopt(c)) => crate::lopt::run(c),
+        Some(Command::Data(DataCommand::Status)) => data_status(),
     }
 }
 
@@ -193,6 +203,25 @@ fn load_tasks(args: &RegistryArgs) -> Result<Vec<Task>> {
         None => registry::embedded()?,
     };
     Ok(registry::select(&all, args.tier))
+}
+
+fn data_status() -> Result<ExitCode> {
+    use beatmatch_tasks::datasets::{DataSource, DatasetName};
+    let mut missing = 0;
+    for d in DatasetName::ALL {
+        let (shape, classes) = d.signature();
+        let where_ = match d.locate() {
+            Ok(DataSource::Embedded) => "embedded in the binary".to_string(),
+            Ok(DataSource::Generated) => "generated on first use (fixed recipe and seed)".to_string(),
+            Ok(DataSource::Dir(p)) => format!("found in {}", p.display()),
+            Err(e) => {
+                missing += 1;
+                format!("MISSING — {}", e.how_to_get)
+            }
+        };
+        println!("{:<14} {:>8} {:>3} classes  {where_}", d.as_str(), format!("{shape:?}"), classes);
+    }
+    Ok(if missing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn list(args: &ListArgs) -> Result<ExitCode> {

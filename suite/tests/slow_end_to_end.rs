@@ -224,3 +224,15 @@ fn slow_compare_two_candidates_on_the_same_tasks() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_to_string(tmp.path().join("again/compare.md")).unwrap(), md);
 }
+
+#[test]
+fn data_status_lists_every_data_set() {
+    let o = suite().args(["data", "status"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["mnist1d ", "fashion_mnist", "digits", "mnist1d_large"] {
+        assert!(out.contains(name), "{out}");
+    }
+    assert!(out.contains("embedded in the binary") && out.contains("generated on first use"), "{out}");
+    // Fashion-MNIST is either found or explained, and the exit code says which.
+    assert_eq!(out.contains("MISSING"), o.status.code() == Some(1), "{out}");
+}
