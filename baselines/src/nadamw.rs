@@ -71,8 +71,8 @@ impl Optimizer for NAdamW {
         let (awd, l2) = (self.p.adamw_wd as f32, self.p.l2_wd as f32);
         let t = self.iteration as f32 + 1.0;
         let lr_t = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+        let nesterov = self.p.nesterov;
         for (((w, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
-            let nesterov = self.p.nesterov;
             for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
                 let g = g - *w * l2;
                 *m = b1 * *m + (1.0 - b1) * g;

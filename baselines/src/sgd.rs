@@ -32,9 +32,8 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
-        let (lr, mu) = (self.p.lr as f32, self.p.momentum as f32);
+        let (lr, mu, nesterov) = (self.p.lr as f32, self.p.momentum as f32, self.p.nesterov);
         for ((w, g), t) in params.iter_mut().zip(grads).zip(&mut self.trace) {
-            let nesterov = self.p.nesterov;
             for ((w, &g), t) in w.iter_mut().zip(g.iter()).zip(t.iter_mut()) {
                 *t = g + mu * *t;
                 let u = if nesterov { g + mu * *t } else { *t };

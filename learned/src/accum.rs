@@ -18,6 +18,17 @@ pub fn rsqrt(x: f32) -> f32 {
     1.0 / x.sqrt()
 }
 
+/// `x ← β x + (1 − β) f(g)` for every decay β, per tensor stored decay-major (`[k][numel]`).
+fn fold_ema(state: &mut [Vec<f32>], decays: &[f32], grads: &[&[f32]], f: impl Fn(f32) -> f32) {
+    for (s, g) in state.iter_mut().zip(grads) {
+        for (sj, &d) in s.chunks_exact_mut(g.len().max(1)).zip(decays) {
+            for (x, &gi) in sj.iter_mut().zip(g.iter()) {
+                *x = d * *x + (1.0 - d) * f(gi);
+            }
+        }
+    }
+}
+
 /// Momenta `m ← β m + (1 − β) g` at `k` decays.
 pub struct Momentum {
     /// Decays (f32, as the reference holds them).
@@ -35,13 +46,7 @@ impl Momentum {
 
     /// Fold in gradients.
     pub fn update(&mut self, grads: &[&[f32]]) {
-        for (m, g) in self.m.iter_mut().zip(grads) {
-            for (mj, &d) in m.chunks_exact_mut(g.len().max(1)).zip(&self.decays) {
-                for (x, &gi) in mj.iter_mut().zip(g.iter()) {
-                    *x = d * *x + (1.0 - d) * gi;
-                }
-            }
-        }
+        fold_ema(&mut self.m, &self.decays, grads, |g| g);
     }
 }
 
@@ -62,13 +67,7 @@ impl SecondMoment {
 
     /// Fold in gradients.
     pub fn update(&mut self, grads: &[&[f32]]) {
-        for (v, g) in self.v.iter_mut().zip(grads) {
-            for (vj, &d) in v.chunks_exact_mut(g.len().max(1)).zip(&self.decays) {
-                for (x, &gi) in vj.iter_mut().zip(g.iter()) {
-                    *x = d * *x + (1.0 - d) * (gi * gi);
-                }
-            }
-        }
+        fold_ema(&mut self.v, &self.decays, grads, |g| g * g);
     }
 }
 

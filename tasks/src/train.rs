@@ -96,17 +96,6 @@ fn gather(x: &[f32], y: &[u32], width: usize, idx: &[u32], dev: &Device) -> Resu
     Ok((Tensor::from_vec(xb, (idx.len(), width), dev)?, Tensor::from_vec(yb, idx.len(), dev)?))
 }
 
-/// Run `f` on the tensor's values as a contiguous host slice; copies only off-CPU or when strided.
-pub fn with_host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
-            return Ok(f(&cpu.as_slice::<f32>()?[start..end]));
-        }
-    }
-    Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
-}
-
 /// Mean cross-entropy and accuracy of `params` over `(x, y)` in chunks of `chunk` examples.
 fn evaluate(model: &dyn crate::models::Model, params: &[Tensor], x: &[f32], y: &[u32], width: usize, chunk: usize, dev: &Device) -> Result<(f32, f32)> {
     let n = y.len();
