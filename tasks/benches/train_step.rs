@@ -6,7 +6,7 @@
 //! glibc's allocator instead of mimalloc).
 
 use beatmatch_core::OptimizerSpec;
-use beatmatch_tasks::datasets::Dataset;
+use beatmatch_tasks::datasets::{Dataset, Layout};
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::train::{train, RunSettings};
 use beatmatch_tasks::{DatasetName, Problem};
@@ -20,6 +20,7 @@ fn synthetic_fashion() -> Dataset {
     // Random pixels: the step's cost does not depend on the values.
     let n = 2048;
     Dataset {
+        layout: Layout::Examples,
         example_shape: vec![28, 28],
         num_classes: 10,
         train_x: (0..n * 784).map(|i| ((i * 2654435761usize) % 256) as f32 / 255.0).collect(),

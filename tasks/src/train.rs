@@ -8,11 +8,12 @@
 //! The loop is written for one member; a sweep's K members share the problem, data order per
 //! seed and measurement batches, which is what a later batched (vmapped) executor needs.
 
-use crate::datasets::Dataset;
+use crate::datasets::{Dataset, Layout};
+use crate::models::{self, EvalSums, Model};
 use crate::task::Problem;
 use anyhow::{Context, Result};
 use beatmatch_core::{CurvePoint, EvalPoint, Optimizer, RunStatus, StepContext};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -85,34 +86,112 @@ impl BatchStream {
     }
 }
 
-fn gather(x: &[f32], y: &[u32], width: usize, idx: &[u32], dev: &Device) -> Result<(Tensor, Tensor)> {
-    let mut xb = Vec::with_capacity(idx.len() * width);
-    let mut yb = Vec::with_capacity(idx.len());
-    for &i in idx {
-        let i = i as usize;
-        xb.extend_from_slice(&x[i * width..(i + 1) * width]);
-        yb.push(y[i]);
-    }
-    Ok((Tensor::from_vec(xb, (idx.len(), width), dev)?, Tensor::from_vec(yb, idx.len(), dev)?))
+/// How a problem cuts training items out of a dataset split.
+struct View<'a> {
+    x: &'a [f32],
+    y: &'a [u32],
+    kind: ViewKind,
 }
 
-/// Mean cross-entropy and accuracy of `params` over `(x, y)` in chunks of `chunk` examples.
-fn evaluate(model: &dyn crate::models::Model, params: &[Tensor], x: &[f32], y: &[u32], width: usize, chunk: usize, dev: &Device) -> Result<(f32, f32)> {
-    let n = y.len();
-    let (mut loss_sum, mut correct) = (0f64, 0u64);
-    let mut start = 0;
-    while start < n {
-        let end = (start + chunk).min(n);
-        let idx: Vec<u32> = (start as u32..end as u32).collect();
-        let (xb, yb) = gather(x, y, width, &idx, dev)?;
-        let logits = model.forward(params, &xb)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &yb)?.to_scalar::<f32>()?;
-        loss_sum += f64::from(loss) * (end - start) as f64;
-        let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
-        correct += pred.eq(&yb)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as u64;
-        start = end;
+#[derive(Clone, Copy)]
+enum ViewKind {
+    /// Labelled examples of `width` values.
+    Rows { width: usize },
+    /// Windows of `len` tokens starting every `stride` tokens: inputs are the first `len − 1`,
+    /// targets the last `len − 1`.
+    Windows { len: usize, stride: usize },
+}
+
+/// Held-out token streams are evaluated on at most this many predicted tokens (non-overlapping
+/// windows from the start of the stream), which keeps an evaluation to seconds for mid-size
+/// models; 32,768 tokens resolve the loss to well under 0.01 nats.
+pub const EVAL_TOKENS: usize = 32_768;
+
+impl<'a> View<'a> {
+    /// The training (`test == false`) or held-out split of `data` as `problem` reads it.
+    fn new(problem: &Problem, data: &'a Dataset, test: bool) -> Result<Self> {
+        let (x, y) = if test { (&data.test_x[..], &data.test_y[..]) } else { (&data.train_x[..], &data.train_y[..]) };
+        let kind = match (data.layout, problem.model.context()) {
+            (Layout::Examples, None) => {
+                anyhow::ensure!(data.example_shape == problem.dataset.signature().0, "{}: dataset examples are {:?}, expected {:?}", problem.id(), data.example_shape, problem.dataset.signature().0);
+                ViewKind::Rows { width: data.example_len() }
+            }
+            (Layout::Stream, Some(ctx)) => ViewKind::Windows { len: ctx + 1, stride: if test { ctx } else { 1 } },
+            (layout, ctx) => anyhow::bail!("{}: a {:?} dataset cannot feed a model with context {ctx:?}", problem.id(), layout),
+        };
+        let view = Self { x, y, kind };
+        anyhow::ensure!(view.len() > 0, "{}: the {} split is too short for one item", problem.id(), if test { "held-out" } else { "training" });
+        Ok(view)
     }
-    Ok(((loss_sum / n as f64) as f32, correct as f32 / n as f32))
+
+    /// Number of items.
+    fn len(&self) -> usize {
+        match self.kind {
+            ViewKind::Rows { .. } => self.y.len(),
+            ViewKind::Windows { len, stride } => {
+                let n = if self.x.len() < len { 0 } else { (self.x.len() - len) / stride + 1 };
+                if stride == 1 { n } else { n.min((EVAL_TOKENS / (len - 1)).max(1)) }
+            }
+        }
+    }
+
+    /// Items per evaluation chunk.
+    fn chunk(&self) -> usize {
+        match self.kind {
+            ViewKind::Rows { .. } => 1000,
+            ViewKind::Windows { len, .. } => (8192 / (len - 1)).max(1),
+        }
+    }
+
+    /// Inputs and targets of the items `idx`.
+    fn batch(&self, idx: &[u32], dev: &Device) -> Result<(Tensor, Tensor)> {
+        match self.kind {
+            ViewKind::Rows { width } => {
+                let mut xb = Vec::with_capacity(idx.len() * width);
+                let mut yb = Vec::with_capacity(idx.len());
+                for &i in idx {
+                    let i = i as usize;
+                    xb.extend_from_slice(&self.x[i * width..(i + 1) * width]);
+                    yb.push(self.y[i]);
+                }
+                Ok((Tensor::from_vec(xb, (idx.len(), width), dev)?, Tensor::from_vec(yb, idx.len(), dev)?))
+            }
+            ViewKind::Windows { len, stride } => {
+                let t = len - 1;
+                let mut xb = Vec::with_capacity(idx.len() * t);
+                let mut yb = Vec::with_capacity(idx.len() * t);
+                for &i in idx {
+                    let w = &self.x[i as usize * stride..i as usize * stride + len];
+                    xb.extend(w[..t].iter().map(|&v| v as u32));
+                    yb.extend(w[1..].iter().map(|&v| v as u32));
+                }
+                Ok((Tensor::from_vec(xb, (idx.len(), t), dev)?, Tensor::from_vec(yb, (idx.len(), t), dev)?))
+            }
+        }
+    }
+
+    /// Mean loss (and accuracy where defined) of `params` over the items `idx` (all items if
+    /// `None`), in chunks.
+    fn evaluate(&self, model: &dyn Model, params: &[Tensor], idx: Option<&[u32]>, chunk: usize, dev: &Device) -> Result<EvalSums> {
+        let all: Vec<u32>;
+        let idx = match idx {
+            Some(i) => i,
+            None => {
+                all = (0..self.len() as u32).collect();
+                &all
+            }
+        };
+        let mut sums: Option<EvalSums> = None;
+        for part in idx.chunks(chunk.max(1)) {
+            let (xb, yb) = self.batch(part, dev)?;
+            let s = models::evaluate(model, params, &xb, &yb)?;
+            sums = Some(match sums {
+                Some(acc) => acc.add(s),
+                None => s,
+            });
+        }
+        Ok(sums.unwrap_or_default())
+    }
 }
 
 fn finite(v: f32) -> Option<f32> {
@@ -131,18 +210,15 @@ pub fn train(
     let dev = settings.device;
     let model = problem.build_model();
     let infos = model.params().to_vec();
-    let width = data.example_len();
-    anyhow::ensure!(width == problem.dataset.signature().0.iter().product::<usize>(), "dataset shape mismatch");
-
+    let train_view = View::new(problem, data, false)?;
+    let test_view = View::new(problem, data, true)?;
     let mut values = model.init(&mut rng(settings.seed, STREAM_INIT));
-    let mut batches = BatchStream::new(data.train_len(), settings.seed);
+    let mut batches = BatchStream::new(train_view.len(), settings.seed);
 
-    // Fixed measurement batches: the same examples for every seed and optimizer.
-    let mut measure_order: Vec<u32> = (0..data.train_len() as u32).collect();
-    measure_order.shuffle(&mut rng(0, STREAM_MEASURE));
-    measure_order.truncate(problem.measurement.batches * problem.batch_size);
-    let measure_x: Vec<f32> = measure_order.iter().flat_map(|&i| data.train_x[i as usize * width..(i as usize + 1) * width].iter().copied()).collect();
-    let measure_y: Vec<u32> = measure_order.iter().map(|&i| data.train_y[i as usize]).collect();
+    // Fixed measurement items: the same for every seed and optimizer.
+    let mut measure_idx: Vec<u32> = (0..train_view.len() as u32).collect();
+    measure_idx.shuffle(&mut rng(0, STREAM_MEASURE));
+    measure_idx.truncate(problem.measurement.batches * problem.batch_size);
 
     let to_tensors = |values: &[Vec<f32>]| -> Result<Vec<Tensor>> {
         values.iter().zip(&infos).map(|(v, p)| Ok(Tensor::from_slice(v, p.shape.clone(), dev)?)).collect()
@@ -160,11 +236,11 @@ pub fn train(
         if measure_steps.get(next_measure) == Some(&step) {
             next_measure += 1;
             let params = to_tensors(&values)?;
-            let (loss, _) = evaluate(model.as_ref(), &params, &measure_x, &measure_y, width, problem.batch_size, dev)?;
+            let loss = train_view.evaluate(model.as_ref(), &params, Some(&measure_idx), problem.batch_size, dev)?.mean_loss();
             curve.push(CurvePoint { step, train_loss: finite(loss) });
             if problem.measurement.eval_at.contains(&step) {
-                let (eval_loss, acc) = evaluate(model.as_ref(), &params, &data.test_x, &data.test_y, width, 1000, dev)?;
-                evals.push(EvalPoint { step, eval_loss: finite(eval_loss), eval_accuracy: Some(acc) });
+                let held_out = test_view.evaluate(model.as_ref(), &params, None, test_view.chunk(), dev)?;
+                evals.push(EvalPoint { step, eval_loss: finite(held_out.mean_loss()), eval_accuracy: held_out.accuracy() });
             }
             let initial = *initial_loss.get_or_insert(loss);
             if !loss.is_finite() {
@@ -181,10 +257,10 @@ pub fn train(
         }
 
         batches.next_indices(problem.batch_size, &mut idx);
-        let (xb, yb) = gather(&data.train_x, &data.train_y, width, &idx, dev)?;
+        let (xb, yb) = train_view.batch(&idx, dev)?;
         let vars: Vec<Var> = values.iter().zip(&infos).map(|(v, p)| Var::from_slice(v, p.shape.clone(), dev)).collect::<candle_core::Result<_>>()?;
         let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let loss = candle_nn::loss::cross_entropy(&model.forward(&tensors, &xb)?, &yb)?;
+        let loss = models::loss(model.as_ref(), &tensors, &xb, &yb)?;
         let loss_value = loss.to_scalar::<f32>()?;
         if !loss_value.is_finite() {
             status = RunStatus::Diverged { step, reason: "non-finite mini-batch loss".into() };

@@ -3,7 +3,7 @@
 //! (`tasks/data/digits.csv.gz`, last column the label). Split 80/20 by a fixed seeded shuffle,
 //! pixels scaled to [0, 1].
 
-use super::Dataset;
+use super::{Dataset, Layout};
 use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use rand::seq::SliceRandom;
@@ -42,7 +42,9 @@ pub fn load() -> Result<Dataset> {
     let pick = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) { (idx.iter().flat_map(|&i| x[i * 64..(i + 1) * 64].iter().copied()).collect(), idx.iter().map(|&i| y[i]).collect()) };
     let (train_x, train_y) = pick(&order[..n_train]);
     let (test_x, test_y) = pick(&order[n_train..]);
-    Ok(Dataset { example_shape: vec![8, 8], num_classes: 10, train_x, train_y, test_x, test_y })
+    Ok(Dataset {
+        layout: Layout::Examples,
+        example_shape: vec![8, 8], num_classes: 10, train_x, train_y, test_x, test_y })
 }
 
 #[cfg(test)]

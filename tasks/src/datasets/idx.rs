@@ -2,10 +2,72 @@
 //!
 //! Header: two zero bytes, a type code (0x08 = u8), the rank, then `rank` big-endian u32 dims.
 
-use anyhow::{bail, Context, Result};
+use super::{Dataset, Layout, MissingData};
+use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The standard four files of an MNIST-style image set: train images, train labels, test images,
+/// test labels.
+pub const FILES: [&str; 4] = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
+
+/// An MNIST-style image set (MNIST, Fashion-MNIST): 28×28 grey images in 10 classes, as the
+/// four gzipped IDX [`FILES`].
+#[derive(Clone, Copy, Debug)]
+pub struct ImageSet {
+    /// Registry name, e.g. `fashion_mnist`.
+    pub dataset: &'static str,
+    /// Directory name under `$BEATMATCH_DATA` and the fetch cache, e.g. `fashion-mnist`.
+    pub sub: &'static str,
+    /// Further directories to look in (e.g. a Debian package's).
+    pub extra_dirs: &'static [&'static str],
+    /// One line telling the user how to get it.
+    pub how_to_get: &'static str,
+}
+
+impl ImageSet {
+    /// The first directory holding all four files.
+    pub fn locate(&self) -> Result<PathBuf, MissingData> {
+        self.locate_in(&super::search_dirs(self.sub, self.extra_dirs))
+    }
+
+    /// The first of `candidates` holding all four files, or where we looked and how to get them.
+    pub fn locate_in(&self, candidates: &[PathBuf]) -> Result<PathBuf, MissingData> {
+        for dir in candidates {
+            if FILES.iter().all(|f| dir.join(f).is_file()) {
+                return Ok(dir.clone());
+            }
+        }
+        Err(MissingData {
+            dataset: self.dataset,
+            looked: candidates.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+            how_to_get: self.how_to_get.into(),
+        })
+    }
+
+    /// Load from a directory holding the four files; pixels scaled to [0, 1].
+    pub fn load(&self, dir: &Path) -> Result<Dataset> {
+        let read = |name: &str| read_u8(&dir.join(name));
+        let (train_x, train_y, test_x, test_y) = (read(FILES[0])?, read(FILES[1])?, read(FILES[2])?, read(FILES[3])?);
+        for (images, labels) in [(&train_x, &train_y), (&test_x, &test_y)] {
+            ensure!(images.dims.len() == 3 && images.dims[1..] == [28, 28], "{}: images must be N×28×28, got {:?}", self.dataset, images.dims);
+            ensure!(labels.dims == [images.dims[0]], "{}: labels {:?} do not match images {:?}", self.dataset, labels.dims, images.dims);
+            ensure!(labels.data.iter().all(|&l| l < 10), "{}: labels must be in 0..10", self.dataset);
+        }
+        let scale = |v: Vec<u8>| v.into_iter().map(|p| f32::from(p) / 255.0).collect();
+        let labels = |v: Vec<u8>| v.into_iter().map(u32::from).collect();
+        Ok(Dataset {
+            layout: Layout::Examples,
+            example_shape: vec![28, 28],
+            num_classes: 10,
+            train_x: scale(train_x.data),
+            train_y: labels(train_y.data),
+            test_x: scale(test_x.data),
+            test_y: labels(test_y.data),
+        })
+    }
+}
 
 /// An IDX array of unsigned bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +145,43 @@ mod tests {
         gz.write_all(&bytes).unwrap();
         std::fs::write(&path, gz.finish().unwrap()).unwrap();
         assert_eq!(read_u8(&path).unwrap().data, data);
+    }
+
+    const SET: ImageSet = ImageSet { dataset: "test_set", sub: "test-set", extra_dirs: &[], how_to_get: "write it yourself" };
+
+    #[test]
+    fn missing_files_say_where_we_looked_and_how_to_get_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILES[0]), b"").unwrap();
+        let e = SET.locate_in(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(e.contains(&dir.path().display().to_string()) && e.contains("write it yourself"), "{e}");
+        for f in FILES {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        assert_eq!(SET.locate_in(&[PathBuf::from("/nonexistent"), dir.path().to_path_buf()]).unwrap(), dir.path());
+    }
+
+    #[test]
+    fn loads_a_tiny_set_written_in_the_real_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, dims: &[usize], data: &[u8]| {
+            let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+            gz.write_all(&encode_u8(dims, data)).unwrap();
+            std::fs::write(dir.path().join(name), gz.finish().unwrap()).unwrap();
+        };
+        let img: Vec<u8> = (0..3 * 784).map(|i| (i % 256) as u8).collect();
+        write(FILES[0], &[3, 28, 28], &img);
+        write(FILES[1], &[3], &[0, 9, 4]);
+        write(FILES[2], &[1, 28, 28], &img[..784]);
+        write(FILES[3], &[1], &[7]);
+        let d = SET.load(dir.path()).unwrap();
+        assert_eq!((d.train_len(), d.test_len(), d.example_len()), (3, 1, 784));
+        assert_eq!(d.train_y, vec![0, 9, 4]);
+        assert_eq!(d.train_x[255], 1.0);
+        write(FILES[3], &[1], &[12]);
+        assert!(SET.load(dir.path()).unwrap_err().to_string().contains("0..10"));
+        write(FILES[2], &[1, 27, 28], &img[..756]);
+        assert!(SET.load(dir.path()).unwrap_err().to_string().contains("N×28×28"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The set ships inside the binary (`tasks/data/mnist1d.safetensors`, see `tasks/data/README.md`
 //! for provenance), so it is always available.
 
-use super::Dataset;
+use super::{Dataset, Layout};
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device};
 
@@ -19,6 +19,7 @@ pub fn load_frozen() -> Result<Dataset> {
         Ok(get(k)?.to_dtype(DType::I64)?.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect())
     };
     let d = Dataset {
+        layout: Layout::Examples,
         example_shape: vec![40],
         num_classes: 10,
         train_x: xs("x")?,

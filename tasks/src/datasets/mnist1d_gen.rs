@@ -5,7 +5,7 @@
 //! a seeded permutation and global standardisation. With the default arguments it regenerates
 //! the frozen standard set; with more samples it makes larger sets.
 
-use super::Dataset;
+use super::{Dataset, Layout};
 use rand_mt::Mt as Mt19937GenRand32;
 
 /// Generation arguments (`mnist1d.get_dataset_args()` defaults).
@@ -221,6 +221,7 @@ pub fn generate(args: &Mnist1dArgs) -> Dataset {
     let x32: Vec<f32> = all.iter().map(|v| ((v - mean) / std) as f32).collect();
     let y: Vec<u32> = order.iter().map(|&i| ys[i]).collect();
     Dataset {
+        layout: Layout::Examples,
         example_shape: vec![len],
         num_classes: 10,
         train_x: x32[..n_train * len].to_vec(),

@@ -2,20 +2,36 @@
 //!
 //! Loading is cached per process: every run of a sweep shares one copy.
 
+pub mod cifar10;
 pub mod digits;
 pub mod fashion_mnist;
+pub mod fetch;
 pub mod idx;
+pub mod mnist;
 pub mod mnist1d;
 pub mod mnist1d_gen;
+pub mod moby_dick;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A classification dataset held in memory, inputs flattened row-major as `f32`.
+/// How a dataset's values are cut into training items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Fixed-size labelled examples: `x` holds `len × prod(example_shape)` values, `y` the labels.
+    Examples,
+    /// One token stream (byte values as `f32`, `y` empty), sampled as windows of a language
+    /// model's context + 1 tokens.
+    Stream,
+}
+
+/// A dataset held in memory, inputs flattened row-major as `f32`.
 #[derive(Debug)]
 pub struct Dataset {
+    /// Labelled examples or a token stream.
+    pub layout: Layout,
     /// Shape of one example, e.g. `[40]` or `[28, 28]`.
     pub example_shape: Vec<usize>,
     /// Number of classes; labels are in `0..num_classes`.
@@ -57,11 +73,25 @@ pub enum DatasetName {
     Digits,
     /// MNIST-1D regenerated at 50,000 examples (40k/10k) with the standard recipe and seed.
     Mnist1dLarge,
+    /// MNIST (LeCun et al. 1998), 60k/10k 28×28 digits, read from IDX files the user has.
+    Mnist,
+    /// CIFAR-10 (Krizhevsky 2009), 50k/10k 32×32 RGB images, read from the binary version.
+    Cifar10,
+    /// *Moby Dick* as a byte stream (shipped): the language-model corpus.
+    MobyDick,
 }
 
 impl DatasetName {
     /// Every dataset, in display order.
-    pub const ALL: [DatasetName; 4] = [DatasetName::Mnist1d, DatasetName::FashionMnist, DatasetName::Digits, DatasetName::Mnist1dLarge];
+    pub const ALL: [DatasetName; 7] = [
+        DatasetName::Mnist1d,
+        DatasetName::Mnist1dLarge,
+        DatasetName::Digits,
+        DatasetName::FashionMnist,
+        DatasetName::Mnist,
+        DatasetName::Cifar10,
+        DatasetName::MobyDick,
+    ];
 
     /// The registry name, e.g. `fashion_mnist`.
     pub fn as_str(self) -> &'static str {
@@ -70,25 +100,42 @@ impl DatasetName {
             DatasetName::FashionMnist => "fashion_mnist",
             DatasetName::Digits => "digits",
             DatasetName::Mnist1dLarge => "mnist1d_large",
+            DatasetName::Mnist => "mnist",
+            DatasetName::Cifar10 => "cifar10",
+            DatasetName::MobyDick => "moby_dick",
         }
     }
 
-    /// Shape of one example and number of classes, known without loading the data.
+    /// Parse a registry name.
+    pub fn parse(s: &str) -> Option<DatasetName> {
+        DatasetName::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// Whether this is a token stream for language models (rather than labelled examples).
+    pub fn is_text(self) -> bool {
+        self == DatasetName::MobyDick
+    }
+
+    /// Shape of one example and number of classes (the vocabulary for text: bytes, 256), known
+    /// without loading the data.
     pub fn signature(self) -> (Vec<usize>, usize) {
         match self {
-            DatasetName::Mnist1d => (vec![40], 10),
-            DatasetName::FashionMnist => (vec![28, 28], 10),
+            DatasetName::Mnist1d | DatasetName::Mnist1dLarge => (vec![40], 10),
+            DatasetName::FashionMnist | DatasetName::Mnist => (vec![28, 28], 10),
             DatasetName::Digits => (vec![8, 8], 10),
-            DatasetName::Mnist1dLarge => (vec![40], 10),
+            DatasetName::Cifar10 => (vec![3, 32, 32], 10),
+            DatasetName::MobyDick => (vec![1], 256),
         }
     }
 
     /// Where the data is, or why it is not available (with how to get it).
     pub fn locate(self) -> Result<DataSource, MissingData> {
         match self {
-            DatasetName::Mnist1d | DatasetName::Digits => Ok(DataSource::Embedded),
+            DatasetName::Mnist1d | DatasetName::Digits | DatasetName::MobyDick => Ok(DataSource::Embedded),
             DatasetName::Mnist1dLarge => Ok(DataSource::Generated),
-            DatasetName::FashionMnist => fashion_mnist::locate().map(DataSource::Dir),
+            DatasetName::FashionMnist => fashion_mnist::SET.locate().map(DataSource::Dir),
+            DatasetName::Mnist => mnist::SET.locate().map(DataSource::Dir),
+            DatasetName::Cifar10 => cifar10::locate().map(DataSource::Dir),
         }
     }
 
@@ -103,7 +150,10 @@ impl DatasetName {
         }
         let data = Arc::new(match self {
             DatasetName::Mnist1d => mnist1d::load_frozen()?,
-            DatasetName::FashionMnist => fashion_mnist::load(&fashion_mnist::locate()?)?,
+            DatasetName::FashionMnist => fashion_mnist::SET.load(&fashion_mnist::SET.locate()?)?,
+            DatasetName::Mnist => mnist::SET.load(&mnist::SET.locate()?)?,
+            DatasetName::Cifar10 => cifar10::load(&cifar10::locate()?)?,
+            DatasetName::MobyDick => moby_dick::load()?,
             DatasetName::Digits => digits::load()?,
             DatasetName::Mnist1dLarge => mnist1d_gen::generate(&mnist1d_gen::Mnist1dArgs { num_samples: 50_000, ..Default::default() }),
         });
@@ -139,4 +189,30 @@ pub struct MissingData {
     pub looked: String,
     /// One line telling the user how to get it.
     pub how_to_get: String,
+}
+
+/// Directories searched for a downloadable dataset `sub` (e.g. `fashion-mnist`), in order:
+/// `$BEATMATCH_DATA/sub`, `$BEATMATCH_DATA`, where `suite data fetch` puts it, then `extra`.
+pub fn search_dirs(sub: &str, extra: &[&str]) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(root) = std::env::var_os("BEATMATCH_DATA") {
+        let root = PathBuf::from(root);
+        dirs.push(root.join(sub));
+        dirs.push(root);
+    }
+    let fetched = fetch_dir(sub);
+    if !dirs.contains(&fetched) {
+        dirs.push(fetched);
+    }
+    dirs.extend(extra.iter().map(PathBuf::from));
+    dirs
+}
+
+/// Where `suite data fetch` installs dataset `sub`: `$BEATMATCH_DATA/sub`, else
+/// `$HOME/.cache/beatmatch/data/sub`.
+pub fn fetch_dir(sub: &str) -> PathBuf {
+    match std::env::var_os("BEATMATCH_DATA") {
+        Some(root) => PathBuf::from(root).join(sub),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/beatmatch/data").join(sub),
+    }
 }

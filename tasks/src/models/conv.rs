@@ -1,5 +1,5 @@
 //! ConvNet: `depth` blocks of 3×3 convolution (padding 1) + ReLU + optional 2×2 pooling, then
-//! a linear head on the flattened feature map. Sized at run time for any H×W input.
+//! a linear head on the flattened feature map. Sized at run time for any C×H×W input.
 //!
 //! Parameters: `conv{i}/w` `[c_out, c_in, 3, 3]`, `conv{i}/b` `[c_out]`, `head/w`
 //! `[features, classes]`, `head/b` `[classes]`; weights N(0, 1/fan_in), biases zero.
@@ -34,25 +34,25 @@ impl Pooling {
     }
 }
 
-/// A ConvNet for `h × w` single-channel inputs.
+/// A ConvNet for `c × h × w` inputs (channels first).
 pub struct ConvNet {
     params: Vec<ParamInfo>,
     /// (c_in, c_out, pool after) per block.
     blocks: Vec<(usize, usize, bool)>,
     pooling: Pooling,
-    hw: (usize, usize),
+    /// Input (channels, height, width).
+    chw: (usize, usize, usize),
     features: usize,
     classes: usize,
 }
 
 impl ConvNet {
     /// `depth` blocks of `channels` channels.
-    pub fn new(hw: (usize, usize), channels: usize, depth: usize, pooling: Pooling, classes: usize) -> Self {
+    pub fn new(chw: (usize, usize, usize), channels: usize, depth: usize, pooling: Pooling, classes: usize) -> Self {
         assert!(depth <= 10, "block names must sort numerically");
-        let (mut h, mut w) = hw;
+        let (mut c_in, mut h, mut w) = chw;
         let mut blocks = Vec::new();
         let mut params = Vec::new();
-        let mut c_in = 1;
         for i in 0..depth {
             let pool = pooling != Pooling::None && h >= 2 && w >= 2;
             blocks.push((c_in, channels, pool));
@@ -67,7 +67,7 @@ impl ConvNet {
         let features = c_in * h * w;
         params.push(ParamInfo { name: "head/b".into(), shape: vec![classes] });
         params.push(ParamInfo { name: "head/w".into(), shape: vec![features, classes] });
-        Self { params, blocks, pooling, hw, features, classes }
+        Self { params, blocks, pooling, chw, features, classes }
     }
 }
 
@@ -93,7 +93,7 @@ impl Model for ConvNet {
 
     fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
         let batch = x.dim(0)?;
-        let mut h = x.reshape((batch, 1, self.hw.0, self.hw.1))?;
+        let mut h = x.reshape((batch, self.chw.0, self.chw.1, self.chw.2))?;
         for (i, &(_, c_out, pool)) in self.blocks.iter().enumerate() {
             let (b, w) = (&params[2 * i], &params[2 * i + 1]);
             h = h.conv2d(w, 1, 1, 1, 1)?.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?.relu()?;
@@ -125,53 +125,21 @@ fn pool2(x: &Tensor, pooling: Pooling) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, Var};
-    use rand::SeedableRng;
-
-    /// Central finite differences in f64 (step 1e-6: a larger step crosses ReLU kinks when a
-    /// bias moves a whole channel) against candle's backward pass in f32.
-    fn gradient_check(pooling: Pooling, depth: usize) {
-        let model = ConvNet::new((6, 6), 3, depth, pooling, 4);
-        let values = model.init(&mut ChaCha8Rng::seed_from_u64(3));
-        let dev = Device::Cpu;
-        let x: Vec<f32> = (0..2 * 36).map(|i| (((i * 7919) % 23) as f32 - 11.0) / 7.0).collect();
-        let y = Tensor::from_vec(vec![1u32, 3], 2, &dev).unwrap();
-        let loss_f64 = |i: usize, j: usize, delta: f64| -> f64 {
-            let ts: Vec<Tensor> = values
-                .iter()
-                .zip(model.params())
-                .enumerate()
-                .map(|(k, (v, p))| {
-                    let mut v: Vec<f64> = v.iter().map(|&a| f64::from(a)).collect();
-                    if k == i {
-                        v[j] += delta;
-                    }
-                    Tensor::from_vec(v, p.shape.clone(), &dev).unwrap()
-                })
-                .collect();
-            let xt = Tensor::from_slice(&x, (2, 36), &dev).unwrap().to_dtype(DType::F64).unwrap();
-            candle_nn::loss::cross_entropy(&model.forward(&ts, &xt).unwrap(), &y).unwrap().to_scalar::<f64>().unwrap()
-        };
-        let vars: Vec<Var> = values.iter().zip(model.params()).map(|(v, p)| Var::from_slice(v, p.shape.clone(), &dev).unwrap()).collect();
-        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let xt = Tensor::from_slice(&x, (2, 36), &dev).unwrap();
-        let grads = candle_nn::loss::cross_entropy(&model.forward(&ts, &xt).unwrap(), &y).unwrap().backward().unwrap();
-        for (i, var) in vars.iter().enumerate() {
-            let g: Vec<f32> = grads.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            for j in (0..g.len()).step_by(5) {
-                let h = 1e-6;
-                let fd = (loss_f64(i, j, h) - loss_f64(i, j, -h)) / (2.0 * h);
-                assert!((fd - f64::from(g[j])).abs() <= 1e-4 + 1e-3 * fd.abs(), "{:?} {}[{j}]: fd {fd} vs backprop {}", pooling, model.params()[i].name, g[j]);
-            }
-        }
-    }
+    use crate::models::gradcheck;
+    use candle_core::Device;
 
     #[test]
     fn gradients_match_finite_differences() {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec((0..2 * 36).map(|i| (((i * 7919) % 23) as f32 - 11.0) / 7.0).collect::<Vec<_>>(), (2, 36), &dev).unwrap();
+        let y = Tensor::from_vec(vec![1u32, 3], 2, &dev).unwrap();
         // Depth 2 pools 6×6 → 3×3 → 1×1: the odd case.
         for (p, d) in [(Pooling::None, 1), (Pooling::None, 2), (Pooling::Avg, 1), (Pooling::Avg, 2), (Pooling::Max, 1), (Pooling::Max, 2)] {
-            gradient_check(p, d);
+            gradcheck::check(&ConvNet::new((1, 6, 6), 3, d, p, 4), &x, &y, 5, 1e-5);
         }
+        // Three input channels (CIFAR-10's layout).
+        let x3 = Tensor::from_vec((0..2 * 48).map(|i| (((i * 7919) % 23) as f32 - 11.0) / 7.0).collect::<Vec<_>>(), (2, 48), &dev).unwrap();
+        gradcheck::check(&ConvNet::new((3, 4, 4), 2, 1, Pooling::Max, 4), &x3, &y, 2, 1e-5);
     }
 
     #[test]
@@ -189,7 +157,7 @@ mod tests {
     #[test]
     fn parameter_count_is_exact() {
         // 28×28, 16 channels, 2 blocks with pooling: 28 → 14 → 7.
-        let m = ConvNet::new((28, 28), 16, 2, Pooling::Max, 10);
+        let m = ConvNet::new((1, 28, 28), 16, 2, Pooling::Max, 10);
         let conv = (16 * 9 + 16) + (16 * 16 * 9 + 16);
         assert_eq!(m.param_count(), (conv + 16 * 7 * 7 * 10 + 10) as u64);
     }

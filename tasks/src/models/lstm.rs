@@ -1,0 +1,109 @@
+//! Byte-level LSTM language model: an embedding, `layers` stacked LSTMs unrolled over the
+//! sequence, and a linear head on every position.
+//!
+//! Parameters: `embed` `[vocab, hidden]`, `lstm{i}/w` `[2·hidden, 4·hidden]` (input and
+//! recurrent weights stacked, gates in the order input, forget, cell, output), `lstm{i}/b`
+//! `[4·hidden]`, `head/w` `[hidden, vocab]`, `head/b` `[vocab]`. The forget gate's
+//! pre-activation gets +1 (as haiku's LSTM), weights N(0, 1/fan_in), biases 0.
+
+use super::{normal, Model, Objective};
+use beatmatch_core::ParamInfo;
+use candle_core::{Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+/// An LSTM LM.
+pub struct LstmLm {
+    params: Vec<ParamInfo>,
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+}
+
+impl LstmLm {
+    /// A model over `vocab` tokens.
+    pub fn new(vocab: usize, hidden: usize, layers: usize) -> Self {
+        assert!(layers <= 10, "layer names must sort numerically");
+        let mut params = vec![ParamInfo { name: "embed".into(), shape: vec![vocab, hidden] }];
+        params.extend([ParamInfo { name: "head/b".into(), shape: vec![vocab] }, ParamInfo { name: "head/w".into(), shape: vec![hidden, vocab] }]);
+        for i in 0..layers {
+            params.push(ParamInfo { name: format!("lstm{i}/b"), shape: vec![4 * hidden] });
+            params.push(ParamInfo { name: format!("lstm{i}/w"), shape: vec![2 * hidden, 4 * hidden] });
+        }
+        Self { params, vocab, hidden, layers }
+    }
+}
+
+/// σ(x) as (tanh(x/2) + 1)/2: differentiable primitives only, and stable for large |x|.
+fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    ((x * 0.5)?.tanh()? + 1.0)? * 0.5
+}
+
+impl Model for LstmLm {
+    fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    fn init(&self, rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let mut out = vec![normal(rng, self.vocab * h, 1.0), vec![0.0; self.vocab], normal(rng, h * self.vocab, (1.0 / h as f32).sqrt())];
+        for _ in 0..self.layers {
+            out.push(vec![0.0; 4 * h]);
+            out.push(normal(rng, 2 * h * 4 * h, (1.0 / (2 * h) as f32).sqrt()));
+        }
+        out
+    }
+
+    /// Logits `[batch·t, vocab]` for token ids `x` `[batch, t]`.
+    fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let (batch, t) = x.dims2()?;
+        let hd = self.hidden;
+        let mut seq = params[0].index_select(&x.flatten_all()?, 0)?.reshape((batch, t, hd))?;
+        let forget_bias = {
+            let v: Vec<f32> = (0..4 * hd).map(|k| if (hd..2 * hd).contains(&k) { 1.0 } else { 0.0 }).collect();
+            Tensor::from_vec(v, 4 * hd, x.device())?.to_dtype(params[0].dtype())?
+        };
+        for l in 0..self.layers {
+            let (b, w) = (&params[3 + 2 * l], &params[4 + 2 * l]);
+            let bias = (b + &forget_bias)?;
+            let mut h = Tensor::zeros((batch, hd), params[0].dtype(), x.device())?;
+            let mut c = h.clone();
+            let mut outs = Vec::with_capacity(t);
+            for s in 0..t {
+                let z = Tensor::cat(&[&seq.narrow(1, s, 1)?.squeeze(1)?, &h], 1)?.matmul(w)?.broadcast_add(&bias)?;
+                let gate = |k: usize| z.narrow(1, k * hd, hd);
+                c = ((sigmoid(&gate(1)?)? * &c)? + (sigmoid(&gate(0)?)? * gate(2)?.tanh()?)?)?;
+                h = (sigmoid(&gate(3)?)? * c.tanh()?)?;
+                outs.push(h.clone());
+            }
+            seq = Tensor::stack(&outs, 1)?;
+        }
+        seq.reshape((batch * t, hd))?.matmul(&params[2])?.broadcast_add(&params[1])
+    }
+
+    fn objective(&self) -> Objective {
+        Objective::NextToken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::gradcheck;
+    use candle_core::Device;
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let tok = |salt: u32| Tensor::from_vec((0..8u32).map(|i| (i * 5 + salt + i * i) % 6).collect::<Vec<_>>(), (2, 4), &Device::Cpu).unwrap();
+        gradcheck::check(&LstmLm::new(6, 3, 1), &tok(0), &tok(1), 2, 1e-6);
+        gradcheck::check(&LstmLm::new(6, 4, 2), &tok(2), &tok(3), 3, 1e-6);
+    }
+
+    #[test]
+    fn parameter_count_is_exact() {
+        let m = LstmLm::new(256, 128, 2);
+        let (v, h) = (256u64, 128u64);
+        assert_eq!(m.param_count(), v * h + v + h * v + 2 * (4 * h + 2 * h * 4 * h));
+        let names: Vec<_> = m.params().iter().map(|p| p.name.clone()).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Byte-level decoder-only Transformer language model (GPT-2 layout, pre-LayerNorm): token and
+//! learned position embeddings, `layers` blocks of causal multi-head self-attention and a 4×
+//! GELU MLP, a final LayerNorm and an untied output head.
+//!
+//! Parameters (sorted by name in [`Model::params`]): `embed/tok` `[vocab, d]`, `embed/pos`
+//! `[context, d]`, per block `block{ii}/{ln1,ln2}/{g,b}` `[d]`, `block{ii}/attn/qkv` `[d, 3d]`,
+//! `block{ii}/attn/out` `[d, d]`, `block{ii}/mlp/{w1 [d,4d], b1 [4d], w2 [4d,d], b2 [d]}`,
+//! `final_ln/{g,b}`, `head/w` `[d, vocab]`, `head/b` `[vocab]`. Embeddings N(0, 0.02²),
+//! matrices N(0, 1/fan_in) (residual outputs scaled by 1/√(2·layers), as GPT-2), gains 1,
+//! biases 0.
+
+use super::{layer_norm, normal, sorted_params, Model, Objective};
+use beatmatch_core::ParamInfo;
+use candle_core::{Result, Tensor, D};
+use rand_chacha::ChaCha8Rng;
+
+/// Per-block parameter slots (indices into the declared order).
+const PER_BLOCK: usize = 10;
+
+/// A Transformer LM.
+pub struct Transformer {
+    params: Vec<ParamInfo>,
+    /// Declared position → sorted position.
+    slot: Vec<usize>,
+    vocab: usize,
+    d: usize,
+    layers: usize,
+    heads: usize,
+    context: usize,
+}
+
+impl Transformer {
+    /// A model over `vocab` tokens with the given sizes; `heads` must divide `d_model`.
+    pub fn new(vocab: usize, d_model: usize, layers: usize, heads: usize, context: usize) -> Self {
+        assert!(heads > 0 && d_model % heads == 0, "heads ({heads}) must divide d_model ({d_model})");
+        assert!(layers <= 100, "block names must sort numerically");
+        let d = d_model;
+        let p = |name: String, shape: Vec<usize>| ParamInfo { name, shape };
+        let mut declared = vec![p("embed/tok".into(), vec![vocab, d]), p("embed/pos".into(), vec![context, d])];
+        for i in 0..layers {
+            let b = format!("block{i:02}");
+            declared.extend([
+                p(format!("{b}/ln1/g"), vec![d]),
+                p(format!("{b}/ln1/b"), vec![d]),
+                p(format!("{b}/attn/qkv"), vec![d, 3 * d]),
+                p(format!("{b}/attn/out"), vec![d, d]),
+                p(format!("{b}/ln2/g"), vec![d]),
+                p(format!("{b}/ln2/b"), vec![d]),
+                p(format!("{b}/mlp/w1"), vec![d, 4 * d]),
+                p(format!("{b}/mlp/b1"), vec![4 * d]),
+                p(format!("{b}/mlp/w2"), vec![4 * d, d]),
+                p(format!("{b}/mlp/b2"), vec![d]),
+            ]);
+        }
+        declared.extend([p("final_ln/g".into(), vec![d]), p("final_ln/b".into(), vec![d]), p("head/w".into(), vec![d, vocab]), p("head/b".into(), vec![vocab])]);
+        let (params, slot) = sorted_params(declared);
+        Self { params, slot, vocab, d, layers, heads, context }
+    }
+
+    /// Declared index of block `i`'s `k`-th parameter.
+    fn block(&self, i: usize, k: usize) -> usize {
+        2 + i * PER_BLOCK + k
+    }
+}
+
+impl Model for Transformer {
+    fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    fn init(&self, rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+        let d = self.d;
+        let resid = 1.0 / (2.0 * self.layers.max(1) as f32).sqrt();
+        let mut declared: Vec<Vec<f32>> = vec![normal(rng, self.vocab * d, 0.02), normal(rng, self.context * d, 0.02)];
+        let std = |fan_in: usize| (1.0 / fan_in as f32).sqrt();
+        for _ in 0..self.layers {
+            declared.push(vec![1.0; d]);
+            declared.push(vec![0.0; d]);
+            declared.push(normal(rng, d * 3 * d, std(d)));
+            declared.push(normal(rng, d * d, std(d) * resid));
+            declared.push(vec![1.0; d]);
+            declared.push(vec![0.0; d]);
+            declared.push(normal(rng, d * 4 * d, std(d)));
+            declared.push(vec![0.0; 4 * d]);
+            declared.push(normal(rng, 4 * d * d, std(4 * d) * resid));
+            declared.push(vec![0.0; d]);
+        }
+        declared.extend([vec![1.0; d], vec![0.0; d], normal(rng, d * self.vocab, std(d)), vec![0.0; self.vocab]]);
+        let mut out = vec![Vec::new(); declared.len()];
+        for (i, v) in declared.into_iter().enumerate() {
+            out[self.slot[i]] = v;
+        }
+        out
+    }
+
+    /// Logits `[batch·t, vocab]` for token ids `x` `[batch, t]`, `t ≤ context`.
+    fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let p = |declared: usize| &params[self.slot[declared]];
+        let (batch, t) = x.dims2()?;
+        let (d, heads) = (self.d, self.heads);
+        let dh = d / heads;
+        let dtype = p(0).dtype();
+        let mut h = p(0).index_select(&x.flatten_all()?, 0)?.reshape((batch, t, d))?.broadcast_add(&p(1).narrow(0, 0, t)?)?;
+        // Additive causal mask: 0 on and below the diagonal, a large negative number above (not
+        // -inf, so no inf − inf can reach the backward pass).
+        let mask: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { -1e9 } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (t, t), x.device())?.to_dtype(dtype)?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        for i in 0..self.layers {
+            let b = |k| p(self.block(i, k));
+            let a = layer_norm(&h, b(0), b(1))?.reshape((batch * t, d))?;
+            let qkv = a.matmul(b(2))?.reshape((batch, t, 3, heads, dh))?;
+            let split = |k: usize| qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let y = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch * t, d))?;
+            h = (h + y.matmul(b(3))?.reshape((batch, t, d))?)?;
+            let m = layer_norm(&h, b(4), b(5))?.reshape((batch * t, d))?;
+            let m = m.matmul(b(6))?.broadcast_add(b(7))?.gelu_erf()?.matmul(b(8))?.broadcast_add(b(9))?;
+            h = (h + m.reshape((batch, t, d))?)?;
+        }
+        let n = 2 + self.layers * PER_BLOCK;
+        let h = layer_norm(&h, p(n), p(n + 1))?.reshape((batch * t, d))?;
+        h.matmul(p(n + 2))?.broadcast_add(p(n + 3))
+    }
+
+    fn objective(&self) -> Objective {
+        Objective::NextToken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::gradcheck;
+    use candle_core::Device;
+
+    fn tokens(batch: usize, t: usize, vocab: u32, salt: u32) -> Tensor {
+        let v: Vec<u32> = (0..(batch * t) as u32).map(|i| (i * 7 + salt * 3 + i * i) % vocab).collect();
+        Tensor::from_vec(v, (batch, t), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (layers, heads) in [(1, 1), (2, 2)] {
+            let m = Transformer::new(7, 8, layers, heads, 5);
+            gradcheck::check(&m, &tokens(2, 5, 7, 0), &tokens(2, 5, 7, 1), 7, 1e-6);
+        }
+        // Shorter sequences than the context use the first positions.
+        gradcheck::check(&Transformer::new(5, 4, 1, 2, 6), &tokens(3, 4, 5, 2), &tokens(3, 4, 5, 3), 3, 1e-6);
+    }
+
+    #[test]
+    fn attention_is_causal() {
+        let m = Transformer::new(9, 8, 2, 2, 6);
+        let values = m.init(&mut <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1));
+        let ts: Vec<Tensor> = values.iter().zip(m.params()).map(|(v, p)| Tensor::from_slice(v, p.shape.clone(), &Device::Cpu).unwrap()).collect();
+        let a = Tensor::from_vec(vec![1u32, 2, 3, 4, 5, 6], (1, 6), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(vec![1u32, 2, 3, 8, 0, 7], (1, 6), &Device::Cpu).unwrap();
+        let (la, lb) = (m.forward(&ts, &a).unwrap(), m.forward(&ts, &b).unwrap());
+        let diff: Vec<f32> = (la - lb).unwrap().abs().unwrap().max(1).unwrap().to_vec1().unwrap();
+        assert!(diff[..3].iter().all(|&d| d == 0.0), "earlier positions saw later tokens: {diff:?}");
+        assert!(diff[3..].iter().all(|&d| d > 0.0), "{diff:?}");
+    }
+
+    #[test]
+    fn parameter_count_is_exact() {
+        let (v, d, l, t) = (256, 64, 2, 32);
+        let m = Transformer::new(v, d, l, 4, t);
+        let block = 4 * d + 3 * d * d + d * d + 4 * d * d + 4 * d + 4 * d * d + d;
+        assert_eq!(m.param_count(), (v * d + t * d + l * block + 2 * d + d * v + v) as u64);
+        let names: Vec<_> = m.params().iter().map(|p| p.name.clone()).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+    }
+}
