@@ -29,6 +29,14 @@ enum Command {
     List(ListArgs),
     /// Train the candidate and baselines on a tier (skipping finished runs), then report.
     Run(RunArgs),
+    /// Show what `suite run` would do with the same arguments: runs, runs already in the result
+    /// directory, and the estimated time per device from measured per-step costs (a small
+    /// calibration per problem, cached in ~/.cache/beatmatch/calibration.json).
+    Plan(RunArgs),
+    /// Train reference configurations and check them against published numbers (MNIST-1D
+    /// MLP ≈ 68% / logistic regression ≈ 32%, Fashion-MNIST 2-conv ≥ 0.87, Moby Dick char
+    /// Transformer < 2.0 nats/char).
+    Validate(crate::validate::ValidateArgs),
     /// Write the report for a result directory (tasks.csv, win_rate_bins.csv, summary.md, PNGs).
     Report {
         /// Result directory written by `suite run`.
@@ -51,7 +59,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct RegistryArgs {
-    /// Tier: smoke (CI, < 1 min), quick (default, ≤ 10 min on 2 cores), full (everything).
+    /// Tier: smoke (CI, < 1 min), quick (default, ≤ 10 min on 2 cores), cpu (≤ 4 h on 2
+    /// cores), full (everything, GPU-only models included).
     #[arg(long, default_value = "quick", value_parser = parse_tier)]
     tier: Tier,
     /// Read the registry from this directory of YAML files instead of the built-in one.
@@ -63,6 +72,12 @@ struct RegistryArgs {
 enum DataCommand {
     /// List every data set with its source (embedded, generated, directory) or how to get it.
     Status,
+    /// Download a data set from its canonical URL, check its SHA-256 sums, and install it where
+    /// the suite looks ($BEATMATCH_DATA/<name>, else ~/.cache/beatmatch/data/<name>).
+    Fetch {
+        /// Data set: fashion_mnist, mnist or cifar10.
+        name: String,
+    },
 }
 
 #[derive(Args, Clone, Copy)]
@@ -159,7 +174,7 @@ struct RunArgs {
     /// Runs in parallel (each single-threaded) [default: number of cores].
     #[arg(long)]
     jobs: Option<usize>,
-    /// Device: `cpu` (CUDA is not built yet).
+    /// Device: `cpu` (CUDA is not built yet; tasks that need it are skipped with one line).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Only train; do not write the report.
@@ -168,7 +183,7 @@ struct RunArgs {
 }
 
 fn parse_tier(s: &str) -> Result<Tier, String> {
-    Tier::parse(s).ok_or_else(|| format!("unknown tier `{s}`; expected one of: smoke, quick, full"))
+    Tier::parse(s).ok_or_else(|| format!("unknown tier `{s}`; expected one of: smoke, quick, cpu, full"))
 }
 
 /// Parse the command line and run it.
@@ -178,11 +193,14 @@ pub fn main() -> Result<ExitCode> {
         None => run(RunArgs::parse_from_defaults()),
         Some(Command::List(a)) => list(&a),
         Some(Command::Run(a)) => run(a),
+        Some(Command::Plan(a)) => plan_cmd(a),
+        Some(Command::Validate(a)) => crate::validate::run(a),
         Some(Command::Report { dir, region }) => report(&dir, &region.options()),
         Some(Command::Compare(a)) => compare(a),
         Some(Command::Ci(a)) => ci(a),
         Some(Command::Lopt(c)) => crate::lopt::run(c),
         Some(Command::Data(DataCommand::Status)) => data_status(),
+        Some(Command::Data(DataCommand::Fetch { name })) => data_fetch(&name),
     }
 }
 
@@ -219,20 +237,21 @@ fn data_status() -> Result<ExitCode> {
                 format!("MISSING — {}", e.how_to_get)
             }
         };
-        println!("{:<14} {:>8} {:>3} classes  {where_}", d.as_str(), format!("{shape:?}"), classes);
+        let what = if d.is_text() { format!("byte stream, {classes}-token vocabulary") } else { format!("{shape:?}, {classes} classes") };
+        println!("{:<14} {:<34} {where_}", d.as_str(), what);
     }
     Ok(if missing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn list(args: &ListArgs) -> Result<ExitCode> {
     let tasks = load_tasks(&args.registry)?;
-    println!("{:<48} {:>10} {:>8}  data", "task", "params", "steps");
+    println!("{:<56} {:>10} {:>7}  {:<10} {:<6} data", "task", "params", "steps", "split", "device");
     for t in &tasks {
         let data = match t.problem.dataset.locate() {
-            Ok(_) => "available".to_string(),
-            Err(_) => "missing (see `suite run`)".to_string(),
+            Ok(_) => "available",
+            Err(_) => "missing (see `suite data status`)",
         };
-        println!("{:<48} {:>10} {:>8}  {data}", t.id(), t.params(), t.steps);
+        println!("{:<56} {:>10} {:>7}  {:<10} {:<6} {data}", t.id(), t.params(), t.steps, t.split.as_str(), t.device.as_str());
     }
     eprintln!("{} tasks in tier {}", tasks.len(), args.registry.tier.as_str());
     Ok(ExitCode::SUCCESS)
@@ -247,19 +266,36 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Plan and execute a study; returns its directory and the execution totals.
-fn run_study(args: RunArgs) -> Result<(PathBuf, crate::executor::ExecSummary)> {
-    let started = Instant::now();
+/// What a study needs before anything is trained: the runnable tasks (data present, device
+/// able), what was skipped and why, the optimizers and the plan.
+struct Prepared {
+    tasks: Vec<Task>,
+    optimizers: Checkpoints,
+    study: beatmatch_core::Study,
+    jobs: Vec<crate::plan::Job>,
+    out: PathBuf,
+    workers: usize,
+    /// Tasks skipped because they need a device this build lacks.
+    device_skipped: Vec<Task>,
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared> {
     if args.device != "cpu" {
         bail!("device `{}` is not available: this build supports `cpu` only", args.device);
     }
-    let device = candle_core::Device::Cpu;
     let all = load_tasks(&args.registry)?;
-    // Tasks whose data is missing are skipped with one line per dataset saying how to get it.
+    // Tasks whose data is missing, or that need a GPU, are skipped with one line per dataset
+    // (or device) saying how to get it.
     let mut tasks = Vec::new();
     let mut skipped = Vec::new();
+    let mut device_skipped = Vec::new();
     let mut missing_reported = std::collections::BTreeSet::new();
     for t in all {
+        if t.device != beatmatch_tasks::DeviceReq::Cpu {
+            skipped.push((t.id(), format!("needs a {} device; this build runs on cpu only", t.device.as_str())));
+            device_skipped.push(t);
+            continue;
+        }
         match t.problem.dataset.locate() {
             Ok(_) => tasks.push(t),
             Err(e) => {
@@ -269,6 +305,9 @@ fn run_study(args: RunArgs) -> Result<(PathBuf, crate::executor::ExecSummary)> {
                 skipped.push((t.id(), e.to_string()));
             }
         }
+    }
+    if !device_skipped.is_empty() {
+        eprintln!("skipping {} tasks that need a CUDA GPU (listed by `suite list`; CUDA is not built yet)", device_skipped.len());
     }
     if tasks.is_empty() {
         bail!("no task of tier {} has its data available", args.registry.tier.as_str());
@@ -296,9 +335,17 @@ fn run_study(args: RunArgs) -> Result<(PathBuf, crate::executor::ExecSummary)> {
         skipped,
     };
     let (study, jobs) = plan(&req)?;
+    let workers = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Ok(Prepared { tasks, optimizers, study, jobs, out, workers, device_skipped })
+}
+
+/// Plan and execute a study; returns its directory and the execution totals.
+fn run_study(args: RunArgs) -> Result<(PathBuf, crate::executor::ExecSummary)> {
+    let started = Instant::now();
+    let device = candle_core::Device::Cpu;
+    let Prepared { study, jobs, out, workers, optimizers, .. } = prepare(&args)?;
     let store = Store::open(&out)?;
     store.write_study(&study)?;
-    let workers = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     eprintln!(
         "{} tasks ({} problems), {} runs, {} workers -> {}",
         study.tasks.len(),
@@ -317,6 +364,56 @@ fn run_study(args: RunArgs) -> Result<(PathBuf, crate::executor::ExecSummary)> {
         started.elapsed().as_secs_f64()
     );
     Ok((out, summary))
+}
+
+/// `suite plan`: what `suite run` would do, and how long it would take.
+fn plan_cmd(args: RunArgs) -> Result<ExitCode> {
+    let p = prepare(&args)?;
+    let existing = if p.out.join("runs").is_dir() { Some(Store::open(&p.out)?) } else { None };
+    let pending: Vec<&crate::plan::Job> = p.jobs.iter().filter(|j| existing.as_ref().is_none_or(|s| s.finished(&j.key.hash()).is_none())).collect();
+    let problems = p.tasks.iter().map(|t| t.problem.hash()).collect::<std::collections::BTreeSet<_>>().len();
+    println!("tier {}: {} tasks to run ({problems} problems); {} skipped", args.registry.tier.as_str(), p.tasks.len(), p.study.skipped.len());
+    println!("runs: {} planned, {} already in {}, {} to run", p.jobs.len(), p.jobs.len() - pending.len(), p.out.display(), pending.len());
+    let mut cal = crate::estimate::Calibration::load();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template("calibrating {pos}/{len} problems {wide_bar} ETA {eta}").expect("valid template"));
+    let est = cal.estimate(&pending, &candle_core::Device::Cpu, &p.optimizers, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    cal.save()?;
+    let est = est?;
+    println!(
+        "cpu: {} on {} workers ({} of single-core work; longest run {}); per-step costs of {} problems measured now, {} cached",
+        crate::estimate::human(est.wall_s(p.workers)),
+        p.workers,
+        crate::estimate::human(est.total_s),
+        crate::estimate::human(est.longest_s),
+        est.measured,
+        est.from_cache
+    );
+    if !p.device_skipped.is_empty() {
+        let largest = p.device_skipped.iter().map(Task::params).max().unwrap_or(0);
+        println!(
+            "cuda: {} tasks (up to {largest} parameters) need a CUDA GPU: not estimated, this build has no CUDA path",
+            p.device_skipped.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn data_fetch(name: &str) -> Result<ExitCode> {
+    use beatmatch_tasks::datasets::{fetch, DatasetName};
+    let d = DatasetName::parse(name).with_context(|| {
+        format!("unknown data set `{name}`; expected one of: {}", DatasetName::ALL.map(|d| d.as_str()).join(", "))
+    })?;
+    let dir = fetch::fetch(d, &mut |line| eprintln!("{line}"))?;
+    match d.locate() {
+        Ok(_) => eprintln!("{name}: installed in {}", dir.display()),
+        Err(e) => bail!("{name}: downloaded to {}, but the loader still does not find it: {e}", dir.display()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(dir: &Path, opts: &beatmatch_reports::ReportOptions) -> Result<ExitCode> {

@@ -2,11 +2,13 @@
 
 mod ci;
 mod cli;
+mod estimate;
 mod executor;
 mod lopt;
 mod optimizers;
 mod plan;
 mod store;
+mod validate;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

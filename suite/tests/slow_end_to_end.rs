@@ -229,10 +229,111 @@ fn slow_compare_two_candidates_on_the_same_tasks() {
 fn data_status_lists_every_data_set() {
     let o = suite().args(["data", "status"]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["mnist1d ", "fashion_mnist", "digits", "mnist1d_large"] {
+    for name in ["mnist1d ", "fashion_mnist", "digits", "mnist1d_large", "mnist ", "cifar10", "moby_dick"] {
         assert!(out.contains(name), "{out}");
     }
-    assert!(out.contains("embedded in the binary") && out.contains("generated on first use"), "{out}");
+    assert!(out.contains("embedded in the binary") && out.contains("generated on first use") && out.contains("byte stream"), "{out}");
     // Fashion-MNIST is either found or explained, and the exit code says which.
     assert_eq!(out.contains("MISSING"), o.status.code() == Some(1), "{out}");
+}
+
+#[test]
+fn full_tier_lists_at_least_300_tasks_with_split_and_device() {
+    let o = suite().args(["list", "--tier", "full"]).output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert!(rows.len() >= 300, "{} tasks", rows.len());
+    assert!(rows.iter().any(|r| r.contains(" cuda ")) && rows.iter().any(|r| r.contains("meta_test")), "{out}");
+    for family in ["transformer-", "lstm-", "ae-", "conv-"] {
+        assert!(rows.iter().any(|r| r.starts_with(family)), "no {family} task");
+    }
+}
+
+/// A registry with a task on data this machine lacks, a GPU-only task and a tiny runnable one.
+fn mixed_registry(dir: &Path) {
+    std::fs::write(
+        dir.join("mixed.yaml"),
+        "families:
+  - tier: smoke
+    logreg: {}
+    datasets: [mnist1d]
+    batch_sizes: [128]
+    steps: [50]
+  - tier: smoke
+    mlp: { width: [16], depth: [1], activation: [relu] }
+    datasets: [mnist, cifar10]
+    batch_sizes: [128]
+    steps: [50, 100]
+  - tier: smoke
+    device: cuda
+    transformer: { d_model: [2048], layers: [16], heads: [16], context: [256] }
+    datasets: [moby_dick]
+    batch_sizes: [64]
+    steps: [100000]
+",
+    )
+    .unwrap();
+}
+
+#[test]
+fn slow_missing_data_and_gpu_tasks_are_skipped_with_one_line_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = tmp.path().join("reg");
+    std::fs::create_dir(&reg).unwrap();
+    mixed_registry(&reg);
+    let out = tmp.path().join("out");
+    let o = suite()
+        .args(["run", "--tier", "smoke", "--jobs", "2", "--registry"])
+        .arg(&reg)
+        .arg("--out")
+        .arg(&out)
+        .env("BEATMATCH_DATA", tmp.path().join("no-data-here"))
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("skipping tasks on mnist:").count(), 1, "{err}");
+    assert_eq!(err.matches("skipping tasks on cifar10:").count(), 1, "{err}");
+    assert!(err.contains("suite data fetch mnist") && err.contains("1 tasks that need a CUDA GPU"), "{err}");
+    let study: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("study.json")).unwrap()).unwrap();
+    assert_eq!(study["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(study["skipped"].as_array().unwrap().len(), 5, "4 missing-data tasks and 1 GPU task are recorded as skipped");
+}
+
+#[test]
+fn slow_plan_counts_cached_runs_and_estimates_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let plan = || {
+        let o = suite().args(["plan", "--tier", "smoke", "--out"]).arg(&out).env("HOME", tmp.path()).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let before = plan();
+    assert!(before.contains("runs: 124 planned, 0 already in") && before.contains("124 to run"), "{before}");
+    assert!(before.contains("cpu: ") && before.contains("2 problems measured now, 0 cached"), "{before}");
+    assert!(tmp.path().join(".cache/beatmatch/calibration.json").is_file());
+    run_smoke(&out, &[]);
+    let after = plan();
+    assert!(after.contains("124 already in") && after.contains(", 0 to run"), "{after}");
+}
+
+#[test]
+fn slow_validate_mnist1d_matches_the_published_accuracies() {
+    let o = suite().args(["validate", "--only", "mnist1d_logreg,mnist1d_mlp"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(out.matches("| ok |").count(), 2, "{out}");
+}
+
+#[test]
+fn data_fetch_names_what_it_can_fetch() {
+    let o = suite().args(["data", "fetch", "imagenet"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("unknown data set `imagenet`") && err.contains("cifar10"), "{err}");
+    let o = suite().args(["data", "fetch", "moby_dick"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs no download"));
 }

@@ -10,4 +10,4 @@ pub mod task;
 pub mod train;
 
 pub use datasets::{Dataset, DatasetName, MissingData};
-pub use task::{Problem, Task, Tier};
+pub use task::{DeviceReq, Problem, Split, Task, Tier};

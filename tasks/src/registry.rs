@@ -3,25 +3,35 @@
 //!
 //! ```yaml
 //! families:
-//!   - tier: quick              # smallest tier that includes these tasks (smoke ⊂ quick ⊂ full)
+//!   - tier: quick              # smallest tier that includes these tasks (smoke ⊂ quick ⊂ cpu ⊂ full)
 //!     mlp: { width: [32, 128], depth: [1, 2], activation: [relu, tanh] }
 //!     datasets: [mnist1d]
 //!     batch_sizes: [128]
 //!     steps: [100, 300, 1000]
+//!     split: meta_test         # optional; default: by problem hash, ~1 in 4 held out
+//!     device: cuda             # optional; default cpu
 //! ```
 //!
-//! Unknown keys and bad values are errors naming the file, line and what was expected.
+//! Model families (exactly one per block): `logreg: {}`, `mlp`, `conv {channels, depth,
+//! pooling}`, `autoencoder {width, depth, code, activation}` (image/vector datasets), and the
+//! language models `transformer {d_model, layers, heads, context}` and `lstm {hidden, layers,
+//! context}` (text datasets). Unknown keys and bad values are errors naming the file, line and
+//! what was expected.
 
 use crate::datasets::DatasetName;
 use crate::models::{Activation, ModelConfig, Pooling};
-use crate::task::{Problem, Task, Tier};
+use crate::task::{DeviceReq, Problem, Split, Task, Tier};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The registry compiled into the binary (`tasks/registry/*.yaml`), as (file name, text).
-pub const EMBEDDED: &[(&str, &str)] = &[("tasks/registry/core.yaml", include_str!("../registry/core.yaml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("tasks/registry/core.yaml", include_str!("../registry/core.yaml")),
+    ("tasks/registry/language_models.yaml", include_str!("../registry/language_models.yaml")),
+    ("tasks/registry/scale.yaml", include_str!("../registry/scale.yaml")),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +49,45 @@ struct FamilyBlock {
     mlp: Option<MlpGrid>,
     #[serde(default)]
     conv: Option<ConvGrid>,
+    #[serde(default)]
+    autoencoder: Option<AutoencoderGrid>,
+    #[serde(default)]
+    transformer: Option<TransformerGrid>,
+    #[serde(default)]
+    lstm: Option<LstmGrid>,
     datasets: Vec<DatasetName>,
     batch_sizes: Vec<Bounded<1, 65536>>,
     steps: Vec<Bounded<1, 1_000_000>>,
+    #[serde(default)]
+    split: Option<Split>,
+    #[serde(default)]
+    device: Option<DeviceReq>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoencoderGrid {
+    width: Vec<Bounded<1, 65536>>,
+    depth: Vec<Bounded<0, 4>>,
+    code: Vec<Bounded<1, 4096>>,
+    activation: Vec<Activation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformerGrid {
+    d_model: Vec<Bounded<1, 16384>>,
+    layers: Vec<Bounded<1, 96>>,
+    heads: Vec<Bounded<1, 128>>,
+    context: Vec<Bounded<2, 4096>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LstmGrid {
+    hidden: Vec<Bounded<1, 8192>>,
+    layers: Vec<Bounded<1, 8>>,
+    context: Vec<Bounded<2, 4096>>,
 }
 
 #[derive(Deserialize)]
@@ -87,32 +133,22 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
     let mut tasks = Vec::new();
     for (i, block) in file.families.iter().enumerate() {
         let ctx = || format!("{name}: families[{i}]");
-        let models: Vec<ModelConfig> = match (&block.logreg, &block.mlp, &block.conv) {
-            (Some(_), None, None) => vec![ModelConfig::Logreg],
-            (None, None, Some(g)) => {
-                let mut v = Vec::new();
-                for c in &g.channels {
-                    for d in &g.depth {
-                        for &p in &g.pooling {
-                            v.push(ModelConfig::Conv { channels: c.0 as usize, depth: d.0 as usize, pooling: p });
-                        }
-                    }
-                }
-                v
-            }
-            (None, Some(g), None) => {
-                let mut v = Vec::new();
-                for w in &g.width {
-                    for d in &g.depth {
-                        for &a in &g.activation {
-                            v.push(ModelConfig::Mlp { width: w.0 as usize, depth: d.0 as usize, activation: a });
-                        }
-                    }
-                }
-                v
-            }
-            _ => bail!("{}: expected exactly one model family key (`logreg`, `mlp` or `conv`)", ctx()),
-        };
+        let present = [block.logreg.is_some(), block.mlp.is_some(), block.conv.is_some(), block.autoencoder.is_some(), block.transformer.is_some(), block.lstm.is_some()];
+        if present.iter().filter(|&&p| p).count() != 1 {
+            bail!("{}: expected exactly one model family key (`logreg`, `mlp`, `conv`, `autoencoder`, `transformer` or `lstm`)", ctx());
+        }
+        let models = block_models(block);
+        if let Some(bad) = models.iter().find_map(|m| match m {
+            ModelConfig::Transformer { d_model, heads, .. } if d_model % heads != 0 => Some(format!("heads {heads} do not divide d_model {d_model}")),
+            _ => None,
+        }) {
+            bail!("{}: {bad}", ctx());
+        }
+        let lm = block.transformer.is_some() || block.lstm.is_some();
+        if let Some(d) = block.datasets.iter().find(|d| d.is_text() != lm) {
+            let expected = if lm { "a text dataset (moby_dick)" } else { "an image or vector dataset" };
+            bail!("{}: dataset `{d}` cannot train this model family; expected {expected}", ctx());
+        }
         for (what, empty) in [
             ("datasets", block.datasets.is_empty()),
             ("batch_sizes", block.batch_sizes.is_empty()),
@@ -133,14 +169,74 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
             for &dataset in &block.datasets {
                 for bs in &block.batch_sizes {
                     let problem = Problem::new(model.clone(), dataset, bs.0 as usize, &budgets);
+                    let split = block.split.unwrap_or_else(|| Split::by_hash(&problem.hash()));
+                    let device = block.device.unwrap_or(DeviceReq::Cpu);
                     for &steps in &budgets {
-                        tasks.push(Task { problem: problem.clone(), steps, tier: block.tier });
+                        tasks.push(Task { problem: problem.clone(), steps, tier: block.tier, split, device });
                     }
                 }
             }
         }
     }
     Ok(tasks)
+}
+
+/// Every model of a block's grid (the block has exactly one family key).
+fn block_models(block: &FamilyBlock) -> Vec<ModelConfig> {
+    let mut v = Vec::new();
+    if block.logreg.is_some() {
+        v.push(ModelConfig::Logreg);
+    }
+    if let Some(g) = &block.mlp {
+        for w in &g.width {
+            for d in &g.depth {
+                for &a in &g.activation {
+                    v.push(ModelConfig::Mlp { width: w.0 as usize, depth: d.0 as usize, activation: a });
+                }
+            }
+        }
+    }
+    if let Some(g) = &block.conv {
+        for c in &g.channels {
+            for d in &g.depth {
+                for &p in &g.pooling {
+                    v.push(ModelConfig::Conv { channels: c.0 as usize, depth: d.0 as usize, pooling: p });
+                }
+            }
+        }
+    }
+    if let Some(g) = &block.autoencoder {
+        for w in &g.width {
+            for d in &g.depth {
+                for c in &g.code {
+                    for &a in &g.activation {
+                        v.push(ModelConfig::Autoencoder { width: w.0 as usize, depth: d.0 as usize, code: c.0 as usize, activation: a });
+                    }
+                }
+            }
+        }
+    }
+    if let Some(g) = &block.transformer {
+        for d in &g.d_model {
+            for l in &g.layers {
+                for h in &g.heads {
+                    for t in &g.context {
+                        v.push(ModelConfig::Transformer { d_model: d.0 as usize, layers: l.0 as usize, heads: h.0 as usize, context: t.0 as usize });
+                    }
+                }
+            }
+        }
+    }
+    if let Some(g) = &block.lstm {
+        for h in &g.hidden {
+            for l in &g.layers {
+                for t in &g.context {
+                    v.push(ModelConfig::Lstm { hidden: h.0 as usize, layers: l.0 as usize, context: t.0 as usize });
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Parse several registry files and check task ids are unique across them.
@@ -236,11 +332,39 @@ mod tests {
     }
 
     #[test]
+    fn model_families_must_match_their_data_and_shapes() {
+        let lm = "families:\n  - tier: full\n    transformer: { d_model: [32], layers: [1], heads: [3], context: [16] }\n    datasets: [moby_dick]\n    batch_sizes: [8]\n    steps: [10]\n";
+        let e = parse("lm.yaml", lm).unwrap_err().to_string();
+        assert!(e.contains("families[0]") && e.contains("heads 3 do not divide d_model 32"), "{e}");
+        let e = parse("lm.yaml", &lm.replace("heads: [3]", "heads: [4]").replace("[moby_dick]", "[mnist1d]")).unwrap_err().to_string();
+        assert!(e.contains("dataset `mnist1d` cannot train") && e.contains("text dataset"), "{e}");
+        let e = parse("x.yaml", &GOOD.replace("[mnist1d, fashion_mnist]", "[moby_dick]")).unwrap_err().to_string();
+        assert!(e.contains("image or vector dataset"), "{e}");
+        let ok = parse("lm.yaml", &lm.replace("heads: [3]", "heads: [4]").replace("tier: full", "tier: full\n    split: meta_test\n    device: cuda")).unwrap();
+        assert_eq!(ok[0].id(), "transformer-d32-l1-h4-t16.moby_dick.b8.s10");
+        assert_eq!((ok[0].split, ok[0].device), (Split::MetaTest, DeviceReq::Cuda));
+    }
+
+    #[test]
     fn embedded_registry_parses_and_has_the_promised_tiers() {
         let tasks = embedded().unwrap();
-        let smoke = select(&tasks, Tier::Smoke).len();
-        let quick = select(&tasks, Tier::Quick).len();
+        let count = |tier| select(&tasks, tier).len();
+        let (smoke, quick, cpu, full) = (count(Tier::Smoke), count(Tier::Quick), count(Tier::Cpu), count(Tier::Full));
         assert!((2..=12).contains(&smoke), "smoke tier has {smoke} tasks");
         assert!(quick >= 40, "quick tier has {quick} tasks");
+        assert!(quick < cpu && cpu < full && full >= 300, "tiers: quick {quick}, cpu {cpu}, full {full}");
+        // The map the win-rate heatmap is drawn on: ~1e2 to ~1e9 parameters, 1e2 to 2e5 steps.
+        let params: Vec<u64> = tasks.iter().map(Task::params).collect();
+        assert!(*params.iter().min().unwrap() < 200 && *params.iter().max().unwrap() > 900_000_000, "params span {:?}", (params.iter().min(), params.iter().max()));
+        assert_eq!(tasks.iter().map(|t| t.steps).min(), Some(100));
+        assert_eq!(tasks.iter().map(|t| t.steps).max(), Some(200_000));
+        // Every family on the map, GPU-only tasks only outside the CPU tiers, both sides of the meta split.
+        for family in ["logreg", "mlp-", "conv-", "ae-", "transformer-", "lstm-"] {
+            assert!(tasks.iter().any(|t| t.id().starts_with(family)), "no {family} task");
+        }
+        assert!(tasks.iter().all(|t| t.device == DeviceReq::Cpu || t.tier == Tier::Full));
+        assert!(tasks.iter().any(|t| t.device == DeviceReq::Cuda));
+        let held_out = tasks.iter().filter(|t| t.split == Split::MetaTest).count();
+        assert!(held_out * 10 > tasks.len() && held_out * 2 < tasks.len(), "{held_out} of {} tasks are meta-test", tasks.len());
     }
 }

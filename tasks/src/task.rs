@@ -12,19 +12,22 @@ pub enum Tier {
     Smoke,
     /// The default: ≥ 40 tasks, ≤ 10 minutes on 2 cores including baselines.
     Quick,
-    /// Everything in the registry.
+    /// Everything a 2-core CPU finishes in ≤ 4 hours including baselines (`suite plan` checks).
+    Cpu,
+    /// Everything in the registry: long budgets and GPU-only models.
     Full,
 }
 
 impl Tier {
     /// Every tier, smallest first.
-    pub const ALL: [Tier; 3] = [Tier::Smoke, Tier::Quick, Tier::Full];
+    pub const ALL: [Tier; 4] = [Tier::Smoke, Tier::Quick, Tier::Cpu, Tier::Full];
 
     /// Registry name.
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Smoke => "smoke",
             Tier::Quick => "quick",
+            Tier::Cpu => "cpu",
             Tier::Full => "full",
         }
     }
@@ -97,6 +100,55 @@ impl Problem {
     }
 }
 
+/// Which side of a meta-learning split a task is on: learned optimizers are meta-trained on
+/// `meta_train` tasks only, so `meta_test` tasks measure generalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// May be used for meta-training.
+    MetaTrain,
+    /// Held out from meta-training.
+    MetaTest,
+}
+
+impl Split {
+    /// Registry name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::MetaTrain => "meta_train",
+            Split::MetaTest => "meta_test",
+        }
+    }
+
+    /// The default split of a problem: about one problem in four is held out, chosen by its
+    /// content hash (so every budget of a problem is on the same side, and the choice is
+    /// reproducible without a list).
+    pub fn by_hash(problem_hash: &str) -> Split {
+        let first = u8::from_str_radix(&problem_hash[..2.min(problem_hash.len())], 16).unwrap_or(0);
+        if first % 4 == 0 { Split::MetaTest } else { Split::MetaTrain }
+    }
+}
+
+/// The device a task needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceReq {
+    /// Runs anywhere.
+    Cpu,
+    /// Too large for a CPU in reasonable time or memory: needs a CUDA GPU.
+    Cuda,
+}
+
+impl DeviceReq {
+    /// Registry name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceReq::Cpu => "cpu",
+            DeviceReq::Cuda => "cuda",
+        }
+    }
+}
+
 /// A concrete task: a problem and a step budget.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Task {
@@ -106,6 +158,10 @@ pub struct Task {
     pub steps: u64,
     /// Smallest tier that includes this task.
     pub tier: Tier,
+    /// Meta-train or meta-test.
+    pub split: Split,
+    /// Device it needs.
+    pub device: DeviceReq,
 }
 
 impl Task {

@@ -258,20 +258,10 @@ pub fn train(
 
         batches.next_indices(problem.batch_size, &mut idx);
         let (xb, yb) = train_view.batch(&idx, dev)?;
-        let vars: Vec<Var> = values.iter().zip(&infos).map(|(v, p)| Var::from_slice(v, p.shape.clone(), dev)).collect::<candle_core::Result<_>>()?;
-        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let loss = models::loss(model.as_ref(), &tensors, &xb, &yb)?;
-        let loss_value = loss.to_scalar::<f32>()?;
-        if !loss_value.is_finite() {
+        let Some((loss_value, grad_tensors)) = gradients(model.as_ref(), &values, &xb, &yb, dev)? else {
             status = RunStatus::Diverged { step, reason: "non-finite mini-batch loss".into() };
             break;
-        }
-        let grads = loss.backward()?;
-        let grad_tensors: Vec<Tensor> = tensors
-            .iter()
-            .zip(&infos)
-            .map(|(t, p)| grads.get(t).cloned().with_context(|| format!("no gradient for {}", p.name)))
-            .collect::<Result<_>>()?;
+        };
         let ctx = StepContext { step, num_steps: settings.horizon, loss: loss_value };
         step_on_host(optimizer, &mut values, &grad_tensors, &ctx)?;
         if step % 64 == 0 {
@@ -280,6 +270,65 @@ pub fn train(
     }
     on_progress(settings.steps);
     Ok(TrainOutcome { status, curve, evals })
+}
+
+/// Mini-batch loss and gradients at `values`; `None` if the loss is not finite.
+fn gradients(model: &dyn Model, values: &[Vec<f32>], xb: &Tensor, yb: &Tensor, dev: &Device) -> Result<Option<(f32, Vec<Tensor>)>> {
+    let infos = model.params();
+    let vars: Vec<Var> = values.iter().zip(infos).map(|(v, p)| Var::from_slice(v, p.shape.clone(), dev)).collect::<candle_core::Result<_>>()?;
+    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let loss = models::loss(model, &tensors, xb, yb)?;
+    let loss_value = loss.to_scalar::<f32>()?;
+    if !loss_value.is_finite() {
+        return Ok(None);
+    }
+    let grads = loss.backward()?;
+    let grad_tensors = tensors
+        .iter()
+        .zip(infos)
+        .map(|(t, p)| grads.get(t).cloned().with_context(|| format!("no gradient for {}", p.name)))
+        .collect::<Result<_>>()?;
+    Ok(Some((loss_value, grad_tensors)))
+}
+
+/// Measured costs of one problem on one device (seconds), for time estimates.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepCost {
+    /// One training step's forward and backward pass (the optimizer update excluded).
+    pub step_s: f64,
+    /// One train-loss measurement (the fixed measurement batches).
+    pub measure_s: f64,
+    /// One held-out evaluation.
+    pub eval_s: f64,
+}
+
+/// Time `steps` training steps (after one warm-up step), one train-loss measurement and one
+/// held-out evaluation of `problem`.
+pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usize) -> Result<StepCost> {
+    let model = problem.build_model();
+    let train_view = View::new(problem, data, false)?;
+    let test_view = View::new(problem, data, true)?;
+    let values = model.init(&mut rng(0, STREAM_INIT));
+    let mut batches = BatchStream::new(train_view.len(), 0);
+    let mut idx = Vec::new();
+    let mut timed = 0.0;
+    for i in 0..=steps {
+        batches.next_indices(problem.batch_size, &mut idx);
+        let start = std::time::Instant::now();
+        let (xb, yb) = train_view.batch(&idx, device)?;
+        gradients(model.as_ref(), &values, &xb, &yb, device)?;
+        if i > 0 {
+            timed += start.elapsed().as_secs_f64();
+        }
+    }
+    let params: Vec<Tensor> = values.iter().zip(model.params()).map(|(v, p)| Ok(Tensor::from_slice(v, p.shape.clone(), device)?)).collect::<Result<_>>()?;
+    let measure_idx: Vec<u32> = (0..(problem.measurement.batches * problem.batch_size).min(train_view.len()) as u32).collect();
+    let start = std::time::Instant::now();
+    train_view.evaluate(model.as_ref(), &params, Some(&measure_idx), problem.batch_size, device)?;
+    let measure_s = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    test_view.evaluate(model.as_ref(), &params, None, test_view.chunk(), device)?;
+    Ok(StepCost { step_s: timed / steps.max(1) as f64, measure_s, eval_s: start.elapsed().as_secs_f64() })
 }
 
 fn step_on_host(optimizer: &mut dyn Optimizer, values: &mut [Vec<f32>], grads: &[Tensor], ctx: &StepContext) -> Result<()> {
