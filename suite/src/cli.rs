@@ -393,6 +393,9 @@ fn plan_cmd(args: RunArgs) -> Result<ExitCode> {
         est.measured,
         est.from_cache
     );
+    for (group, secs) in &est.by_group {
+        println!("  {group:<32} {:>14} single-core", crate::estimate::human(*secs));
+    }
     if !p.device_skipped.is_empty() {
         let largest = p.device_skipped.iter().map(Task::params).max().unwrap_or(0);
         println!(

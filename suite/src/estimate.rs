@@ -44,6 +44,8 @@ pub struct Estimate {
     pub measured: usize,
     /// Problems whose costs came from the cache.
     pub from_cache: usize,
+    /// Single-core seconds by (model family, dataset), largest first.
+    pub by_group: Vec<(String, f64)>,
 }
 
 impl Estimate {
@@ -137,6 +139,7 @@ impl Calibration {
             }
         }
         on_problem(total, total);
+        let mut groups: BTreeMap<String, f64> = BTreeMap::new();
         for j in jobs {
             let c = costs[&j.key.problem_hash];
             let update = self.optimizer(j, optimizers)?;
@@ -146,7 +149,12 @@ impl Calibration {
             let s = steps as f64 * (c.step_s + update * j.params as f64) + measurements * c.measure_s + evals * c.eval_s;
             est.total_s += s;
             est.longest_s = est.longest_s.max(s);
+            let model = j.problem.model.id();
+            let family = model.split('-').next().unwrap_or(&model);
+            *groups.entry(format!("{family} on {}", j.problem.dataset)).or_default() += s;
         }
+        est.by_group = groups.into_iter().collect();
+        est.by_group.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(est)
     }
 }

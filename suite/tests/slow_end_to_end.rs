@@ -129,7 +129,9 @@ fn quick_tier_lists_at_least_40_tasks_with_parameter_counts() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures").join(name)
+    // The runtime CARGO_MANIFEST_DIR: a shared target dir may hold a binary built elsewhere.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.join("../testdata/fixtures").join(name)
 }
 
 #[test]

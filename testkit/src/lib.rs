@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 
 /// The fixtures folder: `$BEATMATCH_FIXTURES`, else `<workspace>/testdata/fixtures`.
 /// Panics (failing the test) when it does not exist.
+///
+/// The workspace is found from the `CARGO_MANIFEST_DIR` cargo sets when it runs a test (every
+/// crate sits one level below the workspace root), not the one compiled in: a shared target
+/// directory may hold a test binary compiled in another checkout.
 pub fn fixtures_dir() -> PathBuf {
-    let dir = std::env::var_os("BEATMATCH_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures"));
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let dir = std::env::var_os("BEATMATCH_FIXTURES").map(PathBuf::from).unwrap_or_else(|| crate_dir.join("../testdata/fixtures"));
     assert!(dir.is_dir(), "fixture folder {} does not exist (set BEATMATCH_FIXTURES or restore testdata/fixtures)", dir.display());
     dir
 }
