@@ -169,3 +169,24 @@ pub fn human(seconds: f64) -> String {
         _ => format!("{:.1} days", seconds / 86400.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_time_is_the_larger_of_shared_work_and_the_longest_run() {
+        let e = Estimate { total_s: 100.0, longest_s: 30.0, ..Default::default() };
+        assert_eq!(e.wall_s(2), 50.0);
+        assert_eq!(e.wall_s(8), 30.0);
+        assert_eq!(e.wall_s(0), 100.0);
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human(45.2), "45 s");
+        assert_eq!(human(750.0), "12 min 30 s");
+        assert_eq!(human(3900.0), "1 h 05 min");
+        assert_eq!(human(3.0 * 86400.0), "3.0 days");
+    }
+}
