@@ -132,7 +132,10 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
     })?;
     let mut tasks = Vec::new();
     for (i, block) in file.families.iter().enumerate() {
-        let ctx = || format!("{name}: families[{i}]");
+        let ctx = || match block_line(text, i) {
+            Some(line) => format!("{name}:{line}: families[{i}]"),
+            None => format!("{name}: families[{i}]"),
+        };
         let present = [block.logreg.is_some(), block.mlp.is_some(), block.conv.is_some(), block.autoencoder.is_some(), block.transformer.is_some(), block.lstm.is_some()];
         if present.iter().filter(|&&p| p).count() != 1 {
             bail!("{}: expected exactly one model family key (`logreg`, `mlp`, `conv`, `autoencoder`, `transformer` or `lstm`)", ctx());
@@ -179,6 +182,29 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
         }
     }
     Ok(tasks)
+}
+
+/// The 1-based line where the `i`-th entry of `families:` starts (its `- `), for errors found
+/// after parsing.
+fn block_line(text: &str, i: usize) -> Option<usize> {
+    let mut lines = text.lines().enumerate().skip_while(|(_, l)| !l.starts_with("families:")).skip(1);
+    let mut indent = None;
+    let mut seen = 0;
+    for (n, l) in &mut lines {
+        let trimmed = l.trim_start();
+        if !trimmed.starts_with("- ") {
+            continue;
+        }
+        let this = l.len() - trimmed.len();
+        if *indent.get_or_insert(this) != this {
+            continue;
+        }
+        if seen == i {
+            return Some(n + 1);
+        }
+        seen += 1;
+    }
+    None
 }
 
 /// Every model of a block's grid (the block has exactly one family key).
@@ -328,18 +354,18 @@ mod tests {
         let e = parse("x.yaml", &GOOD.replace("[mnist1d, fashion_mnist]", "[cifar99]")).unwrap_err().to_string();
         assert!(e.contains("x.yaml:9:") && e.contains("unknown variant `cifar99`"), "{e}");
         let e = parse("x.yaml", &GOOD.replace("    logreg: {}\n", "")).unwrap_err().to_string();
-        assert!(e.contains("families[0]") && e.contains("exactly one model family"), "{e}");
+        assert!(e.contains("x.yaml:2: families[0]") && e.contains("exactly one model family"), "{e}");
     }
 
     #[test]
     fn model_families_must_match_their_data_and_shapes() {
         let lm = "families:\n  - tier: full\n    transformer: { d_model: [32], layers: [1], heads: [3], context: [16] }\n    datasets: [moby_dick]\n    batch_sizes: [8]\n    steps: [10]\n";
         let e = parse("lm.yaml", lm).unwrap_err().to_string();
-        assert!(e.contains("families[0]") && e.contains("heads 3 do not divide d_model 32"), "{e}");
+        assert!(e.contains("lm.yaml:2: families[0]") && e.contains("heads 3 do not divide d_model 32"), "{e}");
         let e = parse("lm.yaml", &lm.replace("heads: [3]", "heads: [4]").replace("[moby_dick]", "[mnist1d]")).unwrap_err().to_string();
         assert!(e.contains("dataset `mnist1d` cannot train") && e.contains("text dataset"), "{e}");
         let e = parse("x.yaml", &GOOD.replace("[mnist1d, fashion_mnist]", "[moby_dick]")).unwrap_err().to_string();
-        assert!(e.contains("image or vector dataset"), "{e}");
+        assert!(e.contains("x.yaml:7: families[1]") && e.contains("image or vector dataset"), "{e}");
         let ok = parse("lm.yaml", &lm.replace("heads: [3]", "heads: [4]").replace("tier: full", "tier: full\n    split: meta_test\n    device: cuda")).unwrap();
         assert_eq!(ok[0].id(), "transformer-d32-l1-h4-t16.moby_dick.b8.s10");
         assert_eq!((ok[0].split, ok[0].device), (Split::MetaTest, DeviceReq::Cuda));
