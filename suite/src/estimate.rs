@@ -11,7 +11,7 @@ use crate::optimizers::Checkpoints;
 use crate::plan::Job;
 use crate::store::write_json_atomic;
 use anyhow::{Context, Result};
-use beatmatch_core::{content_hash, ParamInfo, StepContext};
+use beatmatch_core::{ParamInfo, StepContext};
 use beatmatch_tasks::train::{calibrate, StepCost};
 use beatmatch_tasks::Problem;
 use candle_core::Device;
@@ -29,6 +29,9 @@ pub struct Calibration {
     pub optimizers: BTreeMap<String, f64>,
     #[serde(skip)]
     path: PathBuf,
+    /// This machine's part of every key (code version and CPU model), read once.
+    #[serde(skip)]
+    host: String,
     #[serde(skip)]
     dirty: bool,
 }
@@ -69,6 +72,7 @@ impl Calibration {
         let path = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/beatmatch/calibration.json");
         let mut c: Calibration = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         c.path = path;
+        c.host = host();
         c
     }
 
@@ -82,7 +86,7 @@ impl Calibration {
     }
 
     fn problem(&mut self, problem: &Problem, device: &Device, fresh: &mut bool) -> Result<StepCost> {
-        let key = format!("{}/{}", problem.hash(), host());
+        let key = format!("{}/{}", problem.hash(), self.host);
         if let Some(c) = self.problems.get(&key) {
             return Ok(*c);
         }
@@ -95,7 +99,7 @@ impl Calibration {
     }
 
     fn optimizer(&mut self, job: &Job, optimizers: &Checkpoints) -> Result<f64> {
-        let key = format!("{}/{}", content_hash(&job.key.optimizer), host());
+        let key = format!("{}/{}", job.key.optimizer_hash, self.host);
         if let Some(&c) = self.optimizers.get(&key) {
             return Ok(c);
         }

@@ -118,12 +118,18 @@ fn bad_registry_fails_with_file_line_and_expectation() {
     assert!(err.contains("bad.yaml:7:") && err.contains("unknown field `learning_rate`") && err.contains("expected one of"), "{err}");
 }
 
+/// `suite list --tier tier`: the whole output and its task rows (the header skipped).
+fn list(tier: &str) -> (String, Vec<String>) {
+    let o = suite().args(["list", "--tier", tier]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let rows = out.lines().skip(1).map(str::to_string).collect();
+    (out, rows)
+}
+
 #[test]
 fn quick_tier_lists_at_least_40_tasks_with_parameter_counts() {
-    let o = suite().args(["list", "--tier", "quick"]).output().unwrap();
-    assert!(o.status.success());
-    let out = String::from_utf8_lossy(&o.stdout);
-    let rows: Vec<&str> = out.lines().skip(1).collect();
+    let (out, rows) = list("quick");
     assert!(rows.len() >= 40, "{out}");
     assert!(rows.iter().any(|r| r.starts_with("mlp-w128-d1-relu.fashion_mnist.b128.s1000") && r.contains("101770")), "{out}");
 }
@@ -241,10 +247,7 @@ fn data_status_lists_every_data_set() {
 
 #[test]
 fn full_tier_lists_at_least_300_tasks_with_split_and_device() {
-    let o = suite().args(["list", "--tier", "full"]).output().unwrap();
-    assert!(o.status.success());
-    let out = String::from_utf8_lossy(&o.stdout);
-    let rows: Vec<&str> = out.lines().skip(1).collect();
+    let (out, rows) = list("full");
     assert!(rows.len() >= 300, "{} tasks", rows.len());
     assert!(rows.iter().any(|r| r.contains(" cuda ")) && rows.iter().any(|r| r.contains("meta_test")), "{out}");
     for family in ["transformer-", "lstm-", "ae-", "conv-"] {

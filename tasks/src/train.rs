@@ -97,9 +97,9 @@ struct View<'a> {
 enum ViewKind {
     /// Labelled examples of `width` values.
     Rows { width: usize },
-    /// Windows of `len` tokens starting every `stride` tokens: inputs are the first `len − 1`,
-    /// targets the last `len − 1`.
-    Windows { len: usize, stride: usize },
+    /// `count` windows of `len` tokens starting every `stride` tokens: inputs are the first
+    /// `len − 1`, targets the last `len − 1`.
+    Windows { len: usize, stride: usize, count: usize },
 }
 
 /// Held-out token streams are evaluated on at most this many predicted tokens (non-overlapping
@@ -116,7 +116,12 @@ impl<'a> View<'a> {
                 anyhow::ensure!(data.example_shape == problem.dataset.signature().0, "{}: dataset examples are {:?}, expected {:?}", problem.id(), data.example_shape, problem.dataset.signature().0);
                 ViewKind::Rows { width: data.example_len() }
             }
-            (Layout::Stream, Some(ctx)) => ViewKind::Windows { len: ctx + 1, stride: if test { ctx } else { 1 } },
+            (Layout::Stream, Some(ctx)) => {
+                let (len, stride) = (ctx + 1, if test { ctx } else { 1 });
+                let all = if x.len() < len { 0 } else { (x.len() - len) / stride + 1 };
+                let count = if test { all.min((EVAL_TOKENS / ctx).max(1)) } else { all };
+                ViewKind::Windows { len, stride, count }
+            }
             (layout, ctx) => anyhow::bail!("{}: a {:?} dataset cannot feed a model with context {ctx:?}", problem.id(), layout),
         };
         let view = Self { x, y, kind };
@@ -128,10 +133,7 @@ impl<'a> View<'a> {
     fn len(&self) -> usize {
         match self.kind {
             ViewKind::Rows { .. } => self.y.len(),
-            ViewKind::Windows { len, stride } => {
-                let n = if self.x.len() < len { 0 } else { (self.x.len() - len) / stride + 1 };
-                if stride == 1 { n } else { n.min((EVAL_TOKENS / (len - 1)).max(1)) }
-            }
+            ViewKind::Windows { count, .. } => count,
         }
     }
 
@@ -156,7 +158,7 @@ impl<'a> View<'a> {
                 }
                 Ok((Tensor::from_vec(xb, (idx.len(), width), dev)?, Tensor::from_vec(yb, idx.len(), dev)?))
             }
-            ViewKind::Windows { len, stride } => {
+            ViewKind::Windows { len, stride, .. } => {
                 let t = len - 1;
                 let mut xb = Vec::with_capacity(idx.len() * t);
                 let mut yb = Vec::with_capacity(idx.len() * t);

@@ -8,7 +8,6 @@
 //! Looked for in `$BEATMATCH_DATA/cifar10`, `$BEATMATCH_DATA`, the fetch cache, and in each of
 //! those a `cifar-10-batches-bin` subdirectory (the archive's own).
 
-use super::fetch::Download;
 use super::{Dataset, Layout, MissingData};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,9 +18,12 @@ pub const FILES: [&str; 6] = ["data_batch_1.bin", "data_batch_2.bin", "data_batc
 /// Bytes per record: label + 3×32×32 pixels.
 pub const RECORD: usize = 1 + 3 * 32 * 32;
 
-/// The archive from the dataset's home page and its SHA-256 sum; `suite data fetch cifar10`
-/// unpacks it (with the system `tar`).
-pub const DOWNLOADS: &[Download] = &[Download { url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd" }];
+/// The archive on the dataset's home page; `suite data fetch cifar10` unpacks it (with the
+/// system `tar`).
+pub const ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+
+/// The archive's published SHA-256.
+pub const ARCHIVE_SHA256: &str = "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd";
 
 const HOW_TO_GET: &str = "run `suite data fetch cifar10` (needs a network), or unpack cifar-10-binary.tar.gz \
                           (https://www.cs.toronto.edu/~kriz/cifar.html) into $BEATMATCH_DATA/cifar10";

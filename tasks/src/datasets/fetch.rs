@@ -12,28 +12,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One file to download.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Download {
     /// Canonical URL.
-    pub url: &'static str,
+    pub url: String,
     /// Published SHA-256 of the file, lowercase hex.
     pub sha256: &'static str,
 }
 
 impl Download {
     /// The file name the URL ends in.
-    pub fn file_name(&self) -> &'static str {
-        self.url.rsplit('/').next().unwrap_or(self.url)
+    pub fn file_name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
     }
 }
 
 /// What fetching a dataset involves: its files, the directory they go to, and whether the
 /// (single) file is a `.tar.gz` to unpack there. `None` for datasets that need no download.
-pub fn plan(name: DatasetName) -> Option<(&'static [Download], PathBuf, bool)> {
+pub fn plan(name: DatasetName) -> Option<(Vec<Download>, PathBuf, bool)> {
     match name {
-        DatasetName::FashionMnist => Some((fashion_mnist::DOWNLOADS, fetch_dir(fashion_mnist::SET.sub), false)),
-        DatasetName::Mnist => Some((mnist::DOWNLOADS, fetch_dir(mnist::SET.sub), false)),
-        DatasetName::Cifar10 => Some((cifar10::DOWNLOADS, fetch_dir("cifar10"), true)),
+        DatasetName::FashionMnist => Some((fashion_mnist::SET.downloads(), fetch_dir(fashion_mnist::SET.sub), false)),
+        DatasetName::Mnist => Some((mnist::SET.downloads(), fetch_dir(mnist::SET.sub), false)),
+        DatasetName::Cifar10 => {
+            let archive = Download { url: cifar10::ARCHIVE_URL.into(), sha256: cifar10::ARCHIVE_SHA256 };
+            Some((vec![archive], fetch_dir("cifar10"), true))
+        }
         DatasetName::Mnist1d | DatasetName::Mnist1dLarge | DatasetName::Digits | DatasetName::MobyDick => None,
     }
 }
@@ -44,7 +47,7 @@ pub fn fetch(name: DatasetName, say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let Some((downloads, dir, unpack)) = plan(name) else {
         bail!("{name} needs no download: it is shipped with beatmatch or generated");
     };
-    fetch_into(downloads, &dir, unpack, say)?;
+    fetch_into(&downloads, &dir, unpack, say)?;
     Ok(dir)
 }
 
@@ -76,7 +79,7 @@ fn download(d: &Download, dest: &Path) -> Result<()> {
     let status = Command::new("curl")
         .args(["--fail", "--location", "--silent", "--show-error", "--retry", "2", "--output"])
         .arg(&part)
-        .arg(d.url)
+        .arg(&d.url)
         .status()
         .context("running `curl` (is it installed?)")?;
     if !status.success() {
@@ -104,11 +107,6 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
-    /// A `file://` URL stands in for the network: curl treats both the same way.
-    fn leak(s: String) -> &'static str {
-        Box::leak(s.into_boxed_str())
-    }
-
     #[test]
     fn downloads_check_the_sum_and_never_install_a_bad_file() {
         if Command::new("curl").arg("--version").output().is_err() {
@@ -117,22 +115,24 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let file = src.path().join("payload.bin");
         std::fs::write(&file, b"hello beatmatch").unwrap();
-        let sum = sha256_file(&file).unwrap();
-        let url = leak(format!("file://{}", file.display()));
+        // A `file://` URL stands in for the network: curl treats both the same way.
+        let sum: &'static str = Box::leak(sha256_file(&file).unwrap().into_boxed_str());
+        let url = format!("file://{}", file.display());
         let dest = tempfile::tempdir().unwrap();
         let mut lines = Vec::new();
-        fetch_into(&[Download { url, sha256: leak(sum.clone()) }], dest.path(), false, &mut |l| lines.push(l.to_string())).unwrap();
+        let good = [Download { url: url.clone(), sha256: sum }];
+        fetch_into(&good, dest.path(), false, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(std::fs::read(dest.path().join("payload.bin")).unwrap(), b"hello beatmatch");
-        fetch_into(&[Download { url, sha256: leak(sum) }], dest.path(), false, &mut |l| lines.push(l.to_string())).unwrap();
+        fetch_into(&good, dest.path(), false, &mut |l| lines.push(l.to_string())).unwrap();
         assert!(lines[1].contains("already there"), "{lines:?}");
 
-        let wrong = "0".repeat(64);
+        let wrong = "0000000000000000000000000000000000000000000000000000000000000000";
         let dest2 = tempfile::tempdir().unwrap();
-        let e = fetch_into(&[Download { url, sha256: leak(wrong) }], dest2.path(), false, &mut |_| {}).unwrap_err().to_string();
+        let e = fetch_into(&[Download { url, sha256: wrong }], dest2.path(), false, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
         assert!(std::fs::read_dir(dest2.path()).unwrap().next().is_none(), "a bad download was left behind");
 
-        let missing = leak(format!("file://{}/nothing-here.bin", src.path().display()));
+        let missing = format!("file://{}/nothing-here.bin", src.path().display());
         let e = fetch_into(&[Download { url: missing, sha256: "00" }], dest2.path(), false, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("failed"), "{e}");
     }

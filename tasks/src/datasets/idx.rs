@@ -24,9 +24,18 @@ pub struct ImageSet {
     pub extra_dirs: &'static [&'static str],
     /// One line telling the user how to get it.
     pub how_to_get: &'static str,
+    /// Canonical URL of the directory holding the four [`FILES`] (no trailing slash).
+    pub base_url: &'static str,
+    /// Published SHA-256 of each of the four [`FILES`], in that order.
+    pub sha256: [&'static str; 4],
 }
 
 impl ImageSet {
+    /// The four files to download, with their sums.
+    pub fn downloads(&self) -> Vec<super::fetch::Download> {
+        FILES.iter().zip(self.sha256).map(|(f, sha256)| super::fetch::Download { url: format!("{}/{f}", self.base_url), sha256 }).collect()
+    }
+
     /// The first directory holding all four files.
     pub fn locate(&self) -> Result<PathBuf, MissingData> {
         self.locate_in(&super::search_dirs(self.sub, self.extra_dirs))
@@ -147,7 +156,7 @@ mod tests {
         assert_eq!(read_u8(&path).unwrap().data, data);
     }
 
-    const SET: ImageSet = ImageSet { dataset: "test_set", sub: "test-set", extra_dirs: &[], how_to_get: "write it yourself" };
+    const SET: ImageSet = ImageSet { dataset: "test_set", sub: "test-set", extra_dirs: &[], how_to_get: "write it yourself", base_url: "https://example.org/set", sha256: [""; 4] };
 
     #[test]
     fn missing_files_say_where_we_looked_and_how_to_get_them() {

@@ -5,7 +5,6 @@
 //! Looked for in `$BEATMATCH_DATA/mnist`, `$BEATMATCH_DATA`, then the fetch cache
 //! (`suite data fetch mnist`).
 
-use super::fetch::Download;
 use super::idx::ImageSet;
 
 /// Where MNIST is found and how it is read.
@@ -14,13 +13,13 @@ pub const SET: ImageSet = ImageSet {
     sub: "mnist",
     extra_dirs: &[],
     how_to_get: "run `suite data fetch mnist` (needs a network), or put the four *-ubyte.gz files in $BEATMATCH_DATA/mnist",
+    // The mirror TensorFlow Datasets uses; the sums are the ones TFDS and torchvision check.
+    base_url: "https://storage.googleapis.com/cvdf-datasets/mnist",
+    sha256: [
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ],
 };
 
-/// The files from the mirror TensorFlow Datasets uses, and their SHA-256 sums (as TFDS and
-/// torchvision check them).
-pub const DOWNLOADS: &[Download] = &[
-    Download { url: "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz", sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609" },
-    Download { url: "https://storage.googleapis.com/cvdf-datasets/mnist/train-labels-idx1-ubyte.gz", sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c" },
-    Download { url: "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz", sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6" },
-    Download { url: "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-labels-idx1-ubyte.gz", sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6" },
-];

@@ -9,6 +9,7 @@
 use super::{normal, Model, Objective};
 use beatmatch_core::ParamInfo;
 use candle_core::{Result, Tensor};
+use candle_nn::ops::sigmoid;
 use rand_chacha::ChaCha8Rng;
 
 /// An LSTM LM.
@@ -31,11 +32,6 @@ impl LstmLm {
         }
         Self { params, vocab, hidden, layers }
     }
-}
-
-/// σ(x) as (tanh(x/2) + 1)/2: differentiable primitives only, and stable for large |x|.
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    ((x * 0.5)?.tanh()? + 1.0)? * 0.5
 }
 
 impl Model for LstmLm {

@@ -98,15 +98,6 @@ impl ModelConfig {
         }
     }
 
-    /// The training objective.
-    pub fn objective(&self) -> Objective {
-        match self {
-            ModelConfig::Logreg | ModelConfig::Mlp { .. } | ModelConfig::Conv { .. } => Objective::Classify,
-            ModelConfig::Autoencoder { .. } => Objective::Reconstruct,
-            ModelConfig::Transformer { .. } | ModelConfig::Lstm { .. } => Objective::NextToken,
-        }
-    }
-
     /// Tokens per training sequence, for language models.
     pub fn context(&self) -> Option<usize> {
         match *self {
