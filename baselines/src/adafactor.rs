@@ -46,7 +46,15 @@ pub struct AdafactorParams {
 enum Second {
     /// `rows[i]`/`cols[i]`: element i's index into the row/column statistic (shapes are fixed,
     /// so the index arithmetic is done once).
-    Factored { d0: usize, d1: usize, shape: Vec<usize>, row: Vec<f32>, col: Vec<f32>, rows: Vec<u32>, cols: Vec<u32> },
+    Factored {
+        d0: usize,
+        d1: usize,
+        shape: Vec<usize>,
+        row: Vec<f32>,
+        col: Vec<f32>,
+        rows: Vec<u32>,
+        cols: Vec<u32>,
+    },
     Full(Vec<f32>),
 }
 

@@ -51,9 +51,13 @@ mod tests {
     fn embedded_optlist_10_matches_the_format_reader() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("opt_list.json");
-        std::fs::write(&p, r#"[{"learning_rate": 0.5, "beta1": 0.9, "beta2": 0.99, "epsilon": 1e-8, "use_nesterov": true,
+        std::fs::write(
+            &p,
+            r#"[{"learning_rate": 0.5, "beta1": 0.9, "beta2": 0.99, "epsilon": 1e-8, "use_nesterov": true,
             "adamw_weight_decay": 0.01, "l2_weight_decay": 0.0, "warmup_fraction": 0.1, "min_learning_rate_mult": 0.0,
-            "constant_fraction": 0.5}]"#).unwrap();
+            "constant_fraction": 0.5}]"#,
+        )
+        .unwrap();
         let specs = read(&p).unwrap();
         assert_eq!(specs[0].get("nesterov", -1.0), 1.0);
         assert_eq!(specs[0].get("lr", -1.0), 0.5);

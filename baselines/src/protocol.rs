@@ -184,17 +184,18 @@ impl Protocol {
     pub fn configs(&self) -> Vec<OptimizerSpec> {
         let base = OptimizerSpec { kind: self.optimizer.clone(), hparams: self.fixed.clone(), checkpoint: None };
         if !self.configs.is_empty() {
-            return self.configs.iter().map(|c| OptimizerSpec { hparams: base.hparams.clone().into_iter().chain(c.clone()).collect(), ..base.clone() }).collect();
+            return self
+                .configs
+                .iter()
+                .map(|c| OptimizerSpec { hparams: base.hparams.clone().into_iter().chain(c.clone()).collect(), ..base.clone() })
+                .collect();
         }
         if let Some(r) = &self.random {
             return r.draw(&base);
         }
         let mut specs = vec![base];
         for (key, values) in &self.grid {
-            specs = specs
-                .into_iter()
-                .flat_map(|s| values.iter().map(move |&v| s.clone().with(key, v)))
-                .collect();
+            specs = specs.into_iter().flat_map(|s| values.iter().map(move |&v| s.clone().with(key, v))).collect();
         }
         specs
     }

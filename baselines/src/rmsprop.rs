@@ -19,7 +19,13 @@ pub struct RmsProp {
 impl RmsProp {
     /// Zero second moments for `params`.
     pub fn new(lr: f64, decay: f64, eps: f64, params: &[ParamInfo]) -> Self {
-        Self { lr: lr as f32, decay: decay as f32, one_minus_decay: (1.0 - decay) as f32, eps: eps as f32, nu: params.iter().map(|i| vec![0.0; i.numel()]).collect() }
+        Self {
+            lr: lr as f32,
+            decay: decay as f32,
+            one_minus_decay: (1.0 - decay) as f32,
+            eps: eps as f32,
+            nu: params.iter().map(|i| vec![0.0; i.numel()]).collect(),
+        }
     }
 }
 

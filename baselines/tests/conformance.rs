@@ -105,8 +105,15 @@ fn the_fixture_set_covers_the_nine_reference_cases() {
     // With the project's own copy, all nine must be there; a user's folder may hold more.
     if std::env::var_os("BEATMATCH_FIXTURES").is_none() {
         for expected in [
-            "optax_adam", "optax_adamw", "optax_sgd_momentum", "optax_sgd_nesterov", "optax_rmsprop",
-            "optax_adafactor", "optax_lion", "nadamw_optlist0", "nadamw_optlist1",
+            "optax_adam",
+            "optax_adamw",
+            "optax_sgd_momentum",
+            "optax_sgd_nesterov",
+            "optax_rmsprop",
+            "optax_adafactor",
+            "optax_lion",
+            "nadamw_optlist0",
+            "nadamw_optlist1",
         ] {
             assert!(names.contains(&expected), "fixture {expected} missing from {names:?}");
         }

@@ -93,13 +93,8 @@ impl OptimizerSpec {
         }
         let mut spec = Self::new(kind);
         for pair in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| err(format!("`{pair}` is not `key=value`")))?;
-            let value: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| err(format!("value of `{}` is `{}`, not a number", k.trim(), v.trim())))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| err(format!("`{pair}` is not `key=value`")))?;
+            let value: f64 = v.trim().parse().map_err(|_| err(format!("value of `{}` is `{}`, not a number", k.trim(), v.trim())))?;
             if spec.hparams.insert(k.trim().to_string(), value).is_some() {
                 return Err(err(format!("`{}` given twice", k.trim())));
             }

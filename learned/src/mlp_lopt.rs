@@ -4,8 +4,8 @@
 //! tensor, plus an 11-wide training-step embedding, go through a 19 → 32 → 32 → 2 MLP; the step
 //! is `direction · exp(magnitude · exp_mult) · step_mult`.
 
-use crate::accum::{tanh_embedding, Momentum};
 use crate::accum::rsqrt;
+use crate::accum::{tanh_embedding, Momentum};
 use crate::features::{self, Block, Mlp, B, MAX_WIDTH};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{Optimizer, ParamInfo, StepContext};

@@ -58,7 +58,12 @@ struct Dense {
 
 impl Dense {
     fn load(theta: &Theta, name: &str, n_in: usize, n_out: usize) -> Result<Self, ThetaError> {
-        Ok(Self { w: theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?.to_vec(), b: theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec(), n_in, n_out })
+        Ok(Self {
+            w: theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?.to_vec(),
+            b: theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec(),
+            n_in,
+            n_out,
+        })
     }
 
     /// `x @ w + b` for `rows` rows of `x` (`[rows][n_in]`). The batch is the number of tensors
@@ -144,7 +149,11 @@ impl LossBuffer {
         std::array::from_fn(|i| {
             let den = (cor[i + 1] - self.running_min[i]).max(1e-8);
             let f = ((cor[i] - self.running_min[i]) / den - 1.0).clamp(-1.0, 1.0);
-            if self.iteration <= 2 { f * 0.0 } else { f }
+            if self.iteration <= 2 {
+                f * 0.0
+            } else {
+                f
+            }
         })
     }
 }
@@ -378,6 +387,14 @@ impl Optimizer for Velo {
         self.iteration += 1;
         drop(grads);
         self.clipped = clipped;
-        self.debug = VeloDebug { rnn_inputs: inputs, controls, lr_mult, loss_features, fraction_trained, lstm_hidden: self.hidden.clone(), lstm_cell: self.cell.clone() };
+        self.debug = VeloDebug {
+            rnn_inputs: inputs,
+            controls,
+            lr_mult,
+            loss_features,
+            fraction_trained,
+            lstm_hidden: self.hidden.clone(),
+            lstm_cell: self.cell.clone(),
+        };
     }
 }

@@ -120,7 +120,12 @@ fn msgpack_safetensors_and_native_checkpoints_agree() {
         assert_eq!(from_msgpack.theta, theta_from_safetensors(&case), "{}: msgpack and safetensors theta differ", case.name);
         assert_eq!(from_msgpack.sha256, case.meta["theta_msgpack"]["sha256"].as_str().unwrap(), "{}: sha256", case.name);
         let native_path = tmp.path().join(format!("{}.safetensors", case.name));
-        native::write(&native_path, &from_msgpack.theta, &native::Sidecar { architecture: arch, hyperparameters: Default::default(), source: case.name.clone() }).unwrap();
+        native::write(
+            &native_path,
+            &from_msgpack.theta,
+            &native::Sidecar { architecture: arch, hyperparameters: Default::default(), source: case.name.clone() },
+        )
+        .unwrap();
         let from_native = checkpoint::load(&native_path, None).unwrap();
         assert_eq!(from_native.arch, arch);
         assert_eq!(from_native.theta, from_msgpack.theta);
@@ -201,7 +206,12 @@ fn bad_checkpoints_are_clear_errors() {
 
     // Native file without its sidecar, and with a bad one.
     let native_path = tmp.path().join("x.safetensors");
-    native::write(&native_path, &checkpoint::load(&src, None).unwrap().theta, &native::Sidecar { architecture: Architecture::MlpLopt, hyperparameters: Default::default(), source: String::new() }).unwrap();
+    native::write(
+        &native_path,
+        &checkpoint::load(&src, None).unwrap().theta,
+        &native::Sidecar { architecture: Architecture::MlpLopt, hyperparameters: Default::default(), source: String::new() },
+    )
+    .unwrap();
     std::fs::write(native::sidecar_path(&native_path), "architecture: adam\n").unwrap();
     let e = format!("{:#}", checkpoint::load(&native_path, None).unwrap_err());
     assert!(e.contains("x.yaml:1:") && e.contains("unknown variant `adam`"), "{e}");

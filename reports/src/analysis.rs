@@ -128,8 +128,7 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
     let candidate = s.arms.iter().position(|a| a.role == ArmRole::Candidate).context("study has no candidate arm")?;
     let reference = s.arms.iter().position(|a| a.speedup_reference);
     // cells[task][arm][config] = records over seeds
-    let mut grid: Vec<Vec<Vec<Vec<&RunRecord>>>> =
-        s.tasks.iter().map(|_| s.arms.iter().map(|a| vec![Vec::new(); a.configs.len()]).collect()).collect();
+    let mut grid: Vec<Vec<Vec<Vec<&RunRecord>>>> = s.tasks.iter().map(|_| s.arms.iter().map(|a| vec![Vec::new(); a.configs.len()]).collect()).collect();
     for c in &s.cells {
         grid[c.task][c.arm][c.config].push(&l.records[&c.record]);
     }
@@ -139,10 +138,7 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
         let mut arms = Vec::new();
         for (ai, _) in s.arms.iter().enumerate() {
             let configs = &grid[ti][ai];
-            let finals: Vec<Vec<f64>> = configs
-                .iter()
-                .map(|runs| runs.iter().map(|r| r.train_loss_at(t.steps).unwrap_or(f64::INFINITY)).collect())
-                .collect();
+            let finals: Vec<Vec<f64>> = configs.iter().map(|runs| runs.iter().map(|r| r.train_loss_at(t.steps).unwrap_or(f64::INFINITY)).collect()).collect();
             let means: Vec<f64> = finals.iter().map(|f| seed_stats(f).0).collect();
             let best = select_tuned(&means).context("arm has no configurations")?;
             let (mean, std) = seed_stats(&finals[best]);
@@ -174,10 +170,7 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
             });
         }
         let baselines: Vec<usize> = (0..s.arms.len()).filter(|&a| s.arms[a].role == ArmRole::Baseline).collect();
-        let best_baseline = *baselines
-            .iter()
-            .min_by(|&&a, &&b| arms[a].mean.total_cmp(&arms[b].mean))
-            .context("study has no baseline arm")?;
+        let best_baseline = *baselines.iter().min_by(|&&a, &&b| arms[a].mean.total_cmp(&arms[b].mean)).context("study has no baseline arm")?;
         let tuned = &arms[best_baseline];
         let tol = tolerance(tuned.mean, tuned.std);
         let out = outcome(arms[candidate].mean, tuned.mean, tol);

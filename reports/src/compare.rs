@@ -101,7 +101,15 @@ pub fn compare_dirs(a: &Path, b: &Path) -> Result<Comparison> {
     let big = tasks.iter().filter(|t| t.delta.is_finite()).fold(1.0f64, |m, t| m.max(t.delta.abs())) * 2.0;
     let d: Vec<f64> = tasks
         .iter()
-        .map(|t| if t.winner() == "tie" { 0.0 } else if t.delta.is_infinite() { big * t.delta.signum() } else { t.delta })
+        .map(|t| {
+            if t.winner() == "tie" {
+                0.0
+            } else if t.delta.is_infinite() {
+                big * t.delta.signum()
+            } else {
+                t.delta
+            }
+        })
         .collect();
     Ok(Comparison { labels: (la, lb), sign: sign_test(&d), wilcoxon: wilcoxon(&d), tasks, unpaired, records: (reca, recb) })
 }
@@ -112,8 +120,16 @@ pub fn markdown(c: &Comparison) -> String {
     let (b_wins, ties) = (c.tasks.iter().filter(|t| t.winner() == "B").count(), c.tasks.iter().filter(|t| t.winner() == "tie").count());
     let a_wins = c.tasks.len() - b_wins - ties;
     let _ = writeln!(s, "# beatmatch compare\n\n- A: {}\n- B: {}\n", c.labels.0, c.labels.1);
-    let _ = writeln!(s, "On {} paired tasks (candidate's seed-mean final train loss; lower is better): **B better on {b_wins}, tie on {ties}, A better on {a_wins}**.\n", c.tasks.len());
-    let _ = writeln!(s, "- sign test (two-sided, ties dropped): {} positive / {} negative differences, p = {:.4}", c.sign.positive, c.sign.negative, c.sign.p_value);
+    let _ = writeln!(
+        s,
+        "On {} paired tasks (candidate's seed-mean final train loss; lower is better): **B better on {b_wins}, tie on {ties}, A better on {a_wins}**.\n",
+        c.tasks.len()
+    );
+    let _ = writeln!(
+        s,
+        "- sign test (two-sided, ties dropped): {} positive / {} negative differences, p = {:.4}",
+        c.sign.positive, c.sign.negative, c.sign.p_value
+    );
     let _ = writeln!(
         s,
         "- Wilcoxon signed-rank (two-sided, ties dropped): W+ = {}, W− = {}, n = {}, p = {:.4} ({})\n",

@@ -65,12 +65,16 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     hashes.dedup();
     std::fs::write(dir.join("records.txt"), hashes.join("\n") + "\n")?;
 
-    let labels: Vec<String> = study.arms.iter().map(|a| if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() }).collect();
+    let labels: Vec<String> =
+        study.arms.iter().map(|a| if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() }).collect();
     // Speedup figure (VeLO Fig. 1): every optimizer, the reference arm's own line included.
     let has_speedups = rows.iter().all(|r| r.reference.is_some());
     if has_speedups {
         let series: Vec<figures::speedup::Series> = (0..study.arms.len())
-            .map(|ai| figures::speedup::Series { label: labels[ai].clone(), speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect() })
+            .map(|ai| figures::speedup::Series {
+                label: labels[ai].clone(),
+                speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect(),
+            })
             .collect();
         figures::speedup::draw(&dir.join("speedup.png"), &series, analysis::SPEEDUP_CAP)?;
     }
@@ -96,7 +100,10 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     figs.push(("Performance profile", dir.join("profile.png")));
     figs.push(("Training curves", dir.join("curves.png")));
     let figs_ref: Vec<(&str, &Path)> = figs.iter().map(|(t, p)| (*t, p.as_path())).collect();
-    std::fs::write(dir.join("report.html"), export::html::render(&format!("beatmatch report — {}", study.selection), &format!("{summary}\n{wall}"), &figs_ref))?;
+    std::fs::write(
+        dir.join("report.html"),
+        export::html::render(&format!("beatmatch report — {}", study.selection), &format!("{summary}\n{wall}"), &figs_ref),
+    )?;
     Ok(ReportResult { headline, rows })
 }
 
@@ -108,12 +115,8 @@ fn curve_panels(l: &analysis::Loaded, rows: &[analysis::TaskRow]) -> Vec<figures
         .map(|(ti, r)| {
             let curves = (0..s.arms.len())
                 .map(|ai| {
-                    let recs: Vec<&beatmatch_core::RunRecord> = s
-                        .cells
-                        .iter()
-                        .filter(|c| c.task == ti && c.arm == ai && c.config == r.arms[ai].tuned_config)
-                        .map(|c| &l.records[&c.record])
-                        .collect();
+                    let recs: Vec<&beatmatch_core::RunRecord> =
+                        s.cells.iter().filter(|c| c.task == ti && c.arm == ai && c.config == r.arms[ai].tuned_config).map(|c| &l.records[&c.record]).collect();
                     let pts = recs
                         .first()
                         .map(|first| {

@@ -51,7 +51,11 @@ impl Outcome {
 /// 1e-4 × |tuned| (so a single seed or identical seeds still allow float-level ties).
 pub fn tolerance(tuned_mean: f64, tuned_std: f64) -> f64 {
     let floor = 1e-4 * tuned_mean.abs();
-    if tuned_std.is_finite() { tuned_std.max(floor) } else { floor }
+    if tuned_std.is_finite() {
+        tuned_std.max(floor)
+    } else {
+        floor
+    }
 }
 
 /// beat if cand < tuned − tol; match if |cand − tuned| ≤ tol; lose otherwise. A diverged
@@ -174,10 +178,7 @@ mod tests {
     fn envelope_is_the_running_min_of_the_best_config() {
         // Config A: fast then flat; config B: slow but lower; B's second seed diverges at step 30.
         let a = [rec(&[(0, 2.0), (10, 1.0), (20, 0.9), (30, 0.9), (40, 0.9)], None)];
-        let b = [
-            rec(&[(0, 2.0), (10, 1.5), (20, 1.0), (30, 0.5), (40, 0.4)], None),
-            rec(&[(0, 2.0), (10, 1.5), (20, 0.8), (30, 0.5), (40, 0.4)], None),
-        ];
+        let b = [rec(&[(0, 2.0), (10, 1.5), (20, 1.0), (30, 0.5), (40, 0.4)], None), rec(&[(0, 2.0), (10, 1.5), (20, 0.8), (30, 0.5), (40, 0.4)], None)];
         // Curves hold f32 losses; compare against the same values widened to f64.
         let f = |x: f32| f64::from(x);
         let env = envelope(&[a.iter().collect(), b.iter().collect()]);

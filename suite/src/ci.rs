@@ -116,7 +116,14 @@ pub fn check(reference: &Reference, rows: &[TaskRow], z: f64) -> (Vec<Verdict>, 
         } else {
             "unchanged"
         };
-        verdicts.push(Verdict { task: rt.task.clone(), reference: then, current: now, tolerance: tol, status, outcome: (rt.outcome.clone(), r.outcome.as_str().to_string()) });
+        verdicts.push(Verdict {
+            task: rt.task.clone(),
+            reference: then,
+            current: now,
+            tolerance: tol,
+            status,
+            outcome: (rt.outcome.clone(), r.outcome.as_str().to_string()),
+        });
     }
     let extra_now = rows.iter().filter(|r| !reference.tasks.iter().any(|t| t.task == r.id)).map(|r| r.id.clone()).collect();
     (verdicts, missing_now, extra_now)
@@ -142,13 +149,34 @@ pub fn markdown(reference: &Reference, candidate: &str, verdicts: &[Verdict], mi
     if !regressed.is_empty() {
         let _ = writeln!(s, "## Regressions\n");
         for v in &regressed {
-            let _ = writeln!(s, "- `{}`: {:.5} → {:.5} ({:+.5}, tolerance {:.5}); outcome {} → {}", v.task, v.reference, v.current, v.current - v.reference, v.tolerance, v.outcome.0, v.outcome.1);
+            let _ = writeln!(
+                s,
+                "- `{}`: {:.5} → {:.5} ({:+.5}, tolerance {:.5}); outcome {} → {}",
+                v.task,
+                v.reference,
+                v.current,
+                v.current - v.reference,
+                v.tolerance,
+                v.outcome.0,
+                v.outcome.1
+            );
         }
         let _ = writeln!(s);
     }
     let _ = writeln!(s, "## All tasks\n\n| task | reference | now | now − ref | tolerance | status | outcome |\n|---|---:|---:|---:|---:|---|---|");
     for v in verdicts {
-        let _ = writeln!(s, "| {} | {:.5} | {:.5} | {:+.5} | {:.5} | {} | {} → {} |", v.task, v.reference, v.current, v.current - v.reference, v.tolerance, v.status, v.outcome.0, v.outcome.1);
+        let _ = writeln!(
+            s,
+            "| {} | {:.5} | {:.5} | {:+.5} | {:.5} | {} | {} → {} |",
+            v.task,
+            v.reference,
+            v.current,
+            v.current - v.reference,
+            v.tolerance,
+            v.status,
+            v.outcome.0,
+            v.outcome.1
+        );
     }
     if !missing.is_empty() {
         let _ = writeln!(s, "\nIn the reference but not run now: {}", missing.join(", "));

@@ -1,11 +1,11 @@
 //! Command-line interface. The binary's table of contents: list, run, report.
 
 use crate::executor::execute;
+use crate::optimizers::Checkpoints;
 use crate::plan::{plan, PlanRequest};
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
-use crate::optimizers::Checkpoints;
 use beatmatch_tasks::{registry, Task, Tier};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -92,7 +92,10 @@ struct RegionArgs {
 
 impl RegionArgs {
     fn options(self) -> beatmatch_reports::ReportOptions {
-        beatmatch_reports::ReportOptions { region: beatmatch_reports::win_rate::Region { max_params: self.max_params, max_steps: self.max_steps }, ..Default::default() }
+        beatmatch_reports::ReportOptions {
+            region: beatmatch_reports::win_rate::Region { max_params: self.max_params, max_steps: self.max_steps },
+            ..Default::default()
+        }
     }
 }
 
@@ -398,19 +401,15 @@ fn plan_cmd(args: RunArgs) -> Result<ExitCode> {
     }
     if !p.device_skipped.is_empty() {
         let largest = p.device_skipped.iter().map(Task::params).max().unwrap_or(0);
-        println!(
-            "cuda: {} tasks (up to {largest} parameters) need a CUDA GPU: not estimated, this build has no CUDA path",
-            p.device_skipped.len()
-        );
+        println!("cuda: {} tasks (up to {largest} parameters) need a CUDA GPU: not estimated, this build has no CUDA path", p.device_skipped.len());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn data_fetch(name: &str) -> Result<ExitCode> {
     use beatmatch_tasks::datasets::{fetch, DatasetName};
-    let d = DatasetName::parse(name).with_context(|| {
-        format!("unknown data set `{name}`; expected one of: {}", DatasetName::ALL.map(|d| d.as_str()).join(", "))
-    })?;
+    let d =
+        DatasetName::parse(name).with_context(|| format!("unknown data set `{name}`; expected one of: {}", DatasetName::ALL.map(|d| d.as_str()).join(", ")))?;
     let dir = fetch::fetch(d, &mut |line| eprintln!("{line}"))?;
     match d.locate() {
         Ok(_) => eprintln!("{name}: installed in {}", dir.display()),
@@ -500,11 +499,6 @@ fn ci(args: CiArgs) -> Result<ExitCode> {
         eprintln!("strict: tasks missing now: {:?}; tasks not in the reference: {:?}", missing, extra);
         return Ok(ExitCode::from(1));
     }
-    eprintln!(
-        "ci: {} of {} tasks regressed; report in {}",
-        regressed.len(),
-        verdicts.len(),
-        dir.join("ci-report.md").display()
-    );
+    eprintln!("ci: {} of {} tasks regressed; report in {}", regressed.len(), verdicts.len(), dir.join("ci-report.md").display());
     Ok(if regressed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -39,10 +39,7 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, device: &Device, opt
     let total_cost: f64 = pending.iter().map(|j| cost(j)).sum();
     let scale = 1e6 / total_cost;
     let bar = if show_progress { ProgressBar::new(1_000_000) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta} {msg}")
-            .expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta} {msg}").expect("valid template"));
     let next = AtomicUsize::new(0);
     let done_runs = AtomicUsize::new(0);
     let totals = Mutex::new(summary);

@@ -61,7 +61,8 @@ pub fn run(cmd: LoptCommand) -> Result<ExitCode> {
                 bail!("input and output are the same file");
             }
             if output.extension().is_some_and(|e| e == "safetensors") {
-                let side = native::Sidecar { architecture: c.arch, hyperparameters: Default::default(), source: format!("{} (sha256 {})", input.display(), c.sha256) };
+                let side =
+                    native::Sidecar { architecture: c.arch, hyperparameters: Default::default(), source: format!("{} (sha256 {})", input.display(), c.sha256) };
                 native::write(&output, &c.theta, &side)?;
                 eprintln!("wrote {} and {}", output.display(), native::sidecar_path(&output).display());
             } else {

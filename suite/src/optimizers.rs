@@ -62,7 +62,10 @@ impl Checkpoints {
                     Architecture::SmallFc => "small_fc_lopt",
                     Architecture::MlpLopt => "MLP-LOpt",
                 };
-                format!("{name} {}, hyperparameter-free (1 trial)", &spec.checkpoint.as_deref().unwrap_or("")[..8.min(spec.checkpoint.as_deref().map_or(0, str::len))])
+                format!(
+                    "{name} {}, hyperparameter-free (1 trial)",
+                    &spec.checkpoint.as_deref().unwrap_or("")[..8.min(spec.checkpoint.as_deref().map_or(0, str::len))]
+                )
             }
             _ => format!("{spec} (1 trial)"),
         }

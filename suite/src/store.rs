@@ -97,7 +97,8 @@ mod tests {
         let failed = record(RunStatus::Failed { error: "oom".into() });
         store.write_record(&failed).unwrap();
         assert!(store.finished(&failed.hash).is_none());
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("runs")).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.path().join("runs")).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().to_string_lossy().ends_with(".tmp")).collect();
         assert!(leftovers.is_empty());
     }
 }

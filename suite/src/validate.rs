@@ -135,7 +135,9 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
 
 fn run_check(c: &Check, seed: u64, on_progress: &mut dyn FnMut(u64)) -> (String, bool) {
     let problem = Problem::new(c.model.clone(), c.dataset, c.batch, &[c.steps]);
-    let row = |measured: String, verdict: &str| format!("| {} | {} ({}, {} steps) | {} | {measured} | {verdict} |", c.name, problem.id(), c.optimizer, c.steps, c.published);
+    let row = |measured: String, verdict: &str| {
+        format!("| {} | {} ({}, {} steps) | {} | {measured} | {verdict} |", c.name, problem.id(), c.optimizer, c.steps, c.published)
+    };
     let data = match c.dataset.load() {
         Ok(d) => d,
         Err(e) => return (row(format!("not run: {e:#}"), "SKIPPED (no data)"), c.dataset.locate().is_err()),

@@ -74,7 +74,13 @@ fn slow_kill_9_then_rerun_loses_nothing_and_reports_the_same() {
     let start = Instant::now();
     let count = |d: &PathBuf| {
         std::fs::read_dir(d)
-            .map(|r| r.filter(|e| { let p = e.as_ref().unwrap().path(); p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".timing.json") }).count())
+            .map(|r| {
+                r.filter(|e| {
+                    let p = e.as_ref().unwrap().path();
+                    p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".timing.json")
+                })
+                .count()
+            })
             .unwrap_or(0)
     };
     while count(&runs) < 20 && start.elapsed() < Duration::from_secs(60) {
@@ -192,9 +198,8 @@ fn slow_smoke_run_with_a_learned_candidate() {
 fn slow_ci_gate_passes_on_rerun_and_fails_when_the_candidate_is_worse() {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference.json");
-    let ci = |out: &str, extra: &[&str]| {
-        suite().args(["ci", "--reference"]).arg(&reference).arg("--out").arg(tmp.path().join(out)).args(extra).output().unwrap()
-    };
+    let ci =
+        |out: &str, extra: &[&str]| suite().args(["ci", "--reference"]).arg(&reference).arg("--out").arg(tmp.path().join(out)).args(extra).output().unwrap();
     let o = ci("make", &["--update-reference"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = ci("rerun", &["--strict"]);

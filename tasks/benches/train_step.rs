@@ -46,11 +46,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The FLOP floor: forward (3 GEMMs) + backward (5 GEMMs: dW for 3 layers, dX for 2) per step.
-    let shapes: [(usize, usize, usize); 8] = [
-        (128, 784, 256), (128, 256, 256), (128, 256, 10),
-        (784, 128, 256), (256, 128, 256), (256, 128, 10),
-        (128, 10, 256), (128, 256, 256),
-    ];
+    let shapes: [(usize, usize, usize); 8] =
+        [(128, 784, 256), (128, 256, 256), (128, 256, 10), (784, 128, 256), (256, 128, 256), (256, 128, 10), (128, 10, 256), (128, 256, 256)];
     let bufs: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = shapes.iter().map(|&(m, k, n)| (vec![0.5; m * k], vec![0.25; k * n], vec![0.0; m * n])).collect();
     let mut bufs = bufs;
     g.bench_function("gemm_only_x200", |b| {
@@ -58,7 +55,27 @@ fn bench(c: &mut Criterion) {
             for _ in 0..steps {
                 for (&(m, k, n), (a, bb, cc)) in shapes.iter().zip(bufs.iter_mut()) {
                     unsafe {
-                        gemm::gemm(m, n, k, cc.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, bb.as_ptr(), 1, n as isize, 0.0f32, 1.0f32, false, false, false, gemm::Parallelism::None);
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            cc.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            a.as_ptr(),
+                            1,
+                            k as isize,
+                            bb.as_ptr(),
+                            1,
+                            n as isize,
+                            0.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
                     }
                 }
             }

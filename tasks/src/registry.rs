@@ -136,7 +136,8 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
             Some(line) => format!("{name}:{line}: families[{i}]"),
             None => format!("{name}: families[{i}]"),
         };
-        let present = [block.logreg.is_some(), block.mlp.is_some(), block.conv.is_some(), block.autoencoder.is_some(), block.transformer.is_some(), block.lstm.is_some()];
+        let present =
+            [block.logreg.is_some(), block.mlp.is_some(), block.conv.is_some(), block.autoencoder.is_some(), block.transformer.is_some(), block.lstm.is_some()];
         if present.iter().filter(|&&p| p).count() != 1 {
             bail!("{}: expected exactly one model family key (`logreg`, `mlp`, `conv`, `autoencoder`, `transformer` or `lstm`)", ctx());
         }
@@ -381,7 +382,11 @@ mod tests {
         assert!(quick < cpu && cpu < full && full >= 300, "tiers: quick {quick}, cpu {cpu}, full {full}");
         // The map the win-rate heatmap is drawn on: ~1e2 to ~1e9 parameters, 1e2 to 2e5 steps.
         let params: Vec<u64> = tasks.iter().map(Task::params).collect();
-        assert!(*params.iter().min().unwrap() < 200 && *params.iter().max().unwrap() > 900_000_000, "params span {:?}", (params.iter().min(), params.iter().max()));
+        assert!(
+            *params.iter().min().unwrap() < 200 && *params.iter().max().unwrap() > 900_000_000,
+            "params span {:?}",
+            (params.iter().min(), params.iter().max())
+        );
         assert_eq!(tasks.iter().map(|t| t.steps).min(), Some(100));
         assert_eq!(tasks.iter().map(|t| t.steps).max(), Some(200_000));
         // Every family on the map, GPU-only tasks only outside the CPU tiers, both sides of the meta split.

@@ -113,7 +113,13 @@ impl<'a> View<'a> {
         let (x, y) = if test { (&data.test_x[..], &data.test_y[..]) } else { (&data.train_x[..], &data.train_y[..]) };
         let kind = match (data.layout, problem.model.context()) {
             (Layout::Examples, None) => {
-                anyhow::ensure!(data.example_shape == problem.dataset.signature().0, "{}: dataset examples are {:?}, expected {:?}", problem.id(), data.example_shape, problem.dataset.signature().0);
+                anyhow::ensure!(
+                    data.example_shape == problem.dataset.signature().0,
+                    "{}: dataset examples are {:?}, expected {:?}",
+                    problem.id(),
+                    data.example_shape,
+                    problem.dataset.signature().0
+                );
                 ViewKind::Rows { width: data.example_len() }
             }
             (Layout::Stream, Some(ctx)) => {
@@ -222,9 +228,8 @@ pub fn train(
     measure_idx.shuffle(&mut rng(0, STREAM_MEASURE));
     measure_idx.truncate(problem.measurement.batches * problem.batch_size);
 
-    let to_tensors = |values: &[Vec<f32>]| -> Result<Vec<Tensor>> {
-        values.iter().zip(&infos).map(|(v, p)| Ok(Tensor::from_slice(v, p.shape.clone(), dev)?)).collect()
-    };
+    let to_tensors =
+        |values: &[Vec<f32>]| -> Result<Vec<Tensor>> { values.iter().zip(&infos).map(|(v, p)| Ok(Tensor::from_slice(v, p.shape.clone(), dev)?)).collect() };
 
     let measure_steps = problem.measure_steps(settings.steps);
     let mut next_measure = 0usize;
@@ -285,11 +290,8 @@ fn gradients(model: &dyn Model, values: &[Vec<f32>], xb: &Tensor, yb: &Tensor, d
         return Ok(None);
     }
     let grads = loss.backward()?;
-    let grad_tensors = tensors
-        .iter()
-        .zip(infos)
-        .map(|(t, p)| grads.get(t).cloned().with_context(|| format!("no gradient for {}", p.name)))
-        .collect::<Result<_>>()?;
+    let grad_tensors =
+        tensors.iter().zip(infos).map(|(t, p)| grads.get(t).cloned().with_context(|| format!("no gradient for {}", p.name))).collect::<Result<_>>()?;
     Ok(Some((loss_value, grad_tensors)))
 }
 

@@ -149,7 +149,6 @@ pub const UPDATE_ATOL: f64 = 1e-3;
 /// ~3e-4 relative in per-step updates"), used in the near-zero floor of check (a).
 pub const REFERENCE_UPDATE_SPREAD: f64 = 3e-4;
 
-
 /// Feed the case's gradients (and losses) to `opt` for all `T` steps, free-running from the
 /// initial parameters, and measure both deviations. `on_step(t, opt, ours)` may inspect the
 /// optimizer and parameters after each step.
@@ -196,7 +195,11 @@ pub fn run<O: Optimizer + ?Sized>(case: &Case, opt: &mut O, mut on_step: impl Fn
                     let ru = r - f64::from(reference_before[i][k]);
                     let e = (ou - ru).abs() / max_ref_update;
                     if std::env::var_os("BEATMATCH_DEBUG_FIXTURE").is_some() && e > 1e-4 {
-                        eprintln!("  step {t} {}[{k}]: our update {ou:e}, reference {ru:e}, grad {:e}, max update {max_ref_update:e}", p.name, case.tensor(&format!("grads/{t}/{}", p.name))[k]);
+                        eprintln!(
+                            "  step {t} {}[{k}]: our update {ou:e}, reference {ru:e}, grad {:e}, max update {max_ref_update:e}",
+                            p.name,
+                            case.tensor(&format!("grads/{t}/{}", p.name))[k]
+                        );
                     }
                     dev.update_norm = dev.update_norm.max(if e.is_nan() { f64::INFINITY } else { e });
                 }

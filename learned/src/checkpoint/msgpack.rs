@@ -124,11 +124,7 @@ pub fn write(theta: &Theta) -> Vec<u8> {
     for (name, t) in &theta.tensors {
         let mut payload = Vec::new();
         let bytes: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let v = Value::Array(vec![
-            Value::Array(t.shape.iter().map(|&d| Value::from(d as u64)).collect()),
-            Value::from("float32"),
-            Value::Binary(bytes),
-        ]);
+        let v = Value::Array(vec![Value::Array(t.shape.iter().map(|&d| Value::from(d as u64)).collect()), Value::from("float32"), Value::Binary(bytes)]);
         rmpv::encode::write_value(&mut payload, &v).expect("in-memory write");
         let parts: Vec<&str> = name.split('/').collect();
         insert(&mut params, &parts, Value::Ext(1, payload));

@@ -36,7 +36,8 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
 /// Read a native checkpoint (`bytes` = the safetensors file).
 pub fn read(path: &Path, bytes: &[u8]) -> Result<(Theta, Sidecar)> {
     let side = sidecar_path(path);
-    let text = std::fs::read_to_string(&side).with_context(|| format!("{}: missing sidecar {} (architecture and hyperparameters)", path.display(), side.display()))?;
+    let text =
+        std::fs::read_to_string(&side).with_context(|| format!("{}: missing sidecar {} (architecture and hyperparameters)", path.display(), side.display()))?;
     let sidecar: Sidecar = serde_yaml::from_str(&text).map_err(|e| {
         let loc = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         anyhow::anyhow!("{}{loc}: {e}", side.display())
@@ -44,7 +45,8 @@ pub fn read(path: &Path, bytes: &[u8]) -> Result<(Theta, Sidecar)> {
     if !sidecar.hyperparameters.is_empty() {
         bail!("{}: non-default hyperparameters {:?} are not supported yet", side.display(), sidecar.hyperparameters.keys().collect::<Vec<_>>());
     }
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file (truncated or corrupt): {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file (truncated or corrupt): {e}", path.display()))?;
     let mut theta = Theta::default();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {

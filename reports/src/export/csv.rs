@@ -45,7 +45,10 @@ pub fn tasks_frame(study: &Study, rows: &[TaskRow]) -> Result<DataFrame> {
         cols.push(Column::new(format!("{n}.diverged_runs").into(), rows.iter().map(|r| r.arms[ai].diverged_runs as u64).collect::<Vec<_>>()));
         cols.push(Column::new(format!("{n}.runs").into(), rows.iter().map(|r| r.arms[ai].runs as u64).collect::<Vec<_>>()));
         cols.push(Column::new(format!("{n}.speedup").into(), rows.iter().map(|r| fmt_speedup(r.arms[ai].speedup)).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("{n}.records").into(), rows.iter().map(|r| r.arms[ai].records.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()));
+        cols.push(Column::new(
+            format!("{n}.records").into(),
+            rows.iter().map(|r| r.arms[ai].records.iter().map(|h| &h[..12]).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>(),
+        ));
     }
     let df = DataFrame::new(rows.len(), cols)?;
     Ok(df.sort(["params", "steps", "task"], SortMultipleOptions::default())?)
@@ -76,14 +79,17 @@ pub fn write_wall_clock(rows: &[TaskRow], path: &Path) -> Result<()> {
 
 /// Write `win_rate_bins.csv`: bin bounds, n, wins, win rate.
 pub fn write_bins(bins: &[Bin], path: &Path) -> Result<()> {
-    let mut df = DataFrame::new(bins.len(), vec![
-        Column::new("params_from".into(), bins.iter().map(|b| 10f64.powi(b.params_decade)).collect::<Vec<_>>()),
-        Column::new("params_to".into(), bins.iter().map(|b| 10f64.powi(b.params_decade + 1)).collect::<Vec<_>>()),
-        Column::new("steps_from".into(), bins.iter().map(|b| 10f64.powi(b.steps_decade)).collect::<Vec<_>>()),
-        Column::new("steps_to".into(), bins.iter().map(|b| 10f64.powi(b.steps_decade + 1)).collect::<Vec<_>>()),
-        Column::new("n".into(), bins.iter().map(|b| b.n as u64).collect::<Vec<_>>()),
-        Column::new("wins".into(), bins.iter().map(|b| b.wins as u64).collect::<Vec<_>>()),
-        Column::new("win_rate".into(), bins.iter().map(Bin::win_rate).collect::<Vec<_>>()),
-    ])?;
+    let mut df = DataFrame::new(
+        bins.len(),
+        vec![
+            Column::new("params_from".into(), bins.iter().map(|b| 10f64.powi(b.params_decade)).collect::<Vec<_>>()),
+            Column::new("params_to".into(), bins.iter().map(|b| 10f64.powi(b.params_decade + 1)).collect::<Vec<_>>()),
+            Column::new("steps_from".into(), bins.iter().map(|b| 10f64.powi(b.steps_decade)).collect::<Vec<_>>()),
+            Column::new("steps_to".into(), bins.iter().map(|b| 10f64.powi(b.steps_decade + 1)).collect::<Vec<_>>()),
+            Column::new("n".into(), bins.iter().map(|b| b.n as u64).collect::<Vec<_>>()),
+            Column::new("wins".into(), bins.iter().map(|b| b.wins as u64).collect::<Vec<_>>()),
+            Column::new("win_rate".into(), bins.iter().map(Bin::win_rate).collect::<Vec<_>>()),
+        ],
+    )?;
     write(&mut df, path)
 }

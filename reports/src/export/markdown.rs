@@ -23,7 +23,11 @@ pub fn headline(study: &Study, region: Region, n: usize, e: &Estimate) -> String
 }
 
 fn loss(x: f64) -> String {
-    if x.is_finite() { format!("{x:.4}") } else { "diverged".into() }
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "diverged".into()
+    }
 }
 
 /// Aggregates beyond the win rate.
@@ -79,9 +83,18 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     let _ = writeln!(s, "## Optimizers\n");
     for a in &study.arms {
         let role = if a.role == ArmRole::Candidate { "candidate" } else { "baseline" };
-        let _ = writeln!(s, "- {} — {role}, {} seed(s){}", a.legend, a.seeds, if a.speedup_reference { "; speedup reference (LR-tuned Adam envelope)" } else { "" });
+        let _ = writeln!(
+            s,
+            "- {} — {role}, {} seed(s){}",
+            a.legend,
+            a.seeds,
+            if a.speedup_reference { "; speedup reference (LR-tuned Adam envelope)" } else { "" }
+        );
     }
-    let (beat, matched) = (rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Beat).count(), rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Match).count());
+    let (beat, matched) = (
+        rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Beat).count(),
+        rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Match).count(),
+    );
     let _ = writeln!(s, "\nAll {} tasks: {beat} beat, {matched} match, {} lose.\n", rows.len(), rows.len() - beat - matched);
     let _ = writeln!(
         s,
@@ -92,7 +105,10 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     let fmt_est = |e: &Option<Estimate>| e.map_or("–".to_string(), |e| format!("{:.3} (95% CI {:.3}–{:.3})", e.point, e.lower, e.upper));
     let _ = writeln!(s, "## Speedup over LR-tuned Adam\n");
     let _ = writeln!(s, "- interquartile mean of the step speedup: {}", fmt_est(&extras.iqm_speedup));
-    let _ = writeln!(s, "- wall-clock-adjusted speedup (step speedup ÷ per-step cost relative to Adam): machine-dependent, in `wall_clock.md` / `wall_clock.csv`\n");
+    let _ = writeln!(
+        s,
+        "- wall-clock-adjusted speedup (step speedup ÷ per-step cost relative to Adam): machine-dependent, in `wall_clock.md` / `wall_clock.csv`\n"
+    );
     let _ = writeln!(s, "## Performance profile (fraction of tasks within τ × the best final loss)\n");
     let _ = write!(s, "| τ |");
     for a in &study.arms {
@@ -113,7 +129,17 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     let _ = writeln!(s);
     let _ = writeln!(s, "## Win rate by parameters × step budget\n\n| params | steps | n | wins | win rate |\n|---|---|---:|---:|---:|");
     for b in bins {
-        let _ = writeln!(s, "| 1e{}–1e{} | 1e{}–1e{} | {} | {} | {:.0}% |", b.params_decade, b.params_decade + 1, b.steps_decade, b.steps_decade + 1, b.n, b.wins, 100.0 * b.win_rate());
+        let _ = writeln!(
+            s,
+            "| 1e{}–1e{} | 1e{}–1e{} | {} | {} | {:.0}% |",
+            b.params_decade,
+            b.params_decade + 1,
+            b.steps_decade,
+            b.steps_decade + 1,
+            b.n,
+            b.wins,
+            100.0 * b.win_rate()
+        );
     }
     let _ = writeln!(s, "\n## Tasks\n\n| task | params | steps | candidate | tuned | tuned config | outcome | speedup | diverged runs (cand/base) |\n|---|---:|---:|---:|---:|---|---|---:|---|");
     for r in rows {

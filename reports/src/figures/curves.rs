@@ -41,7 +41,8 @@ pub fn draw(path: &Path, panels: &[Panel], labels: &[String]) -> Result<()> {
         }
         let (lo, hi) = ys.iter().fold((f64::INFINITY, 0f64), |(a, b), &y| (a.min(y), b.max(y)));
         let (lo, hi) = (lo.log10() - 0.05, hi.log10() + 0.05);
-        let title: String = if panel.title.chars().count() > 38 { format!("{}…", panel.title.chars().take(37).collect::<String>()) } else { panel.title.clone() };
+        let title: String =
+            if panel.title.chars().count() > 38 { format!("{}…", panel.title.chars().take(37).collect::<String>()) } else { panel.title.clone() };
         let mut chart = ChartBuilder::on(&area)
             .caption(title, (FAMILY, 13))
             .margin(6)

@@ -10,11 +10,14 @@ use std::path::Path;
 
 fn color(rate: f64) -> RGBColor {
     // Diverging red (0) → light yellow (0.5) → blue (1), readable for red-green colour blindness.
-    let lerp = |a: (f64, f64, f64), b: (f64, f64, f64), t: f64| {
-        RGBColor((a.0 + (b.0 - a.0) * t) as u8, (a.1 + (b.1 - a.1) * t) as u8, (a.2 + (b.2 - a.2) * t) as u8)
-    };
+    let lerp =
+        |a: (f64, f64, f64), b: (f64, f64, f64), t: f64| RGBColor((a.0 + (b.0 - a.0) * t) as u8, (a.1 + (b.1 - a.1) * t) as u8, (a.2 + (b.2 - a.2) * t) as u8);
     let (lo, mid, hi) = ((202.0, 0.0, 32.0), (247.0, 247.0, 210.0), (5.0, 113.0, 176.0));
-    if rate < 0.5 { lerp(lo, mid, rate * 2.0) } else { lerp(mid, hi, (rate - 0.5) * 2.0) }
+    if rate < 0.5 {
+        lerp(lo, mid, rate * 2.0)
+    } else {
+        lerp(mid, hi, (rate - 0.5) * 2.0)
+    }
 }
 
 /// Draw `win_rate_heatmap.png`.
@@ -49,12 +52,8 @@ pub fn draw(path: &Path, bins: &[Bin], title: &str) -> Result<()> {
         .map_err(|e| anyhow!("{e}"))?;
     for b in bins {
         let (x, y) = (b.steps_decade as f64, b.params_decade as f64);
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color(b.win_rate()).filled())))
-            .map_err(|e| anyhow!("{e}"))?;
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], WHITE.stroke_width(2))))
-            .map_err(|e| anyhow!("{e}"))?;
+        chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color(b.win_rate()).filled()))).map_err(|e| anyhow!("{e}"))?;
+        chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], WHITE.stroke_width(2)))).map_err(|e| anyhow!("{e}"))?;
         let text_color = if (0.2..0.8).contains(&b.win_rate()) { BLACK } else { WHITE };
         let centred = |size: f64| TextStyle::from((FAMILY, size).into_font()).color(&text_color).pos(Pos::new(HPos::Center, VPos::Center));
         chart

@@ -19,7 +19,11 @@ pub const FLOOR_LOG2: f64 = -6.0;
 
 fn tick(v: &f64) -> String {
     let k = v.round() as i32;
-    if k >= 0 { format!("{}×", 1u64 << k) } else { format!("1/{}×", 1u64 << (-k)) }
+    if k >= 0 {
+        format!("{}×", 1u64 << k)
+    } else {
+        format!("1/{}×", 1u64 << (-k))
+    }
 }
 
 /// Draw `speedup.png`.
@@ -46,9 +50,7 @@ pub fn draw(path: &Path, series: &[Series], cap: f64) -> Result<()> {
         .axis_desc_style((FAMILY, 18))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (100.0, 0.0)], BLACK.mix(0.4).stroke_width(1)))
-        .map_err(|e| anyhow!("{e}"))?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (100.0, 0.0)], BLACK.mix(0.4).stroke_width(1))).map_err(|e| anyhow!("{e}"))?;
     let lines = series
         .iter()
         .map(|s| {

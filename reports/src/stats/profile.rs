@@ -9,12 +9,20 @@ pub fn performance_profile(losses: &[Vec<f64>], taus: &[f64]) -> Vec<Vec<f64>> {
         .iter()
         .map(|row| {
             let best = row.iter().copied().filter(|x| x.is_finite()).fold(f64::INFINITY, f64::min);
-            row.iter().map(|&x| if x.is_finite() && best.is_finite() && best > 0.0 { x / best } else if x == best { 1.0 } else { f64::INFINITY }).collect()
+            row.iter()
+                .map(|&x| {
+                    if x.is_finite() && best.is_finite() && best > 0.0 {
+                        x / best
+                    } else if x == best {
+                        1.0
+                    } else {
+                        f64::INFINITY
+                    }
+                })
+                .collect()
         })
         .collect();
-    (0..n_opt)
-        .map(|o| taus.iter().map(|&t| ratios.iter().filter(|r| r[o] <= t).count() as f64 / losses.len().max(1) as f64).collect())
-        .collect()
+    (0..n_opt).map(|o| taus.iter().map(|&t| ratios.iter().filter(|r| r[o] <= t).count() as f64 / losses.len().max(1) as f64).collect()).collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ static DIGITS: &[u8] = include_bytes!("../../data/digits.csv.gz");
 pub fn parse(csv: &str) -> Result<(Vec<f32>, Vec<u32>)> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for (i, line) in csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let vals: Vec<f32> = line.split(',').map(|v| v.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("digits.csv line {}: not numbers", i + 1))?;
+        let vals: Vec<f32> =
+            line.split(',').map(|v| v.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("digits.csv line {}: not numbers", i + 1))?;
         if vals.len() != 65 {
             bail!("digits.csv line {}: {} columns, expected 65 (64 pixels and a label)", i + 1, vals.len());
         }
@@ -39,12 +40,12 @@ pub fn load() -> Result<Dataset> {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
     let n_train = n * 4 / 5;
-    let pick = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) { (idx.iter().flat_map(|&i| x[i * 64..(i + 1) * 64].iter().copied()).collect(), idx.iter().map(|&i| y[i]).collect()) };
+    let pick = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) {
+        (idx.iter().flat_map(|&i| x[i * 64..(i + 1) * 64].iter().copied()).collect(), idx.iter().map(|&i| y[i]).collect())
+    };
     let (train_x, train_y) = pick(&order[..n_train]);
     let (test_x, test_y) = pick(&order[n_train..]);
-    Ok(Dataset {
-        layout: Layout::Examples,
-        example_shape: vec![8, 8], num_classes: 10, train_x, train_y, test_x, test_y })
+    Ok(Dataset { layout: Layout::Examples, example_shape: vec![8, 8], num_classes: 10, train_x, train_y, test_x, test_y })
 }
 
 #[cfg(test)]

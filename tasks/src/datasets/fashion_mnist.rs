@@ -23,4 +23,3 @@ pub const SET: ImageSet = ImageSet {
         "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
     ],
 };
-

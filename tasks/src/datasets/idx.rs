@@ -92,9 +92,7 @@ pub fn read_u8(path: &Path) -> Result<IdxU8> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("{}: not a valid gzip stream", path.display()))?;
+        GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("{}: not a valid gzip stream", path.display()))?;
         out
     } else {
         raw
@@ -115,9 +113,7 @@ pub fn parse_u8(bytes: &[u8]) -> Result<IdxU8> {
     if bytes.len() < header {
         bail!("header truncated: {} bytes, need {header} for rank {rank}", bytes.len());
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> = (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let n: usize = dims.iter().product();
     let body = &bytes[header..];
     if body.len() != n {
@@ -156,7 +152,14 @@ mod tests {
         assert_eq!(read_u8(&path).unwrap().data, data);
     }
 
-    const SET: ImageSet = ImageSet { dataset: "test_set", sub: "test-set", extra_dirs: &[], how_to_get: "write it yourself", base_url: "https://example.org/set", sha256: [""; 4] };
+    const SET: ImageSet = ImageSet {
+        dataset: "test_set",
+        sub: "test-set",
+        extra_dirs: &[],
+        how_to_get: "write it yourself",
+        base_url: "https://example.org/set",
+        sha256: [""; 4],
+    };
 
     #[test]
     fn missing_files_say_where_we_looked_and_how_to_get_them() {

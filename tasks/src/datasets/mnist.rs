@@ -22,4 +22,3 @@ pub const SET: ImageSet = ImageSet {
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
     ],
 };
-

@@ -15,9 +15,7 @@ pub fn load_frozen() -> Result<Dataset> {
     let tensors = candle_core::safetensors::load_buffer(FROZEN, &Device::Cpu).context("mnist1d.safetensors")?;
     let get = |k: &str| tensors.get(k).with_context(|| format!("mnist1d.safetensors lacks `{k}`"));
     let xs = |k: &str| -> Result<Vec<f32>> { Ok(get(k)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?) };
-    let ys = |k: &str| -> Result<Vec<u32>> {
-        Ok(get(k)?.to_dtype(DType::I64)?.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect())
-    };
+    let ys = |k: &str| -> Result<Vec<u32>> { Ok(get(k)?.to_dtype(DType::I64)?.to_vec1::<i64>()?.into_iter().map(|v| v as u32).collect()) };
     let d = Dataset {
         layout: Layout::Examples,
         example_shape: vec![40],

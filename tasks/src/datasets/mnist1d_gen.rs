@@ -241,7 +241,8 @@ mod tests {
         let made = generate(&Mnist1dArgs::default());
         assert_eq!(made.train_y, frozen.train_y, "train labels");
         assert_eq!(made.test_y, frozen.test_y, "test labels");
-        let max_diff = made.train_x.iter().chain(&made.test_x).zip(frozen.train_x.iter().chain(&frozen.test_x)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let max_diff =
+            made.train_x.iter().chain(&made.test_x).zip(frozen.train_x.iter().chain(&frozen.test_x)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("max |generated − frozen| = {max_diff:e}");
         assert!(max_diff <= 1e-5, "max |generated − frozen| = {max_diff}");
     }

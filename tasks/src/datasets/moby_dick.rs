@@ -28,7 +28,15 @@ pub fn load() -> Result<Dataset> {
     let bytes = text()?;
     let cut = bytes.len() * 9 / 10;
     let tokens = |b: &[u8]| b.iter().map(|&c| f32::from(c)).collect();
-    Ok(Dataset { layout: Layout::Stream, example_shape: vec![1], num_classes: VOCAB, train_x: tokens(&bytes[..cut]), train_y: Vec::new(), test_x: tokens(&bytes[cut..]), test_y: Vec::new() })
+    Ok(Dataset {
+        layout: Layout::Stream,
+        example_shape: vec![1],
+        num_classes: VOCAB,
+        train_x: tokens(&bytes[..cut]),
+        train_y: Vec::new(),
+        test_x: tokens(&bytes[cut..]),
+        test_y: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -62,10 +62,7 @@ impl Mlp {
             .iter()
             .enumerate()
             .flat_map(|(i, &(fan_in, fan_out))| {
-                [
-                    ParamInfo { name: format!("layer{i}/b"), shape: vec![fan_out] },
-                    ParamInfo { name: format!("layer{i}/w"), shape: vec![fan_in, fan_out] },
-                ]
+                [ParamInfo { name: format!("layer{i}/b"), shape: vec![fan_out] }, ParamInfo { name: format!("layer{i}/w"), shape: vec![fan_in, fan_out] }]
             })
             .collect();
         Self { params, layers, activation }

@@ -120,15 +120,9 @@ impl ModelConfig {
                 Box::new(conv::ConvNet::new(chw, channels, depth, pooling, classes))
             }
             ModelConfig::Logreg => Box::new(mlp::Mlp::new(input_len, &[], classes, Activation::Relu)),
-            ModelConfig::Mlp { width, depth, activation } => {
-                Box::new(mlp::Mlp::new(input_len, &vec![width; depth], classes, activation))
-            }
-            ModelConfig::Autoencoder { width, depth, code, activation } => {
-                Box::new(autoencoder::Autoencoder::new(input_len, width, depth, code, activation))
-            }
-            ModelConfig::Transformer { d_model, layers, heads, context } => {
-                Box::new(transformer::Transformer::new(classes, d_model, layers, heads, context))
-            }
+            ModelConfig::Mlp { width, depth, activation } => Box::new(mlp::Mlp::new(input_len, &vec![width; depth], classes, activation)),
+            ModelConfig::Autoencoder { width, depth, code, activation } => Box::new(autoencoder::Autoencoder::new(input_len, width, depth, code, activation)),
+            ModelConfig::Transformer { d_model, layers, heads, context } => Box::new(transformer::Transformer::new(classes, d_model, layers, heads, context)),
             ModelConfig::Lstm { hidden, layers, context: _ } => Box::new(lstm::LstmLm::new(classes, hidden, layers)),
         }
     }

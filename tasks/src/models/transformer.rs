@@ -52,7 +52,12 @@ impl Transformer {
                 p(format!("{b}/mlp/b2"), vec![d]),
             ]);
         }
-        declared.extend([p("final_ln/g".into(), vec![d]), p("final_ln/b".into(), vec![d]), p("head/w".into(), vec![d, vocab]), p("head/b".into(), vec![vocab])]);
+        declared.extend([
+            p("final_ln/g".into(), vec![d]),
+            p("final_ln/b".into(), vec![d]),
+            p("head/w".into(), vec![d, vocab]),
+            p("head/b".into(), vec![vocab]),
+        ]);
         let (params, slot) = sorted_params(declared);
         Self { params, slot, vocab, d, layers, heads, context }
     }
