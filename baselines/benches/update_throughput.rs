@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::from_parameter(text), &(), |b, _| {
                 b.iter(|| {
                     let mut p = [params.as_mut_slice()];
-                    opt.step(&mut p, &[grads.as_slice()], &StepContext { step, num_steps: 1_000_000, loss: 1.0 });
+                    opt.step(&mut p, &[grads.as_slice()], &StepContext { step, num_steps: 1_000_000, losses: &[1.0] });
                     step += 1;
                 })
             });

@@ -7,7 +7,8 @@
 //! statistic over `d1`.
 
 use beatmatch_core::shape::{drop_axis, largest_two_axes, without};
-use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use std::sync::Arc;
 
 /// Hyperparameters and defaults (optax's); `factored` and `multiply_by_parameter_scale` are 0/1.
 pub const HPARAMS: &[(&str, f64)] = &[
@@ -22,7 +23,7 @@ pub const HPARAMS: &[(&str, f64)] = &[
 ];
 
 /// Adafactor's hyperparameters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdafactorParams {
     /// Learning rate.
     pub lr: f64,
@@ -42,28 +43,48 @@ pub struct AdafactorParams {
     pub factored: bool,
 }
 
-/// Per-tensor second-moment state.
-enum Second {
-    /// `rows[i]`/`cols[i]`: element i's index into the row/column statistic (shapes are fixed,
-    /// so the index arithmetic is done once).
+/// Where each element's row and column statistic sits in a factored tensor: shapes are fixed,
+/// so the index arithmetic is done once (and shared by every member and every snapshot).
+#[derive(Debug)]
+pub struct FactorLayout {
+    d0: usize,
+    d1: usize,
+    shape: Vec<usize>,
+    rows: Vec<u32>,
+    cols: Vec<u32>,
+    row_len: usize,
+    col_len: usize,
+}
+
+/// One member's second-moment statistics of one tensor.
+#[derive(Clone, Debug)]
+pub enum Second {
+    /// Row (mean over d0) and column (mean over d1) statistics.
     Factored {
-        d0: usize,
-        d1: usize,
-        shape: Vec<usize>,
+        /// The tensor's index layout.
+        layout: Arc<FactorLayout>,
+        /// Row statistic.
         row: Vec<f32>,
+        /// Column statistic.
         col: Vec<f32>,
-        rows: Vec<u32>,
-        cols: Vec<u32>,
     },
+    /// The full second moment.
     Full(Vec<f32>),
 }
 
-/// Adafactor.
-pub struct Adafactor {
-    p: AdafactorParams,
-    state: Vec<Second>,
-    count: u64,
+/// Adafactor's run state: `tensors[i][k]` is member k's statistics of tensor i.
+#[derive(Clone, Debug)]
+pub struct AdafactorState {
+    /// Per tensor, per member.
+    pub tensors: Vec<Vec<Second>>,
+    /// Steps taken.
+    pub count: u64,
     scratch: Vec<f32>,
+}
+
+/// Adafactor over one or more members.
+pub struct Adafactor {
+    members: Vec<AdafactorParams>,
 }
 
 /// (d1, d0) = (second largest, largest) axis, or None when the second largest is below `min`.
@@ -76,84 +97,122 @@ fn rms(x: &[f32]) -> f32 {
 }
 
 impl Adafactor {
-    /// Zero statistics for `params`.
-    pub fn new(p: AdafactorParams, params: &[ParamInfo]) -> Self {
-        let state = params
-            .iter()
-            .map(|info| match factored_dims(&info.shape, p.min_dim_size_to_factor).filter(|_| p.factored) {
-                Some((d1, d0)) => Second::Factored {
-                    d0,
-                    d1,
-                    shape: info.shape.clone(),
-                    row: vec![0.0; without(&info.shape, d0).iter().product()],
-                    col: vec![0.0; without(&info.shape, d1).iter().product()],
-                    rows: (0..info.numel()).map(|i| drop_axis(i, &info.shape, d0) as u32).collect(),
-                    cols: (0..info.numel()).map(|i| drop_axis(i, &info.shape, d1) as u32).collect(),
-                },
-                None => Second::Full(vec![0.0; info.numel()]),
-            })
-            .collect();
-        Self { p, state, count: 0, scratch: Vec::new() }
+    /// One member per entry of `members`.
+    pub fn new(members: &[AdafactorParams]) -> Self {
+        Self { members: members.to_vec() }
     }
 }
 
-impl Optimizer for Adafactor {
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
-        let t = (self.count as f64 - self.p.decay_offset) as f32 + 1.0;
-        let decay = 1.0 - t.powf(-(self.p.decay_rate as f32));
-        let eps = self.p.eps as f32;
-        for ((w, g), st) in params.iter_mut().zip(grads).zip(&mut self.state) {
-            let u = &mut self.scratch;
-            u.clear();
-            match st {
-                Second::Full(v) => {
-                    for (&g, v) in g.iter().zip(v.iter_mut()) {
-                        *v = decay * *v + (1.0 - decay) * (g * g + eps);
-                        u.push(g * v.powf(-0.5));
-                    }
-                }
-                Second::Factored { d0, d1, shape, row, col, rows, cols } => {
-                    let (d0, d1) = (*d0, *d1);
-                    // Means of g² + eps over d0 (rows) and d1 (columns), accumulated in f64.
-                    let mut row_sum = vec![0f64; row.len()];
-                    let mut col_sum = vec![0f64; col.len()];
-                    for (i, &g) in g.iter().enumerate() {
-                        let sq = f64::from(g * g + eps);
-                        row_sum[rows[i] as usize] += sq;
-                        col_sum[cols[i] as usize] += sq;
-                    }
-                    for (r, s) in row.iter_mut().zip(&row_sum) {
-                        *r = decay * *r + (1.0 - decay) * (*s / shape[d0] as f64) as f32;
-                    }
-                    for (c, s) in col.iter_mut().zip(&col_sum) {
-                        *c = decay * *c + (1.0 - decay) * (*s / shape[d1] as f64) as f32;
-                    }
-                    // Mean of the row statistic over the (reduced) d1 axis, kept per remaining index.
-                    let row_shape = without(shape, d0);
-                    let reduced_d1 = if d1 > d0 { d1 - 1 } else { d1 };
-                    let mut rcm = vec![0f64; row.len() / row_shape[reduced_d1]];
-                    for (j, &r) in row.iter().enumerate() {
-                        rcm[drop_axis(j, &row_shape, reduced_d1)] += f64::from(r);
-                    }
-                    let rcm: Vec<f32> = rcm.iter().map(|s| (s / row_shape[reduced_d1] as f64) as f32).collect();
-                    let row_factor: Vec<f32> = row.iter().enumerate().map(|(j, &r)| (r / rcm[drop_axis(j, &row_shape, reduced_d1)]).powf(-0.5)).collect();
-                    let col_factor: Vec<f32> = col.iter().map(|&c| c.powf(-0.5)).collect();
-                    for (i, &g) in g.iter().enumerate() {
-                        u.push(g * row_factor[rows[i] as usize] * col_factor[cols[i] as usize]);
-                    }
-                }
+impl UpdateRule for Adafactor {
+    type State = AdafactorState;
+    fn name(&self) -> &'static str {
+        "adafactor"
+    }
+    fn members(&self) -> usize {
+        self.members.len()
+    }
+    fn init(&self, params: &[ParamInfo]) -> AdafactorState {
+        let tensors = params
+            .iter()
+            .map(|info| {
+                let mut layouts: Vec<((usize, usize), Arc<FactorLayout>)> = Vec::new();
+                self.members
+                    .iter()
+                    .map(|p| match factored_dims(&info.shape, p.min_dim_size_to_factor).filter(|_| p.factored) {
+                        Some((d1, d0)) => {
+                            let layout = match layouts.iter().find(|(d, _)| *d == (d1, d0)) {
+                                Some((_, l)) => l.clone(),
+                                None => {
+                                    let l = Arc::new(FactorLayout {
+                                        d0,
+                                        d1,
+                                        shape: info.shape.clone(),
+                                        rows: (0..info.numel()).map(|i| drop_axis(i, &info.shape, d0) as u32).collect(),
+                                        cols: (0..info.numel()).map(|i| drop_axis(i, &info.shape, d1) as u32).collect(),
+                                        row_len: without(&info.shape, d0).iter().product(),
+                                        col_len: without(&info.shape, d1).iter().product(),
+                                    });
+                                    layouts.push(((d1, d0), l.clone()));
+                                    l
+                                }
+                            };
+                            Second::Factored { row: vec![0.0; layout.row_len], col: vec![0.0; layout.col_len], layout }
+                        }
+                        None => Second::Full(vec![0.0; info.numel()]),
+                    })
+                    .collect()
+            })
+            .collect();
+        AdafactorState { tensors, count: 0, scratch: Vec::new() }
+    }
+
+    fn update(&self, state: &mut AdafactorState, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext<'_>) {
+        let AdafactorState { tensors, count, scratch } = state;
+        for ((w, g), members) in params.iter_mut().zip(grads).zip(tensors.iter_mut()) {
+            let n = g.len() / self.members.len();
+            if n == 0 {
+                continue;
             }
-            if self.p.clipping_threshold > 0.0 {
-                let denom = (rms(u) / self.p.clipping_threshold as f32).max(1.0);
-                u.iter_mut().for_each(|x| *x /= denom);
-            }
-            let scale = if self.p.multiply_by_parameter_scale { rms(w).max(1e-3) } else { 1.0 };
-            let lr = self.p.lr as f32;
-            for (w, &u) in w.iter_mut().zip(u.iter()) {
-                *w += -(u * lr * scale);
+            for (k, ((w, g), st)) in w.chunks_exact_mut(n).zip(g.chunks_exact(n)).zip(members.iter_mut()).enumerate() {
+                update_member(&self.members[k], *count, w, g, st, scratch);
             }
         }
-        self.count += 1;
+        *count += 1;
+    }
+}
+
+fn update_member(p: &AdafactorParams, count: u64, w: &mut [f32], g: &[f32], st: &mut Second, u: &mut Vec<f32>) {
+    let t = (count as f64 - p.decay_offset) as f32 + 1.0;
+    let decay = 1.0 - t.powf(-(p.decay_rate as f32));
+    let eps = p.eps as f32;
+    u.clear();
+    match st {
+        Second::Full(v) => {
+            for (&g, v) in g.iter().zip(v.iter_mut()) {
+                *v = decay * *v + (1.0 - decay) * (g * g + eps);
+                u.push(g * v.powf(-0.5));
+            }
+        }
+        Second::Factored { layout, row, col } => {
+            let FactorLayout { d0, d1, shape, rows, cols, .. } = &**layout;
+            let (d0, d1) = (*d0, *d1);
+            // Means of g² + eps over d0 (rows) and d1 (columns), accumulated in f64.
+            let mut row_sum = vec![0f64; row.len()];
+            let mut col_sum = vec![0f64; col.len()];
+            for (i, &g) in g.iter().enumerate() {
+                let sq = f64::from(g * g + eps);
+                row_sum[rows[i] as usize] += sq;
+                col_sum[cols[i] as usize] += sq;
+            }
+            for (r, s) in row.iter_mut().zip(&row_sum) {
+                *r = decay * *r + (1.0 - decay) * (*s / shape[d0] as f64) as f32;
+            }
+            for (c, s) in col.iter_mut().zip(&col_sum) {
+                *c = decay * *c + (1.0 - decay) * (*s / shape[d1] as f64) as f32;
+            }
+            // Mean of the row statistic over the (reduced) d1 axis, kept per remaining index.
+            let row_shape = without(shape, d0);
+            let reduced_d1 = if d1 > d0 { d1 - 1 } else { d1 };
+            let mut rcm = vec![0f64; row.len() / row_shape[reduced_d1]];
+            for (j, &r) in row.iter().enumerate() {
+                rcm[drop_axis(j, &row_shape, reduced_d1)] += f64::from(r);
+            }
+            let rcm: Vec<f32> = rcm.iter().map(|s| (s / row_shape[reduced_d1] as f64) as f32).collect();
+            let row_factor: Vec<f32> = row.iter().enumerate().map(|(j, &r)| (r / rcm[drop_axis(j, &row_shape, reduced_d1)]).powf(-0.5)).collect();
+            let col_factor: Vec<f32> = col.iter().map(|&c| c.powf(-0.5)).collect();
+            for (i, &g) in g.iter().enumerate() {
+                u.push(g * row_factor[rows[i] as usize] * col_factor[cols[i] as usize]);
+            }
+        }
+    }
+    if p.clipping_threshold > 0.0 {
+        let denom = (rms(u) / p.clipping_threshold as f32).max(1.0);
+        u.iter_mut().for_each(|x| *x /= denom);
+    }
+    let scale = if p.multiply_by_parameter_scale { rms(w).max(1e-3) } else { 1.0 };
+    let lr = p.lr as f32;
+    for (w, &u) in w.iter_mut().zip(u.iter()) {
+        *w += -(u * lr * scale);
     }
 }
 

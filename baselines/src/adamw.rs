@@ -1,29 +1,58 @@
-//! AdamW (Loshchilov & Hutter 2019) as optax's `adamw`: Adam's update plus decoupled weight
-//! decay `wd · p`, both scaled by the learning rate.
+//! AdamW (Loshchilov & Hutter 2019) as optax's `adamw`: Adam's direction plus decoupled weight
+//! decay, `w ← w − lr·(m̂/(√v̂ + eps) + wd·w)`.
 
-use crate::adam::Moments;
-use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use crate::adam::{MomentHp, Moments};
+use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
 /// Hyperparameters and defaults (optax's).
 pub const HPARAMS: &[(&str, f64)] = &[("lr", 1e-3), ("b1", 0.9), ("b2", 0.999), ("eps", 1e-8), ("wd", 1e-4)];
 
-/// AdamW.
+/// One AdamW member's hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWHp {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay.
+    pub b1: f64,
+    /// Second-moment decay.
+    pub b2: f64,
+    /// Added outside the root.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub wd: f64,
+}
+
+/// AdamW over one or more members.
 pub struct AdamW {
-    moments: Moments,
-    lr: f32,
-    wd: f32,
+    moments: Vec<MomentHp>,
+    lr_wd: Vec<(f32, f32)>,
 }
 
 impl AdamW {
-    /// Zero moments for `params`.
-    pub fn new(lr: f64, b1: f64, b2: f64, eps: f64, wd: f64, params: &[ParamInfo]) -> Self {
-        Self { moments: Moments::new(b1, b2, eps, params), lr: lr as f32, wd: wd as f32 }
+    /// One member per entry of `members`.
+    pub fn new(members: &[AdamWHp]) -> Self {
+        Self {
+            moments: members.iter().map(|h| MomentHp::new(h.b1, h.b2, h.eps)).collect(),
+            lr_wd: members.iter().map(|h| (h.lr as f32, h.wd as f32)).collect(),
+        }
     }
 }
 
-impl Optimizer for AdamW {
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
-        let (lr, wd) = (self.lr, self.wd);
-        self.moments.step(params, grads, |w, u| *w += -lr * (u + wd * *w));
+impl UpdateRule for AdamW {
+    type State = Moments;
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+    fn members(&self) -> usize {
+        self.lr_wd.len()
+    }
+    fn init(&self, params: &[ParamInfo]) -> Moments {
+        Moments::zeros(params, self.members())
+    }
+    fn update(&self, state: &mut Moments, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext<'_>) {
+        state.step(&self.moments, params, grads, |k| {
+            let (lr, wd) = self.lr_wd[k];
+            move |w: &mut f32, u: f32| *w += -lr * (u + wd * *w)
+        });
     }
 }

@@ -1,7 +1,8 @@
 //! Hand-designed optimizers (one module each) and the tuning protocols that sweep them.
 //!
-//! Every optimizer implements [`beatmatch_core::Optimizer`] on flat host buffers and is built
-//! from an [`OptimizerSpec`] by [`build`].
+//! Every optimizer is a [`beatmatch_core::UpdateRule`] — its hyperparameters, one set per
+//! member — with an explicit state type, updating flat host buffers; [`build`] (one member) and
+//! [`build_members`] (a population of one kind) turn specs into a bound [`Optimizer`].
 
 pub mod adafactor;
 pub mod adam;
@@ -15,7 +16,8 @@ pub mod schedule;
 pub mod sgd;
 
 use anyhow::{bail, Result};
-use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
+use beatmatch_core::{Bound, Optimizer, OptimizerSpec, ParamInfo, UpdateRule};
+use std::sync::Arc;
 
 pub use protocol::{Protocol, Selection};
 
@@ -30,57 +32,94 @@ pub const KINDS: &[(&str, &[(&str, f64)])] = &[
     ("lion", lion::HPARAMS),
 ];
 
-/// Build the optimizer `spec` names for tensors `params`. Unknown kinds or hyperparameters are
-/// errors listing what is accepted.
+/// Build the optimizer `spec` names for tensors `params` (one member). Unknown kinds or
+/// hyperparameters are errors listing what is accepted.
 pub fn build(spec: &OptimizerSpec, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
-    let Some((_, allowed)) = KINDS.iter().find(|(k, _)| *k == spec.kind) else {
+    build_members(std::slice::from_ref(spec), params)
+}
+
+/// Build one optimizer over several members, member `k` configured by `specs[k]`; every spec
+/// must name the same kind. Each tensor buffer then holds the members one after another.
+pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
+    let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
+    let Some((_, allowed)) = KINDS.iter().find(|(k, _)| *k == first.kind) else {
         let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
-        bail!("unknown optimizer `{}`; known: {}", spec.kind, known.join(", "));
+        bail!("unknown optimizer `{}`; known: {}", first.kind, known.join(", "));
     };
-    for key in spec.hparams.keys() {
-        if !allowed.iter().any(|(k, _)| k == key) {
-            let names: Vec<&str> = allowed.iter().map(|(k, _)| *k).collect();
-            bail!("`{}` has no hyperparameter `{key}`; it takes: {}", spec.kind, names.join(", "));
+    for spec in specs {
+        if spec.kind != first.kind {
+            bail!("one optimizer cannot mix kinds: member `{spec}` is not `{}`", first.kind);
+        }
+        for key in spec.hparams.keys() {
+            if !allowed.iter().any(|(k, _)| k == key) {
+                let names: Vec<&str> = allowed.iter().map(|(k, _)| *k).collect();
+                bail!("`{}` has no hyperparameter `{key}`; it takes: {}", spec.kind, names.join(", "));
+            }
         }
     }
-    let get = |key: &str| spec.get(key, allowed.iter().find(|(k, _)| *k == key).unwrap().1);
-    let flag = |key: &str| get(key) != 0.0;
-    Ok(match spec.kind.as_str() {
-        "adam" => Box::new(adam::Adam::new(get("lr"), get("b1"), get("b2"), get("eps"), params)),
-        "adamw" => Box::new(adamw::AdamW::new(get("lr"), get("b1"), get("b2"), get("eps"), get("wd"), params)),
-        "sgdm" => Box::new(sgd::Sgd::new(sgd::SgdParams { lr: get("lr"), momentum: get("momentum"), nesterov: flag("nesterov") }, params)),
-        "nadamw" => Box::new(nadamw::NAdamW::new(
-            nadamw::NAdamWParams {
-                schedule: schedule::Cosine {
-                    lr: get("lr"),
-                    min_lr_mult: get("min_lr_mult"),
-                    constant_fraction: get("constant_fraction"),
-                    warmup_fraction: get("warmup_fraction"),
-                },
-                b1: get("b1"),
-                b2: get("b2"),
-                eps: get("eps"),
-                adamw_wd: get("adamw_wd"),
-                l2_wd: get("l2_wd"),
-                nesterov: flag("nesterov"),
-            },
-            params,
-        )),
-        "rmsprop" => Box::new(rmsprop::RmsProp::new(get("lr"), get("decay"), get("eps"), params)),
-        "adafactor" => Box::new(adafactor::Adafactor::new(
-            adafactor::AdafactorParams {
-                lr: get("lr"),
-                decay_rate: get("decay_rate"),
-                decay_offset: get("decay_offset"),
-                min_dim_size_to_factor: get("min_dim_size_to_factor") as usize,
-                eps: get("eps"),
-                clipping_threshold: get("clipping_threshold"),
-                multiply_by_parameter_scale: flag("multiply_by_parameter_scale"),
-                factored: flag("factored"),
-            },
-            params,
-        )),
-        "lion" => Box::new(lion::Lion::new(get("lr"), get("b1"), get("b2"), get("wd"), params)),
+    let get = |spec: &OptimizerSpec, key: &str| spec.get(key, allowed.iter().find(|(k, _)| *k == key).unwrap().1);
+    let flag = |spec: &OptimizerSpec, key: &str| get(spec, key) != 0.0;
+    fn bound<R: UpdateRule>(rule: R, params: &[ParamInfo]) -> Box<dyn Optimizer> {
+        Box::new(Bound::new(Arc::new(rule), params))
+    }
+    Ok(match first.kind.as_str() {
+        "adam" => {
+            let hp: Vec<_> = specs.iter().map(|s| adam::AdamHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), eps: get(s, "eps") }).collect();
+            bound(adam::Adam::new(&hp), params)
+        }
+        "adamw" => {
+            let hp: Vec<_> =
+                specs.iter().map(|s| adamw::AdamWHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), eps: get(s, "eps"), wd: get(s, "wd") }).collect();
+            bound(adamw::AdamW::new(&hp), params)
+        }
+        "sgdm" => {
+            let hp: Vec<_> = specs.iter().map(|s| sgd::SgdParams { lr: get(s, "lr"), momentum: get(s, "momentum"), nesterov: flag(s, "nesterov") }).collect();
+            bound(sgd::Sgd::new(&hp), params)
+        }
+        "nadamw" => {
+            let hp: Vec<_> = specs
+                .iter()
+                .map(|s| nadamw::NAdamWParams {
+                    schedule: schedule::Cosine {
+                        lr: get(s, "lr"),
+                        min_lr_mult: get(s, "min_lr_mult"),
+                        constant_fraction: get(s, "constant_fraction"),
+                        warmup_fraction: get(s, "warmup_fraction"),
+                    },
+                    b1: get(s, "b1"),
+                    b2: get(s, "b2"),
+                    eps: get(s, "eps"),
+                    adamw_wd: get(s, "adamw_wd"),
+                    l2_wd: get(s, "l2_wd"),
+                    nesterov: flag(s, "nesterov"),
+                })
+                .collect();
+            bound(nadamw::NAdamW::new(&hp), params)
+        }
+        "rmsprop" => {
+            let hp: Vec<_> = specs.iter().map(|s| (get(s, "lr"), get(s, "decay"), get(s, "eps"))).collect();
+            bound(rmsprop::RmsProp::new(&hp), params)
+        }
+        "adafactor" => {
+            let hp: Vec<_> = specs
+                .iter()
+                .map(|s| adafactor::AdafactorParams {
+                    lr: get(s, "lr"),
+                    decay_rate: get(s, "decay_rate"),
+                    decay_offset: get(s, "decay_offset"),
+                    min_dim_size_to_factor: get(s, "min_dim_size_to_factor") as usize,
+                    eps: get(s, "eps"),
+                    clipping_threshold: get(s, "clipping_threshold"),
+                    multiply_by_parameter_scale: flag(s, "multiply_by_parameter_scale"),
+                    factored: flag(s, "factored"),
+                })
+                .collect();
+            bound(adafactor::Adafactor::new(&hp), params)
+        }
+        "lion" => {
+            let hp: Vec<_> = specs.iter().map(|s| lion::LionHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), wd: get(s, "wd") }).collect();
+            bound(lion::Lion::new(&hp), params)
+        }
         _ => unreachable!("kind checked above"),
     })
 }

@@ -3,8 +3,9 @@
 //! the step size, `lr_t = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)`, and epsilon is added outside the root:
 //! `u = lr_t·m/(√v + ε)` (Nesterov: `m → β₁m + (1−β₁)g`) `+ lr_t·wd·p`; `p ← p − u`.
 
+use crate::adam::zeros;
 use crate::schedule::Cosine;
-use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
 /// Hyperparameters and defaults (learned_optimization's NAdamW; schedule constant unless set).
 pub const HPARAMS: &[(&str, f64)] = &[
@@ -21,7 +22,7 @@ pub const HPARAMS: &[(&str, f64)] = &[
 ];
 
 /// NAdamW's hyperparameters.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NAdamWParams {
     /// Learning-rate schedule (peak `lr` inside).
     pub schedule: Cosine,
@@ -39,49 +40,76 @@ pub struct NAdamWParams {
     pub nesterov: bool,
 }
 
-/// NAdamW.
+/// NAdamW over one or more members.
 pub struct NAdamW {
-    p: NAdamWParams,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    iteration: u64,
+    members: Vec<NAdamWParams>,
+}
+
+/// NAdamW's run state.
+#[derive(Clone, Debug)]
+pub struct NAdamWState {
+    /// First moments per tensor (`members × numel`).
+    pub m: Vec<Vec<f32>>,
+    /// Second moments per tensor.
+    pub v: Vec<Vec<f32>>,
+    /// Steps taken.
+    pub iteration: u64,
+}
+
+impl NAdamWParams {
+    /// The schedule's learning rate at `iteration` for horizon `num_steps`.
+    pub fn learning_rate(&self, iteration: u64, num_steps: u64) -> f32 {
+        // A constant schedule (constant_fraction 1) would divide 0 by 0 in the cosine term.
+        if self.schedule.constant_fraction >= 1.0 && self.schedule.warmup_fraction <= 0.0 {
+            return self.schedule.lr as f32;
+        }
+        self.schedule.at(iteration, num_steps)
+    }
 }
 
 impl NAdamW {
-    /// Zero moments for `params`.
-    pub fn new(p: NAdamWParams, params: &[ParamInfo]) -> Self {
-        let zeros = || params.iter().map(|i| vec![0.0; i.numel()]).collect();
-        Self { p, m: zeros(), v: zeros(), iteration: 0 }
-    }
-
-    /// The schedule's learning rate at the next step for horizon `num_steps`.
-    pub fn learning_rate(&self, num_steps: u64) -> f32 {
-        // A constant schedule (constant_fraction 1) would divide 0 by 0 in the cosine term.
-        if self.p.schedule.constant_fraction >= 1.0 && self.p.schedule.warmup_fraction <= 0.0 {
-            return self.p.schedule.lr as f32;
-        }
-        self.p.schedule.at(self.iteration, num_steps)
+    /// One member per entry of `members`.
+    pub fn new(members: &[NAdamWParams]) -> Self {
+        Self { members: members.to_vec() }
     }
 }
 
-impl Optimizer for NAdamW {
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext) {
-        let lr = self.learning_rate(ctx.num_steps);
-        let (b1, b2, eps) = (self.p.b1 as f32, self.p.b2 as f32, self.p.eps as f32);
-        let (awd, l2) = (self.p.adamw_wd as f32, self.p.l2_wd as f32);
-        let t = self.iteration as f32 + 1.0;
-        let lr_t = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
-        let nesterov = self.p.nesterov;
-        for (((w, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
-            for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = g - *w * l2;
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * (g * g);
-                let num = if nesterov { b1 * *m + (1.0 - b1) * g } else { *m };
-                let step = lr_t * num / (v.sqrt() + eps) + lr_t * awd * *w;
-                *w += -step;
+impl UpdateRule for NAdamW {
+    type State = NAdamWState;
+    fn name(&self) -> &'static str {
+        "nadamw"
+    }
+    fn members(&self) -> usize {
+        self.members.len()
+    }
+    fn init(&self, params: &[ParamInfo]) -> NAdamWState {
+        NAdamWState { m: zeros(params, self.members()), v: zeros(params, self.members()), iteration: 0 }
+    }
+    fn update(&self, state: &mut NAdamWState, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) {
+        let t = state.iteration as f32 + 1.0;
+        for (((w, g), m), v) in params.iter_mut().zip(grads).zip(&mut state.m).zip(&mut state.v) {
+            let n = g.len() / self.members.len();
+            if n == 0 {
+                continue;
+            }
+            let members = w.chunks_exact_mut(n).zip(g.chunks_exact(n)).zip(m.chunks_exact_mut(n)).zip(v.chunks_exact_mut(n));
+            for (k, (((w, g), m), v)) in members.enumerate() {
+                let p = &self.members[k];
+                let lr = p.learning_rate(state.iteration, ctx.num_steps);
+                let (b1, b2, eps) = (p.b1 as f32, p.b2 as f32, p.eps as f32);
+                let (awd, l2) = (p.adamw_wd as f32, p.l2_wd as f32);
+                let lr_t = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+                let nesterov = p.nesterov;
+                for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let g = g - *w * l2;
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * (g * g);
+                    let num = if nesterov { b1 * *m + (1.0 - b1) * g } else { *m };
+                    let step = lr_t * num / (v.sqrt() + eps) + lr_t * awd * *w;
+                    *w += -step;
+                }
             }
         }
-        self.iteration += 1;
+        state.iteration += 1;
     }
 }

@@ -1,8 +1,11 @@
 //! Shared vocabulary of beatmatch, imported by every other crate.
 //!
-//! * [`optimizer`]: the optimizer interface every hand-designed or learned optimizer implements,
-//!   and the textual optimizer specification (`adam:lr=1e-3`) that names one.
+//! * [`optimizer`]: the optimizer interface — an update rule (hyperparameters or bound
+//!   meta-parameters) apart from each run's state, the buffer seam through which it sees
+//!   tensors, and the textual optimizer specification (`adam:lr=1e-3`) that names one.
 //! * [`record`]: the schema of one run's result record, the only thing reports ever read.
+//! * [`study`]: the schema of a result directory's manifest (tasks with their meta split, arms, cells).
+//! * [`store`]: the result directory's layout, atomic writes and the read API reports use.
 //! * [`hash`]: content hashing of configurations, so records are keyed by what made them.
 //!
 //! This crate depends on serde alone: the reports side links it without linking candle.
@@ -12,12 +15,14 @@ pub mod optimizer;
 pub mod record;
 pub mod shape;
 pub mod simd;
+pub mod store;
 pub mod study;
 
 pub use hash::{content_hash, short_hash};
-pub use optimizer::{Optimizer, OptimizerSpec, ParamInfo, SpecError, StepContext};
+pub use optimizer::{Bound, Buffers, Optimizer, OptimizerSpec, ParamInfo, Snapshot, SpecError, StepContext, UpdateError, UpdateRule};
 pub use record::{CurvePoint, EvalPoint, RunKey, RunRecord, RunStatus, RECORD_SCHEMA_VERSION};
-pub use study::{Arm, ArmRole, Cell, Study, StudyTask, STUDY_SCHEMA_VERSION};
+pub use store::{Store, StoreError, Timing};
+pub use study::{Arm, ArmRole, Cell, Split, Study, StudyTask, SPEEDUP_CAP, STUDY_SCHEMA_VERSION};
 
 /// The version of beatmatch's training semantics, part of every run's content key.
 ///

@@ -1,24 +1,41 @@
 //! The optimizer interface and the textual specification that names an optimizer configuration.
 //!
-//! Optimizers update flat `f32` host buffers in place. On CPU this is one fused pass over each
-//! tensor with no per-op allocation (candle allocates a fresh tensor per op, which dominates the
-//! cost of small models); a CUDA path will implement the same trait over device buffers.
+//! An optimizer is two things, kept apart as learned_optimization keeps them (`opt_fn(theta)` →
+//! `init → state`, `update(state, grad, loss)`):
+//! * an [`UpdateRule`]: what the optimizer *is* — hyperparameters, or a learned optimizer's
+//!   meta-parameters already turned into its network — immutable and shared (`Arc`) by every
+//!   run that uses it, so rebinding a new theta costs no re-parse of a checkpoint;
+//! * its [`UpdateRule::State`]: what one run accumulates (moments, LSTM state, step counts),
+//!   created by [`UpdateRule::init`], cloned to snapshot a run and cloned back to restore it.
+//!
+//! [`Bound`] joins the two into the object the training loop drives, [`Optimizer`], which
+//! takes its tensors through [`Buffers`]: flat host slices today (one fused pass per tensor, no
+//! per-op allocation), device tensors in a build that has a device path.
+//!
+//! **Members.** A rule may describe several *members* — a population sharing one model shape
+//! (an LR grid, say), each with its own hyperparameters. Then every tensor's buffer holds all
+//! members one after another (`members × numel`, member-major, as a `[K, …]` tensor lays them
+//! out), each member is updated with its own hyperparameters and its own loss, and no member's
+//! arithmetic depends on another's: a member of a population computes exactly what it computes
+//! alone.
 
 use serde::{Deserialize, Serialize};
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Name and shape of one parameter tensor, in the model's canonical (sorted-name) order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamInfo {
     /// `/`-joined path of the tensor in the model, e.g. `layer0/w`.
     pub name: String,
-    /// Shape in elements per dimension; `[]` for a scalar.
+    /// Shape in elements per dimension (of one member); `[]` for a scalar.
     pub shape: Vec<usize>,
 }
 
 impl ParamInfo {
-    /// Number of elements (1 for a scalar).
+    /// Number of elements of one member (1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -26,20 +43,159 @@ impl ParamInfo {
 
 /// What an optimizer may know about the current step besides the gradients.
 #[derive(Clone, Copy, Debug)]
-pub struct StepContext {
+pub struct StepContext<'a> {
     /// Zero-based index of the step being taken.
     pub step: u64,
     /// Training horizon in steps (learned optimizers and schedules read it; constant ones ignore it).
     pub num_steps: u64,
-    /// Training loss of the mini-batch the gradients came from (nats).
-    pub loss: f32,
+    /// Training loss of each member's mini-batch (nats), one per member.
+    pub losses: &'a [f32],
 }
 
-/// An optimizer: owns its per-parameter state and updates parameters in place.
+impl StepContext<'_> {
+    /// Member `k`'s mini-batch loss (nats); the last one given when fewer were passed.
+    pub fn loss(&self, k: usize) -> f32 {
+        self.losses.get(k).or(self.losses.last()).copied().unwrap_or(0.0)
+    }
+}
+
+/// The tensors one update reads and writes.
+pub enum Buffers<'a, 'b> {
+    /// Flat row-major host buffers; `params[i]` and `grads[i]` hold tensor `i` for every member
+    /// (`members × numel`, member-major).
+    Host {
+        /// Parameters, updated in place.
+        params: &'a mut [&'b mut [f32]],
+        /// Gradients, same layout.
+        grads: &'a [&'a [f32]],
+    },
+    /// Tensors resident on a device, in the device runner's own type (kept opaque here so this
+    /// crate links no tensor library). An optimizer without a device implementation answers
+    /// [`UpdateError::NoDevicePath`].
+    Device(&'a mut (dyn Any + Send)),
+}
+
+/// Why an update or a restore could not be done.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpdateError {
+    /// The optimizer has no implementation for device-resident tensors.
+    #[error("optimizer `{0}` has no device implementation (host buffers only)")]
+    NoDevicePath(&'static str),
+    /// A snapshot of another optimizer's state was given to `restore`.
+    #[error("snapshot does not hold `{0}` state")]
+    WrongSnapshot(&'static str),
+}
+
+/// One optimizer's state, taken by [`Optimizer::snapshot`] and given back to
+/// [`Optimizer::restore`] (the state is cloned both ways, so a snapshot can be restored twice).
+pub struct Snapshot(Box<dyn Any + Send>);
+
+/// What an optimizer is: its hyperparameters or bound meta-parameters, shared by every run.
+pub trait UpdateRule: Send + Sync + 'static {
+    /// One run's (or one population's) accumulated state.
+    type State: Clone + Send + 'static;
+    /// Short name, for messages.
+    fn name(&self) -> &'static str;
+    /// Members this rule describes (each tensor buffer holds that many, member-major).
+    fn members(&self) -> usize {
+        1
+    }
+    /// Fresh state for tensors `params` (shapes of one member).
+    fn init(&self, params: &[ParamInfo]) -> Self::State;
+    /// One update of host buffers in place.
+    fn update(&self, state: &mut Self::State, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>);
+}
+
+/// An optimizer the training loop drives: a rule bound to one run's state.
 pub trait Optimizer: Send {
-    /// Apply one update. `params[i]` and `grads[i]` are the flat (row-major) buffers of the
-    /// i-th tensor given at construction.
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext);
+    /// Members updated together.
+    fn members(&self) -> usize;
+    /// Apply one update to `bufs`.
+    fn update(&mut self, bufs: Buffers<'_, '_>, ctx: &StepContext<'_>) -> Result<(), UpdateError>;
+    /// A copy of the current state.
+    fn snapshot(&self) -> Snapshot;
+    /// Put back a state taken by [`Optimizer::snapshot`] of an optimizer of the same rule type.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), UpdateError>;
+
+    /// [`Optimizer::update`] on host buffers, which every optimizer supports.
+    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) {
+        self.update(Buffers::Host { params, grads }, ctx).expect("every optimizer updates host buffers")
+    }
+}
+
+/// A rule bound to one run's state.
+pub struct Bound<R: UpdateRule> {
+    rule: Arc<R>,
+    state: R::State,
+}
+
+impl<R: UpdateRule> Bound<R> {
+    /// Fresh state of `rule` for tensors `params`.
+    pub fn new(rule: Arc<R>, params: &[ParamInfo]) -> Self {
+        let state = rule.init(params);
+        Self { rule, state }
+    }
+
+    /// The rule.
+    pub fn rule(&self) -> &Arc<R> {
+        &self.rule
+    }
+
+    /// The state.
+    pub fn state(&self) -> &R::State {
+        &self.state
+    }
+
+    /// The state, mutably.
+    pub fn state_mut(&mut self) -> &mut R::State {
+        &mut self.state
+    }
+
+    /// Swap in another rule of the same type (a perturbed theta, say) and keep the state, as
+    /// truncated meta-training does across outer steps.
+    pub fn rebind(&mut self, rule: Arc<R>) {
+        self.rule = rule;
+    }
+}
+
+impl<R: UpdateRule> Optimizer for Bound<R> {
+    fn members(&self) -> usize {
+        self.rule.members()
+    }
+
+    fn update(&mut self, bufs: Buffers<'_, '_>, ctx: &StepContext<'_>) -> Result<(), UpdateError> {
+        match bufs {
+            Buffers::Host { params, grads } => {
+                self.rule.update(&mut self.state, params, grads, ctx);
+                Ok(())
+            }
+            Buffers::Device(_) => Err(UpdateError::NoDevicePath(self.rule.name())),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot(Box::new(self.state.clone()))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), UpdateError> {
+        let s = snapshot.0.downcast_ref::<R::State>().ok_or(UpdateError::WrongSnapshot(self.rule.name()))?;
+        self.state = s.clone();
+        Ok(())
+    }
+}
+
+/// Member `k`'s part of a member-major buffer of `members` members (`len / members` values).
+#[inline]
+pub fn member(buf: &[f32], members: usize, k: usize) -> &[f32] {
+    let n = buf.len() / members.max(1);
+    &buf[k * n..(k + 1) * n]
+}
+
+/// Member `k`'s part of a member-major buffer, mutably.
+#[inline]
+pub fn member_mut(buf: &mut [f32], members: usize, k: usize) -> &mut [f32] {
+    let n = buf.len() / members.max(1);
+    &mut buf[k * n..(k + 1) * n]
 }
 
 /// A textual optimizer configuration: `kind:key=value,key=value`, e.g. `adam:lr=1e-3`.
@@ -143,5 +299,56 @@ mod tests {
         assert!(OptimizerSpec::parse("adam:lr").is_err());
         assert!(OptimizerSpec::parse(":lr=1").is_err());
         assert!(OptimizerSpec::parse("adam:lr=1,lr=2").is_err());
+    }
+
+    /// A toy rule: p ← p − lr_k · g, counting steps in its state.
+    struct Toy {
+        lr: Vec<f32>,
+    }
+
+    impl UpdateRule for Toy {
+        type State = u32;
+        fn name(&self) -> &'static str {
+            "toy"
+        }
+        fn members(&self) -> usize {
+            self.lr.len()
+        }
+        fn init(&self, _: &[ParamInfo]) -> u32 {
+            0
+        }
+        fn update(&self, state: &mut u32, params: &mut [&mut [f32]], grads: &[&[f32]], _: &StepContext<'_>) {
+            *state += 1;
+            for (p, g) in params.iter_mut().zip(grads) {
+                for k in 0..self.lr.len() {
+                    let g = member(g, self.lr.len(), k);
+                    for (p, g) in member_mut(p, self.lr.len(), k).iter_mut().zip(g) {
+                        *p -= self.lr[k] * g;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bound_snapshots_restores_and_refuses_device_buffers() {
+        let infos = [ParamInfo { name: "w".into(), shape: vec![2] }];
+        let mut opt = Bound::new(Arc::new(Toy { lr: vec![0.5, 1.0] }), &infos);
+        let mut p = vec![1.0f32, 1.0, 1.0, 1.0];
+        let g = vec![1.0f32, 2.0, 3.0, 4.0];
+        let ctx = StepContext { step: 0, num_steps: 1, losses: &[0.0, 0.0] };
+        opt.step(&mut [&mut p], &[&g], &ctx);
+        assert_eq!(p, [0.5, 0.0, -2.0, -3.0]);
+        let snap = opt.snapshot();
+        opt.step(&mut [&mut p], &[&g], &ctx);
+        assert_eq!(*opt.state(), 2);
+        opt.restore(&snap).unwrap();
+        assert_eq!(*opt.state(), 1);
+        opt.restore(&snap).unwrap();
+        assert_eq!(*opt.state(), 1);
+        assert_eq!(opt.restore(&Snapshot(Box::new(1.5f64))), Err(UpdateError::WrongSnapshot("toy")));
+        let mut dev = 0u8;
+        assert_eq!(opt.update(Buffers::Device(&mut dev), &ctx), Err(UpdateError::NoDevicePath("toy")));
+        assert_eq!(ctx.loss(5), 0.0);
     }
 }

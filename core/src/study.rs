@@ -7,8 +7,48 @@
 use crate::OptimizerSpec;
 use serde::{Deserialize, Serialize};
 
-/// Version of the manifest schema.
-pub const STUDY_SCHEMA_VERSION: u32 = 1;
+/// Version of the manifest schema (2: tasks carry their meta split, the study its speedup cap).
+pub const STUDY_SCHEMA_VERSION: u32 = 2;
+
+/// How far past each problem's longest budget the speedup reference (LR-tuned Adam) runs;
+/// speedups are capped here ("≥ 4").
+pub const SPEEDUP_CAP: u64 = 4;
+
+/// Which side of a meta-learning split a task is on: learned optimizers are meta-trained on
+/// `meta_train` tasks only, so `meta_test` tasks measure generalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// May be used for meta-training.
+    MetaTrain,
+    /// Held out from meta-training.
+    MetaTest,
+}
+
+impl Split {
+    /// Both sides, training side first.
+    pub const ALL: [Split; 2] = [Split::MetaTrain, Split::MetaTest];
+
+    /// Registry name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::MetaTrain => "meta_train",
+            Split::MetaTest => "meta_test",
+        }
+    }
+
+    /// The default split of a problem: about one problem in four is held out, chosen by its
+    /// content hash (so every budget of a problem is on the same side, and the choice is
+    /// reproducible without a list).
+    pub fn by_hash(problem_hash: &str) -> Split {
+        let first = u8::from_str_radix(&problem_hash[..2.min(problem_hash.len())], 16).unwrap_or(0);
+        if first % 4 == 0 {
+            Split::MetaTest
+        } else {
+            Split::MetaTrain
+        }
+    }
+}
 
 /// One task of the study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,6 +63,8 @@ pub struct StudyTask {
     pub params: u64,
     /// Step budget.
     pub steps: u64,
+    /// Meta-train or meta-test side of the split.
+    pub split: Split,
 }
 
 /// What part an arm plays in the comparison.
@@ -79,6 +121,8 @@ pub struct Study {
     pub code_version: String,
     /// Device the runs were planned for.
     pub device: String,
+    /// Speedups are capped at this multiple of the budget (the reference runs that far).
+    pub speedup_cap: u64,
     /// Tasks.
     pub tasks: Vec<StudyTask>,
     /// Arms; exactly one has role `candidate`.

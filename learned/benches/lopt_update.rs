@@ -48,7 +48,7 @@ fn update(c: &mut Criterion) {
                 b.iter(|| {
                     let mut p: Vec<&mut [f32]> = values.iter_mut().map(|v| v.as_mut_slice()).collect();
                     let gs: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
-                    opt.step(&mut p, &gs, &StepContext { step, num_steps: 10_000, loss: 1.0 });
+                    opt.step(&mut p, &gs, &StepContext { step, num_steps: 10_000, losses: &[1.0] });
                     step += 1;
                 })
             });
@@ -83,7 +83,7 @@ fn overhead(c: &mut Criterion) {
             b.iter(|| {
                 let mut p: Vec<&mut [f32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
                 let gs: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
-                opt.step(&mut p, &gs, &StepContext { step, num_steps: 10_000, loss: 1.0 });
+                opt.step(&mut p, &gs, &StepContext { step, num_steps: 10_000, losses: &[1.0] });
                 step += 1;
             })
         });

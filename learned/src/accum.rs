@@ -5,6 +5,7 @@
 //! vectorised feature kernels; the small factored row/column statistics are `[len][k]`.
 
 use beatmatch_core::ParamInfo;
+use std::sync::Arc;
 
 /// `1/√max(x, 1e-9)` (the reference's `safe_rsqrt`).
 #[inline]
@@ -29,46 +30,48 @@ fn fold_ema(state: &mut [Vec<f32>], decays: &[f32], grads: &[&[f32]], f: impl Fn
     }
 }
 
-/// Momenta `m ← β m + (1 − β) g` at `k` decays.
+/// Momenta `m ← β m + (1 − β) g` at `k` decays (the decays belong to the rule, the momenta
+/// to the run).
+#[derive(Clone, Debug)]
 pub struct Momentum {
-    /// Decays (f32, as the reference holds them).
-    pub decays: Vec<f32>,
     /// Per tensor, `[k][numel]`.
     pub m: Vec<Vec<f32>>,
 }
 
 impl Momentum {
-    /// Zeros for `params`.
-    pub fn new(decays: Vec<f32>, params: &[ParamInfo]) -> Self {
-        let k = decays.len();
-        Self { m: params.iter().map(|p| vec![0.0; p.numel() * k]).collect(), decays }
+    /// Zeros for `params` at `k` decays.
+    pub fn new(k: usize, params: &[ParamInfo]) -> Self {
+        Self { m: params.iter().map(|p| vec![0.0; p.numel() * k]).collect() }
     }
 
     /// Fold in gradients.
-    pub fn update(&mut self, grads: &[&[f32]]) {
-        fold_ema(&mut self.m, &self.decays, grads, |g| g);
+    pub fn update(&mut self, decays: &[f32], grads: &[&[f32]]) {
+        fold_ema(&mut self.m, decays, grads, |g| g);
     }
 }
 
-/// Second moments `v ← β v + (1 − β) g²` at `k` decays (decays clipped to [0, 1]).
+/// Second moments `v ← β v + (1 − β) g²` at `k` decays.
+#[derive(Clone, Debug)]
 pub struct SecondMoment {
-    /// Decays.
-    pub decays: Vec<f32>,
     /// Per tensor, `[k][numel]`.
     pub v: Vec<Vec<f32>>,
 }
 
 impl SecondMoment {
-    /// Zeros for `params`.
-    pub fn new(decays: Vec<f32>, params: &[ParamInfo]) -> Self {
-        let k = decays.len();
-        Self { v: params.iter().map(|p| vec![0.0; p.numel() * k]).collect(), decays: decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect() }
+    /// Zeros for `params` at `k` decays.
+    pub fn new(k: usize, params: &[ParamInfo]) -> Self {
+        Self { v: params.iter().map(|p| vec![0.0; p.numel() * k]).collect() }
     }
 
-    /// Fold in gradients.
-    pub fn update(&mut self, grads: &[&[f32]]) {
-        fold_ema(&mut self.v, &self.decays, grads, |g| g * g);
+    /// Fold in gradients (`decays` already clipped to [0, 1], see [`clip_decays`]).
+    pub fn update(&mut self, decays: &[f32], grads: &[&[f32]]) {
+        fold_ema(&mut self.v, decays, grads, |g| g * g);
     }
+}
+
+/// Decays clipped to [0, 1], as the reference clips second-moment and factored decays.
+pub fn clip_decays(decays: Vec<f32>) -> Vec<f32> {
+    decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect()
 }
 
 pub use beatmatch_core::shape::{drop_axis, without};
@@ -80,6 +83,7 @@ pub fn factored_dims(shape: &[usize]) -> Option<(usize, usize)> {
 }
 
 /// Factored (Adafactor-style) second moments of one tensor at `k` decays.
+#[derive(Clone, Debug)]
 pub enum FactoredState {
     /// Rank ≥ 2: row statistic (mean over d0) and column statistic (mean over d1), `[len][k]`.
     Factored {
@@ -93,27 +97,26 @@ pub enum FactoredState {
         row: Vec<f32>,
         /// Column statistic, shape `without(shape, d1)` × k.
         col: Vec<f32>,
-        /// Per element, its index into the row statistic (precomputed: shapes are fixed).
-        rows: Vec<u32>,
+        /// Per element, its index into the row statistic (precomputed: shapes are fixed; shared
+        /// by snapshots).
+        rows: Arc<[u32]>,
         /// Per element, its index into the column statistic.
-        cols: Vec<u32>,
+        cols: Arc<[u32]>,
     },
     /// Rank < 2: full second moment `[k][numel]`.
     Diag(Vec<f32>),
 }
 
 /// Factored second moments of every tensor, returning the preconditioned gradient `fac_g`.
+#[derive(Clone, Debug)]
 pub struct Factored {
-    /// Decays (clipped to [0, 1]).
-    pub decays: Vec<f32>,
     /// Per tensor.
     pub state: Vec<FactoredState>,
 }
 
 impl Factored {
-    /// Zeros for `params`.
-    pub fn new(decays: Vec<f32>, params: &[ParamInfo]) -> Self {
-        let k = decays.len();
+    /// Zeros for `params` at `k` decays.
+    pub fn new(k: usize, params: &[ParamInfo]) -> Self {
         let state = params
             .iter()
             .map(|p| match factored_dims(&p.shape) {
@@ -129,13 +132,14 @@ impl Factored {
                 None => FactoredState::Diag(vec![0.0; p.numel() * k]),
             })
             .collect();
-        Self { decays: decays.into_iter().map(|d| d.clamp(0.0, 1.0)).collect(), state }
+        Self { state }
     }
 
-    /// Fold in gradients; writes `fac_g` per tensor, `[k][numel]`, into `out` (reused across
-    /// steps: fresh multi-megabyte buffers every step cost more in page faults than the math).
-    pub fn update(&mut self, grads: &[&[f32]], out: &mut Vec<Vec<f32>>) {
-        let k = self.decays.len();
+    /// Fold in gradients at `decays` (clipped to [0, 1]); writes `fac_g` per tensor,
+    /// `[k][numel]`, into `out` (reused across steps: fresh multi-megabyte buffers every step
+    /// cost more in page faults than the math).
+    pub fn update(&mut self, decays: &[f32], grads: &[&[f32]], out: &mut Vec<Vec<f32>>) {
+        let k = decays.len();
         let eps = 1e-30f32;
         out.resize_with(grads.len(), Vec::new);
         for ((st, g), y) in self.state.iter_mut().zip(grads).zip(out.iter_mut()) {
@@ -143,8 +147,7 @@ impl Factored {
             match st {
                 FactoredState::Diag(v) => {
                     let n = g.len();
-                    for j in 0..k {
-                        let d = self.decays[j];
+                    for (j, &d) in decays.iter().enumerate() {
                         for (i, &gi) in g.iter().enumerate() {
                             let x = &mut v[j * n + i];
                             *x = d * *x + (1.0 - d) * (gi * gi + eps);
@@ -166,11 +169,11 @@ impl Factored {
                         }
                     }
                     for (idx, x) in row.iter_mut().enumerate() {
-                        let d = self.decays[idx % k];
+                        let d = decays[idx % k];
                         *x = d * *x + (1.0 - d) * (row_sum[idx] / n0) as f32;
                     }
                     for (idx, x) in col.iter_mut().enumerate() {
-                        let d = self.decays[idx % k];
+                        let d = decays[idx % k];
                         *x = d * *x + (1.0 - d) * (col_sum[idx] / n1) as f32;
                     }
                     let (row_factor, col_factor) = factors(row, col, shape, d1, d0, k);

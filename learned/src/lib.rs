@@ -1,9 +1,13 @@
 //! Learned optimizers — VeLO, small_fc_lopt, MLP-LOpt — implemented from learned_optimization's
-//! reference code, behind the same [`beatmatch_core::Optimizer`] interface as the baselines,
-//! and their checkpoints (learned_optimization's msgpack format and beatmatch's native one).
+//! reference code, and their checkpoints (learned_optimization's msgpack format and beatmatch's
+//! native one).
 //!
-//! The whole update runs on host buffers in one pass per tensor (features, per-parameter MLP
-//! and update fused; the per-tensor normaliser takes a first pass): no `[N, 30]` temporaries.
+//! Each architecture is a network bound from its meta-parameters (`VeloNet::bind(&theta, cfg)`,
+//! …): an [`beatmatch_core::UpdateRule`] shared by every run, with the per-run state (momenta,
+//! factored statistics, LSTM state) apart, so a perturbed theta is bound without re-reading a
+//! checkpoint and a run's state can be snapshotted and restored. The whole update runs on host
+//! buffers in one pass per tensor (features, per-parameter MLP and update fused; the per-tensor
+//! normaliser takes a first pass): no `[N, 30]` temporaries.
 
 pub mod accum;
 pub mod checkpoint;
@@ -13,16 +17,26 @@ pub mod small_fc;
 pub mod theta;
 pub mod velo;
 
-use beatmatch_core::{Optimizer, ParamInfo};
+use beatmatch_core::{Bound, Optimizer, ParamInfo};
 use checkpoint::{Architecture, Checkpoint};
+use std::sync::Arc;
 
-/// Build the optimizer a checkpoint holds for tensors `params`; a missing or mis-shaped
-/// meta-parameter is an error naming the tensor and both shapes.
+/// Build the optimizer a checkpoint holds for tensors `params` (one member); a missing or
+/// mis-shaped meta-parameter is an error naming the tensor and both shapes.
 pub fn build(ckpt: &Checkpoint, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    Ok(match ckpt.arch {
-        Architecture::Velo => Box::new(velo::Velo::new(&ckpt.theta, velo::VeloConfig::default(), params)?),
-        Architecture::SmallFc => Box::new(small_fc::SmallFc::new(&ckpt.theta, small_fc::SmallFcConfig::default(), params)?),
-        Architecture::MlpLopt => Box::new(mlp_lopt::MlpLopt::new(&ckpt.theta, mlp_lopt::MlpLoptConfig::default(), params)?),
+    build_members(ckpt.arch, &ckpt.theta, 1, params)
+}
+
+/// Build architecture `arch` bound to `theta` over `members` members (each its own state).
+pub fn build_members(arch: Architecture, theta: &theta::Theta, members: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
+    Ok(match arch {
+        Architecture::Velo => Box::new(Bound::new(Arc::new(velo::VeloNet::bind(theta, velo::VeloConfig::default())?.with_members(members)), params)),
+        Architecture::SmallFc => {
+            Box::new(Bound::new(Arc::new(small_fc::SmallFcNet::bind(theta, small_fc::SmallFcConfig::default())?.with_members(members)), params))
+        }
+        Architecture::MlpLopt => {
+            Box::new(Bound::new(Arc::new(mlp_lopt::MlpLoptNet::bind(theta, mlp_lopt::MlpLoptConfig::default())?.with_members(members)), params))
+        }
     })
 }
 
@@ -30,4 +44,30 @@ pub fn build(ckpt: &Checkpoint, params: &[ParamInfo]) -> Result<Box<dyn Optimize
 /// VeLO reads it (fraction of training done, loss-buffer half-lives); the other two do not.
 pub fn is_horizon_free(arch: Architecture) -> bool {
     arch != Architecture::Velo
+}
+
+/// Run `f(k, state_k, params_k, grads_k)` for every member `k`, where `params_k` and `grads_k`
+/// are member k's parts of the member-major buffers. One member gets the buffers as they are.
+pub(crate) fn for_each_member<S>(
+    states: &mut [S],
+    params: &mut [&mut [f32]],
+    grads: &[&[f32]],
+    mut f: impl FnMut(usize, &mut S, &mut [&mut [f32]], &[&[f32]]),
+) {
+    let members = states.len();
+    if members == 1 {
+        return f(0, &mut states[0], params, grads);
+    }
+    let mut split: Vec<std::slice::ChunksExactMut<'_, f32>> = params
+        .iter_mut()
+        .map(|p| {
+            let n = (p.len() / members).max(1);
+            p.chunks_exact_mut(n)
+        })
+        .collect();
+    for (k, st) in states.iter_mut().enumerate() {
+        let mut p: Vec<&mut [f32]> = split.iter_mut().map(|c| c.next().unwrap_or_default()).collect();
+        let g: Vec<&[f32]> = grads.iter().map(|g| beatmatch_core::optimizer::member(g, members, k)).collect();
+        f(k, st, &mut p, &g);
+    }
 }

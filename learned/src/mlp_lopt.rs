@@ -8,7 +8,7 @@ use crate::accum::rsqrt;
 use crate::accum::{tanh_embedding, Momentum};
 use crate::features::{self, Block, Mlp, B, MAX_WIDTH};
 use crate::theta::{Theta, ThetaError};
-use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
 /// Architecture name.
 pub const ARCH: &str = "mlp_lopt";
@@ -42,18 +42,30 @@ pub fn net(theta: &Theta) -> Result<Mlp, ThetaError> {
     Ok(Mlp { layers })
 }
 
-/// MLP-LOpt bound to its meta-parameters.
-pub struct MlpLopt {
+/// MLP-LOpt's meta-parameters bound into its network: the update rule.
+pub struct MlpLoptNet {
     cfg: MlpLoptConfig,
     net: Mlp,
+    members: usize,
+}
+
+/// One member's run state.
+#[derive(Clone, Debug)]
+pub struct MlpLoptMember {
     mom: Momentum,
     iteration: u32,
 }
 
-impl MlpLopt {
-    /// Fresh state for `params`.
-    pub fn new(theta: &Theta, cfg: MlpLoptConfig, params: &[ParamInfo]) -> Result<Self, ThetaError> {
-        Ok(Self { cfg, net: net(theta)?, mom: Momentum::new(DECAYS.to_vec(), params), iteration: 0 })
+impl MlpLoptNet {
+    /// Bind `theta`, checking every meta-parameter; one member.
+    pub fn bind(theta: &Theta, cfg: MlpLoptConfig) -> Result<Self, ThetaError> {
+        Ok(Self { cfg, net: net(theta)?, members: 1 })
+    }
+
+    /// The same rule over `members` members (each its own state, all with this theta).
+    pub fn with_members(mut self, members: usize) -> Self {
+        self.members = members.max(1);
+        self
     }
 }
 
@@ -114,13 +126,25 @@ impl features::Kernel for Kernel<'_> {
     }
 }
 
-impl Optimizer for MlpLopt {
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
-        self.mom.update(grads);
-        let emb = tanh_embedding(self.iteration as f32);
-        for ((p, g), m) in params.iter_mut().zip(grads).zip(&self.mom.m) {
-            features::simd_dispatch(&mut Kernel { p, g, m, net: &self.net, emb, cfg: self.cfg });
-        }
-        self.iteration += 1;
+impl UpdateRule for MlpLoptNet {
+    type State = Vec<MlpLoptMember>;
+    fn name(&self) -> &'static str {
+        ARCH
+    }
+    fn members(&self) -> usize {
+        self.members
+    }
+    fn init(&self, params: &[ParamInfo]) -> Self::State {
+        vec![MlpLoptMember { mom: Momentum::new(DECAYS.len(), params), iteration: 0 }; self.members]
+    }
+    fn update(&self, state: &mut Self::State, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext<'_>) {
+        crate::for_each_member(state, params, grads, |_, st, params, grads| {
+            st.mom.update(&DECAYS, grads);
+            let emb = tanh_embedding(st.iteration as f32);
+            for ((p, g), m) in params.iter_mut().zip(grads).zip(&st.mom.m) {
+                features::simd_dispatch(&mut Kernel { p, g, m, net: &self.net, emb, cfg: self.cfg });
+            }
+            st.iteration += 1;
+        });
     }
 }

@@ -3,10 +3,10 @@
 //! normalised over the tensor) plus an 11-wide training-step embedding; the accumulator decays
 //! are themselves meta-learned.
 
-use crate::accum::{learned_decays, tanh_embedding, Factored, Momentum, SecondMoment};
+use crate::accum::{clip_decays, learned_decays, tanh_embedding, Factored, Momentum, SecondMoment};
 use crate::features::{process_tensor, Flavor, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
-use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
 /// Architecture name.
 pub const ARCH: &str = "small_fc";
@@ -29,58 +29,89 @@ impl Default for SmallFcConfig {
     }
 }
 
-/// small_fc_lopt bound to its meta-parameters.
-pub struct SmallFc {
+/// small_fc_lopt's meta-parameters bound into its network and decays: the update rule.
+pub struct SmallFcNet {
     cfg: SmallFcConfig,
     net: Mlp,
+    mom: Vec<f32>,
+    rms: Vec<f32>,
+    fac: Vec<f32>,
+    members: usize,
+}
+
+/// One member's run state.
+#[derive(Clone, Debug)]
+pub struct SmallFcMember {
     mom: Momentum,
     rms: SecondMoment,
     fac: Factored,
     iteration: u32,
-    /// Reused per-step buffers.
+    /// Reused per-step buffers (not state proper; cloned with it for simplicity).
     fac_g: Vec<Vec<f32>>,
     scratch: Vec<f32>,
 }
 
-impl SmallFc {
-    /// Fresh state for `params`.
-    pub fn new(theta: &Theta, cfg: SmallFcConfig, params: &[ParamInfo]) -> Result<Self, ThetaError> {
+impl SmallFcNet {
+    /// Bind `theta`, checking every meta-parameter's presence and shape; one member.
+    pub fn bind(theta: &Theta, cfg: SmallFcConfig) -> Result<Self, ThetaError> {
         let width = Flavor::SmallFc.width() + 11;
         let dims = [(width, 4), (4, 4), (4, 2)];
         let mut layers = Vec::new();
         for (i, &(a, b)) in dims.iter().enumerate() {
             layers.push((theta.get(ARCH, &format!("nn/~/w{i}"), &[a, b])?.to_vec(), theta.get(ARCH, &format!("nn/~/b{i}"), &[b])?.to_vec(), a, b));
         }
-        let mom = learned_decays(&MOM, Some(theta.get(ARCH, "momentum_decays", &[3])?));
-        let rms = learned_decays(&RMS, Some(theta.get(ARCH, "rms_decays", &[1])?));
-        let fac = learned_decays(&FAC, Some(theta.get(ARCH, "adafactor_decays", &[3])?));
         Ok(Self {
             cfg,
             net: Mlp { layers },
-            mom: Momentum::new(mom, params),
-            rms: SecondMoment::new(rms, params),
-            fac: Factored::new(fac, params),
-            iteration: 0,
-            fac_g: Vec::new(),
-            scratch: Vec::new(),
+            mom: learned_decays(&MOM, Some(theta.get(ARCH, "momentum_decays", &[3])?)),
+            rms: clip_decays(learned_decays(&RMS, Some(theta.get(ARCH, "rms_decays", &[1])?))),
+            fac: clip_decays(learned_decays(&FAC, Some(theta.get(ARCH, "adafactor_decays", &[3])?))),
+            members: 1,
         })
     }
-}
 
-impl Optimizer for SmallFc {
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext) {
-        self.mom.update(grads);
-        self.rms.update(grads);
-        self.fac.update(grads, &mut self.fac_g);
-        let fac_g = &self.fac_g;
-        let rule = StepRule::Embedded { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, embedding: tanh_embedding(self.iteration as f32) };
+    /// The same rule over `members` members (each its own state, all with this theta).
+    pub fn with_members(mut self, members: usize) -> Self {
+        self.members = members.max(1);
+        self
+    }
+
+    fn update_member(&self, st: &mut SmallFcMember, params: &mut [&mut [f32]], grads: &[&[f32]]) {
+        st.mom.update(&self.mom, grads);
+        st.rms.update(&self.rms, grads);
+        st.fac.update(&self.fac, grads, &mut st.fac_g);
+        let rule = StepRule::Embedded { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, embedding: tanh_embedding(st.iteration as f32) };
         for (i, p) in params.iter_mut().enumerate() {
-            let new = &mut self.scratch;
+            let new = &mut st.scratch;
             new.resize(p.len(), 0.0);
-            let t = TensorInputs { g: grads[i], p, m: &self.mom.m[i], rms: &self.rms.v[i], fac_g: &fac_g[i], fac: &self.fac.state[i] };
+            let t = TensorInputs { g: grads[i], p, m: &st.mom.m[i], rms: &st.rms.v[i], fac_g: &st.fac_g[i], fac: &st.fac.state[i] };
             process_tensor(Flavor::SmallFc, &t, &self.net, rule, new);
             p.copy_from_slice(new);
         }
-        self.iteration += 1;
+        st.iteration += 1;
+    }
+}
+
+impl UpdateRule for SmallFcNet {
+    type State = Vec<SmallFcMember>;
+    fn name(&self) -> &'static str {
+        ARCH
+    }
+    fn members(&self) -> usize {
+        self.members
+    }
+    fn init(&self, params: &[ParamInfo]) -> Self::State {
+        let one = SmallFcMember {
+            mom: Momentum::new(MOM.len(), params),
+            rms: SecondMoment::new(RMS.len(), params),
+            fac: Factored::new(FAC.len(), params),
+            iteration: 0,
+            fac_g: Vec::new(),
+            scratch: Vec::new(),
+        };
+        vec![one; self.members]
+    }
+    fn update(&self, state: &mut Self::State, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext<'_>) {
+        crate::for_each_member(state, params, grads, |_, st, p, g| self.update_member(st, p, g));
     }
 }

@@ -13,10 +13,10 @@
 //! the LSTM forget gate adds +1; the step is scaled by the tensor's RMS; the unfactored
 //! `m·v^-½` has no epsilon.
 
-use crate::accum::{learned_decays, Factored, Momentum, SecondMoment};
+use crate::accum::{clip_decays, learned_decays, Factored, Momentum, SecondMoment};
 use crate::features::{process_tensor, simd_dispatch, Flavor, Kernel, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
-use beatmatch_core::{Optimizer, ParamInfo, StepContext};
+use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
 /// Architecture name.
 pub const ARCH: &str = "velo";
@@ -213,8 +213,8 @@ pub struct VeloDebug {
     pub lstm_cell: Vec<Vec<f32>>,
 }
 
-/// VeLO bound to its meta-parameters.
-pub struct Velo {
+/// VeLO's meta-parameters bound into its layers: the update rule, shared by every run.
+pub struct VeloNet {
     cfg: VeloConfig,
     mix: Dense,
     proj: Dense,
@@ -223,9 +223,23 @@ pub struct Velo {
     step_size: Dense,
     /// Bank of per-parameter MLPs: per layer (weights `[256][in][out]`, biases `[256][out]`).
     bank: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    init_h: Vec<f32>,
+    init_c: Vec<f32>,
+    mom: Vec<f32>,
+    rms: Vec<f32>,
+    fac: Vec<f32>,
+    members: usize,
+    record_debug: bool,
+}
+
+/// One member's run state.
+#[derive(Clone, Debug)]
+pub struct VeloMember {
     mom: Momentum,
     rms: SecondMoment,
     fac: Factored,
+    /// LSTM state per tensor; empty until the first step takes the rule's initial state (so a
+    /// rule rebound before the first step starts from its own initial state).
     hidden: Vec<Vec<f32>>,
     cell: Vec<Vec<f32>>,
     loss_buffer: Option<LossBuffer>,
@@ -235,13 +249,13 @@ pub struct Velo {
     scratch: Vec<f32>,
     clipped: Vec<Vec<f32>>,
     shapes: Vec<Vec<usize>>,
-    /// Intermediates of the last step.
-    pub debug: VeloDebug,
+    /// Intermediates of the last step, when the rule records them ([`VeloNet::with_debug`]).
+    pub debug: Option<VeloDebug>,
 }
 
-impl Velo {
-    /// Fresh state for `params`, checking every meta-parameter's presence and shape.
-    pub fn new(theta: &Theta, cfg: VeloConfig, params: &[ParamInfo]) -> Result<Self, ThetaError> {
+impl VeloNet {
+    /// Bind `theta`, checking every meta-parameter's presence and shape; one member.
+    pub fn bind(theta: &Theta, cfg: VeloConfig) -> Result<Self, ThetaError> {
         let (h, k) = (cfg.lstm_hidden, cfg.param_inits);
         // The discarded first mix layer must still be in a valid checkpoint.
         Dense::load(theta, "rnn_params/linear", RNN_INPUTS, h)?;
@@ -271,7 +285,6 @@ impl Velo {
             (theta.get(ARCH, "ff_mod_stack/~/w1", &[k, 4, 4])?.to_vec(), theta.get(ARCH, "ff_mod_stack/~/b1", &[k, 4])?.to_vec(), 4, 4),
             (theta.get(ARCH, "ff_mod_stack/~/w2", &[k, 4, 3])?.to_vec(), theta.get(ARCH, "ff_mod_stack/~/b2", &[k, 3])?.to_vec(), 4, 3),
         ];
-        let n = params.len();
         Ok(Self {
             cfg,
             mix,
@@ -280,24 +293,32 @@ impl Velo {
             to_controls,
             step_size,
             bank,
-            mom: Momentum::new(learned_decays(&MOM, None), params),
-            rms: SecondMoment::new(learned_decays(&RMS, None), params),
-            fac: Factored::new(learned_decays(&FAC, None), params),
-            hidden: vec![init_h; n],
-            cell: vec![init_c; n],
-            loss_buffer: None,
-            iteration: 0,
-            fac_g: Vec::new(),
-            scratch: Vec::new(),
-            clipped: Vec::new(),
-            shapes: params.iter().map(|p| p.shape.clone()).collect(),
-            debug: VeloDebug::default(),
+            init_h,
+            init_c,
+            mom: learned_decays(&MOM, None),
+            rms: clip_decays(learned_decays(&RMS, None)),
+            fac: clip_decays(learned_decays(&FAC, None)),
+            members: 1,
+            record_debug: false,
         })
     }
 
+    /// The same rule over `members` members (each its own state, all with this theta).
+    pub fn with_members(mut self, members: usize) -> Self {
+        self.members = members.max(1);
+        self
+    }
+
+    /// Record each step's intermediates in the state (for conformance tests; off by default,
+    /// since it clones the LSTM state every step).
+    pub fn with_debug(mut self, on: bool) -> Self {
+        self.record_debug = on;
+        self
+    }
+
     /// Mix layers + LSTM over the batch of tensors; returns (controls, lr_mult) and advances
-    /// the LSTM state. The batch products are single-threaded GEMMs.
-    fn rnn(&mut self, inputs: &[[f32; RNN_INPUTS]]) -> (Vec<Vec<f32>>, Vec<f32>) {
+    /// the member's LSTM state. Each weight matrix is streamed once for all tensors.
+    fn rnn(&self, st: &mut VeloMember, inputs: &[[f32; RNN_INPUTS]]) -> (Vec<Vec<f32>>, Vec<f32>) {
         let h = self.cfg.lstm_hidden;
         let n = inputs.len();
         let x: Vec<f32> = inputs.iter().flat_map(|r| r.iter().copied()).collect();
@@ -310,7 +331,7 @@ impl Velo {
             for j in 0..h {
                 xh[t * 2 * h + j] = proj[t * h + j] + v[j];
             }
-            xh[t * 2 * h + h..(t + 1) * 2 * h].copy_from_slice(&self.hidden[t]);
+            xh[t * 2 * h + h..(t + 1) * 2 * h].copy_from_slice(&st.hidden[t]);
         }
         let gates = self.lstm.batch(&xh, n);
         let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
@@ -320,12 +341,12 @@ impl Velo {
             let (g_g, rest) = rest.split_at(h);
             let (f_g, o_g) = rest.split_at(h);
             for j in 0..h {
-                let c = sigmoid(f_g[j] + 1.0) * self.cell[t][j] + sigmoid(i_g[j]) * g_g[j].tanh();
-                self.cell[t][j] = c;
-                self.hidden[t][j] = sigmoid(o_g[j]) * c.tanh();
+                let c = sigmoid(f_g[j] + 1.0) * st.cell[t][j] + sigmoid(i_g[j]) * g_g[j].tanh();
+                st.cell[t][j] = c;
+                st.hidden[t][j] = sigmoid(o_g[j]) * c.tanh();
             }
         }
-        let hidden: Vec<f32> = self.hidden.concat();
+        let hidden: Vec<f32> = st.hidden.concat();
         let ctrl = self.to_controls.batch(&hidden, n);
         let lr = self.step_size.batch(&hidden, n);
         let k = self.cfg.param_inits;
@@ -347,54 +368,85 @@ impl Velo {
             .collect();
         Mlp { layers }
     }
-}
 
-impl Optimizer for Velo {
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext) {
-        let num_steps = ctx.num_steps.max(1);
-        let buffer = self.loss_buffer.get_or_insert_with(|| LossBuffer::new(num_steps));
-        buffer.update(ctx.loss);
+    fn update_member(&self, st: &mut VeloMember, params: &mut [&mut [f32]], grads: &[&[f32]], loss: f32, num_steps: u64) {
+        let num_steps = num_steps.max(1);
+        if st.hidden.is_empty() {
+            st.hidden = vec![self.init_h.clone(); params.len()];
+            st.cell = vec![self.init_c.clone(); params.len()];
+        }
+        let buffer = st.loss_buffer.get_or_insert_with(|| LossBuffer::new(num_steps));
+        buffer.update(loss);
         let loss_features = buffer.features();
-        let mut clipped = std::mem::take(&mut self.clipped);
+        let mut clipped = std::mem::take(&mut st.clipped);
         clipped.resize_with(grads.len(), Vec::new);
         for (c, g) in clipped.iter_mut().zip(grads) {
             c.clear();
             c.extend(g.iter().map(|x| x.clamp(-1000.0, 1000.0)));
         }
         let grads: Vec<&[f32]> = clipped.iter().map(Vec::as_slice).collect();
-        let fraction_trained = self.iteration as f32 / num_steps as f32;
-        let shapes = &self.shapes;
-        let inputs: Vec<[f32; RNN_INPUTS]> = (0..params.len())
-            .map(|i| rnn_features(params[i], grads[i], &self.mom.m[i], &self.rms.v[i], &shapes[i], fraction_trained, &loss_features))
-            .collect();
-        let (controls, lr_mult) = self.rnn(&inputs);
+        let fraction_trained = st.iteration as f32 / num_steps as f32;
+        let inputs: Vec<[f32; RNN_INPUTS]> =
+            (0..params.len()).map(|i| rnn_features(params[i], grads[i], &st.mom.m[i], &st.rms.v[i], &st.shapes[i], fraction_trained, &loss_features)).collect();
+        let (controls, lr_mult) = self.rnn(st, &inputs);
 
-        self.mom.update(&grads);
-        self.rms.update(&grads);
-        self.fac.update(&grads, &mut self.fac_g);
-        let fac_g = &self.fac_g;
+        st.mom.update(&self.mom, &grads);
+        st.rms.update(&self.rms, &grads);
+        st.fac.update(&self.fac, &grads, &mut st.fac_g);
         for (i, p) in params.iter_mut().enumerate() {
             let net = self.interpolate(&controls[i]);
             let n = p.len();
             let param_scale = (mean(p.iter().map(|x| x * x), n) + 1e-9).sqrt();
             let rule = StepRule::Velo { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, param_scale, lr_mult: lr_mult[i] };
-            let new = &mut self.scratch;
+            let new = &mut st.scratch;
             new.resize(n, 0.0);
-            let t = TensorInputs { g: grads[i], p, m: &self.mom.m[i], rms: &self.rms.v[i], fac_g: &fac_g[i], fac: &self.fac.state[i] };
+            let t = TensorInputs { g: grads[i], p, m: &st.mom.m[i], rms: &st.rms.v[i], fac_g: &st.fac_g[i], fac: &st.fac.state[i] };
             process_tensor(Flavor::Velo, &t, &net, rule, new);
             p.copy_from_slice(new);
         }
-        self.iteration += 1;
+        st.iteration += 1;
         drop(grads);
-        self.clipped = clipped;
-        self.debug = VeloDebug {
-            rnn_inputs: inputs,
-            controls,
-            lr_mult,
-            loss_features,
-            fraction_trained,
-            lstm_hidden: self.hidden.clone(),
-            lstm_cell: self.cell.clone(),
+        st.clipped = clipped;
+        if self.record_debug {
+            st.debug = Some(VeloDebug {
+                rnn_inputs: inputs,
+                controls,
+                lr_mult,
+                loss_features,
+                fraction_trained,
+                lstm_hidden: st.hidden.clone(),
+                lstm_cell: st.cell.clone(),
+            });
+        }
+    }
+}
+
+impl UpdateRule for VeloNet {
+    type State = Vec<VeloMember>;
+    fn name(&self) -> &'static str {
+        ARCH
+    }
+    fn members(&self) -> usize {
+        self.members
+    }
+    fn init(&self, params: &[ParamInfo]) -> Self::State {
+        let one = VeloMember {
+            mom: Momentum::new(MOM.len(), params),
+            rms: SecondMoment::new(RMS.len(), params),
+            fac: Factored::new(FAC.len(), params),
+            hidden: Vec::new(),
+            cell: Vec::new(),
+            loss_buffer: None,
+            iteration: 0,
+            fac_g: Vec::new(),
+            scratch: Vec::new(),
+            clipped: Vec::new(),
+            shapes: params.iter().map(|p| p.shape.clone()).collect(),
+            debug: None,
         };
+        vec![one; self.members]
+    }
+    fn update(&self, state: &mut Self::State, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) {
+        crate::for_each_member(state, params, grads, |k, st, p, g| self.update_member(st, p, g, ctx.loss(k), ctx.num_steps));
     }
 }

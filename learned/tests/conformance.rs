@@ -3,12 +3,13 @@
 //! MLP-LOpt runs, configured from its sidecar, with meta-parameters read from the case's
 //! `.theta.msgpack` (learned_optimization's checkpoint format).
 
-use beatmatch_core::Optimizer;
+use beatmatch_core::{Bound, Optimizer};
 use beatmatch_learned::checkpoint::{self, native, Architecture};
 use beatmatch_learned::theta::{Tensor, Theta};
-use beatmatch_learned::velo::{Velo, VeloConfig};
+use beatmatch_learned::velo::{VeloConfig, VeloNet};
 use beatmatch_testkit::{cases, fixtures_dir, run, Case, Deviation, PARAMS_RTOL, UPDATE_ATOL};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 fn arch_of(case: &Case) -> Option<Architecture> {
     match case.meta["kind"].as_str()? {
@@ -156,9 +157,9 @@ fn velo_intermediates_match_the_reference_debug_tensors() {
     let mut checked = 0;
     for (case, arch) in learned_cases().into_iter().filter(|(_, a)| *a == Architecture::Velo) {
         let ckpt = checkpoint::load(&fixtures_dir().join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
-        let mut velo = Velo::new(&ckpt.theta, VeloConfig::default(), &case.params()).unwrap();
-        run(&case, &mut velo as &mut Velo, |t, v: &Velo, _| {
-            let d = &v.debug;
+        let mut velo = Bound::new(Arc::new(VeloNet::bind(&ckpt.theta, VeloConfig::default()).unwrap().with_debug(true)), &case.params());
+        run(&case, &mut velo, |t, v: &Bound<VeloNet>, _| {
+            let d = v.state()[0].debug.as_ref().expect("the rule records intermediates");
             let flat = |rows: &[Vec<f32>]| rows.concat();
             close("loss_features", &case.name, t, &d.loss_features, case.tensor(&format!("debug/loss_features/{t}")), 1e-4, 1.0);
             close("fraction_trained", &case.name, t, &[d.fraction_trained], case.tensor(&format!("debug/fraction_trained/{t}")), 1e-6, 1e-6);

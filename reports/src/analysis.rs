@@ -1,9 +1,8 @@
 //! From the study manifest and its records to one row per task.
 
 use crate::metrics::{envelope, outcome, seed_stats, select_tuned, speedup, tolerance, Outcome, Speedup};
-use anyhow::{bail, Context, Result};
-use beatmatch_core::{ArmRole, RunRecord, Study};
-use std::collections::HashMap;
+use anyhow::{Context, Result};
+use beatmatch_core::{ArmRole, RunRecord, Split, Store};
 use std::path::Path;
 
 /// One arm's result on one task.
@@ -42,6 +41,8 @@ pub struct TaskRow {
     pub params: u64,
     /// Step budget.
     pub steps: u64,
+    /// Meta-train or meta-test side.
+    pub split: Split,
     /// Per arm, in study order.
     pub arms: Vec<ArmResult>,
     /// Index of the baseline arm whose tuned config is best (the "tuned baseline").
@@ -66,61 +67,19 @@ impl TaskRow {
     }
 }
 
-/// A loaded result directory.
-pub struct Loaded {
-    /// The manifest.
-    pub study: Study,
-    /// Records by hash.
-    pub records: HashMap<String, RunRecord>,
-    /// Wall-clock seconds per step by record hash, from `runs/<hash>.timing.json` where present.
-    pub seconds_per_step: HashMap<String, f64>,
-}
+pub use beatmatch_core::store::Loaded;
 
-/// A run's timing sidecar (`runs/<hash>.timing.json`), kept out of the record so records stay
-/// bit-identical across reruns.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
-pub struct Timing {
-    /// Wall-clock seconds of training (measurements included).
-    pub seconds: f64,
-    /// Steps taken.
-    pub steps: u64,
-}
-
-/// Read `study.json` and every record it references; a missing record is an error naming it.
+/// Read a result directory through the store: the manifest and every record it references
+/// (a missing record, or a file of a schema this code cannot read, is an error naming it).
 pub fn load(dir: &Path) -> Result<Loaded> {
-    let path = dir.join("study.json");
-    let study: Study = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let mut records = HashMap::new();
-    let mut seconds_per_step = HashMap::new();
-    let mut missing = Vec::new();
-    for cell in &study.cells {
-        if records.contains_key(&cell.record) {
-            continue;
-        }
-        let p = dir.join("runs").join(format!("{}.json", cell.record));
-        match std::fs::read(&p) {
-            Ok(bytes) => {
-                let r: RunRecord = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))?;
-                records.insert(cell.record.clone(), r);
-                let tp = dir.join("runs").join(format!("{}.timing.json", cell.record));
-                if let Some(t) = std::fs::read(&tp).ok().and_then(|b| serde_json::from_slice::<Timing>(&b).ok()) {
-                    if t.steps > 0 {
-                        seconds_per_step.insert(cell.record.clone(), t.seconds / t.steps as f64);
-                    }
-                }
-            }
-            Err(_) => missing.push(cell.record.clone()),
-        }
-    }
-    if !missing.is_empty() {
-        bail!("{} of the study's runs have no record in {} (first: {}); run `suite run` to finish them", missing.len(), dir.join("runs").display(), missing[0]);
-    }
-    Ok(Loaded { study, records, seconds_per_step })
+    Ok(Store::at(dir).load()?)
 }
 
-/// Cap on speedups (the reference runs to this multiple of each budget).
-pub const SPEEDUP_CAP: f64 = 4.0;
+/// Mean wall-clock seconds per step of `records`, from their timing sidecars where present.
+fn seconds_per_step<'a>(l: &Loaded, records: impl Iterator<Item = &'a RunRecord>) -> Option<f64> {
+    let ts: Vec<f64> = records.filter_map(|r| l.timings.get(&r.hash)).filter(|t| t.steps > 0).map(|t| t.seconds / t.steps as f64).collect();
+    (!ts.is_empty()).then(|| ts.iter().sum::<f64>() / ts.len() as f64)
+}
 
 /// Compute every task's row.
 pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
@@ -160,13 +119,10 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
                 eval_accuracy: evals.iter().map(|e| e.1).sum::<f64>() / n,
                 diverged_runs: configs.iter().flatten().filter(|r| r.diverged_at().is_some_and(|d| d <= t.steps)).count(),
                 runs: configs.iter().map(Vec::len).sum(),
-                speedup: env.as_ref().map(|e| speedup(e, mean, t.steps, SPEEDUP_CAP)),
+                speedup: env.as_ref().map(|e| speedup(e, mean, t.steps, s.speedup_cap as f64)),
                 records: configs.iter().flatten().map(|r| r.hash.clone()).collect(),
                 finals: finals[best].clone(),
-                seconds_per_step: {
-                    let ts: Vec<f64> = configs[best].iter().filter_map(|r| l.seconds_per_step.get(&r.hash).copied()).collect();
-                    (!ts.is_empty()).then(|| ts.iter().sum::<f64>() / ts.len() as f64)
-                },
+                seconds_per_step: seconds_per_step(l, configs[best].iter().copied()),
             });
         }
         let baselines: Vec<usize> = (0..s.arms.len()).filter(|&a| s.arms[a].role == ArmRole::Baseline).collect();
@@ -174,7 +130,18 @@ pub fn analyse(l: &Loaded) -> Result<Vec<TaskRow>> {
         let tuned = &arms[best_baseline];
         let tol = tolerance(tuned.mean, tuned.std);
         let out = outcome(arms[candidate].mean, tuned.mean, tol);
-        rows.push(TaskRow { id: t.id.clone(), params: t.params, steps: t.steps, arms, best_baseline, tolerance: tol, outcome: out, candidate, reference });
+        rows.push(TaskRow {
+            id: t.id.clone(),
+            params: t.params,
+            steps: t.steps,
+            split: t.split,
+            arms,
+            best_baseline,
+            tolerance: tol,
+            outcome: out,
+            candidate,
+            reference,
+        });
     }
     Ok(rows)
 }

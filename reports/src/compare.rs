@@ -29,15 +29,37 @@ pub struct PairedTask {
     pub tolerance: f64,
 }
 
+/// Which side of a comparison did better on a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winner {
+    /// A's loss is lower by more than the tolerance.
+    A,
+    /// B's loss is lower by more than the tolerance.
+    B,
+    /// Within the tolerance, or both diverged.
+    Tie,
+}
+
+impl Winner {
+    /// `A`, `B` or `tie`, as tables print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Winner::A => "A",
+            Winner::B => "B",
+            Winner::Tie => "tie",
+        }
+    }
+}
+
 impl PairedTask {
-    /// "B", "tie" or "A": which side is better on this task.
-    pub fn winner(&self) -> &'static str {
+    /// Which side is better on this task.
+    pub fn winner(&self) -> Winner {
         if self.a.is_infinite() && self.b.is_infinite() || (self.delta.abs() <= self.tolerance) {
-            "tie"
+            Winner::Tie
         } else if self.delta < 0.0 {
-            "B"
+            Winner::B
         } else {
-            "A"
+            Winner::A
         }
     }
 }
@@ -66,6 +88,14 @@ fn candidate_rows(dir: &Path) -> Result<(String, Vec<TaskRow>, Vec<String>)> {
     recs.sort();
     recs.dedup();
     Ok((legend, rows, recs))
+}
+
+impl Comparison {
+    /// Tasks where (A, B, neither) is better.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |w: Winner| self.tasks.iter().filter(|t| t.winner() == w).count();
+        (n(Winner::A), n(Winner::B), n(Winner::Tie))
+    }
 }
 
 /// Compare the candidates of two result directories.
@@ -102,7 +132,7 @@ pub fn compare_dirs(a: &Path, b: &Path) -> Result<Comparison> {
     let d: Vec<f64> = tasks
         .iter()
         .map(|t| {
-            if t.winner() == "tie" {
+            if t.winner() == Winner::Tie {
                 0.0
             } else if t.delta.is_infinite() {
                 big * t.delta.signum()
@@ -117,8 +147,7 @@ pub fn compare_dirs(a: &Path, b: &Path) -> Result<Comparison> {
 /// `compare.md`.
 pub fn markdown(c: &Comparison) -> String {
     let mut s = String::new();
-    let (b_wins, ties) = (c.tasks.iter().filter(|t| t.winner() == "B").count(), c.tasks.iter().filter(|t| t.winner() == "tie").count());
-    let a_wins = c.tasks.len() - b_wins - ties;
+    let (a_wins, b_wins, ties) = c.counts();
     let _ = writeln!(s, "# beatmatch compare\n\n- A: {}\n- B: {}\n", c.labels.0, c.labels.1);
     let _ = writeln!(
         s,
@@ -142,7 +171,7 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(s, "A tie is |B − A| within the larger seed-noise tolerance of the two (seed std, floor 1e-4 × |loss|).\n");
     let _ = writeln!(s, "| task | params | steps | A | B | B − A | better |\n|---|---:|---:|---:|---:|---:|---|");
     for t in &c.tasks {
-        let _ = writeln!(s, "| {} | {} | {} | {:.4} | {:.4} | {:+.4} | {} |", t.task, t.params, t.steps, t.a, t.b, t.delta, t.winner());
+        let _ = writeln!(s, "| {} | {} | {} | {:.4} | {:.4} | {:+.4} | {} |", t.task, t.params, t.steps, t.a, t.b, t.delta, t.winner().as_str());
     }
     if !c.unpaired.is_empty() {
         let _ = writeln!(s, "\nNot in both (left out): {}", c.unpaired.join(", "));
@@ -157,7 +186,7 @@ pub fn write(c: &Comparison, out: &Path) -> Result<()> {
     std::fs::write(out.join("compare.md"), markdown(c))?;
     let mut csv = String::from("task,params,steps,a_loss,b_loss,delta,better\n");
     for t in &c.tasks {
-        let _ = writeln!(csv, "{},{},{},{},{},{},{}", t.task, t.params, t.steps, t.a, t.b, t.delta, t.winner());
+        let _ = writeln!(csv, "{},{},{},{},{},{},{}", t.task, t.params, t.steps, t.a, t.b, t.delta, t.winner().as_str());
     }
     std::fs::write(out.join("compare.csv"), csv)?;
     let pts: Vec<(u64, f64)> = c.tasks.iter().map(|t| (t.params, t.delta)).collect();

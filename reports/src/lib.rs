@@ -7,6 +7,7 @@
 //! machine-dependent `wall_clock.csv` / `wall_clock.md` from the runs' timing sidecars.
 
 pub mod analysis;
+pub mod ci;
 pub mod compare;
 pub mod export;
 pub mod figures;
@@ -76,7 +77,7 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
                 speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect(),
             })
             .collect();
-        figures::speedup::draw(&dir.join("speedup.png"), &series, analysis::SPEEDUP_CAP)?;
+        figures::speedup::draw(&dir.join("speedup.png"), &series, study.speedup_cap as f64)?;
     }
     let cand = study.arms.iter().find(|a| a.role == ArmRole::Candidate).map_or(String::new(), |a| a.legend.clone());
     figures::heatmap::draw(&dir.join("win_rate_heatmap.png"), &bins, &format!("Win rate (beat or match) of {cand}"))?;

@@ -7,18 +7,64 @@
 //! measurement + evaluations × evaluation. The wall time of N workers is the larger of the sum
 //! over N and the longest run. Only the CPU is estimated: this build has no CUDA path.
 
-use crate::optimizers::Checkpoints;
+use crate::factory::OptimizerFactory;
 use crate::plan::Job;
-use crate::store::write_json_atomic;
 use anyhow::{Context, Result};
+use beatmatch_core::store::write_json_atomic;
 use beatmatch_core::{ParamInfo, StepContext};
-use beatmatch_tasks::train::{calibrate, StepCost};
+use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
+use beatmatch_tasks::datasets::Dataset;
+use beatmatch_tasks::inner::loss_and_grads;
 use beatmatch_tasks::Problem;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Measured costs of one problem on one device (seconds), for time estimates.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepCost {
+    /// One training step's forward and backward pass (the optimizer update excluded).
+    pub step_s: f64,
+    /// One train-loss measurement (the fixed measurement batches).
+    pub measure_s: f64,
+    /// One held-out evaluation.
+    pub eval_s: f64,
+}
+
+/// Time `steps` training steps (after one warm-up step), one train-loss measurement and one
+/// held-out evaluation of `problem`.
+pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usize) -> Result<StepCost> {
+    let model = problem.build_model();
+    let train_view = View::new(problem, data, false)?;
+    let test_view = View::new(problem, data, true)?;
+    let params: Vec<Tensor> = model
+        .init(&mut rng(0, STREAM_INIT))
+        .into_iter()
+        .zip(model.params())
+        .map(|(v, p)| Ok(candle_core::Var::from_vec(v, p.shape.clone(), device)?.as_tensor().clone()))
+        .collect::<Result<_>>()?;
+    let mut batches = BatchStream::new(train_view.len(), 0);
+    let mut idx = Vec::new();
+    let mut timed = 0.0;
+    for i in 0..=steps {
+        batches.next_indices(problem.batch_size, &mut idx);
+        let start = Instant::now();
+        let (xb, yb) = train_view.batch(&idx, device)?;
+        loss_and_grads(model.as_ref(), &params, &xb, &yb)?;
+        if i > 0 {
+            timed += start.elapsed().as_secs_f64();
+        }
+    }
+    let measure_idx = train_view.measurement_items(problem);
+    let start = Instant::now();
+    train_view.evaluate(model.as_ref(), &params, Some(&measure_idx), problem.batch_size, device)?;
+    let measure_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    test_view.evaluate(model.as_ref(), &params, None, test_view.chunk(), device)?;
+    Ok(StepCost { step_s: timed / steps.max(1) as f64, measure_s, eval_s: start.elapsed().as_secs_f64() })
+}
 
 /// Cached measurements.
 #[derive(Default, Serialize, Deserialize)]
@@ -98,7 +144,7 @@ impl Calibration {
         Ok(c)
     }
 
-    fn optimizer(&mut self, job: &Job, optimizers: &Checkpoints) -> Result<f64> {
+    fn optimizer(&mut self, job: &Job, optimizers: &OptimizerFactory) -> Result<f64> {
         let key = format!("{}/{}", job.key.optimizer_hash, self.host);
         if let Some(&c) = self.optimizers.get(&key) {
             return Ok(c);
@@ -114,7 +160,7 @@ impl Calibration {
         for step in 0..steps {
             let mut params: Vec<&mut [f32]> = values.iter_mut().map(|v| v.as_mut_slice()).collect();
             let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
-            opt.step(&mut params, &g, &StepContext { step, num_steps: 1000, loss: 1.0 });
+            opt.step(&mut params, &g, &StepContext { step, num_steps: 1000, losses: &[1.0] });
         }
         let per_param = start.elapsed().as_secs_f64() / (steps as f64 * n as f64);
         self.optimizers.insert(key, per_param);
@@ -124,7 +170,7 @@ impl Calibration {
 
     /// Estimate the CPU time of `jobs` (those still to run), measuring what is not cached;
     /// `on_problem(done, total)` reports calibration progress.
-    pub fn estimate(&mut self, jobs: &[&Job], device: &Device, optimizers: &Checkpoints, on_problem: &mut dyn FnMut(usize, usize)) -> Result<Estimate> {
+    pub fn estimate(&mut self, jobs: &[&Job], device: &Device, optimizers: &OptimizerFactory, on_problem: &mut dyn FnMut(usize, usize)) -> Result<Estimate> {
         let mut problems: BTreeMap<String, &Problem> = BTreeMap::new();
         for j in jobs {
             problems.entry(j.key.problem_hash.clone()).or_insert(&j.problem);

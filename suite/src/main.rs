@@ -1,14 +1,6 @@
 //! `suite`: plan, run and report beatmatch studies. `suite --help` lists the commands.
 
-mod ci;
 mod cli;
-mod estimate;
-mod executor;
-mod lopt;
-mod optimizers;
-mod plan;
-mod store;
-mod validate;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

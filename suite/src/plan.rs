@@ -6,14 +6,12 @@
 //! (LR-tuned Adam) runs to 4× that so speedups above 1 are measurable. Horizon-dependent
 //! optimizers (schedules, learned optimizers) get one run per budget with that budget as horizon.
 
+use crate::factory::OptimizerFactory;
 use anyhow::Result;
 use beatmatch_baselines::Protocol;
-use beatmatch_core::{content_hash, Arm, ArmRole, Cell, OptimizerSpec, RunKey, Study, StudyTask, STUDY_SCHEMA_VERSION};
+use beatmatch_core::{content_hash, Arm, ArmRole, Cell, OptimizerSpec, RunKey, Study, StudyTask, SPEEDUP_CAP, STUDY_SCHEMA_VERSION};
 use beatmatch_tasks::{Problem, Task};
 use std::collections::{BTreeMap, HashMap};
-
-/// How far past the longest budget the speedup reference runs (speedups are capped here).
-pub const SPEEDUP_CAP: u64 = 4;
 
 /// One run to execute.
 #[derive(Clone, Debug)]
@@ -24,6 +22,14 @@ pub struct Job {
     pub problem: Problem,
     /// Trainable parameters.
     pub params: u64,
+}
+
+impl Job {
+    /// The run group this job belongs to: runs of one problem from one seed share their
+    /// initialisation and every mini-batch, so a runner may train them together.
+    pub fn group_key(&self) -> (&str, u64) {
+        (&self.key.problem_hash, self.key.seed)
+    }
 }
 
 /// What was asked for.
@@ -76,7 +82,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
     for t in req.tasks {
         let ph = t.problem.hash();
         let params = *params_of.entry(ph.clone()).or_insert_with(|| t.params());
-        tasks.push(StudyTask { id: t.id(), problem_id: t.problem.id(), problem_hash: ph, params, steps: t.steps });
+        tasks.push(StudyTask { id: t.id(), problem_id: t.problem.id(), problem_hash: ph, params, steps: t.steps, split: t.split });
     }
 
     let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
@@ -85,7 +91,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
         let st = &tasks[ti];
         for (ai, arm) in arms.iter().enumerate() {
             for (ci, spec) in arm.configs.iter().enumerate() {
-                let (steps, horizon) = if crate::optimizers::Checkpoints::is_horizon_free(spec) {
+                let (steps, horizon) = if OptimizerFactory::is_horizon_free(spec) {
                     let reach = longest[&st.problem_hash] * if arm.speedup_reference { SPEEDUP_CAP } else { 1 };
                     (reach, reach)
                 } else {
@@ -115,6 +121,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
         selection: req.selection.clone(),
         code_version,
         device: req.device.clone(),
+        speedup_cap: SPEEDUP_CAP,
         tasks,
         arms,
         cells,
@@ -132,7 +139,7 @@ pub fn cost(job: &Job) -> f64 {
 }
 
 fn candidate_legend(spec: &OptimizerSpec) -> String {
-    crate::optimizers::Checkpoints::legend(spec)
+    OptimizerFactory::legend(spec)
 }
 
 #[cfg(test)]

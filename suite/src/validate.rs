@@ -12,26 +12,14 @@
 //! 6000 steps); the bands around "≈" are ±8 points, wide enough for seed noise and small enough
 //! to catch a broken model or data set.
 
+use crate::factory::OptimizerFactory;
 use anyhow::{bail, Result};
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::models::{Activation, ModelConfig, Pooling};
 use beatmatch_tasks::train::{train, RunSettings};
 use beatmatch_tasks::{DatasetName, Problem};
-use clap::Args;
 use std::process::ExitCode;
 use std::time::Instant;
-
-/// `suite validate` arguments.
-#[derive(Args)]
-pub struct ValidateArgs {
-    /// Comma-separated checks to run [default: all]: mnist1d_logreg, mnist1d_mlp,
-    /// fashion_conv, moby_transformer.
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
-    /// Seed for initialisation and data order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
 
 /// What a check measures and the published band it must fall in.
 #[derive(Clone, Copy)]
@@ -98,16 +86,21 @@ fn checks() -> Vec<Check> {
     ]
 }
 
-/// Run the selected checks (in parallel, one thread each); exit code 1 if any misses its band
-/// or cannot run.
-pub fn run(args: ValidateArgs) -> Result<ExitCode> {
+/// The names of every check.
+pub fn names() -> Vec<&'static str> {
+    checks().iter().map(|c| c.name).collect()
+}
+
+/// Run the checks named in `only` (all when empty) in parallel, one thread each, from `seed`;
+/// exit code 1 if any misses its band or cannot run.
+pub fn run(only: &[String], seed: u64) -> Result<ExitCode> {
     let all = checks();
-    for o in &args.only {
+    for o in only {
         if !all.iter().any(|c| c.name == o) {
             bail!("unknown check `{o}`; expected one of: {}", all.iter().map(|c| c.name).collect::<Vec<_>>().join(", "));
         }
     }
-    let selected: Vec<&Check> = all.iter().filter(|c| args.only.is_empty() || args.only.iter().any(|o| o == c.name)).collect();
+    let selected: Vec<&Check> = all.iter().filter(|c| only.is_empty() || only.iter().any(|o| o == c.name)).collect();
     let bars = indicatif::MultiProgress::new();
     let style = indicatif::ProgressStyle::with_template("{prefix:<18} {wide_bar} {pos}/{len} steps ETA {eta}").expect("valid template");
     let results: Vec<(String, bool)> = std::thread::scope(|s| {
@@ -116,7 +109,7 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
             .map(|c| {
                 let bar = bars.add(indicatif::ProgressBar::new(c.steps).with_style(style.clone()).with_prefix(c.name));
                 s.spawn(move || {
-                    let r = run_check(c, args.seed, &mut |step| bar.set_position(step));
+                    let r = run_check(c, seed, &mut |step| bar.set_position(step));
                     bar.finish_and_clear();
                     r
                 })
@@ -145,9 +138,9 @@ fn run_check(c: &Check, seed: u64, on_progress: &mut dyn FnMut(u64)) -> (String,
     let started = Instant::now();
     let outcome = (|| -> Result<_> {
         let spec = OptimizerSpec::parse(c.optimizer)?;
-        let mut opt = beatmatch_baselines::build(&spec, problem.build_model().params())?;
+        let opt = OptimizerFactory::default().build(&spec, problem.build_model().params())?;
         let settings = RunSettings { device: &candle_core::Device::Cpu, seed, steps: c.steps, horizon: c.steps };
-        train(&problem, &data, opt.as_mut(), settings, on_progress)
+        train(&problem, &data, opt, settings, on_progress)
     })();
     let secs = started.elapsed().as_secs_f64();
     let last = match outcome {

@@ -40,9 +40,9 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(steps)); // thrpt = steps per second
     g.bench_function("adam_train_step_x200", |b| {
         b.iter(|| {
-            let mut opt = beatmatch_baselines::build(&OptimizerSpec::parse("adam:lr=1e-3").unwrap(), &infos).unwrap();
+            let opt = beatmatch_baselines::build(&OptimizerSpec::parse("adam:lr=1e-3").unwrap(), &infos).unwrap();
             let settings = RunSettings { device: &candle_core::Device::Cpu, seed: 0, steps, horizon: steps };
-            train(&problem, &data, opt.as_mut(), settings, &mut |_| {}).unwrap()
+            train(&problem, &data, opt, settings, &mut |_| {}).unwrap()
         })
     });
     // The FLOP floor: forward (3 GEMMs) + backward (5 GEMMs: dW for 3 layers, dX for 2) per step.

@@ -4,6 +4,8 @@ use crate::datasets::DatasetName;
 use crate::models::{Model, ModelConfig};
 use serde::{Deserialize, Serialize};
 
+pub use beatmatch_core::Split;
+
 /// Registry tiers, smallest first; a tier includes every smaller one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,39 +99,6 @@ impl Problem {
         v.sort_unstable();
         v.dedup();
         v
-    }
-}
-
-/// Which side of a meta-learning split a task is on: learned optimizers are meta-trained on
-/// `meta_train` tasks only, so `meta_test` tasks measure generalisation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    /// May be used for meta-training.
-    MetaTrain,
-    /// Held out from meta-training.
-    MetaTest,
-}
-
-impl Split {
-    /// Registry name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::MetaTrain => "meta_train",
-            Split::MetaTest => "meta_test",
-        }
-    }
-
-    /// The default split of a problem: about one problem in four is held out, chosen by its
-    /// content hash (so every budget of a problem is on the same side, and the choice is
-    /// reproducible without a list).
-    pub fn by_hash(problem_hash: &str) -> Split {
-        let first = u8::from_str_radix(&problem_hash[..2.min(problem_hash.len())], 16).unwrap_or(0);
-        if first % 4 == 0 {
-            Split::MetaTest
-        } else {
-            Split::MetaTrain
-        }
     }
 }
 

@@ -164,7 +164,7 @@ pub fn run<O: Optimizer + ?Sized>(case: &Case, opt: &mut O, mut on_step: impl Fn
         let grads: Vec<&[f32]> = infos.iter().map(|p| case.tensor(&format!("grads/{t}/{}", p.name))).collect();
         {
             let mut slices: Vec<&mut [f32]> = ours.iter_mut().map(|v| v.as_mut_slice()).collect();
-            opt.step(&mut slices, &grads, &StepContext { step: t as u64, num_steps: case.num_steps(), loss: case.loss(t) });
+            opt.step(&mut slices, &grads, &StepContext { step: t as u64, num_steps: case.num_steps(), losses: &[case.loss(t)] });
         }
         on_step(t, opt, &ours);
         for (i, p) in infos.iter().enumerate() {

@@ -1,4 +1,6 @@
-//! One place that turns an optimizer spec into an optimizer, hand-designed or learned.
+//! The optimizer factory: the one place that turns an optimizer spec into an optimizer,
+//! hand-designed or learned. Every front end (`run`, `validate`, `plan`'s calibration, meta
+//! evaluation) builds through it.
 //!
 //! Learned optimizers are named on the command line as `velo:PATH`, `small_fc:PATH` or
 //! `mlp_lopt:PATH`; their spec carries the checkpoint's SHA-256 and the file is loaded once.
@@ -10,38 +12,53 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Loaded checkpoints by SHA-256.
+/// Builds optimizers from specs; holds the learned checkpoints loaded so far, by SHA-256.
 #[derive(Clone, Default)]
-pub struct Checkpoints {
+pub struct OptimizerFactory {
     by_sha: HashMap<String, Arc<Checkpoint>>,
 }
 
-impl Checkpoints {
+impl OptimizerFactory {
     /// Parse a candidate: `kind:key=value,...` for hand-designed optimizers, `ARCH:PATH` for
     /// learned ones (the checkpoint is loaded and checked now).
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
         if let Some((kind, path)) = text.split_once(':') {
             if let Some(arch) = Architecture::parse(kind) {
                 let ckpt = checkpoint::load(Path::new(path), Some(arch))?;
-                let spec = OptimizerSpec { checkpoint: Some(ckpt.sha256.clone()), ..OptimizerSpec::new(arch.as_str()) };
-                self.by_sha.insert(ckpt.sha256.clone(), Arc::new(ckpt));
-                return Ok(spec);
+                return Ok(self.add_checkpoint(ckpt));
             }
         }
         Ok(OptimizerSpec::parse(text)?)
     }
 
-    /// Build the optimizer `spec` names for tensors `params`.
+    /// Register a loaded checkpoint; returns the spec that names it.
+    pub fn add_checkpoint(&mut self, ckpt: Checkpoint) -> OptimizerSpec {
+        let spec = OptimizerSpec { checkpoint: Some(ckpt.sha256.clone()), ..OptimizerSpec::new(ckpt.arch.as_str()) };
+        self.by_sha.insert(ckpt.sha256.clone(), Arc::new(ckpt));
+        spec
+    }
+
+    /// Build the optimizer `spec` names for tensors `params` (one member).
     pub fn build(&self, spec: &OptimizerSpec, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
-        match &spec.checkpoint {
+        self.build_members(std::slice::from_ref(spec), params)
+    }
+
+    /// Build one optimizer over several members, member `k` configured by `specs[k]`: specs of
+    /// one hand-designed kind, or copies of one learned checkpoint.
+    pub fn build_members(&self, specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
+        let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
+        match &first.checkpoint {
             Some(sha) => {
-                let ckpt = self.by_sha.get(sha).with_context(|| format!("checkpoint {sha} was not loaded"))?;
-                if ckpt.arch.as_str() != spec.kind {
-                    bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), spec.kind);
+                if let Some(other) = specs.iter().find(|s| s != &first) {
+                    bail!("members of one learned optimizer share its checkpoint: `{other}` differs from `{first}`");
                 }
-                Ok(beatmatch_learned::build(ckpt, params)?)
+                let ckpt = self.by_sha.get(sha).with_context(|| format!("checkpoint {sha} was not loaded"))?;
+                if ckpt.arch.as_str() != first.kind {
+                    bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), first.kind);
+                }
+                Ok(beatmatch_learned::build_members(ckpt.arch, &ckpt.theta, specs.len(), params)?)
             }
-            None => beatmatch_baselines::build(spec, params),
+            None => beatmatch_baselines::build_members(specs, params),
         }
     }
 
@@ -55,17 +72,14 @@ impl Checkpoints {
 
     /// Legend label: learned optimizers are "hyperparameter-free (1 trial)".
     pub fn legend(spec: &OptimizerSpec) -> String {
-        match Architecture::parse(&spec.kind) {
-            Some(arch) if spec.checkpoint.is_some() => {
+        match (Architecture::parse(&spec.kind), spec.checkpoint.as_deref()) {
+            (Some(arch), Some(sha)) => {
                 let name = match arch {
                     Architecture::Velo => "VeLO",
                     Architecture::SmallFc => "small_fc_lopt",
                     Architecture::MlpLopt => "MLP-LOpt",
                 };
-                format!(
-                    "{name} {}, hyperparameter-free (1 trial)",
-                    &spec.checkpoint.as_deref().unwrap_or("")[..8.min(spec.checkpoint.as_deref().map_or(0, str::len))]
-                )
+                format!("{name} {}, hyperparameter-free (1 trial)", &sha[..8.min(sha.len())])
             }
             _ => format!("{spec} (1 trial)"),
         }

@@ -6,8 +6,8 @@
 //! difference of two seed means (z = 3 by default) — floored at 1e-4 × |reference| so a
 //! deterministic rerun with zero seed spread still compares equal within float noise.
 
+use crate::analysis::TaskRow;
 use anyhow::{bail, Context, Result};
-use beatmatch_reports::analysis::TaskRow;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::Path;
@@ -75,6 +75,28 @@ pub fn reference_from(rows: &[TaskRow], candidate: &str, tier: &str, device: &st
     }
 }
 
+/// How a task's loss moved against the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Worse by more than the tolerance, or diverged where the reference did not.
+    Regressed,
+    /// Better by more than the tolerance.
+    Improved,
+    /// Within the tolerance (or diverged on both sides).
+    Unchanged,
+}
+
+impl Change {
+    /// Lower-case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Regressed => "regressed",
+            Change::Improved => "improved",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// One task's verdict.
 #[derive(Clone, Debug)]
 pub struct Verdict {
@@ -86,15 +108,32 @@ pub struct Verdict {
     pub current: f64,
     /// Allowed difference.
     pub tolerance: f64,
-    /// `regressed`, `improved` or `unchanged`.
-    pub status: &'static str,
+    /// How it moved.
+    pub status: Change,
     /// Outcome then → now.
     pub outcome: (String, String),
 }
 
-/// Compare current rows with the reference; returns verdicts and the tasks present on only one
-/// side (reference-only, current-only).
-pub fn check(reference: &Reference, rows: &[TaskRow], z: f64) -> (Vec<Verdict>, Vec<String>, Vec<String>) {
+/// The gate's findings.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// One verdict per task present on both sides.
+    pub verdicts: Vec<Verdict>,
+    /// Tasks in the reference but not run now.
+    pub missing: Vec<String>,
+    /// Tasks run now but not in the reference.
+    pub extra: Vec<String>,
+}
+
+impl Check {
+    /// The verdicts that regressed.
+    pub fn regressed(&self) -> Vec<&Verdict> {
+        self.verdicts.iter().filter(|v| v.status == Change::Regressed).collect()
+    }
+}
+
+/// Compare current rows with the reference: verdicts and the tasks present on only one side.
+pub fn check(reference: &Reference, rows: &[TaskRow], z: f64) -> Check {
     let mut verdicts = Vec::new();
     let mut missing_now = Vec::new();
     for rt in &reference.tasks {
@@ -108,13 +147,13 @@ pub fn check(reference: &Reference, rows: &[TaskRow], z: f64) -> (Vec<Verdict>, 
         let se = (rt.loss_std.powi(2) / rt.seeds.max(1) as f64 + now_std.powi(2) / c.finals.len().max(1) as f64).sqrt();
         let tol = (z * se).max(1e-4 * then.abs());
         let status = if then.is_infinite() && now.is_infinite() {
-            "unchanged"
+            Change::Unchanged
         } else if now > then + tol || (now.is_infinite() && then.is_finite()) {
-            "regressed"
+            Change::Regressed
         } else if now < then - tol {
-            "improved"
+            Change::Improved
         } else {
-            "unchanged"
+            Change::Unchanged
         };
         verdicts.push(Verdict {
             task: rt.task.clone(),
@@ -125,14 +164,15 @@ pub fn check(reference: &Reference, rows: &[TaskRow], z: f64) -> (Vec<Verdict>, 
             outcome: (rt.outcome.clone(), r.outcome.as_str().to_string()),
         });
     }
-    let extra_now = rows.iter().filter(|r| !reference.tasks.iter().any(|t| t.task == r.id)).map(|r| r.id.clone()).collect();
-    (verdicts, missing_now, extra_now)
+    let extra = rows.iter().filter(|r| !reference.tasks.iter().any(|t| t.task == r.id)).map(|r| r.id.clone()).collect();
+    Check { verdicts, missing: missing_now, extra }
 }
 
 /// Render `ci-report.md`.
-pub fn markdown(reference: &Reference, candidate: &str, verdicts: &[Verdict], missing: &[String], extra: &[String], z: f64, records: &[String]) -> String {
+pub fn markdown(reference: &Reference, candidate: &str, check: &Check, z: f64, records: &[String]) -> String {
+    let Check { verdicts, missing, extra } = check;
     let mut s = String::new();
-    let regressed: Vec<&Verdict> = verdicts.iter().filter(|v| v.status == "regressed").collect();
+    let regressed = check.regressed();
     let _ = writeln!(s, "# beatmatch CI report\n");
     let _ = writeln!(
         s,
@@ -140,7 +180,7 @@ pub fn markdown(reference: &Reference, candidate: &str, verdicts: &[Verdict], mi
         if regressed.is_empty() { "PASS" } else { "FAIL" },
         regressed.len(),
         verdicts.len(),
-        verdicts.iter().filter(|v| v.status == "improved").count(),
+        verdicts.iter().filter(|v| v.status == Change::Improved).count(),
         reference.candidate,
         reference.code_version,
         reference.device
@@ -173,7 +213,7 @@ pub fn markdown(reference: &Reference, candidate: &str, verdicts: &[Verdict], mi
             v.current,
             v.current - v.reference,
             v.tolerance,
-            v.status,
+            v.status.as_str(),
             v.outcome.0,
             v.outcome.1
         );
@@ -186,6 +226,14 @@ pub fn markdown(reference: &Reference, candidate: &str, verdicts: &[Verdict], mi
     }
     let _ = writeln!(s, "\n## Provenance\n\nCurrent candidate records: {}", records.join(" "));
     s
+}
+
+/// Write a reference file atomically.
+pub fn write_reference(path: &Path, r: &Reference) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(beatmatch_core::store::write_json_atomic(path, r)?)
 }
 
 /// Read a reference file.

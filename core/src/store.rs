@@ -1,0 +1,342 @@
+//! The result store: the one place that knows a result directory's layout.
+//!
+//! ```text
+//! DIR/study.json               the manifest (schema: crate::study)
+//! DIR/runs/<hash>.json         one record per run, named by its key's content hash (crate::record)
+//! DIR/runs/<hash>.timing.json  that run's wall-clock time ([`Timing`]), kept out of the record
+//! ```
+//!
+//! Writes are atomic: a temporary file named uniquely across hosts and processes (host name,
+//! process id, a per-process counter and the clock), fsync, rename. A crash leaves the whole
+//! file or none, and shards on several hosts writing into one shared directory never collide
+//! on a temporary name. Leftover temporary files are ignored by every reader.
+
+use crate::{RunRecord, RunStatus, Study, RECORD_SCHEMA_VERSION, STUDY_SCHEMA_VERSION};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A run's timing sidecar (`runs/<hash>.timing.json`), outside the record so records stay
+/// bit-identical across reruns.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Wall-clock seconds of training (measurements included).
+    pub seconds: f64,
+    /// Steps taken.
+    pub steps: u64,
+}
+
+/// What went wrong reading or writing a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read, written or renamed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `reading`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON of the expected schema.
+    #[error("parsing {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A file was written by a schema this code cannot read.
+    #[error("{}: schema version {found}, but this beatmatch reads version {expected} (rerun `suite run` with this version to rewrite it)", path.display())]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Version this code reads.
+        expected: u32,
+    },
+    /// The manifest names records the directory does not hold.
+    #[error("{count} of the study's runs have no record in {} (first: {first}); run `suite run` to finish them", dir.display())]
+    MissingRecords {
+        /// The `runs` directory.
+        dir: PathBuf,
+        /// How many.
+        count: usize,
+        /// The first missing hash.
+        first: String,
+    },
+}
+
+/// A result directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// A study with every record it references.
+pub struct Loaded {
+    /// The manifest.
+    pub study: Study,
+    /// Records by hash.
+    pub records: HashMap<String, RunRecord>,
+    /// Timings by record hash, where a sidecar exists.
+    pub timings: HashMap<String, Timing>,
+}
+
+#[derive(Deserialize)]
+struct Versioned {
+    schema_version: u32,
+}
+
+impl Store {
+    /// The store at `dir`, for reading (nothing is created).
+    pub fn at(dir: &Path) -> Self {
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// The store at `dir`, creating it (and `runs/`) for writing.
+    pub fn create(dir: &Path) -> Result<Self, StoreError> {
+        let runs = dir.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|source| StoreError::Io { action: "creating", path: runs, source })?;
+        Ok(Self::at(dir))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `DIR/study.json`.
+    pub fn study_path(&self) -> PathBuf {
+        self.dir.join("study.json")
+    }
+
+    /// `DIR/runs`.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.join("runs")
+    }
+
+    /// `DIR/runs/<hash>.json`.
+    pub fn record_path(&self, hash: &str) -> PathBuf {
+        self.runs_dir().join(format!("{hash}.json"))
+    }
+
+    /// `DIR/runs/<hash>.timing.json`.
+    pub fn timing_path(&self, hash: &str) -> PathBuf {
+        self.runs_dir().join(format!("{hash}.timing.json"))
+    }
+
+    /// Whether the directory holds a manifest.
+    pub fn has_study(&self) -> bool {
+        self.study_path().is_file()
+    }
+
+    /// The manifest; an error names the file (and both schema versions when they differ).
+    pub fn read_study(&self) -> Result<Study, StoreError> {
+        read_versioned(&self.study_path(), STUDY_SCHEMA_VERSION)
+    }
+
+    /// Write the manifest atomically.
+    pub fn write_study(&self, study: &Study) -> Result<(), StoreError> {
+        write_json_atomic(&self.study_path(), study)
+    }
+
+    /// The record `hash`: `Ok(None)` when absent, an error when unreadable or of another schema.
+    pub fn read_record(&self, hash: &str) -> Result<Option<RunRecord>, StoreError> {
+        let path = self.record_path(hash);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        read_versioned(&path, RECORD_SCHEMA_VERSION).map(Some)
+    }
+
+    /// The finished record for `hash`, if one is stored, readable and really `hash`'s. A record
+    /// of a failed run (a bug or resource error, not divergence) does not count: it is retried.
+    pub fn finished(&self, hash: &str) -> Option<RunRecord> {
+        let rec = self.read_record(hash).ok()??;
+        (rec.hash == hash && !matches!(rec.status, RunStatus::Failed { .. })).then_some(rec)
+    }
+
+    /// Write a record atomically.
+    pub fn write_record(&self, rec: &RunRecord) -> Result<(), StoreError> {
+        write_json_atomic(&self.record_path(&rec.hash), rec)
+    }
+
+    /// The timing sidecar of `hash`, if present and readable.
+    pub fn read_timing(&self, hash: &str) -> Option<Timing> {
+        std::fs::read(self.timing_path(hash)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Write a run's timing sidecar atomically.
+    pub fn write_timing(&self, hash: &str, timing: &Timing) -> Result<(), StoreError> {
+        write_json_atomic(&self.timing_path(hash), timing)
+    }
+
+    /// The manifest and every record it references (a missing record is an error naming it),
+    /// with their timings where present.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let study = self.read_study()?;
+        let mut records = HashMap::new();
+        let mut timings = HashMap::new();
+        let mut missing = Vec::new();
+        for cell in &study.cells {
+            if records.contains_key(&cell.record) {
+                continue;
+            }
+            match self.read_record(&cell.record)? {
+                Some(r) => {
+                    if let Some(t) = self.read_timing(&cell.record) {
+                        timings.insert(cell.record.clone(), t);
+                    }
+                    records.insert(cell.record.clone(), r);
+                }
+                None => missing.push(cell.record.clone()),
+            }
+        }
+        if let Some(first) = missing.first() {
+            return Err(StoreError::MissingRecords { dir: self.runs_dir(), count: missing.len(), first: first.clone() });
+        }
+        Ok(Loaded { study, records, timings })
+    }
+}
+
+fn read_versioned<T: DeserializeOwned>(path: &Path, expected: u32) -> Result<T, StoreError> {
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Io { action: "reading", path: path.to_path_buf(), source })?;
+    let parse = |source| StoreError::Parse { path: path.to_path_buf(), source };
+    let v: Versioned = serde_json::from_slice(&bytes).map_err(parse)?;
+    if v.schema_version != expected {
+        return Err(StoreError::Schema { path: path.to_path_buf(), found: v.schema_version, expected });
+    }
+    serde_json::from_slice(&bytes).map_err(parse)
+}
+
+/// A temporary-file suffix no other process on any host sharing the directory will pick:
+/// host name, process id, a per-process counter and the clock's nanoseconds.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "host".into());
+    let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{host}.{}.{}.{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Serialise `value` as pretty JSON (plus a newline) into `path` via a uniquely named
+/// temporary file, fsync and a rename.
+pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Parse { path: path.to_path_buf(), source })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Write `bytes` into `path` via a uniquely named temporary file, fsync and a rename; on any
+/// error the temporary file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().to_string());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", unique_suffix()));
+    fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
+        move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+    }
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+        f.write_all(bytes).map_err(io("writing", &tmp))?;
+        f.sync_all().map_err(io("syncing", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io("renaming into", path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OptimizerSpec, RunKey};
+
+    fn record(status: RunStatus) -> RunRecord {
+        let key = RunKey {
+            problem_id: "p".into(),
+            problem_hash: "h".into(),
+            optimizer: OptimizerSpec::new("adam"),
+            optimizer_hash: "o".into(),
+            seed: 0,
+            steps: 10,
+            horizon: 10,
+            code_version: "v".into(),
+            device: "cpu".into(),
+        };
+        RunRecord { schema_version: RECORD_SCHEMA_VERSION, hash: key.hash(), key, params: 3, status, curve: vec![], evals: vec![] }
+    }
+
+    fn temporaries(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().to_string_lossy().ends_with(".tmp")).count()
+    }
+
+    #[test]
+    fn finished_ignores_failed_corrupt_and_foreign_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let rec = record(RunStatus::Finished);
+        assert!(store.finished(&rec.hash).is_none());
+        store.write_record(&rec).unwrap();
+        assert_eq!(store.finished(&rec.hash).unwrap(), rec);
+        // A truncated file (a crash before the rename never leaves one, but a disk might).
+        std::fs::write(store.record_path(&rec.hash), b"{\"schema_version\": 1, \"ha").unwrap();
+        assert!(store.finished(&rec.hash).is_none());
+        assert!(matches!(store.read_record(&rec.hash), Err(StoreError::Parse { .. })));
+        let failed = record(RunStatus::Failed { error: "oom".into() });
+        store.write_record(&failed).unwrap();
+        assert!(store.finished(&failed.hash).is_none());
+        // A record filed under another run's hash is not that run's.
+        std::fs::copy(store.record_path(&failed.hash), store.record_path("f00")).unwrap();
+        assert!(store.finished("f00").is_none());
+        assert_eq!(temporaries(&store.runs_dir()), 0);
+    }
+
+    #[test]
+    fn another_schema_is_an_error_naming_the_file_and_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let mut rec = record(RunStatus::Finished);
+        rec.schema_version = 99;
+        store.write_record(&rec).unwrap();
+        let e = store.read_record(&rec.hash).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{}.json", rec.hash)) && e.contains("schema version 99") && e.contains(&format!("reads version {RECORD_SCHEMA_VERSION}")),
+            "{e}"
+        );
+        std::fs::write(store.study_path(), b"{\"schema_version\": 1}").unwrap();
+        let e = store.read_study().unwrap_err().to_string();
+        assert!(e.contains("study.json") && e.contains("schema version 1") && e.contains(&format!("reads version {STUDY_SCHEMA_VERSION}")), "{e}");
+    }
+
+    #[test]
+    fn timings_round_trip_and_temporary_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        assert_eq!(store.read_timing("x"), None);
+        store.write_timing("x", &Timing { seconds: 1.5, steps: 3 }).unwrap();
+        assert_eq!(store.read_timing("x"), Some(Timing { seconds: 1.5, steps: 3 }));
+        let names: std::collections::BTreeSet<String> = (0..1000).map(|_| unique_suffix()).collect();
+        assert_eq!(names.len(), 1000);
+        assert!(names.iter().all(|n| n.contains(&format!(".{}.", std::process::id()))));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_and_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.json");
+        write_json_atomic(&target, &1u32).unwrap();
+        // Renaming a file onto a directory fails: the earlier file stays, no temporary remains.
+        let blocked = dir.path().join("sub");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("x"), b"").unwrap();
+        assert!(write_json_atomic(&blocked, &2u32).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "1\n");
+        assert_eq!(temporaries(dir.path()), 0);
+    }
+}

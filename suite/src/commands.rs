@@ -1,0 +1,203 @@
+//! What each `suite` command does, given its options already parsed (the binary's `cli`
+//! only parses and dispatches here).
+
+use crate::estimate::{human, Calibration};
+use crate::study::{prepare, run_study, Selection, StudyOptions};
+use anyhow::{bail, Context, Result};
+use beatmatch_core::Store;
+use beatmatch_reports::ci;
+use beatmatch_reports::ReportOptions;
+use beatmatch_tasks::datasets::{fetch, DataSource, DatasetName};
+use beatmatch_tasks::{Task, Tier};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `suite data status`: every data set with its source, or how to get it; exit 1 when one is
+/// missing.
+pub fn data_status() -> Result<ExitCode> {
+    let mut missing = 0;
+    for d in DatasetName::ALL {
+        let (shape, classes) = d.signature();
+        let where_ = match d.locate() {
+            Ok(DataSource::Embedded) => "embedded in the binary".to_string(),
+            Ok(DataSource::Generated) => "generated on first use (fixed recipe and seed)".to_string(),
+            Ok(DataSource::Dir(p)) => format!("found in {}", p.display()),
+            Err(e) => {
+                missing += 1;
+                format!("MISSING — {}", e.how_to_get)
+            }
+        };
+        let what = if d.is_text() { format!("byte stream, {classes}-token vocabulary") } else { format!("{shape:?}, {classes} classes") };
+        println!("{:<14} {:<34} {where_}", d.as_str(), what);
+    }
+    Ok(if missing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `suite data fetch NAME`.
+pub fn data_fetch(name: &str) -> Result<ExitCode> {
+    let d =
+        DatasetName::parse(name).with_context(|| format!("unknown data set `{name}`; expected one of: {}", DatasetName::ALL.map(|d| d.as_str()).join(", ")))?;
+    let dir = fetch::fetch(d, &mut |line| eprintln!("{line}"))?;
+    match d.locate() {
+        Ok(_) => eprintln!("{name}: installed in {}", dir.display()),
+        Err(e) => bail!("{name}: downloaded to {}, but the loader still does not find it: {e}", dir.display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `suite list`: the tasks of a selection.
+pub fn list(sel: &Selection) -> Result<ExitCode> {
+    let tasks = sel.tasks()?;
+    println!("{:<56} {:>10} {:>7}  {:<10} {:<6} data", "task", "params", "steps", "split", "device");
+    for t in &tasks {
+        let data = match t.problem.dataset.locate() {
+            Ok(_) => "available",
+            Err(_) => "missing (see `suite data status`)",
+        };
+        println!("{:<56} {:>10} {:>7}  {:<10} {:<6} {data}", t.id(), t.params(), t.steps, t.split.as_str(), t.device.as_str());
+    }
+    eprintln!("{} tasks in tier {}", tasks.len(), sel.tier.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `suite run`: train, then (unless `no_report`) write the report; exit 1 when a run failed.
+pub fn run(opts: &StudyOptions, no_report: bool) -> Result<ExitCode> {
+    let (out, summary) = run_study(opts)?;
+    if !no_report {
+        report(&out, &ReportOptions::default())?;
+    }
+    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `suite report DIR`.
+pub fn report(dir: &Path, opts: &ReportOptions) -> Result<ExitCode> {
+    let r = beatmatch_reports::write_report(dir, opts)?;
+    eprintln!("{}", r.headline);
+    eprintln!("report written to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `suite plan`: what `suite run` would do with the same options, and how long it would take.
+pub fn plan(opts: &StudyOptions) -> Result<ExitCode> {
+    let p = prepare(opts)?;
+    let store = Store::at(&p.out);
+    let pending: Vec<&crate::plan::Job> = p.jobs.iter().filter(|j| store.finished(&j.key.hash()).is_none()).collect();
+    let problems = p.tasks.iter().map(|t| t.problem.hash()).collect::<BTreeSet<_>>().len();
+    println!("tier {}: {} tasks to run ({problems} problems); {} skipped", opts.selection.tier.as_str(), p.tasks.len(), p.study.skipped.len());
+    println!("runs: {} planned, {} already in {}, {} to run", p.jobs.len(), p.jobs.len() - pending.len(), p.out.display(), pending.len());
+    let mut cal = Calibration::load();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template("calibrating {pos}/{len} problems {wide_bar} ETA {eta}").expect("valid template"));
+    let est = cal.estimate(&pending, &candle_core::Device::Cpu, &p.factory, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    cal.save()?;
+    let est = est?;
+    println!(
+        "cpu: {} on {} workers ({} of single-core work; longest run {}); per-step costs of {} problems measured now, {} cached",
+        human(est.wall_s(p.workers)),
+        p.workers,
+        human(est.total_s),
+        human(est.longest_s),
+        est.measured,
+        est.from_cache
+    );
+    for (group, secs) in &est.by_group {
+        println!("  {group:<32} {:>14} single-core", human(*secs));
+    }
+    if !p.device_skipped.is_empty() {
+        let largest = p.device_skipped.iter().map(Task::params).max().unwrap_or(0);
+        println!("cuda: {} tasks (up to {largest} parameters) need a CUDA GPU: not estimated, this build has no CUDA path", p.device_skipped.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of a study run for one candidate on `tier` with the default baselines, into `out`,
+/// without a report.
+pub fn study_for(tier: Tier, candidate: &str, out: PathBuf, seeds: Option<u32>, jobs: Option<usize>) -> StudyOptions {
+    StudyOptions { candidate: candidate.to_string(), out: Some(out), seeds, jobs, ..StudyOptions::new(tier) }
+}
+
+/// `suite compare A B`: each side a result directory, or a candidate to run on `tier`.
+pub fn compare(a: &str, b: &str, tier: Tier, out: Option<PathBuf>, seeds: Option<u32>, jobs: Option<usize>) -> Result<ExitCode> {
+    let out = out.unwrap_or_else(|| PathBuf::from("results/compare"));
+    let mut dirs = Vec::new();
+    for (side, what) in [("a", a), ("b", b)] {
+        let p = PathBuf::from(what);
+        if Store::at(&p).has_study() {
+            dirs.push(p);
+        } else {
+            eprintln!("{side}: running candidate {what} on tier {}", tier.as_str());
+            let (dir, summary) = run_study(&study_for(tier, what, out.join(side), seeds, jobs))?;
+            if summary.failed > 0 {
+                bail!("{side}: {} runs failed", summary.failed);
+            }
+            dirs.push(dir);
+        }
+    }
+    let c = beatmatch_reports::compare::compare_dirs(&dirs[0], &dirs[1])?;
+    beatmatch_reports::compare::write(&c, &out)?;
+    let (a_wins, b_wins, ties) = c.counts();
+    eprintln!(
+        "B better on {b_wins}, tie {ties}, A better on {a_wins} of {} tasks; sign test p = {:.4}, Wilcoxon p = {:.4}",
+        c.tasks.len(),
+        c.sign.p_value,
+        c.wilcoxon.p_value
+    );
+    eprintln!("comparison written to {}", out.join("compare.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `suite ci` options.
+#[derive(Clone, Debug)]
+pub struct CiOptions {
+    /// The optimizer under test.
+    pub candidate: String,
+    /// Reference results.
+    pub reference: PathBuf,
+    /// Result directory for the run and `ci-report.md`.
+    pub out: PathBuf,
+    /// Rewrite the reference instead of checking against it.
+    pub update_reference: bool,
+    /// A task on only one side is an error.
+    pub strict: bool,
+    /// Tolerance in standard errors.
+    pub z: f64,
+    /// Parallel workers.
+    pub jobs: Option<usize>,
+}
+
+/// `suite ci`: run the smoke tier and gate on `ci/reference.json`.
+pub fn ci(o: &CiOptions) -> Result<ExitCode> {
+    let (dir, summary) = run_study(&study_for(Tier::Smoke, &o.candidate, o.out.clone(), None, o.jobs))?;
+    if summary.failed > 0 {
+        bail!("{} runs failed; see the messages above", summary.failed);
+    }
+    report(&dir, &ReportOptions::default())?;
+    let loaded = beatmatch_reports::analysis::load(&dir)?;
+    let rows = beatmatch_reports::analysis::analyse(&loaded)?;
+    if o.update_reference {
+        let r = ci::reference_from(&rows, &o.candidate, Tier::Smoke.as_str(), &loaded.study.device);
+        ci::write_reference(&o.reference, &r)?;
+        eprintln!("reference with {} tasks written to {}", r.tasks.len(), o.reference.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reference = ci::read_reference(&o.reference)?;
+    let check = ci::check(&reference, &rows, o.z);
+    let mut records: Vec<String> = rows.iter().flat_map(|r| r.arms[r.candidate].records.clone()).collect();
+    records.sort();
+    std::fs::write(dir.join("ci-report.md"), ci::markdown(&reference, &o.candidate, &check, o.z, &records))?;
+    let regressed = check.regressed();
+    for v in &regressed {
+        eprintln!("REGRESSION {}: final loss {:.5} -> {:.5} (+{:.5}, tolerance {:.5})", v.task, v.reference, v.current, v.current - v.reference, v.tolerance);
+    }
+    if o.strict && (!check.missing.is_empty() || !check.extra.is_empty()) {
+        eprintln!("strict: tasks missing now: {:?}; tasks not in the reference: {:?}", check.missing, check.extra);
+        return Ok(ExitCode::from(1));
+    }
+    eprintln!("ci: {} of {} tasks regressed; report in {}", regressed.len(), check.verdicts.len(), dir.join("ci-report.md").display());
+    Ok(if regressed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,16 @@
+//! The library under the `suite` binary, so a second front end can plan, run and report
+//! studies the same way.
+//!
+//! registry → [`study`] (selection, skips, [`plan`]) → [`runner`] (run groups, [`factory`]
+//! builds each optimizer) → the result store (`beatmatch_core::store`) → `beatmatch_reports`.
+//! [`commands`] holds what each CLI command does; [`estimate`] times plans from a calibration,
+//! [`validate`] checks models against published numbers, [`lopt`] handles checkpoints.
+
+pub mod commands;
+pub mod estimate;
+pub mod factory;
+pub mod lopt;
+pub mod plan;
+pub mod runner;
+pub mod study;
+pub mod validate;

@@ -1,0 +1,294 @@
+//! Runners and the executor that feeds them.
+//!
+//! The executor skips what the store already holds, gathers the rest into run groups — the jobs
+//! of one problem from one seed, which share initialisation and every mini-batch — and hands
+//! the groups to a [`Runner`] on `workers` threads, writing each record as soon as it is ready.
+//! A runner says how many members it trains at once: [`OneByOne`] one (so the executor
+//! schedules single runs, largest first); a batched or device runner takes whole groups.
+//!
+//! A diverged run is a result; an error or panic inside a run is recorded as `failed` (and
+//! retried next time) — neither stops the other runs.
+
+use crate::factory::OptimizerFactory;
+use crate::plan::{cost, Job};
+use anyhow::Result;
+use beatmatch_core::{RunRecord, RunStatus, Store, Timing, RECORD_SCHEMA_VERSION};
+use beatmatch_tasks::train::{train, RunSettings, TrainOutcome};
+use beatmatch_tasks::Problem;
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The jobs of one run group: one problem trained from one seed by one or more optimizers.
+pub struct JobGroup<'a> {
+    /// The problem.
+    pub problem: &'a Problem,
+    /// The seed (initialisation and data order).
+    pub seed: u64,
+    /// The runs, largest first.
+    pub jobs: Vec<&'a Job>,
+}
+
+/// Trains run groups.
+pub trait Runner: Sync {
+    /// Largest group this runner trains at once; larger groups are split (None: any size).
+    fn max_members(&self) -> Option<usize>;
+    /// Train every job of `group`. `progress(job, steps)` reports a job's steps done so far;
+    /// `done(job, record, timing)` hands back each finished run (failed runs included: a
+    /// runner turns its errors into `failed` records).
+    fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing));
+}
+
+/// The plain runner: each job trained alone, single-threaded, on one device.
+pub struct OneByOne<'a> {
+    /// Device to train on.
+    pub device: Device,
+    /// Builds each job's optimizer.
+    pub factory: &'a OptimizerFactory,
+}
+
+impl Runner for OneByOne<'_> {
+    fn max_members(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
+        for &job in &group.jobs {
+            let started = Instant::now();
+            let record = run_one(job, &self.device, self.factory, &mut |step| progress(job, step));
+            done(job, record, Timing { seconds: started.elapsed().as_secs_f64(), steps: job.key.steps });
+        }
+    }
+}
+
+/// Train one job into its record; errors and panics become a `failed` record.
+pub fn run_one(job: &Job, device: &Device, factory: &OptimizerFactory, on_progress: &mut dyn FnMut(u64)) -> RunRecord {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<TrainOutcome> {
+        let data = job.problem.dataset.load()?;
+        let infos = job.problem.build_model().params().to_vec();
+        let opt = factory.build(&job.key.optimizer, &infos)?;
+        let settings = RunSettings { device, seed: job.key.seed, steps: job.key.steps, horizon: job.key.horizon };
+        train(&job.problem, &data, opt, settings, on_progress)
+    }));
+    match outcome {
+        Ok(Ok(o)) => record(job, o.status, o.curve, o.evals),
+        Ok(Err(e)) => failed(job, format!("{e:#}")),
+        Err(panic) => failed(job, format!("panic: {}", panic_message(panic.as_ref()))),
+    }
+}
+
+/// A panic's message, where it carried one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+/// `job`'s record with the given results.
+pub fn record(job: &Job, status: RunStatus, curve: Vec<beatmatch_core::CurvePoint>, evals: Vec<beatmatch_core::EvalPoint>) -> RunRecord {
+    RunRecord { schema_version: RECORD_SCHEMA_VERSION, hash: job.key.hash(), key: job.key.clone(), params: job.params, status, curve, evals }
+}
+
+/// `job`'s record of a failed run.
+pub fn failed(job: &Job, error: String) -> RunRecord {
+    record(job, RunStatus::Failed { error }, vec![], vec![])
+}
+
+/// Totals of one execution.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExecSummary {
+    /// Runs already in the store.
+    pub cached: usize,
+    /// Runs trained now.
+    pub trained: usize,
+    /// Of those, diverged.
+    pub diverged: usize,
+    /// Of those, failed (errors, not divergence).
+    pub failed: usize,
+}
+
+/// The run groups of `pending` jobs, each at most `max` jobs, largest total cost first (ties
+/// by the first job's hash), jobs inside a group in plan order.
+pub fn groups<'a>(pending: &[&'a Job], max: Option<usize>) -> Vec<JobGroup<'a>> {
+    let mut by_key: BTreeMap<(&str, u64), Vec<&'a Job>> = BTreeMap::new();
+    for &j in pending {
+        by_key.entry(j.group_key()).or_default().push(j);
+    }
+    let mut out: Vec<JobGroup<'a>> = Vec::new();
+    for jobs in by_key.into_values() {
+        for part in jobs.chunks(max.unwrap_or(usize::MAX).max(1)) {
+            out.push(JobGroup { problem: &part[0].problem, seed: part[0].key.seed, jobs: part.to_vec() });
+        }
+    }
+    let total = |g: &JobGroup<'_>| g.jobs.iter().map(|j| cost(j)).sum::<f64>();
+    out.sort_by(|a, b| total(b).total_cmp(&total(a)).then_with(|| a.jobs[0].key.hash().cmp(&b.jobs[0].key.hash())));
+    out
+}
+
+/// Run every job not already finished in `store` through `runner` on `workers` threads.
+pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner, show_progress: bool) -> Result<ExecSummary> {
+    let pending: Vec<&Job> = jobs.iter().filter(|j| store.finished(&j.key.hash()).is_none()).collect();
+    let mut summary = ExecSummary { cached: jobs.len() - pending.len(), ..Default::default() };
+    if pending.is_empty() {
+        return Ok(summary);
+    }
+    let groups = groups(&pending, runner.max_members());
+    // Progress in units of estimated work, so the ETA is honest when runs differ in size.
+    let total_cost: f64 = pending.iter().map(|j| cost(j)).sum();
+    let scale = 1e6 / total_cost;
+    let bar = if show_progress { ProgressBar::new(1_000_000) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta} {msg}").expect("valid template"));
+    let next = AtomicUsize::new(0);
+    let done_runs = AtomicUsize::new(0);
+    let totals = Mutex::new(summary);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1).min(groups.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(group) = groups.get(i) else { break };
+                let mut reported: BTreeMap<String, u64> = BTreeMap::new();
+                let mut progress = |job: &Job, step: u64| {
+                    let last = reported.entry(job.key.hash()).or_insert(0);
+                    let per_step = cost(job) / job.key.steps.max(1) as f64 * scale;
+                    bar.inc((step.saturating_sub(*last) as f64 * per_step) as u64);
+                    *last = step.max(*last);
+                };
+                let written: std::cell::RefCell<Vec<String>> = Default::default();
+                let mut done = |job: &Job, record: RunRecord, timing: Timing| {
+                    let mut t = totals.lock().unwrap();
+                    t.trained += 1;
+                    match record.status {
+                        RunStatus::Diverged { .. } => t.diverged += 1,
+                        RunStatus::Failed { ref error } => {
+                            t.failed += 1;
+                            bar.println(format!("run {} ({} on {}) failed: {error}", &record.hash[..12], job.key.optimizer, job.key.problem_id));
+                        }
+                        RunStatus::Finished => {}
+                    }
+                    drop(t);
+                    // Timing first: a record without its timing is fine (reports skip the
+                    // wall-clock figures for it), a timing without its record is never read.
+                    if let Err(e) = store.write_timing(&record.hash, &timing).and_then(|_| store.write_record(&record)) {
+                        first_error.lock().unwrap().get_or_insert(anyhow::Error::from(e));
+                    }
+                    written.borrow_mut().push(record.hash);
+                    let n = done_runs.fetch_add(1, Ordering::Relaxed) + 1;
+                    bar.set_message(format!("{n}/{} runs", pending.len()));
+                };
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run_group(group, &mut progress, &mut done)));
+                // A runner that panicked mid-group: its unfinished jobs are failed runs.
+                if let Err(panic) = outcome {
+                    let msg = format!("panic: {}", panic_message(panic.as_ref()));
+                    let unfinished: Vec<&Job> = group.jobs.iter().copied().filter(|j| !written.borrow().contains(&j.key.hash())).collect();
+                    for job in unfinished {
+                        done(job, failed(job, msg.clone()), Timing { seconds: 0.0, steps: 0 });
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e.context("writing a run record"));
+    }
+    summary = totals.into_inner().unwrap();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beatmatch_core::{CurvePoint, OptimizerSpec, RunKey};
+    use beatmatch_tasks::models::ModelConfig;
+    use beatmatch_tasks::DatasetName;
+
+    fn job(seed: u64, lr: f64, steps: u64) -> Job {
+        let problem = Problem::new(ModelConfig::Logreg, DatasetName::Mnist1d, 32, &[steps]);
+        let optimizer = OptimizerSpec::new("adam").with("lr", lr);
+        let key = RunKey {
+            problem_id: problem.id(),
+            problem_hash: problem.hash(),
+            optimizer_hash: beatmatch_core::content_hash(&optimizer),
+            optimizer,
+            seed,
+            steps,
+            horizon: steps,
+            code_version: "test".into(),
+            device: "cpu".into(),
+        };
+        Job { key, problem, params: 410 }
+    }
+
+    /// Answers from a script instead of training: lr 1 diverges, lr 2 fails, lr 3 panics.
+    struct Mock {
+        max: Option<usize>,
+        seen: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Runner for Mock {
+        fn max_members(&self) -> Option<usize> {
+            self.max
+        }
+        fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
+            self.seen.lock().unwrap().push(group.jobs.iter().map(|j| j.key.hash()).collect());
+            for &j in &group.jobs {
+                assert_eq!((j.key.problem_hash.as_str(), j.key.seed), (group.problem.hash().as_str(), group.seed));
+                progress(j, j.key.steps);
+                let lr = j.key.optimizer.get("lr", 0.0);
+                if lr == 3.0 {
+                    panic!("scripted panic");
+                }
+                let status = match lr {
+                    1.0 => RunStatus::Diverged { step: 1, reason: "scripted".into() },
+                    2.0 => RunStatus::Failed { error: "scripted".into() },
+                    _ => RunStatus::Finished,
+                };
+                done(j, record(j, status, vec![CurvePoint { step: 0, train_loss: Some(1.0) }], vec![]), Timing { seconds: 0.5, steps: j.key.steps });
+            }
+        }
+    }
+
+    #[test]
+    fn executor_groups_by_problem_and_seed_writes_records_and_records_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let jobs = vec![job(0, 0.1, 10), job(0, 1.0, 10), job(1, 0.1, 10), job(1, 2.0, 10), job(1, 0.5, 10)];
+        let mock = Mock { max: None, seen: Mutex::new(vec![]) };
+        let s = execute(&jobs, &store, 2, &mock, false).unwrap();
+        assert_eq!(s, ExecSummary { cached: 0, trained: 5, diverged: 1, failed: 1 });
+        let mut seen = mock.seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen.len(), 2, "one group per (problem, seed): {seen:?}");
+        assert_eq!(seen.iter().map(Vec::len).sum::<usize>(), 5);
+        for j in &jobs {
+            let rec = store.read_record(&j.key.hash()).unwrap().expect("every run has a record");
+            assert_eq!(rec.key, j.key);
+            assert_eq!(store.read_timing(&j.key.hash()), Some(Timing { seconds: 0.5, steps: j.key.steps }));
+        }
+        // Rerun: the failed run is retried, everything else is cached.
+        let mock = Mock { max: Some(1), seen: Mutex::new(vec![]) };
+        let s = execute(&jobs, &store, 1, &mock, false).unwrap();
+        assert_eq!(s, ExecSummary { cached: 4, trained: 1, diverged: 0, failed: 1 });
+        assert_eq!(mock.seen.into_inner().unwrap(), vec![vec![jobs[3].key.hash()]]);
+    }
+
+    #[test]
+    fn groups_respect_the_runner_size_and_a_panic_fails_only_unfinished_jobs() {
+        let jobs = [job(0, 0.1, 10), job(0, 0.2, 10), job(0, 0.3, 10)];
+        let refs: Vec<&Job> = jobs.iter().collect();
+        assert_eq!(groups(&refs, Some(2)).iter().map(|g| g.jobs.len()).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(groups(&refs, None).len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let jobs = vec![job(0, 0.1, 10), job(0, 3.0, 10), job(0, 0.2, 10)];
+        let s = execute(&jobs, &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, false).unwrap();
+        assert_eq!(s.trained, 3);
+        let status = |j: &Job| store.read_record(&j.key.hash()).unwrap().unwrap().status;
+        let finished = jobs.iter().filter(|j| status(j) == RunStatus::Finished).count();
+        let panicked = jobs.iter().filter(|j| matches!(status(j), RunStatus::Failed { ref error } if error.contains("scripted panic"))).count();
+        assert_eq!(finished + panicked, 3);
+        assert!(panicked >= 1 && s.failed == panicked);
+    }
+}
