@@ -42,7 +42,7 @@ impl Split {
     /// reproducible without a list).
     pub fn by_hash(problem_hash: &str) -> Split {
         let first = u8::from_str_radix(&problem_hash[..2.min(problem_hash.len())], 16).unwrap_or(0);
-        if first % 4 == 0 {
+        if first.is_multiple_of(4) {
             Split::MetaTest
         } else {
             Split::MetaTrain

@@ -136,8 +136,8 @@ impl LossBuffer {
             self.means[i] = self.means[i] * self.decays[i] + loss * (1.0 - self.decays[i]);
         }
         let c = cor(&self.means, &self.decays);
-        for i in 0..10 {
-            self.running_min[i] = self.running_min[i].min(c[i]);
+        for (m, c) in self.running_min.iter_mut().zip(c) {
+            *m = m.min(c);
         }
         self.iteration += 1;
     }

@@ -21,7 +21,7 @@ use std::path::Path;
 use win_rate::Region;
 
 /// Report settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ReportOptions {
     /// The headline region.
     pub region: Region,
@@ -29,16 +29,12 @@ pub struct ReportOptions {
     pub bootstrap_seed: u64,
 }
 
-impl Default for ReportOptions {
-    fn default() -> Self {
-        Self { region: Region::default(), bootstrap_seed: 0 }
-    }
-}
-
 /// What the report found.
 pub struct ReportResult {
     /// The headline sentence.
     pub headline: String,
+    /// The headline within each side of the meta split, one line each.
+    pub by_split: Vec<String>,
     /// Per-task rows.
     pub rows: Vec<analysis::TaskRow>,
 }
@@ -105,7 +101,12 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
         dir.join("report.html"),
         export::html::render(&format!("beatmatch report — {}", study.selection), &format!("{summary}\n{wall}"), &figs_ref),
     )?;
-    Ok(ReportResult { headline, rows })
+    let by_split = extras
+        .by_split
+        .iter()
+        .map(|(split, n, e)| format!("  {}: {:.1}% of {n} tasks (95% CI {:.1}%–{:.1}%)", split.as_str(), 100.0 * e.point, 100.0 * e.lower, 100.0 * e.upper))
+        .collect();
+    Ok(ReportResult { headline, by_split, rows })
 }
 
 /// Seed-mean training curves of each arm's tuned configuration, per task.

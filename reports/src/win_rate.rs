@@ -3,6 +3,7 @@
 use crate::analysis::TaskRow;
 use crate::metrics::{outcome, seed_stats, tolerance};
 use crate::stats::bootstrap::{mean_ci, percentile, Estimate};
+use beatmatch_core::Split;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -84,6 +85,20 @@ pub fn headline(rows: &[TaskRow], region: Region, seed: u64) -> (usize, Estimate
         .collect();
     stats.sort_by(f64::total_cmp);
     (n, Estimate { point, lower: percentile(&stats, 0.025), upper: percentile(&stats, 0.975), level: 0.95 })
+}
+
+/// The headline win rate within each side of the meta split (meta_train, then meta_test),
+/// each with its two-level bootstrap CI: on meta_test tasks it is the learned optimizer's
+/// generalisation number. Sides without tasks are left out.
+pub fn headline_by_split(rows: &[TaskRow], region: Region, seed: u64) -> Vec<(Split, usize, Estimate)> {
+    Split::ALL
+        .into_iter()
+        .filter_map(|split| {
+            let side: Vec<TaskRow> = rows.iter().filter(|r| r.split == split).cloned().collect();
+            let (n, e) = headline(&side, region, seed);
+            (n > 0).then_some((split, n, e))
+        })
+        .collect()
 }
 
 /// Win rate over tasks only (seeds fixed), for comparison with the two-level interval.

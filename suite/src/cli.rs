@@ -105,7 +105,7 @@ enum DataCommand {
     /// List every data set with its source (embedded, generated, directory) or how to get it.
     Status,
     /// Download a data set from its canonical URL, check its SHA-256 sums, and install it where
-    /// the suite looks ($BEATMATCH_DATA/<name>, else ~/.cache/beatmatch/data/<name>).
+    /// the suite looks ($BEATMATCH_DATA/NAME, else ~/.cache/beatmatch/data/NAME).
     Fetch {
         /// Data set: fashion_mnist, mnist or cifar10.
         name: String,
@@ -186,7 +186,7 @@ struct ListArgs {
 struct RunArgs {
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Result directory [default: results/<tier>].
+    /// Result directory [default: results/TIER].
     #[arg(long)]
     out: Option<PathBuf>,
     /// The optimizer under test: `kind:key=value,...` (adam, adamw, sgdm, nadamw, rmsprop,

@@ -74,6 +74,9 @@ pub fn run(opts: &StudyOptions, no_report: bool) -> Result<ExitCode> {
 pub fn report(dir: &Path, opts: &ReportOptions) -> Result<ExitCode> {
     let r = beatmatch_reports::write_report(dir, opts)?;
     eprintln!("{}", r.headline);
+    for line in &r.by_split {
+        eprintln!("{line}");
+    }
     eprintln!("report written to {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

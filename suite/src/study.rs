@@ -38,7 +38,7 @@ impl Selection {
 pub struct StudyOptions {
     /// Task selection.
     pub selection: Selection,
-    /// Result directory [default: results/<tier>].
+    /// Result directory (default `results/<tier>`).
     pub out: Option<PathBuf>,
     /// The optimizer under test (spec or `ARCH:PATH`).
     pub candidate: String,

@@ -104,7 +104,7 @@ impl<'a> View<'a> {
             (layout, ctx) => anyhow::bail!("{}: a {:?} dataset cannot feed a model with context {ctx:?}", problem.id(), layout),
         };
         let view = Self { x, y, kind };
-        anyhow::ensure!(view.len() > 0, "{}: the {} split is too short for one item", problem.id(), if test { "held-out" } else { "training" });
+        anyhow::ensure!(!view.is_empty(), "{}: the {} split is too short for one item", problem.id(), if test { "held-out" } else { "training" });
         Ok(view)
     }
 
@@ -167,7 +167,7 @@ impl<'a> View<'a> {
             let (xb, yb) = self.batch(part, dev)?;
             let s = models::evaluate(model, params, &xb, &yb)?;
             sums = Some(match sums {
-                Some(acc) => acc.add(s),
+                Some(acc) => acc.merge(s),
                 None => s,
             });
         }

@@ -285,7 +285,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         let ctx = StepContext { step, num_steps: self.horizon, losses: &[loss] };
         update(self.optimizer.as_mut(), &self.params, &grads, &ctx)?;
         self.step += 1;
-        if step % 64 == 0 {
+        if step.is_multiple_of(64) {
             on_progress(step);
         }
         Ok(())

@@ -125,7 +125,7 @@ impl Case {
     }
 }
 
-/// The worst deviations found by [`check`].
+/// The worst deviations found by [`run`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Deviation {
     /// Largest |ours − ref| / max(|ref|, floor / rtol) over parameters after each step, where

@@ -23,6 +23,7 @@ pub fn tasks_frame(study: &Study, rows: &[TaskRow]) -> Result<DataFrame> {
     let cand = study.arms.iter().position(|a| a.role == beatmatch_core::ArmRole::Candidate).unwrap_or(0);
     let mut cols: Vec<Column> = vec![
         Column::new("task".into(), rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
+        Column::new("split".into(), rows.iter().map(|r| r.split.as_str()).collect::<Vec<_>>()),
         Column::new("params".into(), rows.iter().map(|r| r.params).collect::<Vec<_>>()),
         Column::new("steps".into(), rows.iter().map(|r| r.steps).collect::<Vec<_>>()),
         Column::new("candidate_loss".into(), rows.iter().map(|r| r.arms[cand].mean).collect::<Vec<_>>()),

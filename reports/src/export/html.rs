@@ -24,6 +24,6 @@ pub fn render(title: &str, summary_md: &str, figures: &[(&str, &Path)]) -> Strin
             let _ = write!(h, "<h2>{}</h2><img alt=\"{}\" src=\"data:image/png;base64,{b64}\">", escape(name), escape(name));
         }
     }
-    let _ = write!(h, "<h2>Summary</h2><pre>{}</pre></body></html>\n", escape(summary_md));
+    let _ = writeln!(h, "<h2>Summary</h2><pre>{}</pre></body></html>", escape(summary_md));
     h
 }

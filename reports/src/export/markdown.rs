@@ -40,6 +40,8 @@ pub struct Extras {
     pub tasks_only: Estimate,
     /// ρ(τ) per arm at τ = 1, 1.1, 1.5, 2, 4.
     pub profile_rows: Vec<(f64, Vec<f64>)>,
+    /// The headline within each side of the meta split.
+    pub by_split: Vec<(beatmatch_core::Split, usize, Estimate)>,
 }
 
 impl Extras {
@@ -53,6 +55,7 @@ impl Extras {
             iqm_wall_clock: (!wc.is_empty()).then(|| crate::stats::iqm::iqm_ci(&wc, 0.95, 4000, opts.bootstrap_seed)),
             tasks_only: crate::win_rate::headline_tasks_only(rows, opts.region, opts.bootstrap_seed),
             profile_rows: [1.0, 1.1, 1.5, 2.0, 4.0].iter().map(|&t| (t, profiles.iter().map(|p| p[pick(t)]).collect())).collect(),
+            by_split: crate::win_rate::headline_by_split(rows, opts.region, opts.bootstrap_seed),
         }
     }
 }
@@ -79,6 +82,14 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     let cand = study.arms.iter().position(|a| a.role == ArmRole::Candidate).unwrap_or(0);
     let _ = writeln!(s, "# beatmatch report — {}\n", study.selection);
     let _ = writeln!(s, "**{headline}**\n");
+    if !extras.by_split.is_empty() {
+        let _ = writeln!(s, "By meta split (a learned optimizer is meta-trained on `meta_train` problems only, so `meta_test` measures generalisation):\n");
+        for (split, n, e) in &extras.by_split {
+            let _ =
+                writeln!(s, "- {}: {:.1}% of {n} tasks (95% bootstrap CI {:.1}%–{:.1}%)", split.as_str(), 100.0 * e.point, 100.0 * e.lower, 100.0 * e.upper);
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "Outcome per task: *beat* if candidate < tuned − tol, *match* if |candidate − tuned| ≤ tol, else *lose*; tol = the tuned configuration's seed std (floor 1e-4 × |tuned|). Loss = seed-mean final train loss; a diverged run counts as +∞ (a loss). Tuned = the lowest seed-mean over each protocol's configurations, best over all baselines.\n");
     let _ = writeln!(s, "## Optimizers\n");
     for a in &study.arms {
@@ -141,15 +152,16 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
             100.0 * b.win_rate()
         );
     }
-    let _ = writeln!(s, "\n## Tasks\n\n| task | params | steps | candidate | tuned | tuned config | outcome | speedup | diverged runs (cand/base) |\n|---|---:|---:|---:|---:|---|---|---:|---|");
+    let _ = writeln!(s, "\n## Tasks\n\n| task | split | params | steps | candidate | tuned | tuned config | outcome | speedup | diverged runs (cand/base) |\n|---|---|---:|---:|---:|---:|---|---|---:|---|");
     for r in rows {
         let sp = r.arms[cand].speedup.map_or("–".into(), |x| if x.at_cap { format!("≥{}", x.value) } else { format!("{:.2}", x.value) });
         let tuned = &r.arms[r.best_baseline];
         let base_div: usize = r.arms.iter().enumerate().filter(|(i, _)| *i != cand).map(|(_, a)| a.diverged_runs).sum();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {sp} | {}/{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {sp} | {}/{} |",
             r.id,
+            r.split.as_str(),
             r.params,
             r.steps,
             loss(r.arms[cand].mean),

@@ -40,7 +40,7 @@ pub fn wilcoxon(differences: &[f64]) -> Wilcoxon {
         tie_term += t * t * t - t;
         i = j + 1;
     }
-    let w_plus: f64 = d.iter().zip(&ranks).filter(|(x, _)| **x > 0.0).map(|(_, r)| r).sum();
+    let w_plus: f64 = d.iter().zip(&ranks).filter(|(x, _)| **x > 0.0).fold(0.0, |acc, (_, r)| acc + r); // not `sum`: an empty f64 sum is −0
     let total = (n * (n + 1)) as f64 / 2.0;
     let w_minus = total - w_plus;
     let stat = w_plus.min(w_minus);

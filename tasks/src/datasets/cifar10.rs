@@ -45,7 +45,7 @@ pub fn locate_in(candidates: &[PathBuf]) -> Result<PathBuf, MissingData> {
 
 /// Parse one batch file's bytes into pixels and labels; `name` is used in errors.
 pub fn parse(name: &str, bytes: &[u8]) -> Result<(Vec<f32>, Vec<u32>)> {
-    ensure!(bytes.len() % RECORD == 0, "{name}: {} bytes is not a whole number of {RECORD}-byte records", bytes.len());
+    ensure!(bytes.len().is_multiple_of(RECORD), "{name}: {} bytes is not a whole number of {RECORD}-byte records", bytes.len());
     let n = bytes.len() / RECORD;
     let (mut x, mut y) = (Vec::with_capacity(n * (RECORD - 1)), Vec::with_capacity(n));
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {

@@ -172,7 +172,7 @@ pub struct EvalSums {
 
 impl EvalSums {
     /// The sums of two batches.
-    pub fn add(self, o: EvalSums) -> EvalSums {
+    pub fn merge(self, o: EvalSums) -> EvalSums {
         let correct = match (self.correct, o.correct) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,

@@ -32,7 +32,7 @@ pub struct Transformer {
 impl Transformer {
     /// A model over `vocab` tokens with the given sizes; `heads` must divide `d_model`.
     pub fn new(vocab: usize, d_model: usize, layers: usize, heads: usize, context: usize) -> Self {
-        assert!(heads > 0 && d_model % heads == 0, "heads ({heads}) must divide d_model ({d_model})");
+        assert!(heads > 0 && d_model.is_multiple_of(heads), "heads ({heads}) must divide d_model ({d_model})");
         assert!(layers <= 100, "block names must sort numerically");
         let d = d_model;
         let p = |name: String, shape: Vec<usize>| ParamInfo { name, shape };

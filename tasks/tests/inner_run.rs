@@ -1,0 +1,112 @@
+//! The resumable inner run against the whole-run path: advancing in pieces, snapshotting and
+//! restoring, all bit for bit.
+
+use beatmatch_core::{OptimizerSpec, RunStatus};
+use beatmatch_tasks::inner::{InnerRun, RunSettings};
+use beatmatch_tasks::models::{Activation, ModelConfig};
+use beatmatch_tasks::train::train;
+use beatmatch_tasks::{Dataset, DatasetName, Problem};
+use candle_core::Device;
+
+fn problem() -> Problem {
+    // Budgets 30 and 60: measurements every step, a held-out evaluation at step 30 and 60.
+    Problem::new(ModelConfig::Mlp { width: 16, depth: 1, activation: Activation::Tanh }, DatasetName::Mnist1d, 32, &[30, 60])
+}
+
+fn optimizer(problem: &Problem, spec: &str) -> Box<dyn beatmatch_core::Optimizer> {
+    beatmatch_baselines::build(&OptimizerSpec::parse(spec).unwrap(), problem.build_model().params()).unwrap()
+}
+
+fn settings(steps: u64) -> RunSettings<'static> {
+    static CPU: Device = Device::Cpu;
+    RunSettings { device: &CPU, seed: 3, steps, horizon: steps }
+}
+
+fn data() -> std::sync::Arc<Dataset> {
+    DatasetName::Mnist1d.load().unwrap()
+}
+
+#[test]
+fn advancing_in_pieces_equals_one_whole_run() {
+    let (p, d) = (problem(), data());
+    for spec in ["adam:lr=1e-2", "sgdm:lr=0.1", "nadamw:lr=1e-2,warmup_fraction=0.1,constant_fraction=0.5"] {
+        let whole = train(&p, &d, optimizer(&p, spec), settings(60), &mut |_| {}).unwrap();
+        for (a, b) in [(0, 60), (1, 59), (17, 43), (30, 30), (59, 1)] {
+            let mut run = InnerRun::new(&p, &d, optimizer(&p, spec), settings(60)).unwrap();
+            assert_eq!(run.advance(a).unwrap(), a);
+            assert_eq!(run.step(), a);
+            assert_eq!(run.advance(b).unwrap(), b);
+            assert!(run.ended().is_some(), "{spec}: the run ends when its last step is taken");
+            let params = run.param_values().unwrap();
+            assert_eq!(run.finish().unwrap(), whole, "{spec}: advance({a}) + advance({b}) differs from train(60)");
+            let mut again = InnerRun::new(&p, &d, optimizer(&p, spec), settings(60)).unwrap();
+            again.advance(60).unwrap();
+            assert_eq!(again.param_values().unwrap(), params, "{spec}: final parameters differ");
+        }
+        assert_eq!(whole.curve.len(), 61);
+        assert_eq!(whole.evals.iter().map(|e| e.step).collect::<Vec<_>>(), [30, 60]);
+    }
+}
+
+#[test]
+fn snapshot_restore_continue_equals_an_uninterrupted_run() {
+    let (p, d) = (problem(), data());
+    for spec in ["adam:lr=1e-2", "adafactor:lr=1e-2", "lion:lr=1e-3"] {
+        let whole = train(&p, &d, optimizer(&p, spec), settings(60), &mut |_| {}).unwrap();
+        let mut run = InnerRun::new(&p, &d, optimizer(&p, spec), settings(60)).unwrap();
+        run.advance(25).unwrap();
+        let snap = run.snapshot().unwrap();
+        // Wander off: more steps change parameters, optimizer state, batch position, curve.
+        run.advance(20).unwrap();
+        assert_eq!(run.step(), 45);
+        run.restore(&snap).unwrap();
+        assert_eq!(run.step(), 25);
+        run.advance(35).unwrap();
+        assert_eq!(run.finish().unwrap(), whole, "{spec}: restored run differs");
+        // A fresh run of the same problem and seed, given the snapshot, continues the same way.
+        let mut other = InnerRun::new(&p, &d, optimizer(&p, spec), settings(60)).unwrap();
+        other.restore(&snap).unwrap();
+        assert_eq!(other.finish().unwrap(), whole, "{spec}: snapshot restored into another run differs");
+    }
+}
+
+#[test]
+fn a_snapshot_of_another_optimizer_kind_is_refused() {
+    let (p, d) = (problem(), data());
+    let run = InnerRun::new(&p, &d, optimizer(&p, "adam:lr=1e-2"), settings(10)).unwrap();
+    let snap = run.snapshot().unwrap();
+    let mut other = InnerRun::new(&p, &d, optimizer(&p, "sgdm:lr=1e-2"), settings(10)).unwrap();
+    let e = other.restore(&snap).unwrap_err().to_string();
+    assert!(e.contains("snapshot does not hold `sgdm` state"), "{e}");
+}
+
+#[test]
+fn a_diverging_run_stops_where_it_diverges_and_advance_reports_it() {
+    let (p, d) = (problem(), data());
+    let mut run = InnerRun::new(&p, &d, optimizer(&p, "sgdm:lr=1000"), settings(60)).unwrap();
+    let taken = run.advance(60).unwrap();
+    assert!(taken < 60, "lr 1000 should diverge early, took {taken} steps");
+    let status = run.ended().cloned().unwrap();
+    assert!(matches!(status, RunStatus::Diverged { step, .. } if step <= taken), "{status:?}");
+    assert_eq!(run.advance(10).unwrap(), 0, "an ended run takes no more steps");
+    assert_eq!(run.batch_losses().len(), 0);
+    let out = run.finish().unwrap();
+    assert_eq!(out.status, status);
+    assert_eq!(out, train(&p, &d, optimizer(&p, "sgdm:lr=1000"), settings(60), &mut |_| {}).unwrap());
+}
+
+#[test]
+fn batch_losses_are_the_pre_update_losses_of_the_steps_just_taken() {
+    let (p, d) = (problem(), data());
+    let mut run = InnerRun::new(&p, &d, optimizer(&p, "adam:lr=1e-2"), settings(60)).unwrap();
+    run.advance(5).unwrap();
+    let first: Vec<f32> = run.batch_losses().to_vec();
+    assert_eq!(first.len(), 5);
+    assert!(first.iter().all(|l| l.is_finite() && *l > 0.0));
+    run.advance(3).unwrap();
+    assert_eq!(run.batch_losses().len(), 3);
+    // The same five steps in one piece of a fresh run give the same losses.
+    let mut fresh = InnerRun::new(&p, &d, optimizer(&p, "adam:lr=1e-2"), settings(60)).unwrap();
+    fresh.advance(5).unwrap();
+    assert_eq!(fresh.batch_losses(), &first[..]);
+}
