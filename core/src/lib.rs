@@ -28,7 +28,9 @@ pub use study::{Arm, ArmRole, Cell, Split, Study, StudyTask, SPEEDUP_CAP, STUDY_
 ///
 /// Bump it whenever a change alters the numbers a run produces (data order, initialisation,
 /// loss measurement, an optimizer's arithmetic), so cached records from older code are not reused.
-pub const TRAINING_SEMANTICS_VERSION: u32 = 2;
+/// 3: dense networks (logreg, MLPs, autoencoders) train on beatmatch's own forward/backward
+/// pass instead of candle's (the same math, other float rounding).
+pub const TRAINING_SEMANTICS_VERSION: u32 = 3;
 
 /// The code version written into every record: crate version plus training-semantics version.
 pub fn code_version() -> String {

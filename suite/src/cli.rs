@@ -212,6 +212,11 @@ struct RunArgs {
     /// Device: `cpu` (CUDA is not built yet; tasks that need it are skipped with one line).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Largest population trained as one computation: the members of a run group (one
+    /// problem, one seed) share every mini-batch and train together [default: whole groups];
+    /// `1` trains them one by one. Records are the same either way.
+    #[arg(long)]
+    population: Option<usize>,
     /// Only train; do not write the report.
     #[arg(long)]
     no_report: bool,
@@ -247,6 +252,7 @@ impl RunArgs {
             seeds: self.seeds,
             jobs: self.jobs,
             device: self.device.clone(),
+            population: self.population,
         }
     }
 }

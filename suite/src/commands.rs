@@ -92,7 +92,7 @@ pub fn plan(opts: &StudyOptions) -> Result<ExitCode> {
     let mut cal = Calibration::load();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(indicatif::ProgressStyle::with_template("calibrating {pos}/{len} problems {wide_bar} ETA {eta}").expect("valid template"));
-    let est = cal.estimate(&pending, &candle_core::Device::Cpu, &p.factory, &mut |done, total| {
+    let est = cal.estimate(&pending, &candle_core::Device::Cpu, &p.factory, opts.population, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     });
@@ -100,7 +100,7 @@ pub fn plan(opts: &StudyOptions) -> Result<ExitCode> {
     cal.save()?;
     let est = est?;
     println!(
-        "cpu: {} on {} workers ({} of single-core work; longest run {}); per-step costs of {} problems measured now, {} cached",
+        "cpu: {} on {} workers ({} of single-core work; longest population or run {}); per-step costs of {} problems measured now, {} cached",
         human(est.wall_s(p.workers)),
         p.workers,
         human(est.total_s),

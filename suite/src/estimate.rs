@@ -3,9 +3,13 @@
 //! on this machine (a few steps each) and cached in `$HOME/.cache/beatmatch/calibration.json`
 //! keyed by problem (or optimizer) hash, code version and CPU model.
 //!
-//! A run's estimate: steps × (step + update per parameter × parameters) + measurements ×
-//! measurement + evaluations × evaluation. The wall time of N workers is the larger of the sum
-//! over N and the longest run. Only the CPU is estimated: this build has no CUDA path.
+//! Problems trained one by one (candle): a run costs steps × (step + update per parameter ×
+//! parameters) + measurements × measurement + evaluations × evaluation. Problems trained as a
+//! population (dense networks): each cost is split into a fixed part, paid once per step of
+//! the population (batch assembly and the like), and a per-member part, both measured from
+//! populations of 1 and 8 members; a population costs its longest member's steps × the fixed
+//! part plus every member's own. The wall time of N workers is the larger of the sum over N
+//! and the longest population (or run). Only the CPU is estimated: this build has no CUDA path.
 
 use crate::factory::OptimizerFactory;
 use crate::plan::Job;
@@ -15,6 +19,7 @@ use beatmatch_core::{ParamInfo, StepContext};
 use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
 use beatmatch_tasks::datasets::Dataset;
 use beatmatch_tasks::inner::loss_and_grads;
+use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::Problem;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -66,12 +71,59 @@ pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usiz
     Ok(StepCost { step_s: timed / steps.max(1) as f64, measure_s, eval_s: start.elapsed().as_secs_f64() })
 }
 
+/// A problem's costs: per population step (`fixed`) and per member (`per_member`); a problem
+/// trained one by one has all of its cost in `fixed` and is never batched.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProblemCost {
+    /// Paid once per step of a population (of a run, when not batched).
+    pub fixed: StepCost,
+    /// Paid per member.
+    pub per_member: StepCost,
+    /// Whether the problem trains as a population.
+    pub population: bool,
+}
+
+/// Time populations of 1 and 8 members of a dense problem (SGD without momentum, the cheapest
+/// update; updates are estimated apart) and split each cost into its fixed and per-member part.
+pub fn calibrate_population(problem: &Problem, data: &Dataset, steps: u64) -> Result<ProblemCost> {
+    let infos = problem.build_model().params().to_vec();
+    // Steps timed without the measurements a run takes between them (those are timed apart).
+    let mut quiet = problem.clone();
+    quiet.measurement.every = u64::MAX / 2;
+    quiet.measurement.eval_at.clear();
+    let problem = &quiet;
+    let time = |k: usize| -> Result<StepCost> {
+        let specs = vec![beatmatch_core::OptimizerSpec::new("sgdm").with("lr", 1e-3).with("momentum", 0.0); k];
+        let opt = beatmatch_baselines::build_members(&specs, &infos)?;
+        let plans = vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k];
+        let mut pop = Population::new(problem, data, 0, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
+        pop.advance(1)?;
+        let start = Instant::now();
+        pop.advance(steps)?;
+        let step_s = start.elapsed().as_secs_f64() / steps as f64;
+        let (measure_s, eval_s) = pop.time_measurements();
+        Ok(StepCost { step_s, measure_s, eval_s })
+    };
+    let (one, eight) = (time(1)?, time(8)?);
+    let member = |a: f64, b: f64| ((b - a) / 7.0).max(0.0);
+    let per_member =
+        StepCost { step_s: member(one.step_s, eight.step_s), measure_s: member(one.measure_s, eight.measure_s), eval_s: member(one.eval_s, eight.eval_s) };
+    let fixed = StepCost {
+        step_s: (one.step_s - per_member.step_s).max(0.0),
+        measure_s: (one.measure_s - per_member.measure_s).max(0.0),
+        eval_s: (one.eval_s - per_member.eval_s).max(0.0),
+    };
+    Ok(ProblemCost { fixed, per_member, population: true })
+}
+
 /// Cached measurements.
 #[derive(Default, Serialize, Deserialize)]
 pub struct Calibration {
     /// Problem costs by `problem hash/code version/cpu`.
-    pub problems: BTreeMap<String, StepCost>,
+    #[serde(default)]
+    pub problem_costs: BTreeMap<String, ProblemCost>,
     /// Optimizer update cost in seconds per parameter per step, by `optimizer hash/code version/cpu`.
+    #[serde(default)]
     pub optimizers: BTreeMap<String, f64>,
     #[serde(skip)]
     path: PathBuf,
@@ -87,7 +139,7 @@ pub struct Calibration {
 pub struct Estimate {
     /// Sum over the runs still to do (CPU seconds, one core each).
     pub total_s: f64,
-    /// Longest single run (seconds).
+    /// Longest single population or run (seconds).
     pub longest_s: f64,
     /// Problems measured now / taken from the cache.
     pub measured: usize,
@@ -131,14 +183,20 @@ impl Calibration {
         Ok(())
     }
 
-    fn problem(&mut self, problem: &Problem, device: &Device, fresh: &mut bool) -> Result<StepCost> {
+    fn problem(&mut self, problem: &Problem, device: &Device, fresh: &mut bool) -> Result<ProblemCost> {
         let key = format!("{}/{}", problem.hash(), self.host);
-        if let Some(c) = self.problems.get(&key) {
+        if let Some(c) = self.problem_costs.get(&key) {
             return Ok(*c);
         }
         let data = problem.dataset.load()?;
-        let c = calibrate(problem, &data, device, 5).with_context(|| format!("calibrating {}", problem.id()))?;
-        self.problems.insert(key, c);
+        let c = if device.is_cpu() && Population::<dyn beatmatch_core::Optimizer>::supports(problem) {
+            calibrate_population(problem, &data, 60)
+        } else {
+            let zero = StepCost { step_s: 0.0, measure_s: 0.0, eval_s: 0.0 };
+            calibrate(problem, &data, device, 5).map(|fixed| ProblemCost { fixed, per_member: zero, population: false })
+        }
+        .with_context(|| format!("calibrating {}", problem.id()))?;
+        self.problem_costs.insert(key, c);
         self.dirty = true;
         *fresh = true;
         Ok(c)
@@ -170,7 +228,14 @@ impl Calibration {
 
     /// Estimate the CPU time of `jobs` (those still to run), measuring what is not cached;
     /// `on_problem(done, total)` reports calibration progress.
-    pub fn estimate(&mut self, jobs: &[&Job], device: &Device, optimizers: &OptimizerFactory, on_problem: &mut dyn FnMut(usize, usize)) -> Result<Estimate> {
+    pub fn estimate(
+        &mut self,
+        jobs: &[&Job],
+        device: &Device,
+        optimizers: &OptimizerFactory,
+        population: Option<usize>,
+        on_problem: &mut dyn FnMut(usize, usize),
+    ) -> Result<Estimate> {
         let mut problems: BTreeMap<String, &Problem> = BTreeMap::new();
         for j in jobs {
             problems.entry(j.key.problem_hash.clone()).or_insert(&j.problem);
@@ -190,18 +255,34 @@ impl Calibration {
         }
         on_problem(total, total);
         let mut groups: BTreeMap<String, f64> = BTreeMap::new();
-        for j in jobs {
-            let c = costs[&j.key.problem_hash];
-            let update = self.optimizer(j, optimizers)?;
-            let steps = j.key.steps;
-            let measurements = j.problem.measure_steps(steps).len() as f64;
-            let evals = j.problem.measurement.eval_at.iter().filter(|&&b| b <= steps).count() as f64;
-            let s = steps as f64 * (c.step_s + update * j.params as f64) + measurements * c.measure_s + evals * c.eval_s;
-            est.total_s += s;
-            est.longest_s = est.longest_s.max(s);
-            let model = j.problem.model.id();
-            let family = model.split('-').next().unwrap_or(&model);
-            *groups.entry(format!("{family} on {}", j.problem.dataset)).or_default() += s;
+        // The runner's run groups: the jobs of one (problem, seed), in populations of at most
+        // `population` members where the problem batches, else one job each.
+        let pending: Vec<&Job> = jobs.to_vec();
+        for g in crate::runner::groups(&pending, population) {
+            let c = costs[&g.problem.hash()];
+            let parts: Vec<Vec<&Job>> = if c.population { vec![g.jobs.clone()] } else { g.jobs.iter().map(|&j| vec![j]).collect() };
+            for part in parts {
+                let mut secs = 0.0;
+                let (mut steps_max, mut measure_union, mut eval_union) = (0u64, std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+                for j in &part {
+                    let update = self.optimizer(j, optimizers)?;
+                    let steps = j.key.steps;
+                    let measures = j.problem.measure_steps(steps);
+                    let evals: Vec<u64> = j.problem.measurement.eval_at.iter().copied().filter(|&b| b <= steps).collect();
+                    secs += steps as f64 * (c.per_member.step_s + update * j.params as f64)
+                        + measures.len() as f64 * c.per_member.measure_s
+                        + evals.len() as f64 * c.per_member.eval_s;
+                    steps_max = steps_max.max(steps);
+                    measure_union.extend(measures);
+                    eval_union.extend(evals);
+                }
+                secs += steps_max as f64 * c.fixed.step_s + measure_union.len() as f64 * c.fixed.measure_s + eval_union.len() as f64 * c.fixed.eval_s;
+                est.total_s += secs;
+                est.longest_s = est.longest_s.max(secs);
+                let model = g.problem.model.id();
+                let family = model.split('-').next().unwrap_or(&model);
+                *groups.entry(format!("{family} on {}", g.problem.dataset)).or_default() += secs;
+            }
         }
         est.by_group = groups.into_iter().collect();
         est.by_group.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -13,6 +13,7 @@ use crate::factory::OptimizerFactory;
 use crate::plan::{cost, Job};
 use anyhow::Result;
 use beatmatch_core::{RunRecord, RunStatus, Store, Timing, RECORD_SCHEMA_VERSION};
+use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::train::{train, RunSettings, TrainOutcome};
 use beatmatch_tasks::Problem;
 use candle_core::Device;
@@ -60,6 +61,78 @@ impl Runner for OneByOne<'_> {
             let started = Instant::now();
             let record = run_one(job, &self.device, self.factory, &mut |step| progress(job, step));
             done(job, record, Timing { seconds: started.elapsed().as_secs_f64(), steps: job.key.steps });
+        }
+    }
+}
+
+/// The population runner: the members of a run group train together as one [`Population`]
+/// (dense networks: logreg, MLPs, autoencoders), their optimizers grouped by kind and
+/// horizon; other families train one by one. Each member's record is the same bits as alone.
+pub struct PopulationRunner<'a> {
+    /// Largest population (None: whole run groups).
+    pub max: Option<usize>,
+    /// Builds the members' optimizers.
+    pub factory: &'a OptimizerFactory,
+}
+
+/// How members are grouped under one optimizer: same kind (and checkpoint) and horizon.
+fn optimizer_key(job: &Job) -> (String, Option<String>, u64) {
+    (job.key.optimizer.kind.clone(), job.key.optimizer.checkpoint.clone(), job.key.horizon)
+}
+
+impl Runner for PopulationRunner<'_> {
+    fn max_members(&self) -> Option<usize> {
+        self.max
+    }
+
+    fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
+        if !Population::<dyn beatmatch_core::Optimizer>::supports(group.problem) {
+            return OneByOne { device: Device::Cpu, factory: self.factory }.run_group(group, progress, done);
+        }
+        // Members in optimizer-group order; `finished[i]` once job i's record is out.
+        let mut jobs: Vec<&Job> = group.jobs.clone();
+        jobs.sort_by_key(|j| optimizer_key(j));
+        let mut finished = vec![false; jobs.len()];
+        let started = Instant::now();
+        let result = (|| -> Result<()> {
+            let data = group.problem.dataset.load()?;
+            let infos = group.problem.build_model().params().to_vec();
+            let mut groups = Vec::new();
+            let mut start = 0;
+            while start < jobs.len() {
+                let key = optimizer_key(jobs[start]);
+                let end = start + jobs[start..].iter().take_while(|j| optimizer_key(j) == key).count();
+                let specs: Vec<_> = jobs[start..end].iter().map(|j| j.key.optimizer.clone()).collect();
+                groups.push(OptimizerGroup { optimizer: self.factory.build_members(&specs, &infos)?, members: start..end });
+                start = end;
+            }
+            let plans: Vec<MemberPlan> = jobs.iter().map(|j| MemberPlan { steps: j.key.steps, horizon: j.key.horizon }).collect();
+            let mut pop = Population::new(group.problem, &data, group.seed, &plans, groups)?;
+            // Wall time is shared among the members training during each stretch.
+            let mut seconds = vec![0f64; jobs.len()];
+            while !pop.is_done() {
+                let live: Vec<usize> = (0..jobs.len()).filter(|&m| pop.ended(m).is_none()).collect();
+                let t = Instant::now();
+                pop.advance(64)?;
+                let share = t.elapsed().as_secs_f64() / live.len().max(1) as f64;
+                for &m in &live {
+                    seconds[m] += share;
+                    progress(jobs[m], pop.step().min(jobs[m].key.steps));
+                }
+                for m in live.into_iter().filter(|&m| pop.ended(m).is_some()) {
+                    let o = pop.outcome(m);
+                    finished[m] = true;
+                    done(jobs[m], record(jobs[m], o.status, o.curve, o.evals), Timing { seconds: seconds[m], steps: jobs[m].key.steps });
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let msg = format!("{e:#}");
+            let secs = started.elapsed().as_secs_f64();
+            for (job, _) in jobs.iter().zip(&finished).filter(|(_, f)| !**f) {
+                done(job, failed(job, msg.clone()), Timing { seconds: secs / jobs.len() as f64, steps: 0 });
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::factory::OptimizerFactory;
 use crate::plan::{plan, Job, PlanRequest};
-use crate::runner::{execute, ExecSummary, OneByOne};
+use crate::runner::{execute, ExecSummary, PopulationRunner};
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
 use beatmatch_core::{Store, Study};
@@ -52,6 +52,8 @@ pub struct StudyOptions {
     pub jobs: Option<usize>,
     /// Device name.
     pub device: String,
+    /// Largest population the runner trains together (None: whole run groups; 1: one by one).
+    pub population: Option<usize>,
 }
 
 impl StudyOptions {
@@ -67,6 +69,7 @@ impl StudyOptions {
             seeds: None,
             jobs: None,
             device: "cpu".into(),
+            population: None,
         }
     }
 
@@ -151,6 +154,9 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         skipped,
     };
     let (study, jobs) = plan(&req)?;
+    if opts.population == Some(0) {
+        bail!("--population must be at least 1");
+    }
     let workers = opts.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Ok(Prepared { tasks, factory, study, jobs, out: opts.out_dir(), workers, device_skipped })
 }
@@ -169,7 +175,7 @@ pub fn run_study(opts: &StudyOptions) -> Result<(PathBuf, ExecSummary)> {
         workers,
         out.display()
     );
-    let runner = OneByOne { device: candle_core::Device::Cpu, factory: &factory };
+    let runner = PopulationRunner { max: opts.population, factory: &factory };
     let summary = execute(&jobs, &store, workers, &runner, true)?;
     eprintln!(
         "runs: {} trained ({} diverged, {} failed), {} already done; {:.1} s",

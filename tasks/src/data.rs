@@ -124,6 +124,20 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The rows `idx` of a labelled view into host buffers (`x`: `[idx.len()][width]`);
+    /// `None` for a token view.
+    pub fn rows_into(&self, idx: &[u32], x: &mut Vec<f32>, y: &mut Vec<u32>) -> Option<()> {
+        let ViewKind::Rows { width } = self.kind else { return None };
+        x.clear();
+        y.clear();
+        for &i in idx {
+            let i = i as usize;
+            x.extend_from_slice(&self.x[i * width..(i + 1) * width]);
+            y.push(self.y[i]);
+        }
+        Some(())
+    }
+
     /// Inputs and targets of the items `idx`.
     pub fn batch(&self, idx: &[u32], dev: &Device) -> Result<(Tensor, Tensor)> {
         match self.kind {

@@ -198,6 +198,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
 
     /// [`InnerRun::advance`], calling `on_progress(steps done)` every 64 steps.
     pub fn advance_with(&mut self, n: u64, on_progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        let _ftz = beatmatch_core::simd::FlushDenormals::new();
         self.batch_losses.clear();
         let start = self.step;
         while self.ended.is_none() && self.step - start < n {

@@ -6,8 +6,10 @@
 
 pub mod data;
 pub mod datasets;
+pub mod dense;
 pub mod inner;
 pub mod models;
+pub mod population;
 pub mod registry;
 pub mod task;
 pub mod train;

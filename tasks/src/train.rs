@@ -1,7 +1,9 @@
-//! One whole training run: [`train`] drives an [`InnerRun`] from start to end.
+//! One whole training run: [`train`] drives a population of one (dense networks on the CPU)
+//! or an [`InnerRun`] (every other family) from start to end.
 
 use crate::datasets::Dataset;
 pub use crate::inner::{InnerRun, RunSettings, TrainOutcome, EXPLOSION_FACTOR};
+use crate::population::{MemberPlan, OptimizerGroup, Population};
 use crate::task::Problem;
 use anyhow::Result;
 use beatmatch_core::Optimizer;
@@ -9,6 +11,10 @@ use beatmatch_core::Optimizer;
 /// Train `problem` with `optimizer` for `settings.steps` steps. `on_progress(steps_done)` is
 /// called now and then for progress display. Divergence is an outcome, not an error; errors
 /// are bugs or I/O.
+///
+/// Dense networks on the CPU train as a population of one (the native engine, so a run alone
+/// gives the same bytes as the same member in any population); the other families through
+/// candle ([`InnerRun`]).
 pub fn train(
     problem: &Problem,
     data: &Dataset,
@@ -16,5 +22,14 @@ pub fn train(
     settings: RunSettings<'_>,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<TrainOutcome> {
+    if settings.device.is_cpu() && Population::<dyn Optimizer>::supports(problem) {
+        let plan = [MemberPlan { steps: settings.steps, horizon: settings.horizon }];
+        let mut pop = Population::new(problem, data, settings.seed, &plan, vec![OptimizerGroup { optimizer, members: 0..1 }])?;
+        while !pop.is_done() {
+            pop.advance(64)?;
+            on_progress(pop.step());
+        }
+        return Ok(pop.outcome(0));
+    }
     InnerRun::new(problem, data, optimizer, settings)?.finish_with(on_progress)
 }

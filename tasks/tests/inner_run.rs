@@ -1,5 +1,6 @@
-//! The resumable inner run against the whole-run path: advancing in pieces, snapshotting and
-//! restoring, all bit for bit.
+//! The resumable inner run (candle's forward and backward pass) against itself run whole:
+//! advancing in pieces, snapshotting and restoring, all bit for bit; and against the native
+//! dense engine `train` uses for MLPs, to float rounding.
 
 use beatmatch_core::{OptimizerSpec, RunStatus};
 use beatmatch_tasks::inner::{InnerRun, RunSettings};
@@ -22,6 +23,11 @@ fn settings(steps: u64) -> RunSettings<'static> {
     RunSettings { device: &CPU, seed: 3, steps, horizon: steps }
 }
 
+/// The candle run from start to end in one piece.
+fn whole(p: &Problem, d: &Dataset, spec: &str, steps: u64) -> beatmatch_tasks::TrainOutcome {
+    InnerRun::new(p, d, optimizer(p, spec), settings(steps)).unwrap().finish().unwrap()
+}
+
 fn data() -> std::sync::Arc<Dataset> {
     DatasetName::Mnist1d.load().unwrap()
 }
@@ -30,7 +36,7 @@ fn data() -> std::sync::Arc<Dataset> {
 fn advancing_in_pieces_equals_one_whole_run() {
     let (p, d) = (problem(), data());
     for spec in ["adam:lr=1e-2", "sgdm:lr=0.1", "nadamw:lr=1e-2,warmup_fraction=0.1,constant_fraction=0.5"] {
-        let whole = train(&p, &d, optimizer(&p, spec), settings(60), &mut |_| {}).unwrap();
+        let whole = whole(&p, &d, spec, 60);
         for (a, b) in [(0, 60), (1, 59), (17, 43), (30, 30), (59, 1)] {
             let mut run = InnerRun::new(&p, &d, optimizer(&p, spec), settings(60)).unwrap();
             assert_eq!(run.advance(a).unwrap(), a);
@@ -52,7 +58,7 @@ fn advancing_in_pieces_equals_one_whole_run() {
 fn snapshot_restore_continue_equals_an_uninterrupted_run() {
     let (p, d) = (problem(), data());
     for spec in ["adam:lr=1e-2", "adafactor:lr=1e-2", "lion:lr=1e-3"] {
-        let whole = train(&p, &d, optimizer(&p, spec), settings(60), &mut |_| {}).unwrap();
+        let whole = whole(&p, &d, spec, 60);
         let mut run = InnerRun::new(&p, &d, optimizer(&p, spec), settings(60)).unwrap();
         run.advance(25).unwrap();
         let snap = run.snapshot().unwrap();
@@ -92,7 +98,7 @@ fn a_diverging_run_stops_where_it_diverges_and_advance_reports_it() {
     assert_eq!(run.batch_losses().len(), 0);
     let out = run.finish().unwrap();
     assert_eq!(out.status, status);
-    assert_eq!(out, train(&p, &d, optimizer(&p, "sgdm:lr=1000"), settings(60), &mut |_| {}).unwrap());
+    assert_eq!(out, whole(&p, &d, "sgdm:lr=1000", 60));
 }
 
 #[test]
@@ -109,4 +115,23 @@ fn batch_losses_are_the_pre_update_losses_of_the_steps_just_taken() {
     let mut fresh = InnerRun::new(&p, &d, optimizer(&p, "adam:lr=1e-2"), settings(60)).unwrap();
     fresh.advance(5).unwrap();
     assert_eq!(fresh.batch_losses(), &first[..]);
+}
+
+#[test]
+fn candle_and_the_native_dense_engine_agree_to_float_rounding() {
+    let (p, d) = (problem(), data());
+    for spec in ["adam:lr=1e-2", "sgdm:lr=0.1"] {
+        let candle = whole(&p, &d, spec, 60);
+        let native = train(&p, &d, optimizer(&p, spec), settings(60), &mut |_| {}).unwrap();
+        assert_eq!(candle.status, native.status);
+        assert_eq!(candle.curve.len(), native.curve.len());
+        for (a, b) in candle.curve.iter().zip(&native.curve) {
+            let (a, b) = (a.train_loss.unwrap(), b.train_loss.unwrap());
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "{spec}: candle {a} vs native {b}");
+        }
+        for (a, b) in candle.evals.iter().zip(&native.evals) {
+            assert!((a.eval_loss.unwrap() - b.eval_loss.unwrap()).abs() <= 1e-5 * a.eval_loss.unwrap());
+            assert_eq!(a.eval_accuracy, b.eval_accuracy);
+        }
+    }
 }

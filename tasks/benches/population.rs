@@ -1,0 +1,142 @@
+//! Training throughput of the quick tier's MLP shapes: one run alone (steps/s) and a sweep of
+//! 30 members — 15 learning rates × 2 seeds, as two populations of 15 (one per seed) —
+//! (run-steps/s), Adam, one thread; and the achieved GFLOP/s next to this machine's single-
+//! thread sgemm peak measured in the same run. Prints one JSON object per line; `bench/peer/
+//! run.sh` puts them beside JAX's.
+//!
+//! `cargo bench -p beatmatch-tasks --bench population [-- SHAPE_FILTER]`
+
+use beatmatch_core::OptimizerSpec;
+use beatmatch_tasks::datasets::{Dataset, Layout};
+use beatmatch_tasks::models::{Activation, ModelConfig};
+use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_tasks::{DatasetName, Problem};
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const LRS: [f64; 15] = [1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0];
+
+fn synthetic(shape: &[usize], n: usize) -> Dataset {
+    let width: usize = shape.iter().product();
+    Dataset {
+        layout: Layout::Examples,
+        example_shape: shape.to_vec(),
+        num_classes: 10,
+        train_x: (0..n * width).map(|i| ((i * 2654435761usize) % 255) as f32 / 255.0 - 0.5).collect(),
+        train_y: (0..n).map(|i| (i % 10) as u32).collect(),
+        test_x: vec![0.0; width],
+        test_y: vec![0],
+    }
+}
+
+/// Steps per second of a population of `lrs.len()` Adam members from `seed` over `steps`
+/// steps (measurements only at the start and end).
+fn population_rate(problem: &Problem, data: &Dataset, lrs: &[f64], seed: u64, steps: u64) -> f64 {
+    let infos = problem.build_model().params().to_vec();
+    let specs: Vec<OptimizerSpec> = lrs.iter().map(|&lr| OptimizerSpec::new("adam").with("lr", lr)).collect();
+    let opt = beatmatch_baselines::build_members(&specs, &infos).unwrap();
+    let plans = vec![MemberPlan { steps, horizon: steps }; lrs.len()];
+    let mut pop = Population::new(problem, data, seed, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..lrs.len() }]).unwrap();
+    pop.advance(2).unwrap(); // warm-up: buffers sized
+    let start = Instant::now();
+    pop.advance(steps - 4).unwrap();
+    (steps - 4) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn sgemm_peak() -> f64 {
+    let n = 512;
+    let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..4 {
+            // SAFETY: three n×n row-major buffers.
+            unsafe {
+                gemm::gemm(
+                    n,
+                    n,
+                    n,
+                    c.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    n as isize,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        best = best.max(4.0 * 2.0 * (n * n * n) as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+fn isa() -> &'static str {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        "avx512f"
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        "avx2"
+    } else {
+        "baseline"
+    }
+}
+
+fn main() {
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let peak = sgemm_peak();
+    println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", isa());
+    let mnist1d = DatasetName::Mnist1d.load().unwrap();
+    let fashion = synthetic(&[28, 28], 4096);
+    let shapes: Vec<(&str, ModelConfig, bool, usize)> = vec![
+        ("mlp-w32-d1-relu.mnist1d.b128", ModelConfig::Mlp { width: 32, depth: 1, activation: Activation::Relu }, false, 128),
+        ("mlp-w32-d2-tanh.mnist1d.b128", ModelConfig::Mlp { width: 32, depth: 2, activation: Activation::Tanh }, false, 128),
+        ("mlp-w64-d2-gelu.mnist1d.b128", ModelConfig::Mlp { width: 64, depth: 2, activation: Activation::Gelu }, false, 128),
+        ("mlp-w128-d1-relu.mnist1d.b128", ModelConfig::Mlp { width: 128, depth: 1, activation: Activation::Relu }, false, 128),
+        ("mlp-w128-d2-relu.mnist1d.b128", ModelConfig::Mlp { width: 128, depth: 2, activation: Activation::Relu }, false, 128),
+        ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp { width: 128, depth: 2, activation: Activation::Tanh }, false, 128),
+        ("logreg.mnist1d.b32", ModelConfig::Logreg, false, 32),
+        ("logreg.fashion_mnist.b128", ModelConfig::Logreg, true, 128),
+        ("mlp-w32-d1-relu.fashion_mnist.b128", ModelConfig::Mlp { width: 32, depth: 1, activation: Activation::Relu }, true, 128),
+        ("mlp-w128-d1-relu.fashion_mnist.b128", ModelConfig::Mlp { width: 128, depth: 1, activation: Activation::Relu }, true, 128),
+    ];
+    for (name, model, on_fashion, batch) in shapes {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let dataset = if on_fashion { DatasetName::FashionMnist } else { DatasetName::Mnist1d };
+        let problem = Problem::new(model, dataset, batch, &[1_000_000]);
+        let data = if on_fashion { &fashion } else { &*mnist1d };
+        let steps = 2000;
+        let single = population_rate(&problem, data, &[1e-3], 0, steps);
+        let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(&problem, data, &LRS, seed, steps / 2)).sum::<f64>();
+        let sweep = 30.0 / sweep_time;
+        // FLOPs per run-step: forward 2·b·Σ in·out, weight gradients as much again, input
+        // gradients for every layer but the first.
+        let (shape, classes) = dataset.signature();
+        let mut dims = vec![shape.iter().product::<usize>()];
+        if let ModelConfig::Mlp { width, depth, .. } = problem.model {
+            dims.extend(std::iter::repeat_n(width, depth));
+        }
+        dims.push(classes);
+        let macs: Vec<f64> = dims.windows(2).map(|w| (w[0] * w[1]) as f64).collect();
+        let flops = 2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + macs[1..].iter().sum::<f64>());
+        println!(
+            "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",
+            single * flops / 1e9,
+            sweep * flops / 1e9,
+            isa()
+        );
+    }
+}

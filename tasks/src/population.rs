@@ -1,0 +1,405 @@
+//! A population: the members of one run group — one problem trained from one seed, each member
+//! with its own optimizer configuration and step budget — trained as one computation on a
+//! [`DenseNet`].
+//!
+//! Members share the initialisation (the seed's), every mini-batch (one batch stream) and the
+//! measurement batches, and keep their own parameters (`[K, …]` member-major buffers),
+//! optimizer state, curve and status. Members are updated by optimizer *groups*: contiguous
+//! member ranges sharing one optimizer kind and horizon, each group one optimizer over its
+//! members (per-member hyperparameters). A member's arithmetic never reads another member's
+//! values, so its record is the same bits in a population of 1 or 30.
+//!
+//! Members end independently: a member that diverges is marked at its step and skipped from
+//! then on (no forward or backward pass, zero gradients into its optimizer, nothing of it
+//! reaching the others); a member whose budget is reached measures its end and stops while
+//! the rest go on. Like [`crate::inner::InnerRun`] it is resumable: `advance(a)` then
+//! `advance(b)` is `advance(a + b)`, and a snapshot restores everything.
+
+use crate::data::{finite, rng, BatchStream, View, STREAM_INIT};
+use crate::datasets::Dataset;
+use crate::dense::{Batch, DenseNet, Workspace};
+use crate::inner::{TrainOutcome, EXPLOSION_FACTOR};
+use crate::models::EvalSums;
+use crate::task::Problem;
+use anyhow::{bail, Result};
+use beatmatch_core::{CurvePoint, EvalPoint, Optimizer, RunStatus, Snapshot, StepContext};
+use std::ops::Range;
+
+/// One member's budget: steps to train and the horizon its optimizer is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberPlan {
+    /// Steps to train.
+    pub steps: u64,
+    /// Horizon told to the optimizer (steps).
+    pub horizon: u64,
+}
+
+/// One optimizer over a contiguous range of members sharing its horizon.
+pub struct OptimizerGroup<O: Optimizer + ?Sized = dyn Optimizer> {
+    /// The optimizer, with `members.len()` members.
+    pub optimizer: Box<O>,
+    /// Which members.
+    pub members: Range<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    steps: u64,
+    horizon: u64,
+    measure_steps: Vec<u64>,
+    next_measure: usize,
+    curve: Vec<CurvePoint>,
+    evals: Vec<EvalPoint>,
+    initial_loss: Option<f32>,
+    ended: Option<RunStatus>,
+    batch_losses: Vec<f32>,
+}
+
+/// Everything a population has accumulated, for [`Population::restore`].
+pub struct PopulationSnapshot {
+    params: Vec<Vec<f32>>,
+    optimizers: Vec<Snapshot>,
+    batches: BatchStream,
+    step: u64,
+    members: Vec<Member>,
+}
+
+/// A population in progress.
+pub struct Population<'d, O: Optimizer + ?Sized = dyn Optimizer> {
+    problem: &'d Problem,
+    net: DenseNet,
+    train_view: View<'d>,
+    test_view: View<'d>,
+    params: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    groups: Vec<OptimizerGroup<O>>,
+    members: Vec<Member>,
+    batches: BatchStream,
+    measure_idx: Vec<u32>,
+    step: u64,
+    ws: Workspace,
+    idx: Vec<u32>,
+    xb: Vec<f32>,
+    yb: Vec<u32>,
+}
+
+impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
+    /// Whether `problem` trains on a dense network (and so as a population).
+    pub fn supports(problem: &Problem) -> bool {
+        dense_net(problem).is_some()
+    }
+
+    /// A fresh population from `seed`: member `m` trains for `members[m]`, updated by the group
+    /// whose range holds it (groups must cover `0..members.len()` in order, each optimizer with
+    /// as many members as its range, and every member of a group the same horizon).
+    pub fn new(problem: &'d Problem, data: &'d Dataset, seed: u64, members: &[MemberPlan], groups: Vec<OptimizerGroup<O>>) -> Result<Self> {
+        let Some(net) = dense_net(problem) else { bail!("{}: only dense networks (logreg, mlp, autoencoder) train as a population", problem.id()) };
+        let k = members.len();
+        let mut at = 0;
+        for g in &groups {
+            if g.members.start != at || g.members.end <= g.members.start || g.optimizer.members() != g.members.len() {
+                bail!("optimizer groups must cover the members in order, each with one optimizer member per population member");
+            }
+            if members[g.members.clone()].iter().any(|m| m.horizon != members[g.members.start].horizon) {
+                bail!("members of one optimizer group must share their horizon");
+            }
+            at = g.members.end;
+        }
+        if at != k || k == 0 {
+            bail!("optimizer groups cover {at} of {k} members");
+        }
+        let train_view = View::new(problem, data, false)?;
+        let test_view = View::new(problem, data, true)?;
+        // Every member starts from the seed's initialisation (the same as a run alone).
+        let init = problem.build_model().init(&mut rng(seed, STREAM_INIT));
+        let params: Vec<Vec<f32>> = init.iter().map(|v| v.repeat(k)).collect();
+        let grads = params.iter().map(|v| vec![0.0; v.len()]).collect();
+        let members = members
+            .iter()
+            .map(|p| Member {
+                steps: p.steps,
+                horizon: p.horizon,
+                measure_steps: problem.measure_steps(p.steps),
+                next_measure: 0,
+                curve: Vec::new(),
+                evals: Vec::new(),
+                initial_loss: None,
+                ended: None,
+                batch_losses: Vec::new(),
+            })
+            .collect();
+        Ok(Self {
+            measure_idx: train_view.measurement_items(problem),
+            batches: BatchStream::new(train_view.len(), seed),
+            problem,
+            net,
+            train_view,
+            test_view,
+            params,
+            grads,
+            groups,
+            members,
+            step: 0,
+            ws: Workspace::default(),
+            idx: Vec::with_capacity(problem.batch_size),
+            xb: Vec::new(),
+            yb: Vec::new(),
+        })
+    }
+
+    /// Members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the population has no members (never: [`Population::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Steps taken (by the members still training).
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Whether every member has ended.
+    pub fn is_done(&self) -> bool {
+        self.members.iter().all(|m| m.ended.is_some())
+    }
+
+    /// How member `m` ended, once it has.
+    pub fn ended(&self, m: usize) -> Option<&RunStatus> {
+        self.members[m].ended.as_ref()
+    }
+
+    /// Member `m`'s mini-batch losses of the steps the last [`Population::advance`] took.
+    pub fn batch_losses(&self, m: usize) -> &[f32] {
+        &self.members[m].batch_losses
+    }
+
+    /// Member `m`'s result so far (its status `Finished` unless it diverged).
+    pub fn outcome(&self, m: usize) -> TrainOutcome {
+        let s = &self.members[m];
+        TrainOutcome { status: s.ended.clone().unwrap_or(RunStatus::Finished), curve: s.curve.clone(), evals: s.evals.clone() }
+    }
+
+    /// The optimizer groups (to rebind a learned optimizer's theta, say).
+    pub fn groups_mut(&mut self) -> &mut [OptimizerGroup<O>] {
+        &mut self.groups
+    }
+
+    /// Member `m`'s parameter values, one flat buffer per tensor.
+    pub fn param_values(&self, m: usize) -> Vec<Vec<f32>> {
+        let k = self.members.len();
+        self.params.iter().map(|v| beatmatch_core::optimizer::member(v, k, m).to_vec()).collect()
+    }
+
+    /// Take up to `n` more steps (fewer when every member ends first); returns the steps taken.
+    pub fn advance(&mut self, n: u64) -> Result<u64> {
+        let _ftz = beatmatch_core::simd::FlushDenormals::new();
+        self.members.iter_mut().for_each(|m| m.batch_losses.clear());
+        let start = self.step;
+        while self.step - start < n {
+            self.measure()?;
+            if self.is_done() {
+                break;
+            }
+            self.train()?;
+        }
+        // Members whose budget the last step reached measure their end now.
+        self.measure()?;
+        Ok(self.step - start)
+    }
+
+    /// Train every member to its end; their outcomes in member order.
+    pub fn finish(mut self) -> Result<Vec<TrainOutcome>> {
+        while !self.is_done() {
+            self.advance(u64::MAX)?;
+        }
+        Ok((0..self.members.len()).map(|m| self.outcome(m)).collect())
+    }
+
+    /// A copy of everything the population has accumulated.
+    pub fn snapshot(&self) -> PopulationSnapshot {
+        PopulationSnapshot {
+            params: self.params.clone(),
+            optimizers: self.groups.iter().map(|g| g.optimizer.snapshot()).collect(),
+            batches: self.batches.clone(),
+            step: self.step,
+            members: self.members.clone(),
+        }
+    }
+
+    /// Put back a snapshot of this population (or one of the same problem, seed and plan).
+    pub fn restore(&mut self, s: &PopulationSnapshot) -> Result<()> {
+        if s.members.len() != self.members.len() || s.optimizers.len() != self.groups.len() {
+            bail!(
+                "snapshot of a population of {} members in {} groups, not {} in {}",
+                s.members.len(),
+                s.optimizers.len(),
+                self.members.len(),
+                self.groups.len()
+            );
+        }
+        for (g, snap) in self.groups.iter_mut().zip(&s.optimizers) {
+            g.optimizer.restore(snap)?;
+        }
+        self.params.clone_from(&s.params);
+        self.batches = s.batches.clone();
+        self.step = s.step;
+        self.members.clone_from(&s.members);
+        Ok(())
+    }
+
+    fn param_slices(&self) -> Vec<&[f32]> {
+        self.params.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Summed loss of the `who` members over `items` of `view`, in chunks of `chunk` rows.
+    fn sums(&mut self, test: bool, items: Option<&[u32]>, chunk: usize, who: &[bool]) -> Vec<EvalSums> {
+        let k = self.members.len();
+        let view = if test { &self.test_view } else { &self.train_view };
+        let all: Vec<u32>;
+        let items = match items {
+            Some(i) => i.to_vec(),
+            None => {
+                all = (0..view.len() as u32).collect();
+                all
+            }
+        };
+        let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
+        let mut sums = vec![EvalSums::default(); k];
+        let mut first = true;
+        for part in items.chunks(chunk.max(1)) {
+            view.rows_into(part, &mut self.xb, &mut self.yb).expect("dense networks read labelled rows");
+            let batch = Batch { x: &self.xb, y: &self.yb, rows: part.len() };
+            self.net.forward(k, who, &params, &batch, &mut self.ws);
+            for m in (0..k).filter(|&m| who[m]) {
+                let s = self.net.sums(m, &batch, &self.ws);
+                sums[m] = if first { s } else { sums[m].merge(s) };
+            }
+            first = false;
+        }
+        sums
+    }
+
+    /// Measure every member due at this step (train loss, held-out at a budget), end those that
+    /// diverged or reached their budget.
+    fn measure(&mut self) -> Result<()> {
+        let s = self.step;
+        let due: Vec<bool> = self.members.iter().map(|m| m.ended.is_none() && m.measure_steps.get(m.next_measure) == Some(&s)).collect();
+        if due.iter().any(|&d| d) {
+            let measure_idx = std::mem::take(&mut self.measure_idx);
+            let train = self.sums(false, Some(&measure_idx), self.problem.batch_size, &due);
+            self.measure_idx = measure_idx;
+            let eval_due: Vec<bool> = due.iter().map(|&d| d && self.problem.measurement.eval_at.contains(&s)).collect();
+            let chunk = self.test_view.chunk();
+            let held_out = if eval_due.iter().any(|&d| d) { Some(self.sums(true, None, chunk, &eval_due)) } else { None };
+            for (m, member) in self.members.iter_mut().enumerate().filter(|(m, _)| due[*m]) {
+                member.next_measure += 1;
+                let loss = train[m].mean_loss();
+                member.curve.push(CurvePoint { step: s, train_loss: finite(loss) });
+                if let (Some(h), true) = (&held_out, eval_due[m]) {
+                    member.evals.push(EvalPoint { step: s, eval_loss: finite(h[m].mean_loss()), eval_accuracy: h[m].accuracy() });
+                }
+                let initial = *member.initial_loss.get_or_insert(loss);
+                if !loss.is_finite() {
+                    member.ended = Some(RunStatus::Diverged { step: s, reason: "non-finite train loss".into() });
+                } else if loss > EXPLOSION_FACTOR * initial {
+                    member.ended = Some(RunStatus::Diverged { step: s, reason: format!("train loss {loss:.3} > {EXPLOSION_FACTOR} × initial {initial:.3}") });
+                }
+            }
+        }
+        for member in self.members.iter_mut().filter(|m| m.ended.is_none() && m.steps == s) {
+            member.ended = Some(RunStatus::Finished);
+        }
+        Ok(())
+    }
+
+    /// One training step of every member still training.
+    fn train(&mut self) -> Result<()> {
+        let s = self.step;
+        let k = self.members.len();
+        let mut live: Vec<bool> = self.members.iter().map(|m| m.ended.is_none()).collect();
+        self.batches.next_indices(self.problem.batch_size, &mut self.idx);
+        self.train_view.rows_into(&self.idx, &mut self.xb, &mut self.yb).expect("dense networks read labelled rows");
+        let batch = Batch { x: &self.xb, y: &self.yb, rows: self.idx.len() };
+        let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
+        let mut grads: Vec<&mut [f32]> = self.grads.iter_mut().map(Vec::as_mut_slice).collect();
+        let losses = self.net.loss_and_grads(k, &live, &params, &batch, &mut grads, &mut self.ws);
+        drop((params, grads));
+        for (m, member) in self.members.iter_mut().enumerate() {
+            if !live[m] {
+                continue;
+            }
+            if losses[m].is_finite() {
+                member.batch_losses.push(losses[m]);
+            } else {
+                member.ended = Some(RunStatus::Diverged { step: s, reason: "non-finite mini-batch loss".into() });
+                live[m] = false;
+            }
+        }
+        // Members not training get zero gradients (their values are never read again).
+        for g in &mut self.grads {
+            let n = g.len() / k;
+            for (m, part) in g.chunks_exact_mut(n.max(1)).enumerate() {
+                if !live[m] {
+                    part.fill(0.0);
+                }
+            }
+        }
+        for group in &mut self.groups {
+            let r = group.members.clone();
+            if !live[r.clone()].iter().any(|&l| l) {
+                continue;
+            }
+            let mut p: Vec<&mut [f32]> = self
+                .params
+                .iter_mut()
+                .map(|v| {
+                    let n = v.len() / k;
+                    &mut v[r.start * n..r.end * n]
+                })
+                .collect();
+            let g: Vec<&[f32]> = self
+                .grads
+                .iter()
+                .map(|v| {
+                    let n = v.len() / k;
+                    &v[r.start * n..r.end * n]
+                })
+                .collect();
+            let ctx = StepContext { step: s, num_steps: self.members[r.start].horizon, losses: &losses[r.clone()] };
+            group.optimizer.step(&mut p, &g, &ctx);
+        }
+        self.step += 1;
+        Ok(())
+    }
+}
+
+fn dense_net(problem: &Problem) -> Option<DenseNet> {
+    let (shape, classes) = problem.dataset.signature();
+    DenseNet::for_config(&problem.model, shape.iter().product(), classes)
+}
+
+impl<O: Optimizer + ?Sized> Population<'_, O> {
+    /// Parameter buffers of all members (`[K × numel]` per tensor), for tests.
+    pub fn params_all(&self) -> Vec<&[f32]> {
+        self.param_slices()
+    }
+
+    /// Seconds of one train-loss measurement and one held-out evaluation of every member (for
+    /// time estimates; nothing of the population changes).
+    pub fn time_measurements(&mut self) -> (f64, f64) {
+        let all = vec![true; self.members.len()];
+        let measure_idx = std::mem::take(&mut self.measure_idx);
+        let t = std::time::Instant::now();
+        self.sums(false, Some(&measure_idx), self.problem.batch_size, &all);
+        let train = t.elapsed().as_secs_f64();
+        self.measure_idx = measure_idx;
+        let chunk = self.test_view.chunk();
+        let t = std::time::Instant::now();
+        self.sums(true, None, chunk, &all);
+        (train, t.elapsed().as_secs_f64())
+    }
+}

@@ -1,0 +1,146 @@
+//! The native dense engine against candle's models, and a population against its members alone.
+
+use beatmatch_core::{Optimizer, OptimizerSpec, RunStatus};
+use beatmatch_tasks::dense::{Batch, DenseNet, Workspace};
+use beatmatch_tasks::models::{self, Activation, ModelConfig};
+use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_tasks::train::{train, RunSettings};
+use beatmatch_tasks::{DatasetName, Problem};
+use candle_core::{Device, Tensor, Var};
+use rand::SeedableRng;
+
+/// DenseNet's loss and every gradient against candle's on the same values.
+#[test]
+fn dense_gradients_equal_candles_backward() {
+    let dev = Device::Cpu;
+    let (rows, input, classes) = (5, 6, 3);
+    let x: Vec<f32> = (0..rows * input).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
+    let y: Vec<u32> = (0..rows as u32).map(|i| i % classes as u32).collect();
+    let configs = [
+        ModelConfig::Logreg,
+        ModelConfig::Mlp { width: 7, depth: 1, activation: Activation::Relu },
+        ModelConfig::Mlp { width: 7, depth: 2, activation: Activation::Tanh },
+        ModelConfig::Mlp { width: 4, depth: 2, activation: Activation::Gelu },
+        ModelConfig::Autoencoder { width: 5, depth: 1, code: 2, activation: Activation::Tanh },
+        ModelConfig::Autoencoder { width: 4, depth: 0, code: 3, activation: Activation::Gelu },
+    ];
+    for config in configs {
+        let out = if matches!(config, ModelConfig::Autoencoder { .. }) { input } else { classes };
+        let model = config.build(&[input], out);
+        let net = DenseNet::for_config(&config, input, out).unwrap();
+        assert_eq!(net.params(), model.params());
+        let mut values = model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        for (j, v) in values.iter_mut().flatten().enumerate() {
+            *v += 0.05 * (j as f32 * 1.7).sin();
+        }
+        let vars: Vec<Var> = values.iter().zip(model.params()).map(|(v, p)| Var::from_slice(v, p.shape.clone(), &dev).unwrap()).collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let xt = Tensor::from_vec(x.clone(), (rows, input), &dev).unwrap();
+        let yt = Tensor::from_vec(y.clone(), rows, &dev).unwrap();
+        let loss = models::loss(model.as_ref(), &ts, &xt, &yt).unwrap();
+        let candle_loss = loss.to_scalar::<f32>().unwrap();
+        let candle_grads = loss.backward().unwrap();
+
+        let params: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
+        let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+        let mut g: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+        let batch = Batch { x: &x, y: &y, rows };
+        let losses = net.loss_and_grads(1, &[true], &params, &batch, &mut g, &mut Workspace::default());
+        assert!((losses[0] - candle_loss).abs() <= 2e-6 * candle_loss.abs().max(1.0), "{config:?}: loss {} vs candle {candle_loss}", losses[0]);
+        for (i, (var, info)) in vars.iter().zip(model.params()).enumerate() {
+            let want: Vec<f32> = candle_grads.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (j, (&a, &b)) in grads[i].iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-6 + 1e-4 * b.abs(), "{config:?} {}[{j}]: dense {a} vs candle {b}", info.name);
+            }
+        }
+    }
+}
+
+fn problem() -> Problem {
+    Problem::new(ModelConfig::Mlp { width: 16, depth: 2, activation: Activation::Tanh }, DatasetName::Mnist1d, 32, &[30, 60])
+}
+
+fn opt(p: &Problem, specs: &[&str]) -> Box<dyn Optimizer> {
+    let specs: Vec<OptimizerSpec> = specs.iter().map(|s| OptimizerSpec::parse(s).unwrap()).collect();
+    beatmatch_baselines::build_members(&specs, p.build_model().params()).unwrap()
+}
+
+/// A population of the given members, one optimizer group per (kind, horizon) run of equal
+/// consecutive kinds.
+fn population<'d>(p: &'d Problem, data: &'d beatmatch_tasks::Dataset, members: &[(&str, u64)]) -> Population<'d> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < members.len() {
+        let kind = |s: &str| s.split(':').next().unwrap().to_string();
+        let mut end = start + 1;
+        while end < members.len() && kind(members[end].0) == kind(members[start].0) && members[end].1 == members[start].1 {
+            end += 1;
+        }
+        let specs: Vec<&str> = members[start..end].iter().map(|m| m.0).collect();
+        groups.push(OptimizerGroup { optimizer: opt(p, &specs), members: start..end });
+        start = end;
+    }
+    let plans: Vec<MemberPlan> = members.iter().map(|&(_, steps)| MemberPlan { steps, horizon: steps }).collect();
+    Population::new(p, data, 5, &plans, groups).unwrap()
+}
+
+fn alone(p: &Problem, data: &beatmatch_tasks::Dataset, spec: &str, steps: u64) -> beatmatch_tasks::TrainOutcome {
+    train(p, data, opt(p, &[spec]), RunSettings { device: &Device::Cpu, seed: 5, steps, horizon: steps }, &mut |_| {}).unwrap()
+}
+
+#[test]
+fn a_member_gives_the_same_bytes_in_populations_of_1_3_and_30() {
+    let p = problem();
+    let data = p.dataset.load().unwrap();
+    let lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 1e-5, 3e-5, 0.03, 0.5];
+    let mut specs: Vec<(String, u64)> = lrs.iter().map(|lr| (format!("adam:lr={lr}"), 60)).collect();
+    specs.extend(lrs.iter().map(|lr| (format!("sgdm:lr={lr}"), 30)));
+    let thirty: Vec<(&str, u64)> = specs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    let all = population(&p, &data, &thirty).finish().unwrap();
+    assert!(all.iter().any(|o| matches!(o.status, RunStatus::Diverged { .. })), "the grid should hold diverging members");
+    assert!(all.iter().filter(|o| o.status == RunStatus::Finished).count() > 10);
+    // Three of them, in another order and other companions.
+    let three = [thirty[20], thirty[2], thirty[9]];
+    let some = population(&p, &data, &three).finish().unwrap();
+    for (i, &j) in [20usize, 2, 9].iter().enumerate() {
+        assert_eq!(some[i], all[j], "member {} differs between populations of 3 and 30", thirty[j].0);
+    }
+    // Each alone (a population of one, through `train`).
+    for (j, &(spec, steps)) in thirty.iter().enumerate() {
+        assert_eq!(alone(&p, &data, spec, steps), all[j], "{spec} alone differs from its record in the population of 30");
+    }
+}
+
+#[test]
+fn a_diverging_member_leaves_the_others_unchanged_and_shorter_budgets_end_early() {
+    let p = problem();
+    let data = p.dataset.load().unwrap();
+    let members = [("sgdm:lr=0.1", 60), ("sgdm:lr=1000", 60), ("sgdm:lr=0.05", 60)];
+    let mut pop = population(&p, &data, &members);
+    pop.advance(10).unwrap();
+    assert!(matches!(pop.ended(1), Some(RunStatus::Diverged { .. })), "lr 1000 diverges within 10 steps: {:?}", pop.ended(1));
+    assert!(pop.ended(0).is_none() && pop.ended(2).is_none());
+    let out = pop.finish().unwrap();
+    assert_eq!(out[0], alone(&p, &data, "sgdm:lr=0.1", 60));
+    assert_eq!(out[2], alone(&p, &data, "sgdm:lr=0.05", 60));
+    let short = population(&p, &data, &[("adam:lr=1e-2", 30), ("adam:lr=1e-3", 60)]).finish().unwrap();
+    assert_eq!(short[0].curve.last().unwrap().step, 30);
+    assert_eq!(short[1].curve.last().unwrap().step, 60);
+    assert_eq!(short[0], alone(&p, &data, "adam:lr=1e-2", 30));
+}
+
+#[test]
+fn a_population_advanced_in_pieces_or_restored_equals_one_run() {
+    let p = problem();
+    let data = p.dataset.load().unwrap();
+    let members = [("adam:lr=1e-2", 60), ("adam:lr=3e-3", 60), ("lion:lr=1e-3", 45)];
+    let whole = population(&p, &data, &members).finish().unwrap();
+    let mut pop = population(&p, &data, &members);
+    assert_eq!(pop.advance(17).unwrap(), 17);
+    let snap = pop.snapshot();
+    pop.advance(20).unwrap();
+    pop.restore(&snap).unwrap();
+    assert_eq!(pop.step(), 17);
+    pop.advance(13).unwrap();
+    assert_eq!(pop.finish().unwrap(), whole);
+}
