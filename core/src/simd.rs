@@ -39,6 +39,27 @@ pub fn simd_dispatch<K: Kernel>(k: &mut K) {
     k.run()
 }
 
+/// `e^x` for f32: Cephes' `expf` (range reduction by ln 2 in two parts, a degree-5 polynomial,
+/// the exponent set through the bits), vectorisable; within 2 ulp.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    let x_in = x;
+    let x = x.clamp(-87.336_54, 88.722_83);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let z = r * r;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1) * z + r + 1.0;
+    // 2^n for n in [-126, 128]: the bits of the exponent field (n = 128 at the clamp gives +∞).
+    let bits = ((n as i32 + 127).max(0) as u32) << 23;
+    let y = p * f32::from_bits(bits);
+    if x_in <= -87.336_54 {
+        0.0
+    } else {
+        y
+    }
+}
+
 /// While alive, the current thread flushes subnormal floats to zero (MXCSR's FTZ and DAZ
 /// bits, x86-64 only); dropping it restores the previous mode.
 ///
@@ -86,6 +107,35 @@ impl Drop for FlushDenormals {
         unsafe {
             std::arch::x86_64::_mm_setcsr(self.saved)
         }
+    }
+}
+
+/// A thread's floating-point mode (MXCSR on x86-64), to hand to worker threads so they round
+/// and flush exactly as the thread that spawned them.
+#[derive(Clone, Copy, Debug)]
+pub struct FpMode(#[allow(dead_code)] u32);
+
+impl FpMode {
+    /// This thread's mode.
+    pub fn current() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(deprecated)]
+        // SAFETY: reads this thread's MXCSR.
+        return Self(unsafe { std::arch::x86_64::_mm_getcsr() });
+        #[cfg(not(target_arch = "x86_64"))]
+        Self(0)
+    }
+
+    /// Take this mode on the current thread until the guard drops.
+    pub fn apply(self) -> FlushDenormals {
+        let guard = FlushDenormals::new();
+        #[cfg(target_arch = "x86_64")]
+        #[allow(deprecated)]
+        // SAFETY: writes a mode another thread of this process was running with.
+        unsafe {
+            std::arch::x86_64::_mm_setcsr(self.0)
+        };
+        guard
     }
 }
 

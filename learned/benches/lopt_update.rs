@@ -3,6 +3,11 @@
 //! optimizer's update time next to the forward+backward time of the same model, measured in
 //! the same run, so overhead = update ÷ fwd+bwd.
 //!
+//! Before criterion's runs, a table: each learned update's µs, ratio to the forward+backward
+//! pass (candle's, and the native dense engine's that `suite` trains MLPs with), Mparam/s, and
+//! its achieved GFLOP/s and GB/s beside this machine's single-thread sgemm and memcpy peaks,
+//! measured in the same run, on one thread and (VeLO, small_fc) two.
+//!
 //! `cargo bench -p beatmatch-learned --bench lopt_update`
 
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext};
@@ -26,6 +31,138 @@ fn optimizers(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
         ("small_fc", beatmatch_learned::build(&load("adafac_case1.theta.msgpack"), params).unwrap()),
         ("mlp_lopt", beatmatch_learned::build(&load("mlp_lopt_case1.theta.msgpack"), params).unwrap()),
     ]
+}
+
+/// VeLO and small_fc on two threads.
+fn threaded(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
+    use beatmatch_core::Bound;
+    use std::sync::Arc;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
+    let load = |f: &str| checkpoint::load(&dir.join(f), None).unwrap();
+    let velo = beatmatch_learned::velo::VeloNet::bind(&load("velo_case1.theta.msgpack").theta, Default::default()).unwrap().with_threads(2);
+    let small = beatmatch_learned::small_fc::SmallFcNet::bind(&load("adafac_case1.theta.msgpack").theta, Default::default()).unwrap().with_threads(2);
+    vec![("velo_2threads", Box::new(Bound::new(Arc::new(velo), params))), ("small_fc_2threads", Box::new(Bound::new(Arc::new(small), params)))]
+}
+
+/// Approximate work per parameter per update (FLOPs, bytes moved), counted from the kernels:
+/// two feature passes (~60 FLOPs each), the per-parameter MLP (2 × its multiply-adds), the
+/// accumulator updates; bytes: the nine per-parameter streams read twice, the accumulators
+/// read and written once, the parameter written.
+fn work_per_param(name: &str) -> (f64, f64) {
+    match name.trim_end_matches("_2threads") {
+        "adam" => (10.0, 20.0),
+        "velo" => (2.0 * 60.0 + 2.0 * (30.0 * 4.0 + 16.0 + 12.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
+        "small_fc" => (2.0 * 56.0 + 2.0 * (39.0 * 4.0 + 16.0 + 8.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
+        _ => (2.0 * 16.0 + 2.0 * (19.0 * 32.0 + 32.0 * 32.0 + 64.0) + 12.0, 2.0 * 8.0 * 4.0 + 6.0 * 8.0 + 4.0),
+    }
+}
+
+/// Median seconds of `f` over `reps` calls after `reps` warm-up calls.
+fn median(reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..reps {
+        f();
+    }
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn table(_: &mut Criterion) {
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let _ftz = beatmatch_core::simd::FlushDenormals::new();
+    let isa = if std::arch::is_x86_feature_detected!("avx512f") {
+        "AVX-512F"
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        "AVX2"
+    } else {
+        "baseline"
+    };
+    let n = 512;
+    let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
+    let gemm_s = median(5, || unsafe {
+        gemm::gemm(
+            n,
+            n,
+            n,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            n as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    });
+    let peak_flops = 2.0 * (n * n * n) as f64 / gemm_s;
+    let big = vec![1.0f32; 1 << 24];
+    let mut dst = vec![0.0f32; 1 << 24];
+    let copy_s = median(5, || dst.copy_from_slice(std::hint::black_box(&big)));
+    let peak_bytes = 2.0 * 4.0 * (1 << 24) as f64 / copy_s;
+    let model = ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }.build(&[784], 10);
+    let infos = model.params().to_vec();
+    let values = model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let dev = Device::Cpu;
+    let xs: Vec<f32> = (0..128 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+    let ys: Vec<u32> = (0..128u32).map(|i| i % 10).collect();
+    let x = Tensor::from_vec(xs.clone(), (128, 784), &dev).unwrap();
+    let y = Tensor::from_vec(ys.clone(), 128, &dev).unwrap();
+    let fb_candle = median(15, || {
+        let vars: Vec<Var> = values.iter().zip(&infos).map(|(v, p)| Var::from_slice(v, p.shape.clone(), &dev).unwrap()).collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        candle_nn::loss::cross_entropy(&model.forward(&ts, &x).unwrap(), &y).unwrap().backward().unwrap();
+    });
+    let net = beatmatch_tasks::dense::DenseNet::for_config(&ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }, 784, 10).unwrap();
+    let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+    let mut ws = beatmatch_tasks::dense::Workspace::default();
+    let fb_native = median(15, || {
+        let p: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
+        let mut g: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+        net.loss_and_grads(1, &[true], &p, &beatmatch_tasks::dense::Batch { x: &xs, y: &ys, rows: 128 }, &mut g, &mut ws);
+    });
+    let np: usize = infos.iter().map(ParamInfo::numel).sum();
+    println!("\nlearned updates on MLP 784-256-256-10 ({np} parameters), batch 128; ISA {isa}; single-thread peaks measured now: sgemm {:.1} GFLOP/s, memcpy {:.1} GB/s", peak_flops / 1e9, peak_bytes / 1e9);
+    println!("forward+backward: candle {:.0} µs, native dense engine {:.0} µs", fb_candle * 1e6, fb_native * 1e6);
+    println!("| optimizer | µs per update | ÷ fwd+bwd (candle / native) | Mparam/s | ≈ GFLOP/s (% of sgemm) | ≈ GB/s (% of memcpy) |\n|---|---:|---:|---:|---:|---:|");
+    let grads = grads_for(&infos);
+    for (name, mut opt) in optimizers(&infos).into_iter().chain(threaded(&infos)) {
+        let mut params = values.clone();
+        let mut step = 0u64;
+        let t = median(40, || {
+            let mut p: Vec<&mut [f32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let gs: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
+            opt.step(&mut p, &gs, &StepContext { step, num_steps: 10_000, losses: &[1.0] });
+            step += 1;
+        });
+        let (f, b) = work_per_param(name);
+        let (flops, bytes) = (f * np as f64 / t, b * np as f64 / t);
+        println!(
+            "| {name} | {:.0} | {:.2} / {:.2} | {:.1} | {:.1} ({:.0}%) | {:.1} ({:.0}%) |",
+            t * 1e6,
+            t / fb_candle,
+            t / fb_native,
+            np as f64 / t / 1e6,
+            flops / 1e9,
+            100.0 * flops / peak_flops,
+            bytes / 1e9,
+            100.0 * bytes / peak_bytes
+        );
+    }
+    println!();
 }
 
 fn grads_for(params: &[ParamInfo]) -> Vec<Vec<f32>> {
@@ -91,5 +228,5 @@ fn overhead(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! { name = benches; config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)); targets = overhead, update }
+criterion_group! { name = benches; config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)); targets = table, overhead, update }
 criterion_main!(benches);

@@ -83,6 +83,8 @@ pub fn factored_dims(shape: &[usize]) -> Option<(usize, usize)> {
 }
 
 /// Factored (Adafactor-style) second moments of one tensor at `k` decays.
+// One per tensor, a handful per run: the size difference of the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum FactoredState {
     /// Rank ≥ 2: row statistic (mean over d0) and column statistic (mean over d1), `[len][k]`.
@@ -102,9 +104,48 @@ pub enum FactoredState {
         rows: Arc<[u32]>,
         /// Per element, its index into the column statistic.
         cols: Arc<[u32]>,
+        /// What the feature kernels read of the row statistic, computed once per step.
+        row_planes: Planes,
+        /// Likewise of the column statistic.
+        col_planes: Planes,
     },
     /// Rank < 2: full second moment `[k][numel]`.
     Diag(Vec<f32>),
+}
+
+/// A factored statistic as the feature kernels read it, decay-major (`[k][len]`, so a run
+/// of elements along one axis reads contiguous values): the statistic, `rsqrt(stat + 1e-8)`
+/// and the [`factors`] — all functions of the statistic alone, so taken once per entry per
+/// step rather than once per element.
+#[derive(Clone, Debug, Default)]
+pub struct Planes {
+    /// Entries per decay.
+    pub len: usize,
+    /// The statistic.
+    pub value: Vec<f32>,
+    /// `rsqrt(value + 1e-8)`.
+    pub rsqrt: Vec<f32>,
+    /// The row or column factor.
+    pub factor: Vec<f32>,
+}
+
+impl Planes {
+    /// From a statistic and its factor, both `[len][k]`.
+    fn set(&mut self, stat: &[f32], factor: &[f32], k: usize) {
+        let len = stat.len() / k;
+        self.len = len;
+        for v in [&mut self.value, &mut self.rsqrt, &mut self.factor] {
+            v.resize(len * k, 0.0);
+        }
+        for e in 0..len {
+            for j in 0..k {
+                let x = stat[e * k + j];
+                self.value[j * len + e] = x;
+                self.rsqrt[j * len + e] = rsqrt(x + 1e-8);
+                self.factor[j * len + e] = factor[e * k + j];
+            }
+        }
+    }
 }
 
 /// Factored second moments of every tensor, returning the preconditioned gradient `fac_g`.
@@ -128,6 +169,8 @@ impl Factored {
                     col: vec![0.0; without(&p.shape, d1).iter().product::<usize>() * k],
                     rows: (0..p.numel()).map(|i| drop_axis(i, &p.shape, d0) as u32).collect(),
                     cols: (0..p.numel()).map(|i| drop_axis(i, &p.shape, d1) as u32).collect(),
+                    row_planes: Planes::default(),
+                    col_planes: Planes::default(),
                 },
                 None => FactoredState::Diag(vec![0.0; p.numel() * k]),
             })
@@ -155,33 +198,75 @@ impl Factored {
                         }
                     }
                 }
-                FactoredState::Factored { d1, d0, shape, row, col, rows, cols } => {
+                FactoredState::Factored { d1, d0, shape, row, col, rows, cols, row_planes, col_planes } => {
                     let (d1, d0) = (*d1, *d0);
                     let (n0, n1) = (shape[d0] as f64, shape[d1] as f64);
-                    let mut row_sum = vec![0f64; row.len()];
-                    let mut col_sum = vec![0f64; col.len()];
-                    for (i, &gi) in g.iter().enumerate() {
-                        let sq = f64::from(gi * gi + eps);
-                        let (r, c) = (rows[i] as usize, cols[i] as usize);
-                        for j in 0..k {
-                            row_sum[r * k + j] += sq;
-                            col_sum[c * k + j] += sq;
+                    // Σ (g² + eps) per row-statistic and per column-statistic index, each sum
+                    // taken in element order (so the same bits as summing element by element).
+                    let (per_row, per_col) = if shape.len() == 2 {
+                        // Rank 2 without the index tables: sums along both axes in one sweep.
+                        let (nr, nc) = (shape[0], shape[1]);
+                        let (mut sum_r, mut sum_c) = (vec![0f64; nr], vec![0f64; nc]);
+                        for (r, gr) in g.chunks_exact(nc).enumerate() {
+                            let mut acc = 0f64;
+                            for (sc, &gi) in sum_c.iter_mut().zip(gr) {
+                                let sq = f64::from(gi * gi + eps);
+                                acc += sq;
+                                *sc += sq;
+                            }
+                            sum_r[r] = acc;
                         }
-                    }
+                        // The row statistic drops the largest axis d0.
+                        if d0 == 1 {
+                            (sum_r, sum_c)
+                        } else {
+                            (sum_c, sum_r)
+                        }
+                    } else {
+                        let (mut per_row, mut per_col) = (vec![0f64; row.len() / k], vec![0f64; col.len() / k]);
+                        for (i, &gi) in g.iter().enumerate() {
+                            let sq = f64::from(gi * gi + eps);
+                            per_row[rows[i] as usize] += sq;
+                            per_col[cols[i] as usize] += sq;
+                        }
+                        (per_row, per_col)
+                    };
                     for (idx, x) in row.iter_mut().enumerate() {
                         let d = decays[idx % k];
-                        *x = d * *x + (1.0 - d) * (row_sum[idx] / n0) as f32;
+                        *x = d * *x + (1.0 - d) * (per_row[idx / k] / n0) as f32;
                     }
                     for (idx, x) in col.iter_mut().enumerate() {
                         let d = decays[idx % k];
-                        *x = d * *x + (1.0 - d) * (col_sum[idx] / n1) as f32;
+                        *x = d * *x + (1.0 - d) * (per_col[idx / k] / n1) as f32;
                     }
                     let (row_factor, col_factor) = factors(row, col, shape, d1, d0, k);
+                    row_planes.set(row, &row_factor, k);
+                    col_planes.set(col, &col_factor, k);
                     let n = g.len();
-                    for (i, &gi) in g.iter().enumerate() {
-                        let (r, c) = (rows[i] as usize, cols[i] as usize);
+                    if shape.len() == 2 {
+                        let nc = shape[1];
                         for j in 0..k {
-                            y[j * n + i] = gi * row_factor[r * k + j] * col_factor[c * k + j];
+                            let yj = &mut y[j * n..(j + 1) * n];
+                            for (r, (gr, yr)) in g.chunks_exact(nc).zip(yj.chunks_exact_mut(nc)).enumerate() {
+                                if d0 == 1 {
+                                    let rf = row_factor[r * k + j];
+                                    for (c, (yv, &gi)) in yr.iter_mut().zip(gr).enumerate() {
+                                        *yv = gi * rf * col_factor[c * k + j];
+                                    }
+                                } else {
+                                    let cf = col_factor[r * k + j];
+                                    for (c, (yv, &gi)) in yr.iter_mut().zip(gr).enumerate() {
+                                        *yv = gi * row_factor[c * k + j] * cf;
+                                    }
+                                }
+                            }
+                        }
+                    } else {
+                        for (i, &gi) in g.iter().enumerate() {
+                            let (r, c) = (rows[i] as usize, cols[i] as usize);
+                            for j in 0..k {
+                                y[j * n + i] = gi * row_factor[r * k + j] * col_factor[c * k + j];
+                            }
                         }
                     }
                 }

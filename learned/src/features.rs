@@ -8,7 +8,8 @@
 // to straight vector instructions (and give the same bits on every instruction set).
 #![allow(clippy::needless_range_loop)]
 
-use crate::accum::{factors, rsqrt, FactoredState};
+use crate::accum::{rsqrt, FactoredState};
+use std::ops::Range;
 
 /// Parameters per block.
 pub const B: usize = 16;
@@ -53,21 +54,61 @@ pub struct TensorInputs<'a> {
     pub fac: &'a FactoredState,
 }
 
-/// Precomputed per-tensor quantities.
+/// How a block of a factored tensor finds its row and column statistics.
+#[derive(Clone, Copy)]
 pub struct Prepared {
-    row_factor: Vec<f32>,
-    col_factor: Vec<f32>,
+    /// Columns of a rank-2 tensor (0 otherwise): a block inside one row reads its statistics
+    /// as one broadcast value and one contiguous run instead of 16 gathers each.
+    cols: usize,
+    /// Whether the row statistic drops axis 1 (then it is indexed by the row, the column
+    /// statistic by the column; the other way round otherwise).
+    row_by_row: bool,
 }
 
-/// Precompute the factored row/column factors of a tensor.
+/// The block layout of a tensor's factored statistics.
 pub fn prepare(t: &TensorInputs<'_>) -> Prepared {
     match t.fac {
-        FactoredState::Factored { d1, d0, shape, row, col, .. } => {
-            let (row_factor, col_factor) = factors(row, col, shape, *d1, *d0, 3);
-            Prepared { row_factor, col_factor }
-        }
-        FactoredState::Diag(_) => Prepared { row_factor: vec![], col_factor: vec![] },
+        FactoredState::Factored { shape, d0, .. } if shape.len() == 2 => Prepared { cols: shape[1], row_by_row: *d0 == 1 },
+        _ => Prepared { cols: 0, row_by_row: false },
     }
+}
+
+/// Where a block's statistic values come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// One entry for every lane.
+    Broadcast(usize),
+    /// Entries `at..at + B`.
+    Run(usize),
+}
+
+/// Lane values of plane `j` of `plane` (`[k][len]`) for a block reading `src`.
+#[inline(always)]
+fn plane_lanes(plane: &[f32], len: usize, j: usize, src: Source) -> [f32; B] {
+    match src {
+        Source::Broadcast(i) => [plane[j * len + i]; B],
+        Source::Run(at) => {
+            let s: &[f32; B] = plane[j * len + at..j * len + at + B].try_into().unwrap();
+            *s
+        }
+    }
+}
+
+/// `[f(0), …, f(B−1)]`. Not `std::array::from_fn`: its closure call is not inlined into the
+/// AVX-512/AVX2 kernels and so runs as baseline scalar code (a fifth of small_fc's update).
+#[inline(always)]
+fn lanes<T: Copy + Default>(f: impl Fn(usize) -> T) -> [T; B] {
+    let mut a = [T::default(); B];
+    for (e, v) in a.iter_mut().enumerate() {
+        *v = f(e);
+    }
+    a
+}
+
+/// `[f(0), f(1), f(2)]`, inlined like [`lanes`].
+#[inline(always)]
+fn three<T: Copy + Default>(f: impl Fn(usize) -> T) -> [T; 3] {
+    [f(0), f(1), f(2)]
 }
 
 /// Fill `x` with the features of parameters `start..start + len` (lanes ≥ len are zero), in
@@ -83,96 +124,118 @@ fn fill_block(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usiz
     }
 }
 
+/// The block's values of `src[off + start ..]`: a straight 16-wide load for a full block,
+/// clamped and masked lanes for the tail.
+#[inline(always)]
+fn load<const FULL: bool>(src: &[f32], off: usize, start: usize, idx: &[usize; B], live: &[f32; B]) -> [f32; B] {
+    if FULL {
+        let s: &[f32; B] = src[off + start..off + start + B].try_into().unwrap();
+        *s
+    } else {
+        lanes(|e| src[off + idx[e]] * live[e])
+    }
+}
+
 #[inline(always)]
 fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
     // Gather each input row of the block into a fixed-size array first (one bounds check per
     // lane, no aliasing questions), then every feature row is a straight loop over 16 lanes
-    // the compiler vectorises.
+    // the compiler vectorises. No closures here: one not inlined runs as baseline code.
     let n = t.g.len();
-    let idx: [usize; B] = std::array::from_fn(|e| if FULL { start + e } else { start + e.min(len - 1) });
-    let live: [f32; B] = std::array::from_fn(|e| if FULL || e < len { 1.0 } else { 0.0 });
-    let load = |src: &[f32], off: usize| -> [f32; B] {
-        if FULL {
-            let s: &[f32; B] = src[off + start..off + start + B].try_into().unwrap();
-            *s
-        } else {
-            std::array::from_fn(|e| src[off + idx[e]] * live[e])
-        }
-    };
-    let g = load(t.g, 0);
-    let p = load(t.p, 0);
-    let rms = load(t.rms, 0);
-    let m: [[f32; B]; 3] = std::array::from_fn(|j| load(t.m, j * n));
-    let fg: [[f32; B]; 3] = std::array::from_fn(|j| load(t.fac_g, j * n));
+    let idx: [usize; B] = lanes(|e| if FULL { start + e } else { start + e.min(len - 1) });
+    let live: [f32; B] = lanes(|e| if FULL || e < len { 1.0 } else { 0.0 });
+    let g = load::<FULL>(t.g, 0, start, &idx, &live);
+    let p = load::<FULL>(t.p, 0, start, &idx, &live);
+    let rms = load::<FULL>(t.rms, 0, start, &idx, &live);
+    let m: [[f32; B]; 3] = three(|j| load::<FULL>(t.m, j * n, start, &idx, &live));
+    let fg: [[f32; B]; 3] = three(|j| load::<FULL>(t.fac_g, j * n, start, &idx, &live));
     let mut f = 0;
-    let mut put = |x: &mut Block, v: [f32; B]| {
-        x[f] = v;
-        f += 1;
-    };
-    let rs: [f32; B] = std::array::from_fn(|e| rsqrt(rms[e] + 1e-6) * live[e]);
-    put(x, g);
+    macro_rules! put {
+        ($v:expr) => {{
+            x[f] = $v;
+            f += 1;
+        }};
+    }
+    let rs: [f32; B] = lanes(|e| rsqrt(rms[e] + 1e-6) * live[e]);
+    put!(g);
     if flavor == Flavor::Velo {
-        put(x, std::array::from_fn(|e| g[e].clamp(-0.1, 0.1)));
+        put!(lanes(|e| g[e].clamp(-0.1, 0.1)));
     }
-    put(x, p);
+    put!(p);
     for mj in &m {
-        put(x, *mj);
+        put!(*mj);
     }
-    put(x, rms);
+    put!(rms);
     for mj in &m {
-        put(x, std::array::from_fn(|e| mj[e] * rs[e]));
+        put!(lanes(|e| mj[e] * rs[e]));
     }
-    put(x, rs);
+    put!(rs);
     for fj in &fg {
-        put(x, *fj);
+        put!(*fj);
     }
     if flavor == Flavor::Velo {
-        put(x, std::array::from_fn(|e| g[e] * rs[e]));
+        put!(lanes(|e| g[e] * rs[e]));
     }
     match t.fac {
-        FactoredState::Factored { row: vr, col: vc, rows, cols, .. } => {
-            let r: [usize; B] = std::array::from_fn(|e| rows[idx[e]] as usize * 3);
-            let c: [usize; B] = std::array::from_fn(|e| cols[idx[e]] as usize * 3);
-            let row: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| vr[r[e] + j] * live[e]));
-            let col: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| vc[c[e] + j] * live[e]));
-            let rf: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| prep.row_factor[r[e] + j]));
-            let cf: [[f32; B]; 3] = std::array::from_fn(|j| std::array::from_fn(|e| prep.col_factor[c[e] + j]));
-            for v in &row {
-                put(x, *v);
-            }
-            for v in &col {
-                put(x, *v);
-            }
-            for v in &row {
-                put(x, std::array::from_fn(|e| rsqrt(v[e] + 1e-8) * live[e]));
-            }
-            for v in &col {
-                put(x, std::array::from_fn(|e| rsqrt(v[e] + 1e-8) * live[e]));
-            }
-            for j in 0..3 {
-                put(x, std::array::from_fn(|e| m[j][e] * rf[j][e] * cf[j][e]));
+        FactoredState::Factored { rows, cols, row_planes: rp, col_planes: cp, .. } => {
+            let in_one_row = FULL && prep.cols > 0 && start % prep.cols + B <= prep.cols;
+            if in_one_row {
+                let (r, c) = (start / prep.cols, start % prep.cols);
+                let (rs, cs) = if prep.row_by_row { (Source::Broadcast(r), Source::Run(c)) } else { (Source::Run(c), Source::Broadcast(r)) };
+                for j in 0..3 {
+                    put!(plane_lanes(&rp.value, rp.len, j, rs));
+                }
+                for j in 0..3 {
+                    put!(plane_lanes(&cp.value, cp.len, j, cs));
+                }
+                for j in 0..3 {
+                    put!(plane_lanes(&rp.rsqrt, rp.len, j, rs));
+                }
+                for j in 0..3 {
+                    put!(plane_lanes(&cp.rsqrt, cp.len, j, cs));
+                }
+                for (j, mj) in m.iter().enumerate() {
+                    let (rf, cf) = (plane_lanes(&rp.factor, rp.len, j, rs), plane_lanes(&cp.factor, cp.len, j, cs));
+                    put!(lanes(|e| mj[e] * rf[e] * cf[e]));
+                }
+            } else {
+                let r: [usize; B] = lanes(|e| rows[idx[e]] as usize);
+                let c: [usize; B] = lanes(|e| cols[idx[e]] as usize);
+                for j in 0..3 {
+                    put!(lanes(|e| rp.value[j * rp.len + r[e]] * live[e]));
+                }
+                for j in 0..3 {
+                    put!(lanes(|e| cp.value[j * cp.len + c[e]] * live[e]));
+                }
+                for j in 0..3 {
+                    put!(lanes(|e| rp.rsqrt[j * rp.len + r[e]] * live[e]));
+                }
+                for j in 0..3 {
+                    put!(lanes(|e| cp.rsqrt[j * cp.len + c[e]] * live[e]));
+                }
+                for (j, mj) in m.iter().enumerate() {
+                    put!(lanes(|e| mj[e] * rp.factor[j * rp.len + r[e]] * cp.factor[j * cp.len + c[e]]));
+                }
             }
         }
         FactoredState::Diag(v) => {
-            let vd: [[f32; B]; 3] = std::array::from_fn(|j| load(v, j * n));
+            let vd: [[f32; B]; 3] = three(|j| load::<FULL>(v, j * n, start, &idx, &live));
             for _ in 0..2 {
                 for vj in &vd {
-                    put(x, *vj);
+                    put!(*vj);
                 }
             }
+            let vr: [[f32; B]; 3] = three(|j| lanes(|e| rsqrt(vd[j][e] + 1e-8) * live[e]));
             for _ in 0..2 {
-                for vj in &vd {
-                    put(x, std::array::from_fn(|e| rsqrt(vj[e] + 1e-8) * live[e]));
+                for vj in &vr {
+                    put!(*vj);
                 }
             }
             for j in 0..3 {
-                put(
-                    x,
-                    match flavor {
-                        Flavor::SmallFc => std::array::from_fn(|e| m[j][e] * rsqrt(vd[j][e] + 1e-6) * live[e]),
-                        Flavor::Velo => std::array::from_fn(|e| if live[e] == 0.0 { 0.0 } else { m[j][e] * rsqrt(vd[j][e]) }),
-                    },
-                );
+                match flavor {
+                    Flavor::SmallFc => put!(lanes(|e| m[j][e] * rsqrt(vd[j][e] + 1e-6) * live[e])),
+                    Flavor::Velo => put!(lanes(|e| if live[e] == 0.0 { 0.0 } else { m[j][e] * rsqrt(vd[j][e]) })),
+                }
             }
         }
     }
@@ -188,31 +251,70 @@ pub struct Mlp {
 
 impl Mlp {
     /// Evaluate on a block: `x` rows `0..n_in` in, output rows `0..n_out` of the last layer.
+    ///
+    /// Outputs are computed 4 (or 1) at a time, each tile's accumulators in registers (8 at a
+    /// time was measured 8× slower: the accumulators no longer fit and spill)
+    /// across the input loop: one dependent add chain per output (the previous form) was
+    /// bound by the adder's latency. Every output still sums its inputs in order, from its
+    /// bias, so the bits are the same.
     #[inline(always)]
     pub fn eval_block(&self, x: &Block, out: &mut Block) {
-        let mut cur: Block = *x;
+        let mut buf: Block = [[0.0; B]; MAX_WIDTH];
         let last = self.layers.len() - 1;
         for (li, (w, b, n_in, n_out)) in self.layers.iter().enumerate() {
-            for o in 0..*n_out {
-                let mut acc = [b[o]; B];
-                for i in 0..*n_in {
-                    let wi = w[i * n_out + o];
-                    let xi = &cur[i];
-                    for e in 0..B {
-                        acc[e] += xi[e] * wi;
+            let (n_in, n_out) = (*n_in, *n_out);
+            let relu = li != last;
+            // Layer 0 reads `x`; later layers read the previous layer's output, kept in `buf`.
+            let input: &Block = if li == 0 { x } else { &buf };
+            let mut result: Block = [[0.0; B]; MAX_WIDTH];
+            let mut o0 = 0;
+            while o0 < n_out {
+                let t = match n_out - o0 {
+                    4.. => {
+                        tile::<4>(input, w, b, n_in, n_out, o0, relu, &mut result);
+                        4
                     }
-                }
-                if li != last {
-                    for a in &mut acc {
-                        *a = a.max(0.0);
+                    _ => {
+                        tile::<1>(input, w, b, n_in, n_out, o0, relu, &mut result);
+                        1
                     }
-                }
-                out[o] = acc;
+                };
+                o0 += t;
             }
-            if li != last {
-                cur[..*n_out].copy_from_slice(&out[..*n_out]);
+            if li == last {
+                out[..n_out].copy_from_slice(&result[..n_out]);
+            } else {
+                buf[..n_out].copy_from_slice(&result[..n_out]);
             }
         }
+    }
+}
+
+/// Outputs `o0..o0 + T` of one dense layer on a block.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<const T: usize>(input: &Block, w: &[f32], b: &[f32], n_in: usize, n_out: usize, o0: usize, relu: bool, result: &mut Block) {
+    let mut acc: [[f32; B]; T] = [[0.0; B]; T];
+    for (t, a) in acc.iter_mut().enumerate() {
+        *a = [b[o0 + t]; B];
+    }
+    let w = &w[..n_in * n_out];
+    for (i, xi) in input[..n_in].iter().enumerate() {
+        let wrow = &w[i * n_out + o0..i * n_out + o0 + T];
+        for t in 0..T {
+            let wi = wrow[t];
+            for e in 0..B {
+                acc[t][e] += xi[e] * wi;
+            }
+        }
+    }
+    for (t, a) in acc.iter_mut().enumerate() {
+        if relu {
+            for v in a.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+        result[o0 + t] = *a;
     }
 }
 
@@ -242,31 +344,43 @@ pub enum StepRule {
     },
 }
 
+/// Pass 1 over blocks `blocks`: per block, each feature's f32 sum of squares over its lanes,
+/// handed to `emit(block, sums)` in block order.
 #[inline(always)]
-fn process_impl(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32]) {
-    let prep = prepare(t);
+fn pass1(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, blocks: Range<usize>, mut emit: impl FnMut(usize, &[f32; MAX_WIDTH])) {
     let n = t.g.len();
     let width = flavor.width();
     let mut x: Block = [[0.0; B]; MAX_WIDTH];
-    // Pass 1: second-moment normaliser per feature over the whole tensor.
-    let mut sum = [0f64; MAX_WIDTH];
-    for start in (0..n).step_by(B) {
+    let mut s = [0f32; MAX_WIDTH];
+    for block in blocks {
+        let start = block * B;
         let len = B.min(n - start);
-        fill_block(flavor, t, &prep, start, len, &mut x);
+        fill_block(flavor, t, prep, start, len, &mut x);
         for f in 0..width {
-            let mut s = 0f32;
+            let mut acc = 0f32;
             for e in 0..B {
-                s += x[f][e] * x[f][e];
+                acc += x[f][e] * x[f][e];
             }
-            sum[f] += f64::from(s);
+            s[f] = acc;
         }
+        emit(block, &s);
     }
-    let norm: Vec<f32> = sum[..width].iter().map(|&s| rsqrt(1e-5 + (s / n as f64) as f32)).collect();
-    // Pass 2: features again, normalised, through the MLP, into the step.
+}
+
+/// Pass 2 over blocks `blocks`: features again, normalised, through the MLP, into the new
+/// parameters `out` (which starts at the first block's first element).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pass2(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, net: &Mlp, rule: StepRule, norm: &[f32; MAX_WIDTH], blocks: Range<usize>, out: &mut [f32]) {
+    let n = t.g.len();
+    let width = flavor.width();
+    let base = blocks.start * B;
+    let mut x: Block = [[0.0; B]; MAX_WIDTH];
     let mut o: Block = [[0.0; B]; MAX_WIDTH];
-    for start in (0..n).step_by(B) {
+    for block in blocks {
+        let start = block * B;
         let len = B.min(n - start);
-        fill_block(flavor, t, &prep, start, len, &mut x);
+        fill_block(flavor, t, prep, start, len, &mut x);
         for f in 0..width {
             for e in 0..B {
                 x[f][e] *= norm[f];
@@ -278,20 +392,35 @@ fn process_impl(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule,
             }
         }
         net.eval_block(&x, &mut o);
+        // All 16 lanes through the vectorised `exp` (libm's scalar `expf` was ~5% of the update).
+        let exp_mult = match rule {
+            StepRule::Embedded { exp_mult, .. } | StepRule::Velo { exp_mult, .. } => exp_mult,
+        };
+        let ex: [f32; B] = lanes(|e| exp(o[1][e] * exp_mult));
         for e in 0..len {
-            let (dir, mag) = (o[0][e], o[1][e]);
+            let dir = o[0][e];
             let step = match rule {
-                StepRule::Embedded { exp_mult, step_mult, .. } => dir * (mag * exp_mult).exp() * step_mult,
-                StepRule::Velo { exp_mult, step_mult, param_scale, lr_mult } => lr_mult * (dir * (param_scale * (mag * exp_mult).exp()) * step_mult),
+                StepRule::Embedded { step_mult, .. } => dir * ex[e] * step_mult,
+                StepRule::Velo { step_mult, param_scale, lr_mult, .. } => lr_mult * (dir * (param_scale * ex[e]) * step_mult),
             };
-            out[start + e] = t.p[start + e] - step;
+            out[start - base + e] = t.p[start + e] - step;
         }
     }
 }
 
-pub use beatmatch_core::simd::{simd_dispatch, Kernel};
+/// The per-feature normaliser from the summed squares.
+fn normaliser(sum: &[f64; MAX_WIDTH], width: usize, n: usize) -> [f32; MAX_WIDTH] {
+    let mut norm = [0f32; MAX_WIDTH];
+    for f in 0..width {
+        norm[f] = rsqrt(1e-5 + (sum[f] / n as f64) as f32);
+    }
+    norm
+}
+
+pub use beatmatch_core::simd::{exp, simd_dispatch, Kernel};
 
 struct TensorKernel<'a, 'b> {
+    prep: Prepared,
     flavor: Flavor,
     t: &'a TensorInputs<'b>,
     net: &'a Mlp,
@@ -299,15 +428,178 @@ struct TensorKernel<'a, 'b> {
     out: &'a mut [f32],
 }
 
+/// Pass 1 of a block range into `sums` (one row per block).
+struct Pass1Kernel<'a, 'b> {
+    prep: Prepared,
+    flavor: Flavor,
+    t: &'a TensorInputs<'b>,
+    blocks: Range<usize>,
+    sums: &'a mut [[f32; MAX_WIDTH]],
+}
+
+impl Kernel for Pass1Kernel<'_, '_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        let first = self.blocks.start;
+        let sums = &mut *self.sums;
+        pass1(self.flavor, self.t, &self.prep, self.blocks.clone(), |b, s| sums[b - first] = *s);
+    }
+}
+
+/// Pass 2 of a block range.
+struct Pass2Kernel<'a, 'b> {
+    prep: Prepared,
+    flavor: Flavor,
+    t: &'a TensorInputs<'b>,
+    net: &'a Mlp,
+    rule: StepRule,
+    norm: [f32; MAX_WIDTH],
+    blocks: Range<usize>,
+    out: &'a mut [f32],
+}
+
+impl Kernel for Pass2Kernel<'_, '_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        pass2(self.flavor, self.t, &self.prep, self.net, self.rule, &self.norm, self.blocks.clone(), self.out)
+    }
+}
+
 impl Kernel for TensorKernel<'_, '_> {
     #[inline(always)]
     fn run(&mut self) {
-        process_impl(self.flavor, self.t, self.net, self.rule, self.out)
+        // One thread: the block sums are accumulated as they come (in block order).
+        let (n, width) = (self.t.g.len(), self.flavor.width());
+        let mut sum = [0f64; MAX_WIDTH];
+        pass1(self.flavor, self.t, &self.prep, 0..n.div_ceil(B), |_, s| {
+            for f in 0..width {
+                sum[f] += f64::from(s[f]);
+            }
+        });
+        let norm = normaliser(&sum, width, n);
+        pass2(self.flavor, self.t, &self.prep, self.net, self.rule, &norm, 0..n.div_ceil(B), self.out)
     }
 }
 
 /// Compute one tensor's new parameters into `out` (features, normaliser, MLP and step fused).
 pub fn process_tensor(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32]) {
     assert!(net.layers.iter().all(|l| l.2 <= MAX_WIDTH && l.3 <= MAX_WIDTH));
-    simd_dispatch(&mut TensorKernel { flavor, t, net, rule, out });
+    process_tensor_threads(flavor, t, net, rule, out, 1)
+}
+
+/// Tensors below this many parameters are not split across threads (the spawn would cost
+/// more than it saves).
+pub const THREADED_MIN: usize = 1 << 16;
+
+/// [`process_tensor`] on up to `threads` threads, each a contiguous run of blocks; the same
+/// bits for any `threads` (pass 1's per-block sums are accumulated in block order either way,
+/// pass 2 is elementwise). Worker threads take the caller's floating-point mode (subnormal
+/// flushing included).
+pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32], threads: usize) {
+    assert!(net.layers.iter().all(|l| l.2 <= MAX_WIDTH && l.3 <= MAX_WIDTH));
+    let prep = prepare(t);
+    let n = t.g.len();
+    let threads = if n >= THREADED_MIN { threads.clamp(1, 8) } else { 1 };
+    if threads == 1 {
+        return simd_dispatch(&mut TensorKernel { prep, flavor, t, net, rule, out });
+    }
+    let nb = n.div_ceil(B);
+    let ranges: Vec<Range<usize>> = (0..threads).map(|i| nb * i / threads..nb * (i + 1) / threads).collect();
+    let mode = beatmatch_core::simd::FpMode::current();
+    let mut sums = vec![[0f32; MAX_WIDTH]; nb];
+    std::thread::scope(|s| {
+        let mut rest: &mut [[f32; MAX_WIDTH]] = &mut sums;
+        let mut parts = Vec::new();
+        for r in &ranges {
+            let (part, tail) = rest.split_at_mut(r.len());
+            rest = tail;
+            parts.push((r.clone(), part));
+        }
+        let mut parts = parts.into_iter();
+        let (first_range, first_part) = parts.next().expect("at least one range");
+        for (r, part) in parts {
+            s.spawn(move || {
+                let _mode = mode.apply();
+                simd_dispatch(&mut Pass1Kernel { prep, flavor, t, blocks: r, sums: part });
+            });
+        }
+        simd_dispatch(&mut Pass1Kernel { prep, flavor, t, blocks: first_range, sums: first_part });
+    });
+    let width = flavor.width();
+    let mut sum = [0f64; MAX_WIDTH];
+    for s in &sums {
+        for f in 0..width {
+            sum[f] += f64::from(s[f]);
+        }
+    }
+    let norm = normaliser(&sum, width, n);
+    std::thread::scope(|s| {
+        let mut rest: &mut [f32] = out;
+        let mut parts = Vec::new();
+        for r in &ranges {
+            let len = (r.end * B).min(n) - r.start * B;
+            let (part, tail) = rest.split_at_mut(len);
+            rest = tail;
+            parts.push((r.clone(), part));
+        }
+        let mut parts = parts.into_iter();
+        let (first_range, first_part) = parts.next().expect("at least one range");
+        for (r, part) in parts {
+            s.spawn(move || {
+                let _mode = mode.apply();
+                simd_dispatch(&mut Pass2Kernel { prep, flavor, t, net, rule, norm, blocks: r, out: part });
+            });
+        }
+        simd_dispatch(&mut Pass2Kernel { prep, flavor, t, net, rule, norm, blocks: first_range, out: first_part });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accum::{Factored, Momentum, SecondMoment};
+    use beatmatch_core::ParamInfo;
+
+    /// The blocks that read their statistics as a broadcast and a contiguous run give the same
+    /// bits as the gathers every block can take.
+    #[test]
+    fn row_blocks_equal_gathered_blocks() {
+        for shape in [vec![4, 48], vec![64, 32], vec![3, 40]] {
+            let info = [ParamInfo { name: "w".into(), shape: shape.clone() }];
+            let n = info[0].numel();
+            let v = |seed: usize| -> Vec<f32> { (0..n).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.1).collect() };
+            let (g, p) = (v(1), v(2));
+            let mut mom = Momentum::new(3, &info);
+            let mut rms = SecondMoment::new(1, &info);
+            let mut fac = Factored::new(3, &info);
+            let mut fac_g = Vec::new();
+            for step in 0..3 {
+                let gs = v(10 + step);
+                mom.update(&[0.9, 0.99, 0.999], &[&gs]);
+                rms.update(&[0.999], &[&gs]);
+                fac.update(&[0.9, 0.99, 0.999], &[&gs], &mut fac_g);
+            }
+            let net = Mlp {
+                layers: vec![
+                    (v(3)[..30 * 4].to_vec(), vec![0.1; 4], 30, 4),
+                    (v(4)[..4 * 4].to_vec(), vec![0.0; 4], 4, 4),
+                    (v(5)[..12].to_vec(), vec![0.2; 3], 4, 3),
+                ],
+            };
+            let rule = StepRule::Velo { exp_mult: 0.001, step_mult: 0.001, param_scale: 0.5, lr_mult: 1.0 };
+            let t = TensorInputs { g: &g, p: &p, m: &mom.m[0], rms: &rms.v[0], fac_g: &fac_g[0], fac: &fac.state[0] };
+            let (mut fast, mut gathered) = (vec![0.0; n], vec![0.0; n]);
+            simd_dispatch(&mut TensorKernel { prep: prepare(&t), flavor: Flavor::Velo, t: &t, net: &net, rule, out: &mut fast });
+            simd_dispatch(&mut TensorKernel {
+                prep: Prepared { cols: 0, row_by_row: false },
+                flavor: Flavor::Velo,
+                t: &t,
+                net: &net,
+                rule,
+                out: &mut gathered,
+            });
+            assert_eq!(fast, gathered, "{shape:?}");
+            assert!(fast.iter().zip(&p).any(|(a, b)| a != b));
+        }
+    }
 }

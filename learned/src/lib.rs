@@ -29,11 +29,26 @@ pub fn build(ckpt: &Checkpoint, params: &[ParamInfo]) -> Result<Box<dyn Optimize
 
 /// Build architecture `arch` bound to `theta` over `members` members (each its own state).
 pub fn build_members(arch: Architecture, theta: &theta::Theta, members: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
+    build_threaded(arch, theta, members, 1, params)
+}
+
+/// [`build_members`] splitting each large tensor's update over `threads` threads where the
+/// architecture supports it (VeLO, small_fc; MLP-LOpt runs on one): the same bits either way.
+pub fn build_threaded(
+    arch: Architecture,
+    theta: &theta::Theta,
+    members: usize,
+    threads: usize,
+    params: &[ParamInfo],
+) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
     Ok(match arch {
-        Architecture::Velo => Box::new(Bound::new(Arc::new(velo::VeloNet::bind(theta, velo::VeloConfig::default())?.with_members(members)), params)),
-        Architecture::SmallFc => {
-            Box::new(Bound::new(Arc::new(small_fc::SmallFcNet::bind(theta, small_fc::SmallFcConfig::default())?.with_members(members)), params))
+        Architecture::Velo => {
+            Box::new(Bound::new(Arc::new(velo::VeloNet::bind(theta, velo::VeloConfig::default())?.with_members(members).with_threads(threads)), params))
         }
+        Architecture::SmallFc => Box::new(Bound::new(
+            Arc::new(small_fc::SmallFcNet::bind(theta, small_fc::SmallFcConfig::default())?.with_members(members).with_threads(threads)),
+            params,
+        )),
         Architecture::MlpLopt => {
             Box::new(Bound::new(Arc::new(mlp_lopt::MlpLoptNet::bind(theta, mlp_lopt::MlpLoptConfig::default())?.with_members(members)), params))
         }

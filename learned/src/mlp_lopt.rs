@@ -87,20 +87,9 @@ impl features::Kernel for Kernel<'_> {
     fn run(&mut self) {
         let (n, k) = (self.p.len(), DECAYS.len());
         let mut x: Block = [[0.0; B]; MAX_WIDTH];
-        let fill = |x: &mut Block, p: &[f32], start: usize, len: usize| {
-            for e in 0..B {
-                let i = start + e.min(len - 1);
-                let live = if e < len { 1.0 } else { 0.0 };
-                x[0][e] = self.g[i] * live;
-                x[1][e] = p[i] * live;
-                for j in 0..k {
-                    x[2 + j][e] = self.m[j * n + i] * live;
-                }
-            }
-        };
         let mut sum = [0f64; 2 + DECAYS.len()];
         for start in (0..n).step_by(B) {
-            fill(&mut x, self.p, start, B.min(n - start));
+            fill(&mut x, self.g, self.p, self.m, start, B.min(n - start));
             for (f, s) in sum.iter_mut().enumerate() {
                 let mut acc = 0f32;
                 for e in 0..B {
@@ -113,7 +102,7 @@ impl features::Kernel for Kernel<'_> {
         let mut o: Block = [[0.0; B]; MAX_WIDTH];
         for start in (0..n).step_by(B) {
             let len = B.min(n - start);
-            fill(&mut x, self.p, start, len);
+            fill(&mut x, self.g, self.p, self.m, start, len);
             for (f, s) in norm.iter().enumerate() {
                 for e in 0..B {
                     x[f][e] *= s;
@@ -123,9 +112,38 @@ impl features::Kernel for Kernel<'_> {
                 x[2 + k + j] = [v; B];
             }
             self.net.eval_block(&x, &mut o);
-            for e in 0..len {
-                self.p[start + e] -= o[0][e] * (o[1][e] * self.cfg.exp_mult).exp() * self.cfg.step_mult;
+            let mut ex = [0f32; B];
+            for (v, &mag) in ex.iter_mut().zip(&o[1]) {
+                *v = features::exp(mag * self.cfg.exp_mult);
             }
+            for e in 0..len {
+                self.p[start + e] -= o[0][e] * ex[e] * self.cfg.step_mult;
+            }
+        }
+    }
+}
+
+/// The block's gradient, parameter and six momenta, feature-major; lanes past `len` are zero.
+/// A full block reads straight runs (a closure or per-lane index arithmetic here ran as
+/// scalar code).
+#[inline(always)]
+fn fill(x: &mut Block, g: &[f32], p: &[f32], m: &[f32], start: usize, len: usize) {
+    let n = p.len();
+    if len == B {
+        x[0].copy_from_slice(&g[start..start + B]);
+        x[1].copy_from_slice(&p[start..start + B]);
+        for j in 0..DECAYS.len() {
+            x[2 + j].copy_from_slice(&m[j * n + start..j * n + start + B]);
+        }
+        return;
+    }
+    for e in 0..B {
+        let i = start + e.min(len - 1);
+        let live = if e < len { 1.0 } else { 0.0 };
+        x[0][e] = g[i] * live;
+        x[1][e] = p[i] * live;
+        for j in 0..DECAYS.len() {
+            x[2 + j][e] = m[j * n + i] * live;
         }
     }
 }

@@ -4,7 +4,7 @@
 //! are themselves meta-learned.
 
 use crate::accum::{clip_decays, learned_decays, tanh_embedding, Factored, Momentum, SecondMoment};
-use crate::features::{process_tensor, Flavor, Mlp, StepRule, TensorInputs};
+use crate::features::{process_tensor_threads, Flavor, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
@@ -37,6 +37,7 @@ pub struct SmallFcNet {
     rms: Vec<f32>,
     fac: Vec<f32>,
     members: usize,
+    threads: usize,
 }
 
 /// One member's run state.
@@ -67,12 +68,21 @@ impl SmallFcNet {
             rms: clip_decays(learned_decays(&RMS, Some(theta.get(ARCH, "rms_decays", &[1])?))),
             fac: clip_decays(learned_decays(&FAC, Some(theta.get(ARCH, "adafactor_decays", &[3])?))),
             members: 1,
+            threads: 1,
         })
     }
 
     /// The same rule over `members` members (each its own state, all with this theta).
     pub fn with_members(mut self, members: usize) -> Self {
         self.members = members.max(1);
+        self
+    }
+
+    /// Split each large tensor's update over `threads` threads (for a run that has the
+    /// machine to itself; a sweep keeps one single-threaded run per core). The same bits for
+    /// any count.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
         self
     }
 
@@ -85,7 +95,7 @@ impl SmallFcNet {
             let new = &mut st.scratch;
             new.resize(p.len(), 0.0);
             let t = TensorInputs { g: grads[i], p, m: &st.mom.m[i], rms: &st.rms.v[i], fac_g: &st.fac_g[i], fac: &st.fac.state[i] };
-            process_tensor(Flavor::SmallFc, &t, &self.net, rule, new);
+            process_tensor_threads(Flavor::SmallFc, &t, &self.net, rule, new, self.threads);
             p.copy_from_slice(new);
         }
         st.iteration += 1;

@@ -14,7 +14,7 @@
 //! `m·v^-½` has no epsilon.
 
 use crate::accum::{clip_decays, learned_decays, Factored, Momentum, SecondMoment};
-use crate::features::{process_tensor, simd_dispatch, Flavor, Kernel, Mlp, StepRule, TensorInputs};
+use crate::features::{process_tensor_threads, simd_dispatch, Flavor, Kernel, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
@@ -178,18 +178,35 @@ pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize
         out[i] = ((fraction_trained - t) * 10.0).tanh();
     }
     out[9..18].copy_from_slice(loss_features);
-    let mean_m: [f32; 3] = std::array::from_fn(|j| mean((0..n).map(|e| m[j * n + e] * norm), n));
-    let mean_rms = mean((0..n).map(|e| rms[e] * norm), n);
+    // The means and variances below are sums in element order (f64, from −0 as `Iterator::sum`
+    // starts) — the same bits as one pass per sum — taken several per pass, so the independent
+    // add chains overlap instead of each waiting on the adder's latency.
+    let (m0, m1, m2) = (&m[..n], &m[n..2 * n], &m[2 * n..3 * n]);
+    let mut acc = [-0.0f64; 4];
+    for e in 0..n {
+        acc[0] += f64::from(m0[e] * norm);
+        acc[1] += f64::from(m1[e] * norm);
+        acc[2] += f64::from(m2[e] * norm);
+        acc[3] += f64::from(rms[e] * norm);
+    }
+    let mean_m: [f32; 3] = std::array::from_fn(|j| (acc[j] / n as f64) as f32);
+    let mean_rms = (acc[3] / n as f64) as f32;
     out[18] = clip_log_abs(mean_rms, 10.0);
     let rank = shape.iter().filter(|&&d| d > 1).count();
     if rank < 5 {
         out[19 + rank] = 1.0;
     }
+    let (mut var_m, mut var_rms) = ([-0.0f64; 3], [-0.0f64; 3]);
+    for e in 0..n {
+        let r = rms[e] * norm;
+        for (j, mj) in [m0, m1, m2].iter().enumerate() {
+            var_m[j] += f64::from((mj[e] * norm - mean_m[j]).powi(2));
+            var_rms[j] += f64::from((r - mean_m[j]).powi(2));
+        }
+    }
     for j in 0..3 {
-        let var_m = mean((0..n).map(|e| (m[j * n + e] * norm - mean_m[j]).powi(2)), n);
-        out[24 + j] = clip_log_abs(var_m, 10.0);
-        let var_rms = mean((0..n).map(|e| (rms[e] * norm - mean_m[j]).powi(2)), n);
-        out[27 + j] = clip_log_abs(var_rms, 10.0);
+        out[24 + j] = clip_log_abs((var_m[j] / n as f64) as f32, 10.0);
+        out[27 + j] = clip_log_abs((var_rms[j] / n as f64) as f32, 10.0);
     }
     out
 }
@@ -229,6 +246,7 @@ pub struct VeloNet {
     rms: Vec<f32>,
     fac: Vec<f32>,
     members: usize,
+    threads: usize,
     record_debug: bool,
 }
 
@@ -299,6 +317,7 @@ impl VeloNet {
             rms: clip_decays(learned_decays(&RMS, None)),
             fac: clip_decays(learned_decays(&FAC, None)),
             members: 1,
+            threads: 1,
             record_debug: false,
         })
     }
@@ -306,6 +325,14 @@ impl VeloNet {
     /// The same rule over `members` members (each its own state, all with this theta).
     pub fn with_members(mut self, members: usize) -> Self {
         self.members = members.max(1);
+        self
+    }
+
+    /// Split each large tensor's update over `threads` threads (for a run that has the
+    /// machine to itself; a sweep keeps one single-threaded run per core). The same bits for
+    /// any count.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
         self
     }
 
@@ -401,7 +428,7 @@ impl VeloNet {
             let new = &mut st.scratch;
             new.resize(n, 0.0);
             let t = TensorInputs { g: grads[i], p, m: &st.mom.m[i], rms: &st.rms.v[i], fac_g: &st.fac_g[i], fac: &st.fac.state[i] };
-            process_tensor(Flavor::Velo, &t, &net, rule, new);
+            process_tensor_threads(Flavor::Velo, &t, &net, rule, new, self.threads);
             p.copy_from_slice(new);
         }
         st.iteration += 1;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct OptimizerFactory {
     by_sha: HashMap<String, Arc<Checkpoint>>,
+    /// Threads a learned optimizer's update may use (1 unless the run has cores to itself).
+    pub learned_threads: usize,
 }
 
 impl OptimizerFactory {
@@ -56,7 +58,7 @@ impl OptimizerFactory {
                 if ckpt.arch.as_str() != first.kind {
                     bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), first.kind);
                 }
-                Ok(beatmatch_learned::build_members(ckpt.arch, &ckpt.theta, specs.len(), params)?)
+                Ok(beatmatch_learned::build_threaded(ckpt.arch, &ckpt.theta, specs.len(), self.learned_threads.max(1), params)?)
             }
             None => beatmatch_baselines::build_members(specs, params),
         }

@@ -157,7 +157,10 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     if opts.population == Some(0) {
         bail!("--population must be at least 1");
     }
-    let workers = opts.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = opts.jobs.unwrap_or(cores);
+    // Cores no worker uses go to the learned optimizers' updates (the same bits either way).
+    factory.learned_threads = (cores / workers.max(1)).max(1);
     Ok(Prepared { tasks, factory, study, jobs, out: opts.out_dir(), workers, device_skipped })
 }
 

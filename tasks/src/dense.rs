@@ -360,26 +360,7 @@ impl Kernel for CrossEntropy<'_> {
     }
 }
 
-/// `e^x` for f32: Cephes' `expf` (range reduction by ln 2 in two parts, a degree-5 polynomial,
-/// the exponent set through the bits), vectorisable; within 2 ulp.
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    let x_in = x;
-    let x = x.clamp(-87.336_54, 88.722_83);
-    let n = (x * LOG2E + 0.5).floor();
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let z = r * r;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1) * z + r + 1.0;
-    // 2^n for n in [-126, 128]: the bits of the exponent field (n = 128 at the clamp gives +∞).
-    let bits = ((n as i32 + 127).max(0) as u32) << 23;
-    let y = p * f32::from_bits(bits);
-    if x_in <= -87.336_54 {
-        0.0
-    } else {
-        y
-    }
-}
+pub use beatmatch_core::simd::exp;
 
 /// `tanh` for f32: an odd rational approximation on [−9, 9] (±1 beyond), vectorisable;
 /// within a few ulp (tested against f64).
