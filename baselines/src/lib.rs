@@ -57,6 +57,11 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
             }
         }
     }
+    for spec in specs {
+        for (key, &value) in &spec.hparams {
+            check_range(&spec.kind, key, value).map_err(|range| anyhow::anyhow!("`{spec}`: {key} = {value} is out of range; {key} must be {range}"))?;
+        }
+    }
     let get = |spec: &OptimizerSpec, key: &str| spec.get(key, allowed.iter().find(|(k, _)| *k == key).unwrap().1);
     let flag = |spec: &OptimizerSpec, key: &str| get(spec, key) != 0.0;
     fn bound<R: UpdateRule>(rule: R, params: &[ParamInfo]) -> Box<dyn Optimizer> {
@@ -124,6 +129,23 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
     })
 }
 
+/// The accepted range of hyperparameter `key` of optimizer `kind`: `Err(range)` describes it
+/// when `value` is outside (NaN is outside every range).
+pub fn check_range(_kind: &str, key: &str, value: f64) -> Result<(), &'static str> {
+    let ok = |c: bool, range: &'static str| if c && value.is_finite() { Ok(()) } else { Err(range) };
+    match key {
+        "lr" => ok(value > 0.0, "a finite number > 0"),
+        "b1" | "b2" | "momentum" | "decay" => ok((0.0..1.0).contains(&value), "in [0, 1)"),
+        "eps" => ok(value > 0.0, "> 0"),
+        "wd" | "adamw_wd" | "l2_wd" | "decay_offset" | "clipping_threshold" => ok(value >= 0.0, "≥ 0 (0 turns it off)"),
+        "nesterov" | "factored" | "multiply_by_parameter_scale" => ok(value == 0.0 || value == 1.0, "0 or 1"),
+        "warmup_fraction" | "constant_fraction" | "min_lr_mult" => ok((0.0..=1.0).contains(&value), "in [0, 1]"),
+        "decay_rate" => ok(value > 0.0 && value <= 1.0, "in (0, 1]"),
+        "min_dim_size_to_factor" => ok(value >= 1.0 && value.fract() == 0.0, "a whole number ≥ 1"),
+        _ => ok(true, "finite"),
+    }
+}
+
 /// Whether the optimizer's update rule ignores the training horizon, so one run to the longest
 /// budget can be read off at every shorter budget. NAdamW's cosine schedule depends on it
 /// unless the schedule is constant.
@@ -145,5 +167,29 @@ mod tests {
         assert!(e.contains("unknown optimizer `adamx`") && e.contains("adam, adamw, sgdm"), "{e}");
         let e = build(&OptimizerSpec::parse("adam:learning_rate=1").unwrap(), &p).err().unwrap().to_string();
         assert!(e.contains("no hyperparameter `learning_rate`") && e.contains("lr"), "{e}");
+    }
+
+    #[test]
+    fn hyperparameters_out_of_range_are_refused_with_the_range() {
+        let p = [ParamInfo { name: "w".into(), shape: vec![2] }];
+        for (spec, range) in [
+            ("adam:lr=-1", "lr must be a finite number > 0"),
+            ("adam:lr=0", "lr must be a finite number > 0"),
+            ("adam:lr=NaN", "lr must be a finite number > 0"),
+            ("adam:b1=1", "b1 must be in [0, 1)"),
+            ("adam:b2=-0.1", "b2 must be in [0, 1)"),
+            ("adam:eps=0", "eps must be > 0"),
+            ("sgdm:momentum=1.5", "momentum must be in [0, 1)"),
+            ("sgdm:nesterov=2", "nesterov must be 0 or 1"),
+            ("adamw:wd=-1", "wd must be ≥ 0"),
+            ("nadamw:warmup_fraction=2", "warmup_fraction must be in [0, 1]"),
+            ("rmsprop:decay=1", "decay must be in [0, 1)"),
+            ("adafactor:min_dim_size_to_factor=0.5", "whole number"),
+            ("lion:lr=inf", "lr must be a finite number > 0"),
+        ] {
+            let e = build(&OptimizerSpec::parse(spec).unwrap(), &p).err().unwrap_or_else(|| panic!("{spec} accepted")).to_string();
+            assert!(e.contains(range) && e.contains("out of range"), "{spec}: {e}");
+        }
+        assert!(build(&OptimizerSpec::parse("adam:lr=1e-3,b1=0,b2=0.999,eps=1e-8").unwrap(), &p).is_ok());
     }
 }

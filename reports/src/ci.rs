@@ -228,6 +228,124 @@ pub fn markdown(reference: &Reference, candidate: &str, check: &Check, z: f64, r
     s
 }
 
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// The gate as JUnit XML (the schema GitHub's and GitLab's test reports read): one test suite,
+/// one test case per task — a regression is a `<failure>` naming before → after and the
+/// tolerance; a task in the reference but not run now is `<skipped>` (with `strict`, a
+/// failure); a task not in the reference is a passing case with that note.
+pub fn junit(check: &Check, candidate: &str, strict: bool) -> String {
+    let mut cases = String::new();
+    let mut failures = 0;
+    let mut skipped = 0;
+    for v in &check.verdicts {
+        let _ = write!(cases, "    <testcase classname=\"beatmatch.ci\" name=\"{}\" time=\"0\">", xml_escape(&v.task));
+        if v.status == Change::Regressed {
+            failures += 1;
+            let msg = format!(
+                "final loss {:.5} -> {:.5} ({:+.5}), tolerance {:.5}; outcome {} -> {}",
+                v.reference,
+                v.current,
+                v.current - v.reference,
+                v.tolerance,
+                v.outcome.0,
+                v.outcome.1
+            );
+            let _ = write!(cases, "<failure message=\"{}\" type=\"regression\">{}</failure>", xml_escape(&msg), xml_escape(&msg));
+        } else {
+            let _ = write!(cases, "<system-out>{}: {:.5} -> {:.5} (tolerance {:.5})</system-out>", v.status.as_str(), v.reference, v.current, v.tolerance);
+        }
+        cases.push_str("</testcase>\n");
+    }
+    for t in &check.missing {
+        let _ = write!(cases, "    <testcase classname=\"beatmatch.ci\" name=\"{}\" time=\"0\">", xml_escape(t));
+        if strict {
+            failures += 1;
+            cases.push_str("<failure message=\"in the reference but not run\" type=\"missing\">in the reference but not run</failure>");
+        } else {
+            skipped += 1;
+            cases.push_str("<skipped message=\"in the reference but not run\"/>");
+        }
+        cases.push_str("</testcase>\n");
+    }
+    for t in &check.extra {
+        let _ = write!(cases, "    <testcase classname=\"beatmatch.ci\" name=\"{}\" time=\"0\">", xml_escape(t));
+        if strict {
+            failures += 1;
+            cases.push_str("<failure message=\"not in the reference\" type=\"extra\">not in the reference</failure>");
+        } else {
+            cases.push_str("<system-out>not in the reference</system-out>");
+        }
+        cases.push_str("</testcase>\n");
+    }
+    let tests = check.verdicts.len() + check.missing.len() + check.extra.len();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"beatmatch ci\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n  <testsuite name=\"beatmatch ci: {}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"0\">\n{cases}  </testsuite>\n</testsuites>\n",
+        xml_escape(candidate)
+    )
+}
+
+/// The gate as a pull-request comment: a summary line, the tasks that moved, and every task in
+/// a collapsed block.
+pub fn pr_markdown(reference: &Reference, candidate: &str, check: &Check, z: f64) -> String {
+    let regressed = check.regressed();
+    let improved = check.verdicts.iter().filter(|v| v.status == Change::Improved).count();
+    let mut s = String::new();
+    let icon = if regressed.is_empty() { "✅" } else { "❌" };
+    let _ = writeln!(
+        s,
+        "{icon} **beatmatch CI {}**: {} of {} tasks regressed, {improved} improved — `{candidate}` against the reference of `{}` ({}).\n",
+        if regressed.is_empty() { "PASS" } else { "FAIL" },
+        regressed.len(),
+        check.verdicts.len(),
+        reference.candidate,
+        reference.code_version
+    );
+    let moved: Vec<&Verdict> = check.verdicts.iter().filter(|v| v.status != Change::Unchanged).collect();
+    if moved.is_empty() {
+        let _ = writeln!(s, "No task moved beyond its tolerance ({z} standard errors of the difference of seed means).\n");
+    } else {
+        let _ = writeln!(s, "| task | before | after | change | tolerance | |\n|---|---:|---:|---:|---:|---|");
+        for v in &moved {
+            let _ = writeln!(
+                s,
+                "| `{}` | {:.5} | {:.5} | {:+.5} | {:.5} | {} |",
+                v.task,
+                v.reference,
+                v.current,
+                v.current - v.reference,
+                v.tolerance,
+                v.status.as_str()
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !check.missing.is_empty() || !check.extra.is_empty() {
+        let _ = writeln!(s, "Not compared: {} in the reference only, {} run now only.\n", check.missing.len(), check.extra.len());
+    }
+    let _ = writeln!(
+        s,
+        "<details><summary>All {} tasks</summary>\n\n| task | before | after | change | tolerance | status |\n|---|---:|---:|---:|---:|---|",
+        check.verdicts.len()
+    );
+    for v in &check.verdicts {
+        let _ = writeln!(
+            s,
+            "| `{}` | {:.5} | {:.5} | {:+.5} | {:.5} | {} |",
+            v.task,
+            v.reference,
+            v.current,
+            v.current - v.reference,
+            v.tolerance,
+            v.status.as_str()
+        );
+    }
+    let _ = writeln!(s, "\n</details>");
+    s
+}
+
 /// Write a reference file atomically.
 pub fn write_reference(path: &Path, r: &Reference) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -190,6 +190,11 @@ pub fn write(c: &Comparison, out: &Path) -> Result<()> {
     }
     std::fs::write(out.join("compare.csv"), csv)?;
     let pts: Vec<(u64, f64)> = c.tasks.iter().map(|t| (t.params, t.delta)).collect();
-    crate::figures::delta::draw(&out.join("delta_vs_params.png"), &pts, "Per-task final loss: B − A")?;
+    crate::figures::delta::draw(
+        &out.join("delta_vs_params.png"),
+        &[crate::figures::Format::Png, crate::figures::Format::Svg],
+        &pts,
+        "Per-task final loss: B − A",
+    )?;
     Ok(())
 }

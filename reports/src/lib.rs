@@ -21,12 +21,20 @@ use std::path::Path;
 use win_rate::Region;
 
 /// Report settings.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ReportOptions {
     /// The headline region.
     pub region: Region,
     /// Seed of the bootstraps.
     pub bootstrap_seed: u64,
+    /// Formats every figure is written in (`report.html` embeds the SVGs when written).
+    pub figures: &'static [figures::Format],
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self { region: Region::default(), bootstrap_seed: 0, figures: &[figures::Format::Png, figures::Format::Svg] }
+    }
 }
 
 /// What the report found.
@@ -73,16 +81,16 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
                 speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect(),
             })
             .collect();
-        figures::speedup::draw(&dir.join("speedup.png"), &series, study.speedup_cap as f64)?;
+        figures::speedup::draw(&dir.join("speedup.png"), opts.figures, &series, study.speedup_cap as f64)?;
     }
     let cand = study.arms.iter().find(|a| a.role == ArmRole::Candidate).map_or(String::new(), |a| a.legend.clone());
-    figures::heatmap::draw(&dir.join("win_rate_heatmap.png"), &bins, &format!("Win rate (beat or match) of {cand}"))?;
+    figures::heatmap::draw(&dir.join("win_rate_heatmap.png"), opts.figures, &bins, &format!("Win rate (beat or match) of {cand}"))?;
     let losses: Vec<Vec<f64>> = rows.iter().map(|r| r.arms.iter().map(|a| a.mean).collect()).collect();
     let taus = profile_taus();
     let profiles = stats::profile::performance_profile(&losses, &taus);
-    figures::profile::draw(&dir.join("profile.png"), &taus, &profiles, &labels)?;
+    figures::profile::draw(&dir.join("profile.png"), opts.figures, &taus, &profiles, &labels)?;
     let panels = curve_panels(&loaded, &rows);
-    figures::curves::draw(&dir.join("curves.png"), &panels, &labels)?;
+    figures::curves::draw(&dir.join("curves.png"), opts.figures, &panels, &labels)?;
 
     let extras = export::markdown::Extras::compute(&rows, &profiles, &taus, opts);
     let summary = export::markdown::summary(study, &rows, &bins, &headline, &extras);
@@ -96,6 +104,10 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     }
     figs.push(("Performance profile", dir.join("profile.png")));
     figs.push(("Training curves", dir.join("curves.png")));
+    // The page shows the vector figures when they were written.
+    if opts.figures.contains(&figures::Format::Svg) {
+        figs.iter_mut().for_each(|(_, p)| *p = p.with_extension("svg"));
+    }
     let figs_ref: Vec<(&str, &Path)> = figs.iter().map(|(t, p)| (*t, p.as_path())).collect();
     std::fs::write(
         dir.join("report.html"),

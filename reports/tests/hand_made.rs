@@ -169,7 +169,12 @@ fn exporters_write_the_golden_files() {
     assert_eq!(df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","), header);
     // The page embeds every figure and the summary.
     let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
-    assert_eq!(html.matches("data:image/png;base64,").count(), 4);
+    assert_eq!(html.matches("<figure role=\"img\"").count(), 4, "every figure inline as SVG");
+    assert_eq!(html.matches("@font-face").count(), 1, "the font carried once");
+    for f in ["speedup", "win_rate_heatmap", "profile", "curves"] {
+        let svg = std::fs::read_to_string(tmp.path().join(format!("{f}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("@font-face") && svg.contains("font-family=\"DejaVu Sans\""), "{f}.svg");
+    }
     assert!(html.contains("meta_test: 0.0% of 1 tasks"));
 }
 
@@ -212,6 +217,12 @@ fn ci_gate_verdicts_and_markdown() {
     assert_eq!(c.missing, vec!["gone.s10".to_string()]);
     assert_eq!(c.regressed().len(), 1);
     golden("ci-report.md", &ci::markdown(&stricter, "adam:lr=3", &c, 3.0, &["r1".into(), "r2".into()]));
+    // JUnit: the elements and attributes GitHub's and GitLab's report parsers read.
+    let xml = ci::junit(&c, "adam:lr=3", false);
+    check_junit(&xml, 3, 1, 1);
+    check_junit(&ci::junit(&c, "adam:lr=3", true), 3, 2, 0);
+    golden("ci-junit.xml", &xml);
+    golden("ci-comment.md", &ci::pr_markdown(&stricter, "adam:lr=3", &c, 3.0));
     // An improvement.
     let mut looser = reference.clone();
     looser.tasks[0].loss_mean = Some(0.9);
@@ -229,4 +240,74 @@ fn compare_pairs_tasks_and_names_the_winner() {
     assert_eq!(c.counts(), (0, 1, 1));
     assert!((c.tasks[0].delta - (f64::from(0.45f32) + f64::from(0.47f32) - f64::from(0.55f32) - f64::from(0.57f32)) / 2.0).abs() < 1e-12);
     golden("compare.md", &beatmatch_reports::compare::markdown(&c));
+}
+
+/// Parse JUnit XML and check it against the schema's shape (JUnit 10 XSD as CI systems read
+/// it): `testsuites` ⊃ `testsuite` (name, tests, failures, errors, skipped) ⊃ `testcase`
+/// (classname, name) with at most one of `failure` (message, type) / `skipped`; the counts
+/// agree with the cases.
+fn check_junit(xml: &str, tests: usize, failures: usize, skipped: usize) {
+    use quick_xml::events::{BytesStart, Event};
+    use std::collections::HashMap;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut stack: Vec<String> = Vec::new();
+    let (mut cases, mut fails, mut skips) = (0, 0, 0);
+    let mut suite: HashMap<String, String> = HashMap::new();
+    let mut visit = |e: &BytesStart<'_>, parent: Option<&str>| -> String {
+        let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+        let attrs: HashMap<String, String> = e
+            .attributes()
+            .map(|a| a.unwrap())
+            .map(|a| (String::from_utf8(a.key.as_ref().to_vec()).unwrap(), a.unescape_value().unwrap().to_string()))
+            .collect();
+        let has = |k: &str| assert!(attrs.contains_key(k), "{name} lacks {k}");
+        match name.as_str() {
+            "testsuites" => assert_eq!(parent, None),
+            "testsuite" => {
+                assert_eq!(parent, Some("testsuites"));
+                ["name", "tests", "failures", "errors", "skipped"].iter().for_each(|k| has(k));
+                suite = attrs.clone();
+            }
+            "testcase" => {
+                assert_eq!(parent, Some("testsuite"));
+                has("name");
+                has("classname");
+                cases += 1;
+            }
+            "failure" => {
+                assert_eq!(parent, Some("testcase"));
+                has("message");
+                has("type");
+                fails += 1;
+            }
+            "skipped" => {
+                assert_eq!(parent, Some("testcase"));
+                skips += 1;
+            }
+            "system-out" => assert_eq!(parent, Some("testcase")),
+            other => panic!("element {other} is not in the JUnit schema"),
+        }
+        name
+    };
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            Event::Start(e) => {
+                let name = visit(&e, stack.last().map(String::as_str));
+                stack.push(name);
+            }
+            Event::Empty(e) => {
+                visit(&e, stack.last().map(String::as_str));
+            }
+            Event::End(_) => {
+                stack.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert!(stack.is_empty());
+    assert_eq!((cases, fails, skips), (tests, failures, skipped), "{xml}");
+    assert_eq!(suite["tests"], tests.to_string());
+    assert_eq!(suite["failures"], failures.to_string());
+    assert_eq!(suite["skipped"], skipped.to_string());
 }

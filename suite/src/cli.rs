@@ -1,7 +1,9 @@
 //! Command-line interface: parses the arguments and dispatches to `beatmatch_suite::commands`.
 
 use anyhow::Result;
+use beatmatch_reports::figures::Format;
 use beatmatch_suite::commands::{self, CiOptions};
+use beatmatch_suite::runner::Progress;
 use beatmatch_suite::study::{Selection, StudyOptions};
 use beatmatch_tasks::Tier;
 use clap::{Args, Parser, Subcommand};
@@ -98,6 +100,9 @@ struct RegistryArgs {
     /// Read the registry from this directory of YAML files instead of the built-in one.
     #[arg(long)]
     registry: Option<PathBuf>,
+    /// Only the tasks whose id matches this regular expression (e.g. `mlp-.*fashion`).
+    #[arg(long, value_parser = parse_regex)]
+    only: Option<regex::Regex>,
 }
 
 #[derive(Subcommand)]
@@ -112,7 +117,7 @@ enum DataCommand {
     },
 }
 
-#[derive(Args, Clone, Copy)]
+#[derive(Args, Clone)]
 struct RegionArgs {
     /// Headline region: tasks with fewer parameters than this.
     #[arg(long, default_value_t = 5e8)]
@@ -120,15 +125,28 @@ struct RegionArgs {
     /// Headline region: tasks with fewer steps than this.
     #[arg(long, default_value_t = 2e5)]
     max_steps: f64,
+    /// Figure formats, comma-separated: png, svg (report.html embeds the SVGs when written).
+    #[arg(long, value_delimiter = ',', default_value = "png,svg", value_parser = parse_format)]
+    figures: Vec<Format>,
 }
 
 impl RegionArgs {
-    fn options(self) -> beatmatch_reports::ReportOptions {
+    fn options(&self) -> beatmatch_reports::ReportOptions {
+        let figures: &'static [Format] = match (self.figures.contains(&Format::Png), self.figures.contains(&Format::Svg)) {
+            (true, false) => &[Format::Png],
+            (false, true) => &[Format::Svg],
+            _ => &[Format::Png, Format::Svg],
+        };
         beatmatch_reports::ReportOptions {
             region: beatmatch_reports::win_rate::Region { max_params: self.max_params, max_steps: self.max_steps },
+            figures,
             ..Default::default()
         }
     }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("unknown figure format `{s}`; expected png or svg"))
 }
 
 #[derive(Args)]
@@ -140,6 +158,12 @@ struct CompareArgs {
     /// Tier to run candidates on.
     #[arg(long, default_value = "smoke", value_parser = parse_tier)]
     tier: Tier,
+    /// Read the registry from this directory of YAML files instead of the built-in one.
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// Only the tasks whose id matches this regular expression.
+    #[arg(long, value_parser = parse_regex)]
+    only: Option<regex::Regex>,
     /// Output directory [default: results/compare].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -171,6 +195,12 @@ struct CiArgs {
     /// Tolerance in standard errors of the difference of seed means.
     #[arg(long, default_value_t = 3.0)]
     z: f64,
+    /// Also write the verdicts as JUnit XML (one test case per task), for CI test reports.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write a pull-request comment (summary line, moved tasks, collapsed details).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
     /// Runs in parallel [default: number of cores].
     #[arg(long)]
     jobs: Option<usize>,
@@ -217,9 +247,31 @@ struct RunArgs {
     /// `1` trains them one by one. Records are the same either way.
     #[arg(long)]
     population: Option<usize>,
+    /// Progress display: `bar` (a terminal's default), `lines` (a line every 30 s: the default
+    /// when stderr is not a terminal, as under CI or nohup), `none`.
+    #[arg(long, value_parser = parse_progress)]
+    progress: Option<beatmatch_suite::runner::Progress>,
+    /// No progress display (`--progress none`).
+    #[arg(long, short)]
+    quiet: bool,
     /// Only train; do not write the report.
     #[arg(long)]
     no_report: bool,
+    #[command(flatten)]
+    report: RegionArgs,
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| format!("not a regular expression: {e}"))
+}
+
+fn parse_progress(s: &str) -> Result<Progress, String> {
+    match s {
+        "bar" => Ok(Progress::Bar),
+        "lines" => Ok(Progress::Lines),
+        "none" => Ok(Progress::None),
+        _ => Err(format!("unknown progress display `{s}`; expected bar, lines or none")),
+    }
 }
 
 fn parse_tier(s: &str) -> Result<Tier, String> {
@@ -228,7 +280,7 @@ fn parse_tier(s: &str) -> Result<Tier, String> {
 
 impl RegistryArgs {
     fn selection(&self) -> Selection {
-        Selection { tier: self.tier, registry: self.registry.clone() }
+        Selection { tier: self.tier, registry: self.registry.clone(), only: self.only.clone() }
     }
 }
 
@@ -253,6 +305,7 @@ impl RunArgs {
             jobs: self.jobs,
             device: self.device.clone(),
             population: self.population,
+            progress: if self.quiet { Progress::None } else { self.progress.unwrap_or_else(Progress::for_stderr) },
         }
     }
 }
@@ -263,14 +316,17 @@ pub fn main() -> Result<ExitCode> {
     match cli.command {
         None => {
             let a = RunArgs::parse_from_defaults();
-            commands::run(&a.options(), a.no_report)
+            commands::run(&a.options(), (!a.no_report).then(|| a.report.options()))
         }
         Some(Command::List(a)) => commands::list(&a.registry.selection()),
-        Some(Command::Run(a)) => commands::run(&a.options(), a.no_report),
+        Some(Command::Run(a)) => commands::run(&a.options(), (!a.no_report).then(|| a.report.options())),
         Some(Command::Plan(a)) => commands::plan(&a.options()),
         Some(Command::Validate(a)) => beatmatch_suite::validate::run(&a.only, a.seed),
         Some(Command::Report { dir, region }) => commands::report(&dir, &region.options()),
-        Some(Command::Compare(a)) => commands::compare(&a.a, &a.b, a.tier, a.out, a.seeds, a.jobs),
+        Some(Command::Compare(a)) => {
+            let sel = Selection { tier: a.tier, registry: a.registry, only: a.only };
+            commands::compare(&a.a, &a.b, &sel, a.out, a.seeds, a.jobs)
+        }
         Some(Command::Ci(a)) => commands::ci(&CiOptions {
             candidate: a.candidate,
             reference: a.reference,
@@ -279,6 +335,8 @@ pub fn main() -> Result<ExitCode> {
             strict: a.strict,
             z: a.z,
             jobs: a.jobs,
+            junit: a.junit,
+            markdown: a.markdown,
         }),
         Some(Command::Lopt(LoptCommand::Inspect { file, arch })) => beatmatch_suite::lopt::inspect(&file, arch.as_deref()),
         Some(Command::Lopt(LoptCommand::Convert { input, output, arch })) => beatmatch_suite::lopt::convert(&input, &output, arch.as_deref()),

@@ -61,11 +61,11 @@ pub fn list(sel: &Selection) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `suite run`: train, then (unless `no_report`) write the report; exit 1 when a run failed.
-pub fn run(opts: &StudyOptions, no_report: bool) -> Result<ExitCode> {
+/// `suite run`: train, then write the report (when `report` says how); exit 1 when a run failed.
+pub fn run(opts: &StudyOptions, report_opts: Option<ReportOptions>) -> Result<ExitCode> {
     let (out, summary) = run_study(opts)?;
-    if !no_report {
-        report(&out, &ReportOptions::default())?;
+    if let Some(r) = report_opts {
+        report(&out, &r)?;
     }
     Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -120,12 +120,12 @@ pub fn plan(opts: &StudyOptions) -> Result<ExitCode> {
 
 /// Options of a study run for one candidate on `tier` with the default baselines, into `out`,
 /// without a report.
-pub fn study_for(tier: Tier, candidate: &str, out: PathBuf, seeds: Option<u32>, jobs: Option<usize>) -> StudyOptions {
-    StudyOptions { candidate: candidate.to_string(), out: Some(out), seeds, jobs, ..StudyOptions::new(tier) }
+pub fn study_for(sel: &Selection, candidate: &str, out: PathBuf, seeds: Option<u32>, jobs: Option<usize>) -> StudyOptions {
+    StudyOptions { selection: sel.clone(), candidate: candidate.to_string(), out: Some(out), seeds, jobs, ..StudyOptions::new(sel.tier) }
 }
 
 /// `suite compare A B`: each side a result directory, or a candidate to run on `tier`.
-pub fn compare(a: &str, b: &str, tier: Tier, out: Option<PathBuf>, seeds: Option<u32>, jobs: Option<usize>) -> Result<ExitCode> {
+pub fn compare(a: &str, b: &str, sel: &Selection, out: Option<PathBuf>, seeds: Option<u32>, jobs: Option<usize>) -> Result<ExitCode> {
     let out = out.unwrap_or_else(|| PathBuf::from("results/compare"));
     let mut dirs = Vec::new();
     for (side, what) in [("a", a), ("b", b)] {
@@ -133,8 +133,8 @@ pub fn compare(a: &str, b: &str, tier: Tier, out: Option<PathBuf>, seeds: Option
         if Store::at(&p).has_study() {
             dirs.push(p);
         } else {
-            eprintln!("{side}: running candidate {what} on tier {}", tier.as_str());
-            let (dir, summary) = run_study(&study_for(tier, what, out.join(side), seeds, jobs))?;
+            eprintln!("{side}: running candidate {what} on tier {}", sel.tier.as_str());
+            let (dir, summary) = run_study(&study_for(sel, what, out.join(side), seeds, jobs))?;
             if summary.failed > 0 {
                 bail!("{side}: {} runs failed", summary.failed);
             }
@@ -171,11 +171,16 @@ pub struct CiOptions {
     pub z: f64,
     /// Parallel workers.
     pub jobs: Option<usize>,
+    /// JUnit XML output.
+    pub junit: Option<PathBuf>,
+    /// Pull-request comment output.
+    pub markdown: Option<PathBuf>,
 }
 
 /// `suite ci`: run the smoke tier and gate on `ci/reference.json`.
 pub fn ci(o: &CiOptions) -> Result<ExitCode> {
-    let (dir, summary) = run_study(&study_for(Tier::Smoke, &o.candidate, o.out.clone(), None, o.jobs))?;
+    let smoke = Selection { tier: Tier::Smoke, registry: None, only: None };
+    let (dir, summary) = run_study(&study_for(&smoke, &o.candidate, o.out.clone(), None, o.jobs))?;
     if summary.failed > 0 {
         bail!("{} runs failed; see the messages above", summary.failed);
     }
@@ -193,6 +198,12 @@ pub fn ci(o: &CiOptions) -> Result<ExitCode> {
     let mut records: Vec<String> = rows.iter().flat_map(|r| r.arms[r.candidate].records.clone()).collect();
     records.sort();
     std::fs::write(dir.join("ci-report.md"), ci::markdown(&reference, &o.candidate, &check, o.z, &records))?;
+    if let Some(path) = &o.junit {
+        std::fs::write(path, ci::junit(&check, &o.candidate, o.strict)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &o.markdown {
+        std::fs::write(path, ci::pr_markdown(&reference, &o.candidate, &check, o.z)).with_context(|| format!("writing {}", path.display()))?;
+    }
     let regressed = check.regressed();
     for v in &regressed {
         eprintln!("REGRESSION {}: final loss {:.5} -> {:.5} (+{:.5}, tolerance {:.5})", v.task, v.reference, v.current, v.current - v.reference, v.tolerance);

@@ -199,8 +199,43 @@ pub fn groups<'a>(pending: &[&'a Job], max: Option<usize>) -> Vec<JobGroup<'a>> 
     out
 }
 
+/// How training progress is shown on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A live bar (for a terminal).
+    Bar,
+    /// One line every [`Progress::interval`] (for logs: CI jobs, `nohup`, pipes).
+    Lines,
+    /// Nothing.
+    None,
+}
+
+impl Progress {
+    /// A bar on a terminal, lines otherwise.
+    pub fn for_stderr() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+
+    /// Seconds between progress lines: 30, or `BEATMATCH_PROGRESS_SECS`.
+    pub fn interval() -> std::time::Duration {
+        let secs = std::env::var("BEATMATCH_PROGRESS_SECS").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(30.0);
+        std::time::Duration::from_secs_f64(secs)
+    }
+}
+
+/// `1 h 05 min`, `12 min 30 s`, `45 s`.
+fn clock(secs: f64) -> String {
+    crate::estimate::human(secs)
+}
+
 /// Run every job not already finished in `store` through `runner` on `workers` threads.
-pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner, show_progress: bool) -> Result<ExecSummary> {
+pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner, progress_mode: Progress) -> Result<ExecSummary> {
+    let show_progress = progress_mode == Progress::Bar;
     let pending: Vec<&Job> = jobs.iter().filter(|j| store.finished(&j.key.hash()).is_none()).collect();
     let mut summary = ExecSummary { cached: jobs.len() - pending.len(), ..Default::default() };
     if pending.is_empty() {
@@ -216,9 +251,39 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
     let done_runs = AtomicUsize::new(0);
     let totals = Mutex::new(summary);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let finished = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        if progress_mode == Progress::Lines {
+            // Without a terminal the bar is invisible: a line now and then instead, from the
+            // bar's position (work done, in cost units) and the totals.
+            let (bar, totals, finished, done_runs, pending) = (&bar, &totals, &finished, &done_runs, pending.len());
+            s.spawn(move || {
+                let every = Progress::interval();
+                let mut last = std::time::Instant::now();
+                while !finished.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100).min(every));
+                    if last.elapsed() < every {
+                        continue;
+                    }
+                    last = std::time::Instant::now();
+                    let frac = bar.position() as f64 / 1e6;
+                    let elapsed = bar.elapsed().as_secs_f64();
+                    let eta = if frac > 0.0 { clock(elapsed * (1.0 - frac) / frac) } else { "?".into() };
+                    let t = *totals.lock().unwrap();
+                    eprintln!(
+                        "progress: {}/{pending} runs ({:.0}% of the work), {} diverged, {} failed; {} elapsed, ETA {eta}",
+                        done_runs.load(Ordering::Relaxed),
+                        100.0 * frac,
+                        t.diverged,
+                        t.failed,
+                        clock(elapsed)
+                    );
+                }
+            });
+        }
+        let mut handles = Vec::new();
         for _ in 0..workers.max(1).min(groups.len()) {
-            s.spawn(|| loop {
+            handles.push(s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(group) = groups.get(i) else { break };
                 let mut reported: BTreeMap<String, u64> = BTreeMap::new();
@@ -259,8 +324,13 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
                         done(job, failed(job, msg.clone()), Timing { seconds: 0.0, steps: 0 });
                     }
                 }
-            });
+            }));
         }
+        for h in handles {
+            let _ = h.join();
+        }
+        // The workers are done: the ticker stops.
+        finished.store(true, Ordering::Relaxed);
     });
     bar.finish_and_clear();
     if let Some(e) = first_error.into_inner().unwrap() {
@@ -329,7 +399,7 @@ mod tests {
         let store = Store::create(dir.path()).unwrap();
         let jobs = vec![job(0, 0.1, 10), job(0, 1.0, 10), job(1, 0.1, 10), job(1, 2.0, 10), job(1, 0.5, 10)];
         let mock = Mock { max: None, seen: Mutex::new(vec![]) };
-        let s = execute(&jobs, &store, 2, &mock, false).unwrap();
+        let s = execute(&jobs, &store, 2, &mock, Progress::None).unwrap();
         assert_eq!(s, ExecSummary { cached: 0, trained: 5, diverged: 1, failed: 1 });
         let mut seen = mock.seen.into_inner().unwrap();
         seen.sort();
@@ -342,7 +412,7 @@ mod tests {
         }
         // Rerun: the failed run is retried, everything else is cached.
         let mock = Mock { max: Some(1), seen: Mutex::new(vec![]) };
-        let s = execute(&jobs, &store, 1, &mock, false).unwrap();
+        let s = execute(&jobs, &store, 1, &mock, Progress::None).unwrap();
         assert_eq!(s, ExecSummary { cached: 4, trained: 1, diverged: 0, failed: 1 });
         assert_eq!(mock.seen.into_inner().unwrap(), vec![vec![jobs[3].key.hash()]]);
     }
@@ -356,7 +426,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path()).unwrap();
         let jobs = vec![job(0, 0.1, 10), job(0, 3.0, 10), job(0, 0.2, 10)];
-        let s = execute(&jobs, &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, false).unwrap();
+        let s = execute(&jobs, &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, Progress::None).unwrap();
         assert_eq!(s.trained, 3);
         let status = |j: &Job| store.read_record(&j.key.hash()).unwrap().unwrap().status;
         let finished = jobs.iter().filter(|j| status(j) == RunStatus::Finished).count();

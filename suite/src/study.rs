@@ -4,7 +4,7 @@
 
 use crate::factory::OptimizerFactory;
 use crate::plan::{plan, Job, PlanRequest};
-use crate::runner::{execute, ExecSummary, PopulationRunner};
+use crate::runner::{execute, ExecSummary, PopulationRunner, Progress};
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
 use beatmatch_core::{Store, Study};
@@ -20,6 +20,8 @@ pub struct Selection {
     pub tier: Tier,
     /// A registry directory instead of the built-in registry.
     pub registry: Option<PathBuf>,
+    /// Only tasks whose id matches.
+    pub only: Option<regex::Regex>,
 }
 
 impl Selection {
@@ -29,7 +31,11 @@ impl Selection {
             Some(dir) => registry::load_dir(dir)?,
             None => registry::embedded()?,
         };
-        Ok(registry::select(&all, self.tier))
+        let tasks = registry::select(&all, self.tier);
+        Ok(match &self.only {
+            Some(re) => tasks.into_iter().filter(|t| re.is_match(&t.id())).collect(),
+            None => tasks,
+        })
     }
 }
 
@@ -54,6 +60,8 @@ pub struct StudyOptions {
     pub device: String,
     /// Largest population the runner trains together (None: whole run groups; 1: one by one).
     pub population: Option<usize>,
+    /// How training progress is shown.
+    pub progress: Progress,
 }
 
 impl StudyOptions {
@@ -61,7 +69,7 @@ impl StudyOptions {
     /// sgdm-lr15, on the CPU.
     pub fn new(tier: Tier) -> Self {
         Self {
-            selection: Selection { tier, registry: None },
+            selection: Selection { tier, registry: None, only: None },
             out: None,
             candidate: "adam:lr=1e-3".into(),
             baselines: vec!["adam-lr15".into(), "sgdm-lr15".into()],
@@ -70,6 +78,7 @@ impl StudyOptions {
             jobs: None,
             device: "cpu".into(),
             population: None,
+            progress: Progress::for_stderr(),
         }
     }
 
@@ -130,7 +139,10 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         eprintln!("skipping {} tasks that need a CUDA GPU (listed by `suite list`; CUDA is not built yet)", device_skipped.len());
     }
     if tasks.is_empty() {
-        bail!("no task of tier {} has its data available", opts.selection.tier.as_str());
+        match &opts.selection.only {
+            Some(re) => bail!("no task of tier {} matches `{re}` and has its data available", opts.selection.tier.as_str()),
+            None => bail!("no task of tier {} has its data available", opts.selection.tier.as_str()),
+        }
     }
     let mut factory = OptimizerFactory::default();
     let candidate = factory.parse_candidate(&opts.candidate).with_context(|| format!("--candidate {}", opts.candidate))?;
@@ -179,7 +191,7 @@ pub fn run_study(opts: &StudyOptions) -> Result<(PathBuf, ExecSummary)> {
         out.display()
     );
     let runner = PopulationRunner { max: opts.population, factory: &factory };
-    let summary = execute(&jobs, &store, workers, &runner, true)?;
+    let summary = execute(&jobs, &store, workers, &runner, opts.progress)?;
     eprintln!(
         "runs: {} trained ({} diverged, {} failed), {} already done; {:.1} s",
         summary.trained,

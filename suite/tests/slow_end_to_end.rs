@@ -347,3 +347,60 @@ fn data_fetch_names_what_it_can_fetch() {
     let o = suite().args(["data", "fetch", "moby_dick"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs no download"));
 }
+
+/// Under `nohup … > log 2>&1` (stderr not a terminal) the bar gives way to progress lines.
+#[test]
+fn slow_progress_lines_in_a_log_and_quiet_silences_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = suite().args(["run", "--tier", "smoke", "--no-report", "--out"]).arg(tmp.path().join("a")).env("BEATMATCH_PROGRESS_SECS", "0.2").output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("progress: ")).collect();
+    assert!(!lines.is_empty(), "no progress line in:\n{log}");
+    assert!(lines.iter().all(|l| l.contains("/124 runs") && l.contains("diverged") && l.contains("ETA")), "{lines:?}");
+    let o = suite()
+        .args(["run", "--tier", "smoke", "--no-report", "--quiet", "--out"])
+        .arg(tmp.path().join("b"))
+        .env("BEATMATCH_PROGRESS_SECS", "0.2")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("progress: "));
+}
+
+#[test]
+fn bad_hyperparameters_are_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (spec, range) in [
+        ("adam:lr=-1", "lr must be a finite number > 0"),
+        ("adam:b1=1", "b1 must be in [0, 1)"),
+        ("adam:eps=0", "eps must be > 0"),
+        ("adam:lr=nan", "lr must be"),
+    ] {
+        let o = suite().args(["run", "--tier", "smoke", "--candidate", spec, "--out"]).arg(tmp.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{spec}: {err}");
+        assert!(err.contains(range), "{spec}: {err}");
+    }
+    assert!(!tmp.path().join("runs").exists(), "nothing was trained");
+}
+
+#[test]
+fn slow_compare_takes_a_registry_and_a_task_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("r.yaml"),
+        "families:\n  - tier: smoke\n    logreg: {}\n    datasets: [mnist1d]\n    batch_sizes: [64]\n    steps: [30, 60]\n",
+    )
+    .unwrap();
+    let o = suite()
+        .args(["compare", "adam:lr=1e-2", "adam:lr=1e-3", "--registry"])
+        .arg(tmp.path())
+        .args(["--only", "s60$", "--out"])
+        .arg(tmp.path().join("cmp"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let md = std::fs::read_to_string(tmp.path().join("cmp/compare.md")).unwrap();
+    assert!(md.contains("logreg.mnist1d.b64.s60") && !md.contains("logreg.mnist1d.b64.s30"), "{md}");
+}

@@ -1,8 +1,9 @@
 //! Per-task training curves as small multiples: the candidate against each baseline's tuned
 //! configuration (seed means), log y axis.
 
-use super::{ensure_font, FAMILY, PALETTE};
+use super::{Format, FAMILY, PALETTE};
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -17,13 +18,22 @@ pub struct Panel {
 }
 
 /// Draw `curves.png`: a grid of panels with a shared legend on top.
-pub fn draw(path: &Path, panels: &[Panel], labels: &[String]) -> Result<()> {
-    ensure_font();
+pub fn draw(path: &Path, formats: &[Format], panels: &[Panel], labels: &[String]) -> Result<()> {
     let cols = 6usize;
     let rows = panels.len().div_ceil(cols).max(1);
     let (pw, ph) = (300u32, 230u32);
     let legend_h = 60u32;
-    let root = BitMapBackend::new(path, (pw * cols as u32, ph * rows as u32 + legend_h)).into_drawing_area();
+    let size = (pw * cols as u32, ph * rows as u32 + legend_h);
+    super::render(path, formats, size, |root| plot(root, panels, labels), |root| plot(root, panels, labels))
+}
+
+fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel], labels: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let cols = 6usize;
+    let rows = panels.len().div_ceil(cols).max(1);
+    let legend_h = 60u32;
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (top, body) = root.split_vertically(legend_h);
     // Shared legend.

@@ -1,14 +1,21 @@
 //! `suite compare`'s figure: per-task loss difference (B − A) against parameter count.
 
-use super::{ensure_font, FAMILY, PALETTE};
+use super::{Format, FAMILY, PALETTE};
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
 /// Draw `delta_vs_params.png` from (params, delta) points; negative delta = B better.
-pub fn draw(path: &Path, points: &[(u64, f64)], title: &str) -> Result<()> {
-    ensure_font();
-    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+pub fn draw(path: &Path, formats: &[Format], points: &[(u64, f64)], title: &str) -> Result<()> {
+    let size = (900, 600);
+    super::render(path, formats, size, |root| plot(root, points, title), |root| plot(root, points, title))
+}
+
+fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[(u64, f64)], title: &str) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let finite: Vec<(f64, f64)> = points.iter().filter(|p| p.1.is_finite()).map(|&(p, d)| ((p.max(1) as f64).log10(), d)).collect();
     let (xlo, xhi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));

@@ -1,9 +1,10 @@
 //! Win-rate heatmap: log10 parameters (rows) × log10 step budget (columns), each cell showing
 //! the win rate and the number of tasks.
 
-use super::{ensure_font, FAMILY};
+use super::{Format, FAMILY};
 use crate::win_rate::Bin;
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -21,9 +22,15 @@ fn color(rate: f64) -> RGBColor {
 }
 
 /// Draw `win_rate_heatmap.png`.
-pub fn draw(path: &Path, bins: &[Bin], title: &str) -> Result<()> {
-    ensure_font();
-    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
+pub fn draw(path: &Path, formats: &[Format], bins: &[Bin], title: &str) -> Result<()> {
+    let size = (900, 640);
+    super::render(path, formats, size, |root| plot(root, bins, title), |root| plot(root, bins, title))
+}
+
+fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, bins: &[Bin], title: &str) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (pmin, pmax) = bins.iter().fold((i32::MAX, i32::MIN), |(a, b), x| (a.min(x.params_decade), b.max(x.params_decade)));
     let (smin, smax) = bins.iter().fold((i32::MAX, i32::MIN), |(a, b), x| (a.min(x.steps_decade), b.max(x.steps_decade)));

@@ -1,15 +1,22 @@
 //! Performance profiles: fraction of tasks within a factor τ of the best final loss, per
 //! optimizer, τ ∈ [1, 4] (log2 x axis).
 
-use super::{ensure_font, lines_with_legend, FAMILY};
+use super::{lines_with_legend, Format, FAMILY};
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
 /// Draw `profile.png`: `curves[o]` = ρ at each of `taus`, labelled `labels[o]`.
-pub fn draw(path: &Path, taus: &[f64], curves: &[Vec<f64>], labels: &[String]) -> Result<()> {
-    ensure_font();
-    let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
+pub fn draw(path: &Path, formats: &[Format], taus: &[f64], curves: &[Vec<f64>], labels: &[String]) -> Result<()> {
+    let size = (960, 640);
+    super::render(path, formats, size, |root| plot(root, taus, curves, labels), |root| plot(root, taus, curves, labels))
+}
+
+fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, taus: &[f64], curves: &[Vec<f64>], labels: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
         .caption("Performance profile (final train loss)", (FAMILY, 28))

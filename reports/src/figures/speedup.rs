@@ -1,8 +1,9 @@
 //! VeLO Fig. 1 layout: per optimizer, speedup over LR-tuned Adam on each task, sorted, against
 //! task percentile; log2 y axis.
 
-use super::{ensure_font, lines_with_legend, FAMILY};
+use super::{lines_with_legend, Format, FAMILY};
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -27,9 +28,15 @@ fn tick(v: &f64) -> String {
 }
 
 /// Draw `speedup.png`.
-pub fn draw(path: &Path, series: &[Series], cap: f64) -> Result<()> {
-    ensure_font();
-    let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
+pub fn draw(path: &Path, formats: &[Format], series: &[Series], cap: f64) -> Result<()> {
+    let size = (960, 640);
+    super::render(path, formats, size, |root| plot(root, series, cap), |root| plot(root, series, cap))
+}
+
+fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, series: &[Series], cap: f64) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let top = cap.log2().ceil();
     let mut chart = ChartBuilder::on(&root)
