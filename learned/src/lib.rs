@@ -12,6 +12,7 @@
 pub mod accum;
 pub mod checkpoint;
 pub mod features;
+pub mod init;
 pub mod mlp_lopt;
 pub mod small_fc;
 pub mod theta;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 /// Build the optimizer a checkpoint holds for tensors `params` (one member); a missing or
 /// mis-shaped meta-parameter is an error naming the tensor and both shapes.
 pub fn build(ckpt: &Checkpoint, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    build_members(ckpt.arch, &ckpt.theta, 1, params)
+    build_configured(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, 1, 1, params)
 }
 
 /// Build architecture `arch` bound to `theta` over `members` members (each its own state).
@@ -41,16 +42,42 @@ pub fn build_threaded(
     threads: usize,
     params: &[ParamInfo],
 ) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
+    build_configured(arch, theta, &Hyperparameters::default(), members, threads, params)
+}
+
+/// Hyperparameters a checkpoint sets (see [`checkpoint::Checkpoint::hyperparameters`]):
+/// `step_mult` and `exp_mult` of small_fc and MLP-LOpt.
+pub type Hyperparameters = std::collections::BTreeMap<String, f64>;
+
+/// [`build_threaded`] with a checkpoint's hyperparameters (checked when it was loaded).
+pub fn build_configured(
+    arch: Architecture,
+    theta: &theta::Theta,
+    hyper: &Hyperparameters,
+    members: usize,
+    threads: usize,
+    params: &[ParamInfo],
+) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
+    let get = |k: &str, d: f32| hyper.get(k).map_or(d, |&v| v as f32);
     Ok(match arch {
         Architecture::Velo => {
             Box::new(Bound::new(Arc::new(velo::VeloNet::bind(theta, velo::VeloConfig::default())?.with_members(members).with_threads(threads)), params))
         }
         Architecture::SmallFc => Box::new(Bound::new(
-            Arc::new(small_fc::SmallFcNet::bind(theta, small_fc::SmallFcConfig::default())?.with_members(members).with_threads(threads)),
+            Arc::new(
+                small_fc::SmallFcNet::bind(theta, {
+                    let d = small_fc::SmallFcConfig::default();
+                    small_fc::SmallFcConfig { exp_mult: get("exp_mult", d.exp_mult), step_mult: get("step_mult", d.step_mult) }
+                })?
+                .with_members(members)
+                .with_threads(threads),
+            ),
             params,
         )),
         Architecture::MlpLopt => {
-            Box::new(Bound::new(Arc::new(mlp_lopt::MlpLoptNet::bind(theta, mlp_lopt::MlpLoptConfig::default())?.with_members(members)), params))
+            let d = mlp_lopt::MlpLoptConfig::default();
+            let cfg = mlp_lopt::MlpLoptConfig { exp_mult: get("exp_mult", d.exp_mult), step_mult: get("step_mult", d.step_mult) };
+            Box::new(Bound::new(Arc::new(mlp_lopt::MlpLoptNet::bind(theta, cfg)?.with_members(members)), params))
         }
     })
 }

@@ -1,4 +1,5 @@
-//! small_fc_lopt: learned_optimization's `AdafacMLPLOpt` — a 39 → 4 → 4 → 2 per-parameter MLP
+//! small_fc_lopt: learned_optimization's `AdafacMLPLOpt` — a 39 → h → h → 2 per-parameter MLP
+//! (h = 4 in learned_optimization's small_fc_lopt, 32 in PyLO's μLO; read off the weights)
 //! over momenta, second moments and Adafactor-style factored statistics (28 features,
 //! normalised over the tensor) plus an 11-wide training-step embedding; the accumulator decays
 //! are themselves meta-learned.
@@ -56,7 +57,9 @@ impl SmallFcNet {
     /// Bind `theta`, checking every meta-parameter's presence and shape; one member.
     pub fn bind(theta: &Theta, cfg: SmallFcConfig) -> Result<Self, ThetaError> {
         let width = Flavor::SmallFc.width() + 11;
-        let dims = [(width, 4), (4, 4), (4, 2)];
+        // The hidden width is whatever the first layer's weights say (4 or μLO's 32).
+        let h = theta.tensors.get("nn/~/w0").and_then(|t| t.shape.get(1).copied()).filter(|&h| (1..=crate::features::MAX_WIDTH).contains(&h)).unwrap_or(4);
+        let dims = [(width, h), (h, h), (h, 2)];
         let mut layers = Vec::new();
         for (i, &(a, b)) in dims.iter().enumerate() {
             layers.push((theta.get(ARCH, &format!("nn/~/w{i}"), &[a, b])?.to_vec(), theta.get(ARCH, &format!("nn/~/b{i}"), &[b])?.to_vec(), a, b));

@@ -124,7 +124,7 @@ fn msgpack_safetensors_and_native_checkpoints_agree() {
         native::write(
             &native_path,
             &from_msgpack.theta,
-            &native::Sidecar { architecture: arch, hyperparameters: Default::default(), source: case.name.clone() },
+            &native::Sidecar { architecture: arch, hyperparameters: Default::default(), source: case.name.clone(), meta_training: None },
         )
         .unwrap();
         let from_native = checkpoint::load(&native_path, None).unwrap();
@@ -210,7 +210,7 @@ fn bad_checkpoints_are_clear_errors() {
     native::write(
         &native_path,
         &checkpoint::load(&src, None).unwrap().theta,
-        &native::Sidecar { architecture: Architecture::MlpLopt, hyperparameters: Default::default(), source: String::new() },
+        &native::Sidecar { architecture: Architecture::MlpLopt, hyperparameters: Default::default(), source: String::new(), meta_training: None },
     )
     .unwrap();
     std::fs::write(native::sidecar_path(&native_path), "architecture: adam\n").unwrap();
@@ -218,7 +218,7 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(e.contains("x.yaml:1:") && e.contains("unknown variant `adam`"), "{e}");
     std::fs::remove_file(native::sidecar_path(&native_path)).unwrap();
     let e = format!("{:#}", checkpoint::load(&native_path, None).unwrap_err());
-    assert!(e.contains("missing sidecar"), "{e}");
+    assert!(e.contains("no sidecar") && e.contains("x.yaml"), "{e}");
 
     // Truncated safetensors.
     let st = std::fs::read(&native_path).unwrap();

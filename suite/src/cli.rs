@@ -12,8 +12,10 @@ use std::process::ExitCode;
 
 /// beatmatch: does an optimizer beat or match the tuned baselines?
 ///
-/// With no command, runs the default `quick` tier against Adam and SGD-momentum tuned over
-/// learned_optimization's 15-value learning-rate grid, then writes the report to `results/quick`.
+/// With no command, runs the default `quick` tier: the shipped meta-trained small_fc_lopt
+/// (learned/checkpoints/small_fc_es_mnist1d.safetensors) against Adam and SGD-momentum tuned
+/// over learned_optimization's 15-value learning-rate grid, then writes the report to
+/// `results/quick`.
 #[derive(Parser)]
 #[command(name = "suite", version, about, long_about)]
 struct Cli {
@@ -50,6 +52,9 @@ enum Command {
     /// Learned-optimizer checkpoints: inspect or convert.
     #[command(subcommand)]
     Lopt(LoptCommand),
+    /// Meta-train a learned optimizer from a recipe (learned/recipes/*.yaml): antithetic ES or
+    /// truncated PES on meta_train tasks; rerun the same command to resume after a crash.
+    MetaTrain(MetaTrainArgs),
     /// Data sets: where each was found, or how to get it.
     #[command(subcommand)]
     Data(DataCommand),
@@ -65,6 +70,26 @@ struct ValidateArgs {
     /// Seed for initialisation and data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+/// `suite meta-train` arguments.
+#[derive(Args)]
+struct MetaTrainArgs {
+    /// Recipe file.
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Output folder [default: results/meta/NAME]; holding a run of this recipe, it is resumed.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (the result does not depend on it) [default: number of cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Progress display: bar (a terminal's default), lines (otherwise) or none.
+    #[arg(long, value_parser = parse_progress)]
+    progress: Option<Progress>,
+    /// Read the registry from this directory of YAML files instead of the built-in one.
+    #[arg(long)]
+    registry: Option<PathBuf>,
 }
 
 /// Checkpoint commands.
@@ -178,7 +203,7 @@ struct CompareArgs {
 #[derive(Args)]
 struct CiArgs {
     /// The optimizer under test.
-    #[arg(long, default_value = "adam:lr=1e-3")]
+    #[arg(long, default_value = beatmatch_suite::factory::DEFAULT_CANDIDATE)]
     candidate: String,
     /// Reference results.
     #[arg(long, default_value = "ci/reference.json")]
@@ -223,7 +248,7 @@ struct RunArgs {
     /// adafactor, lion) or a learned optimizer `velo:PATH`, `small_fc:PATH`, `mlp_lopt:PATH`
     /// (learned_optimization's checkpoint, e.g. the published VeLO `params`, or a native
     /// `.safetensors` with its `.yaml`).
-    #[arg(long, default_value = "adam:lr=1e-3")]
+    #[arg(long, default_value = beatmatch_suite::factory::DEFAULT_CANDIDATE)]
     candidate: String,
     /// Comma-separated tuning protocols for the baselines: built-in names (adam-lr15,
     /// sgdm-lr15, optlist-10, nadamw-random-20) or YAML files.
@@ -340,6 +365,13 @@ pub fn main() -> Result<ExitCode> {
         }),
         Some(Command::Lopt(LoptCommand::Inspect { file, arch })) => beatmatch_suite::lopt::inspect(&file, arch.as_deref()),
         Some(Command::Lopt(LoptCommand::Convert { input, output, arch })) => beatmatch_suite::lopt::convert(&input, &output, arch.as_deref()),
+        Some(Command::MetaTrain(a)) => beatmatch_suite::meta_train::run(&beatmatch_suite::meta_train::MetaTrainOptions {
+            recipe: a.recipe,
+            out: a.out,
+            jobs: a.jobs,
+            progress: a.progress.unwrap_or_else(Progress::for_stderr),
+            registry: a.registry,
+        }),
         Some(Command::Data(DataCommand::Status)) => commands::data_status(),
         Some(Command::Data(DataCommand::Fetch { name })) => commands::data_fetch(&name),
     }

@@ -12,6 +12,25 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The default candidate of `suite run` and `suite ci`: small_fc_lopt meta-trained here by
+/// `learned/recipes/small_fc_es_mnist1d.yaml` (see the README for how it scores).
+pub const DEFAULT_CANDIDATE: &str = "small_fc:learned/checkpoints/small_fc_es_mnist1d.safetensors";
+
+/// `path` as given when it exists, else relative to the workspace the binary was built from (so
+/// the shipped checkpoints are found from any working directory).
+pub fn resolve_shipped(path: &Path) -> std::path::PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shipped = root.join(path);
+    if shipped.exists() {
+        shipped
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// Builds optimizers from specs; holds the learned checkpoints loaded so far, by SHA-256.
 #[derive(Clone, Default)]
 pub struct OptimizerFactory {
@@ -26,7 +45,7 @@ impl OptimizerFactory {
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
         if let Some((kind, path)) = text.split_once(':') {
             if let Some(arch) = Architecture::parse(kind) {
-                let ckpt = checkpoint::load(Path::new(path), Some(arch))?;
+                let ckpt = checkpoint::load(&resolve_shipped(Path::new(path)), Some(arch))?;
                 return Ok(self.add_checkpoint(ckpt));
             }
         }
@@ -58,7 +77,7 @@ impl OptimizerFactory {
                 if ckpt.arch.as_str() != first.kind {
                     bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), first.kind);
                 }
-                Ok(beatmatch_learned::build_threaded(ckpt.arch, &ckpt.theta, specs.len(), self.learned_threads.max(1), params)?)
+                Ok(beatmatch_learned::build_configured(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, specs.len(), self.learned_threads.max(1), params)?)
             }
             None => beatmatch_baselines::build_members(specs, params),
         }

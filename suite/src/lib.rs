@@ -10,6 +10,7 @@ pub mod commands;
 pub mod estimate;
 pub mod factory;
 pub mod lopt;
+pub mod meta_train;
 pub mod plan;
 pub mod runner;
 pub mod study;

@@ -21,7 +21,11 @@ pub fn inspect(file: &Path, arch_name: Option<&str>) -> Result<ExitCode> {
         Err(e) => format!("INVALID: {e}"),
     };
     println!("file:            {}", file.display());
+    println!("format:          {}", c.format.describe());
     println!("architecture:    {}", c.arch.as_str());
+    if !c.hyperparameters.is_empty() {
+        println!("hyperparameters: {:?}", c.hyperparameters);
+    }
     println!("meta-parameters: {}", c.theta.count());
     println!("tensors:         {}", c.theta.tensors.len());
     println!("sha256:          {}", c.sha256);
@@ -37,10 +41,22 @@ pub fn convert(input: &Path, output: &Path, arch_name: Option<&str>) -> Result<E
         bail!("input and output are the same file");
     }
     if output.extension().is_some_and(|e| e == "safetensors") {
-        let side = native::Sidecar { architecture: c.arch, hyperparameters: Default::default(), source: format!("{} (sha256 {})", input.display(), c.sha256) };
+        let side = native::Sidecar {
+            architecture: c.arch,
+            hyperparameters: c.hyperparameters.clone(),
+            source: format!("{} ({}, sha256 {})", input.display(), c.format.describe(), c.sha256),
+            meta_training: None,
+        };
         native::write(output, &c.theta, &side)?;
         eprintln!("wrote {} and {}", output.display(), native::sidecar_path(output).display());
     } else {
+        if !c.hyperparameters.is_empty() {
+            bail!(
+                "{}: learned_optimization's msgpack holds no hyperparameters ({:?}); convert to a .safetensors output instead",
+                input.display(),
+                c.hyperparameters
+            );
+        }
         std::fs::write(output, msgpack::write(&c.theta))?;
         eprintln!("wrote {}", output.display());
     }

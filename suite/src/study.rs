@@ -65,13 +65,13 @@ pub struct StudyOptions {
 }
 
 impl StudyOptions {
-    /// The defaults of `suite run`: quick tier, untuned Adam 1e-3 against adam-lr15 and
-    /// sgdm-lr15, on the CPU.
+    /// The defaults of `suite run`: quick tier, the shipped meta-trained small_fc_lopt
+    /// ([`crate::factory::DEFAULT_CANDIDATE`]) against adam-lr15 and sgdm-lr15, on the CPU.
     pub fn new(tier: Tier) -> Self {
         Self {
             selection: Selection { tier, registry: None, only: None },
             out: None,
-            candidate: "adam:lr=1e-3".into(),
+            candidate: crate::factory::DEFAULT_CANDIDATE.into(),
             baselines: vec!["adam-lr15".into(), "sgdm-lr15".into()],
             opt_list: None,
             seeds: None,

@@ -200,9 +200,10 @@ fn slow_ci_gate_passes_on_rerun_and_fails_when_the_candidate_is_worse() {
     let reference = tmp.path().join("reference.json");
     let ci =
         |out: &str, extra: &[&str]| suite().args(["ci", "--reference"]).arg(&reference).arg("--out").arg(tmp.path().join(out)).args(extra).output().unwrap();
-    let o = ci("make", &["--update-reference"]);
+    let adam = ["--candidate", "adam:lr=1e-3"];
+    let o = ci("make", &["--update-reference", adam[0], adam[1]]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = ci("rerun", &["--strict"]);
+    let o = ci("rerun", &["--strict", adam[0], adam[1]]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(tmp.path().join("rerun/ci-report.md")).unwrap();
     assert!(md.contains("**PASS**: 0 of 4 tasks regressed"), "{md}");
@@ -219,8 +220,8 @@ fn slow_ci_gate_passes_on_rerun_and_fails_when_the_candidate_is_worse() {
     extra["task"] = "mlp-w999-d1-relu.mnist1d.b128.s100".into();
     r["tasks"].as_array_mut().unwrap().push(extra);
     std::fs::write(&reference, serde_json::to_vec(&r).unwrap()).unwrap();
-    assert_eq!(ci("strict", &["--strict"]).status.code(), Some(1));
-    assert_eq!(ci("lenient", &[]).status.code(), Some(0));
+    assert_eq!(ci("strict", &["--strict", adam[0], adam[1]]).status.code(), Some(1));
+    assert_eq!(ci("lenient", &adam).status.code(), Some(0));
 }
 
 #[test]

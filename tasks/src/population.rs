@@ -188,6 +188,19 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         &mut self.groups
     }
 
+    /// Items in the training split (what batch indices index).
+    pub fn train_len(&self) -> usize {
+        self.train_view.len()
+    }
+
+    /// Each member's mean loss (nats) over the training items `idx` at its current
+    /// parameters, in mini-batches of the problem's size; NaN for a member that diverged.
+    pub fn train_losses_on(&mut self, idx: &[u32]) -> Vec<f32> {
+        let who: Vec<bool> = self.members.iter().map(|m| !matches!(m.ended, Some(RunStatus::Diverged { .. }))).collect();
+        let sums = self.sums(false, Some(idx), self.problem.batch_size, &who);
+        sums.iter().zip(&who).map(|(s, &w)| if w { s.mean_loss() } else { f32::NAN }).collect()
+    }
+
     /// Member `m`'s parameter values, one flat buffer per tensor.
     pub fn param_values(&self, m: usize) -> Vec<Vec<f32>> {
         let k = self.members.len();

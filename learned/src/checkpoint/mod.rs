@@ -2,10 +2,13 @@
 //! * learned_optimization's own msgpack (`.msgpack`, or the published VeLO file `params`), read
 //!   natively — see [`msgpack`];
 //! * beatmatch's native format — see [`native`]: safetensors plus a YAML sidecar naming the
-//!   architecture and its hyperparameters.
+//!   architecture and its hyperparameters;
+//! * PyLO's safetensors (Belilovsky-Lab/pylo: VeLO's `VeLO_RNN` + `VeLO_MLP`, μLO's `MetaMLP`),
+//!   PyTorch tensor names and layouts mapped onto beatmatch's — see [`pylo`].
 
 pub mod msgpack;
 pub mod native;
+pub mod pylo;
 
 use crate::theta::Theta;
 use anyhow::{bail, Context, Result};
@@ -68,6 +71,50 @@ pub struct Checkpoint {
     pub theta: Theta,
     /// SHA-256 of the file's bytes (hex), which names the optimizer in run records.
     pub sha256: String,
+    /// Hyperparameters that differ from the architecture's defaults (`step_mult`, `exp_mult`).
+    pub hyperparameters: crate::Hyperparameters,
+    /// The format it was read in.
+    pub format: Format,
+}
+
+/// A checkpoint's file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// learned_optimization's msgpack.
+    Msgpack,
+    /// beatmatch's safetensors + YAML sidecar.
+    Native,
+    /// PyLO's safetensors (PyTorch names and layouts).
+    Pylo,
+}
+
+impl Format {
+    /// For messages: `learned_optimization msgpack`, `beatmatch native`, `PyLO safetensors`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::Msgpack => "learned_optimization msgpack",
+            Format::Native => "beatmatch native (safetensors + YAML sidecar)",
+            Format::Pylo => "PyLO safetensors (PyTorch names, mapped)",
+        }
+    }
+}
+
+/// Hyperparameters a checkpoint may set, per architecture (the rest are fixed by the
+/// architecture).
+pub fn check_hyperparameters(arch: Architecture, h: &crate::Hyperparameters) -> Result<()> {
+    let allowed: &[&str] = match arch {
+        Architecture::Velo => &[],
+        Architecture::SmallFc | Architecture::MlpLopt => &["step_mult", "exp_mult"],
+    };
+    for (k, v) in h {
+        if !allowed.contains(&k.as_str()) {
+            bail!("hyperparameter `{k}` is not settable for {} (settable: {allowed:?})", arch.as_str());
+        }
+        if !(v.is_finite() && *v > 0.0) {
+            bail!("hyperparameter `{k}` = {v}: expected a positive number");
+        }
+    }
+    Ok(())
 }
 
 /// Hex SHA-256 of bytes.
@@ -77,11 +124,24 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// Load a checkpoint in either format. `expected`, when given (from `--candidate velo:PATH`),
 /// must match the file's architecture.
+///
+/// A `.safetensors` file with a `.yaml` sidecar is native; one without, or a directory of
+/// `.safetensors` files (PyLO publishes VeLO as two), is PyLO's; anything else msgpack.
 pub fn load(path: &Path, expected: Option<Architecture>) -> Result<Checkpoint> {
+    if path.is_dir() || (path.extension().is_some_and(|e| e == "safetensors") && !native::sidecar_path(path).exists()) {
+        let (theta, arch, hyperparameters, sha) = pylo::read(path)?;
+        if let Some(e) = expected.filter(|&e| e != arch) {
+            bail!("{}: expected a {} checkpoint, but the PyLO file holds {}", path.display(), e.as_str(), arch.as_str());
+        }
+        return Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha, hyperparameters, format: Format::Pylo });
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
     let is_native = path.extension().is_some_and(|e| e == "safetensors");
+    let mut hyperparameters = crate::Hyperparameters::default();
     let (theta, declared) = if is_native {
         let (theta, sidecar) = native::read(path, &bytes)?;
+        check_hyperparameters(sidecar.architecture, &sidecar.hyperparameters).with_context(|| format!("{}", native::sidecar_path(path).display()))?;
+        hyperparameters = sidecar.hyperparameters;
         (theta, Some(sidecar.architecture))
     } else {
         (msgpack::read(&bytes).with_context(|| format!("{}", path.display()))?, None)
@@ -95,5 +155,6 @@ pub fn load(path: &Path, expected: Option<Architecture>) -> Result<Checkpoint> {
         (_, Some(found)) => found,
         (None, None) => bail!("{}: cannot tell the architecture (no VeLO, small_fc or mlp_lopt tensors); name it as `velo:PATH`", path.display()),
     };
-    Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha256(&bytes) })
+    let format = if is_native { Format::Native } else { Format::Msgpack };
+    Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha256(&bytes), hyperparameters, format })
 }

@@ -26,6 +26,27 @@ pub struct Sidecar {
     /// Provenance.
     #[serde(default)]
     pub source: String,
+    /// For a checkpoint written by meta-training: what made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_training: Option<MetaProvenance>,
+}
+
+/// What made a meta-trained checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaProvenance {
+    /// The recipe's name.
+    pub recipe: String,
+    /// SHA-256 of the recipe file's bytes (hex).
+    pub recipe_sha256: String,
+    /// Outer steps taken when this theta was written.
+    pub outer_step: u64,
+    /// `beatmatch_core::code_version()` of the code that trained it.
+    pub code_version: String,
+    /// Validation score of this theta (mean normalised final train loss over the recipe's
+    /// validation tasks; lower is better), when it was evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<f64>,
 }
 
 /// The sidecar path for a safetensors path.
@@ -42,9 +63,6 @@ pub fn read(path: &Path, bytes: &[u8]) -> Result<(Theta, Sidecar)> {
         let loc = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         anyhow::anyhow!("{}{loc}: {e}", side.display())
     })?;
-    if !sidecar.hyperparameters.is_empty() {
-        bail!("{}: non-default hyperparameters {:?} are not supported yet", side.display(), sidecar.hyperparameters.keys().collect::<Vec<_>>());
-    }
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file (truncated or corrupt): {e}", path.display()))?;
     let mut theta = Theta::default();
@@ -67,7 +85,10 @@ pub fn write(path: &Path, theta: &Theta, sidecar: &Sidecar) -> Result<()> {
         .map(|(k, t)| Ok((k, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), &bytes[k])?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let data = safetensors::serialize(views, None)?;
-    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::write(sidecar_path(path), serde_yaml::to_string(sidecar)?).with_context(|| format!("writing {}", sidecar_path(path).display()))?;
+    // Sidecar first, each file whole or not at all: a crash leaves the old pair or a sidecar
+    // beside the old weights, never a torn file.
+    beatmatch_core::store::write_atomic(&sidecar_path(path), serde_yaml::to_string(sidecar)?.as_bytes())
+        .with_context(|| format!("writing {}", sidecar_path(path).display()))?;
+    beatmatch_core::store::write_atomic(path, &data).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod curves;
 pub mod delta;
 pub mod heatmap;
+pub mod meta_loss;
 pub mod profile;
 pub mod speedup;
 
