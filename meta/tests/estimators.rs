@@ -178,3 +178,42 @@ fn pes_truncations_keep_the_episode_and_reset_at_its_end() {
     let c = cosine(&sum, &truth);
     assert!(c >= 0.8, "cosine {c}");
 }
+
+#[test]
+fn last_recompute_estimates_the_gradient_of_the_final_loss() {
+    let q = tasks();
+    let theta = [0.3f32, -0.5, 0.1, 1.0];
+    let steps = 15;
+    // The final loss (after `steps` updates) averaged over the tasks, by central differences.
+    let final_loss = |th: &[f64]| -> f64 {
+        let lr: Vec<f64> = th.iter().map(|&t| 0.2 / (1.0 + (-t).exp())).collect();
+        q.a.iter()
+            .map(|a| {
+                let mut x = [1.0; D];
+                for _ in 0..steps {
+                    for k in 0..D {
+                        x[k] -= lr[k] * a[k] * x[k];
+                    }
+                }
+                loss(a, &x)
+            })
+            .sum::<f64>()
+            / q.a.len() as f64
+    };
+    let th: Vec<f64> = theta.iter().map(|&t| t as f64).collect();
+    let truth: Vec<f64> = (0..D)
+        .map(|k| {
+            let (mut p, mut m) = (th.clone(), th.clone());
+            p[k] += 1e-5;
+            m[k] -= 1e-5;
+            (final_loss(&p) - final_loss(&m)) / 2e-5
+        })
+        .collect();
+    let cfg = FullEsConfig { meta_loss: MetaLoss::LastRecompute, ..es(2000, steps) };
+    let est = full_es::estimate(&q, &theta, &cfg, 0, 2).unwrap();
+    let c = cosine(&est.grad, &truth);
+    assert!(c >= 0.9, "cosine {c}");
+    // And it is another objective than `avg`'s.
+    let avg = full_es::estimate(&q, &theta, &es(2000, steps), 0, 2).unwrap();
+    assert_ne!(avg.grad, est.grad);
+}
