@@ -229,27 +229,38 @@ impl<T: InnerTasks> Clone for Setup<'_, T> {
 }
 impl<T: InnerTasks> Copy for Setup<'_, T> {}
 
-/// Run (or resume) the recipe into `out` on `jobs` threads, calling `on_step` after every
-/// outer step; with `until`, stop once that many outer steps are done (a time-boxed session:
-/// the next call resumes from the last checkpoint). Returns the state reached.
-pub fn run<T: InnerTasks>(setup: &Setup<'_, T>, out: &Path, jobs: usize, until: Option<u64>, on_step: &mut dyn FnMut(&Report<'_>)) -> Result<State> {
+/// The state to start from in `out`: the one saved there (a resumed run), or a fresh one.
+pub fn open<T: InnerTasks>(setup: &Setup<'_, T>, out: &Path) -> Result<State> {
+    let st = read_state(out, setup.recipe)?.unwrap_or_else(|| State {
+        version: STATE_VERSION,
+        recipe_sha256: setup.recipe.sha256.clone(),
+        step: 0,
+        theta: setup.template.flatten(),
+        adam: Adam::new(setup.template.count()),
+        best: None,
+        rows: Vec::new(),
+    });
+    if st.theta.len() != setup.train.theta_len() {
+        bail!("{}: theta has {} values, the architecture {}", Layout::new(out).state().display(), st.theta.len(), setup.train.theta_len());
+    }
+    Ok(st)
+}
+
+/// Run the recipe from `st` ([`open`]) into `out` on `jobs` threads, calling `on_step` after
+/// every outer step; with `until`, stop once that many outer steps are done (a time-boxed
+/// session: the next call resumes from the last checkpoint). Returns the state reached.
+pub fn run<T: InnerTasks>(
+    setup: &Setup<'_, T>,
+    mut st: State,
+    out: &Path,
+    jobs: usize,
+    until: Option<u64>,
+    on_step: &mut dyn FnMut(&Report<'_>),
+) -> Result<State> {
     let Setup { recipe: r, template, train, validation, validation_budgets } = *setup;
     let rc = &r.recipe;
     let layout = Layout::new(out);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let fresh = || State {
-        version: STATE_VERSION,
-        recipe_sha256: r.sha256.clone(),
-        step: 0,
-        theta: template.flatten(),
-        adam: Adam::new(template.count()),
-        best: None,
-        rows: Vec::new(),
-    };
-    let mut st = read_state(out, r)?.unwrap_or_else(fresh);
-    if st.theta.len() != train.theta_len() {
-        bail!("{}: theta has {} values, the architecture {}", layout.state().display(), st.theta.len(), train.theta_len());
-    }
     let resumed_from = st.step;
     let sigma = rc.sigma as f32;
     let es = FullEsConfig {

@@ -17,7 +17,8 @@ fn run(text: &str, out: &Path, jobs: usize, stop_after: Option<u64>) -> trainer:
     let (train, val) = trainer::registry_tasks(&r, &template).unwrap();
     let budgets: Vec<u64> = r.validation.iter().map(|t| t.steps).collect();
     let setup = trainer::Setup { recipe: &r, template: &template, train: &train, validation: &val, validation_budgets: &budgets };
-    trainer::run(&setup, out, jobs, stop_after, &mut |_| {}).unwrap()
+    let state = trainer::open(&setup, out).unwrap();
+    trainer::run(&setup, state, out, jobs, stop_after, &mut |_| {}).unwrap()
 }
 
 fn bytes(p: &Path) -> Vec<u8> {

@@ -39,8 +39,10 @@ pub fn run(o: &MetaTrainOptions) -> Result<ExitCode> {
     let (train, validation) = trainer::registry_tasks(&r, &template)?;
     let budgets: Vec<u64> = r.validation.iter().map(|t| t.steps).collect();
     let layout = Layout::new(&out);
+    let setup = trainer::Setup { recipe: &r, template: &template, train: &train, validation: &validation, validation_budgets: &budgets };
+    let start = trainer::open(&setup, &out)?;
+    let previous = start.step;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let previous = trainer::read_state(&out, &r)?.map_or(0, |s| s.step);
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(layout.log()).with_context(|| format!("opening {}", layout.log().display()))?;
     let head = format!(
         "meta-train {} ({} pairs of {:?}, {} outer steps, {} training problems, {} validation tasks, {} meta-parameters) into {} on {jobs} threads{}",
@@ -64,8 +66,7 @@ pub fn run(o: &MetaTrainOptions) -> Result<ExitCode> {
     let mut last_line = Instant::now();
     let mut inner_steps = 0u64;
     let every = Progress::interval();
-    let setup = trainer::Setup { recipe: &r, template: &template, train: &train, validation: &validation, validation_budgets: &budgets };
-    let state = trainer::run(&setup, &out, jobs, None, &mut |rep| {
+    let state = trainer::run(&setup, start, &out, jobs, None, &mut |rep| {
         let row = rep.row;
         inner_steps += row.inner_steps;
         let secs = started.elapsed().as_secs_f64();
