@@ -31,8 +31,8 @@ fn pylo_files_written_from_the_fixture_thetas_give_the_fixture_trajectories() {
             Architecture::Velo => {
                 let d = tmp.path().join(format!("{}_pylo", case.name));
                 std::fs::create_dir_all(&d).unwrap();
-                std::fs::write(d.join("VeLO_RNN.safetensors"), pylo::serialize(&files[0], None).unwrap()).unwrap();
-                std::fs::write(d.join("VeLO_MLP.safetensors"), pylo::serialize(&files[1], None).unwrap()).unwrap();
+                std::fs::write(d.join("VeLO_RNN.safetensors"), checkpoint::safetensors_bytes(&files[0], None).unwrap()).unwrap();
+                std::fs::write(d.join("VeLO_MLP.safetensors"), checkpoint::safetensors_bytes(&files[1], None).unwrap()).unwrap();
                 assert_eq!(files[1]["input_weights_"].shape[1..], [4, 30], "torch layout [members, out, in]");
                 d
             }
@@ -41,7 +41,7 @@ fn pylo_files_written_from_the_fixture_thetas_give_the_fixture_trajectories() {
                 // the file's metadata.
                 let meta = HashMap::from([("step_mult".to_string(), "0.001".to_string()), ("exp_mult".to_string(), "0.001".to_string())]);
                 let p = tmp.path().join(format!("{}.safetensors", case.name));
-                std::fs::write(&p, pylo::serialize(&files[0], Some(meta)).unwrap()).unwrap();
+                std::fs::write(&p, checkpoint::safetensors_bytes(&files[0], Some(meta)).unwrap()).unwrap();
                 assert_eq!(files[0]["network.input.weight"].shape[1], 39, "torch layout [out, in]");
                 p
             }
@@ -74,7 +74,7 @@ fn a_mulo_file_runs_as_small_fc_with_32_hidden_units_and_pylos_settings() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("mulo.safetensors");
-    std::fs::write(&p, pylo::serialize(&file, None).unwrap()).unwrap();
+    std::fs::write(&p, checkpoint::safetensors_bytes(&file, None).unwrap()).unwrap();
     let mulo = checkpoint::load(&p, None).unwrap();
     assert_eq!((mulo.arch, mulo.format), (Architecture::SmallFc, Format::Pylo));
     assert_eq!(mulo.theta.tensors["nn/~/w1"].shape, vec![32, 32]);
@@ -115,7 +115,7 @@ fn an_unknown_safetensors_file_without_a_sidecar_is_refused_with_what_was_expect
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("x.safetensors");
     let file = std::collections::BTreeMap::from([("foo".to_string(), Tensor { shape: vec![1], data: vec![1.0] })]);
-    std::fs::write(&p, pylo::serialize(&file, None).unwrap()).unwrap();
+    std::fs::write(&p, checkpoint::safetensors_bytes(&file, None).unwrap()).unwrap();
     let e = checkpoint::load(&p, None).unwrap_err().to_string();
     assert!(e.contains("not a PyLO checkpoint") && e.contains("sidecar"), "{e}");
 }

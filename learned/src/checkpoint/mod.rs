@@ -10,9 +10,10 @@ pub mod msgpack;
 pub mod native;
 pub mod pylo;
 
-use crate::theta::Theta;
+use crate::theta::{Tensor, Theta};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The learned-optimizer architectures beatmatch implements.
@@ -115,6 +116,34 @@ pub fn check_hyperparameters(arch: Architecture, h: &crate::Hyperparameters) -> 
         }
     }
     Ok(())
+}
+
+/// Every tensor of safetensors `bytes` (read from `path`, for messages), which must all be F32,
+/// and the file's metadata.
+pub(crate) fn decode_safetensors(path: &Path, bytes: &[u8]) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
+    let corrupt = |e: safetensors::SafeTensorError| anyhow::anyhow!("{}: not a valid safetensors file (truncated or corrupt): {e}", path.display());
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(corrupt)?;
+    let meta = header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(corrupt)?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            bail!("{}: tensor `{name}` is {:?}; expected F32", path.display(), view.dtype());
+        }
+        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
+    }
+    Ok((tensors, meta))
+}
+
+/// `tensors` (and optional metadata) as the bytes of an F32 safetensors file.
+pub fn safetensors_bytes(tensors: &BTreeMap<String, Tensor>, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
+    let bytes: BTreeMap<&String, Vec<u8>> = tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let views: Vec<(&String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), &bytes[k])?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    Ok(safetensors::serialize(views, metadata)?)
 }
 
 /// Hex SHA-256 of bytes.

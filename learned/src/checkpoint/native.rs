@@ -8,8 +8,8 @@
 //! ```
 
 use super::Architecture;
-use crate::theta::{Tensor, Theta};
-use anyhow::{bail, Context, Result};
+use crate::theta::Theta;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,28 +63,13 @@ pub fn read(path: &Path, bytes: &[u8]) -> Result<(Theta, Sidecar)> {
         let loc = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         anyhow::anyhow!("{}{loc}: {e}", side.display())
     })?;
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file (truncated or corrupt): {e}", path.display()))?;
-    let mut theta = Theta::default();
-    for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            bail!("{}: tensor `{name}` is {:?}; expected F32", path.display(), view.dtype());
-        }
-        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        theta.tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
-    }
-    Ok((theta, sidecar))
+    let (tensors, _) = super::decode_safetensors(path, bytes)?;
+    Ok((Theta { tensors }, sidecar))
 }
 
 /// Write `theta` as a native checkpoint at `path` (and its sidecar).
 pub fn write(path: &Path, theta: &Theta, sidecar: &Sidecar) -> Result<()> {
-    let bytes: BTreeMap<&String, Vec<u8>> = theta.tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views: Vec<(&String, safetensors::tensor::TensorView<'_>)> = theta
-        .tensors
-        .iter()
-        .map(|(k, t)| Ok((k, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), &bytes[k])?)))
-        .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let data = safetensors::serialize(views, None)?;
+    let data = super::safetensors_bytes(&theta.tensors, None)?;
     // Sidecar first, each file whole or not at all: a crash leaves the old pair or a sidecar
     // beside the old weights, never a torn file.
     beatmatch_core::store::write_atomic(&sidecar_path(path), serde_yaml::to_string(sidecar)?.as_bytes())

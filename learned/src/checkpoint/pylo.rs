@@ -40,17 +40,10 @@ type Named = BTreeMap<String, Tensor>;
 
 fn read_file(path: &Path, into: &mut Named, meta: &mut BTreeMap<String, String>) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
-    if let Some(m) = header.metadata() {
-        meta.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
-    for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            bail!("{}: tensor `{name}` is {:?}; expected F32", path.display(), view.dtype());
-        }
-        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        if into.insert(name.clone(), Tensor { shape: view.shape().to_vec(), data }).is_some() {
+    let (tensors, m) = super::decode_safetensors(path, &bytes)?;
+    meta.extend(m);
+    for (name, t) in tensors {
+        if into.insert(name.clone(), t).is_some() {
             bail!("{}: tensor `{name}` appears twice in the checkpoint's files", path.display());
         }
     }
@@ -150,7 +143,8 @@ pub fn read(path: &Path) -> Result<(Theta, Architecture, Hyperparameters, String
             put(&format!("{to}/b"), take(&named, &format!("{from}.bias"), 1, path)?.clone());
         }
         for (i, to) in ["hidden", "cell"].iter().enumerate() {
-            let t = take(&named, &format!("lstm_init_state.{i}"), named.get(&format!("lstm_init_state.{i}")).map_or(1, |t| t.shape.len()), path)?;
+            let name = format!("lstm_init_state.{i}");
+            let t = named.get(&name).with_context(|| format!("{}: PyLO checkpoint has no tensor `{name}`", path.display()))?;
             let h = t.data.len();
             put(&format!("lstm_init_state/{to}"), Tensor { shape: vec![1, h], data: t.data.clone() });
         }
@@ -185,7 +179,7 @@ pub fn read(path: &Path) -> Result<(Theta, Architecture, Hyperparameters, String
 }
 
 /// PyLO's tensors for `theta` of `arch` (the inverse of [`read`]): for VeLO the (RNN, MLP)
-/// file contents, for small_fc one file's. Used to write test files and by `lopt convert`.
+/// file contents, for small_fc one file's (the tests write PyLO-named files with it).
 pub fn to_pylo(theta: &Theta, arch: Architecture) -> Result<Vec<Named>> {
     let get = |n: &str| theta.tensors.get(n).cloned().with_context(|| format!("theta has no `{n}`"));
     let linear = |out: &mut Named, from: &str, to: &str| -> Result<()> {
@@ -243,14 +237,4 @@ pub fn to_pylo(theta: &Theta, arch: Architecture) -> Result<Vec<Named>> {
         }
         Architecture::MlpLopt => bail!("PyLO publishes no MLP-LOpt checkpoints"),
     }
-}
-
-/// Serialise one file's tensors (with optional metadata) as safetensors bytes.
-pub fn serialize(tensors: &Named, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
-    let bytes: BTreeMap<&String, Vec<u8>> = tensors.iter().map(|(k, t)| (k, t.data.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views: Vec<(&String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(k, t)| Ok((k, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), &bytes[k])?)))
-        .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    Ok(safetensors::serialize(views, metadata)?)
 }
