@@ -507,24 +507,7 @@ pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, r
     let ranges: Vec<Range<usize>> = (0..threads).map(|i| nb * i / threads..nb * (i + 1) / threads).collect();
     let mode = beatmatch_core::simd::FpMode::current();
     let mut sums = vec![[0f32; MAX_WIDTH]; nb];
-    std::thread::scope(|s| {
-        let mut rest: &mut [[f32; MAX_WIDTH]] = &mut sums;
-        let mut parts = Vec::new();
-        for r in &ranges {
-            let (part, tail) = rest.split_at_mut(r.len());
-            rest = tail;
-            parts.push((r.clone(), part));
-        }
-        let mut parts = parts.into_iter();
-        let (first_range, first_part) = parts.next().expect("at least one range");
-        for (r, part) in parts {
-            s.spawn(move || {
-                let _mode = mode.apply();
-                simd_dispatch(&mut Pass1Kernel { prep, flavor, t, blocks: r, sums: part });
-            });
-        }
-        simd_dispatch(&mut Pass1Kernel { prep, flavor, t, blocks: first_range, sums: first_part });
-    });
+    fan_out(&ranges, &mut sums, |r| r.len(), mode, |r, part| simd_dispatch(&mut Pass1Kernel { prep, flavor, t, blocks: r, sums: part }));
     let width = flavor.width();
     let mut sum = [0f64; MAX_WIDTH];
     for s in &sums {
@@ -533,24 +516,43 @@ pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, r
         }
     }
     let norm = normaliser(&sum, width, n);
+    fan_out(
+        &ranges,
+        out,
+        |r| (r.end * B).min(n) - r.start * B,
+        mode,
+        |r, part| simd_dispatch(&mut Pass2Kernel { prep, flavor, t, net, rule, norm, blocks: r, out: part }),
+    );
+}
+
+/// Split `buf` into consecutive parts of `len(range)` items, one per block range, and run
+/// `f(range, part)` for each: the first on this thread, the others on scoped threads that take
+/// this thread's floating-point mode (`mode`), so every part computes the same bits as alone.
+fn fan_out<T: Send>(
+    ranges: &[Range<usize>],
+    buf: &mut [T],
+    len: impl Fn(&Range<usize>) -> usize,
+    mode: beatmatch_core::simd::FpMode,
+    f: impl Fn(Range<usize>, &mut [T]) + Sync,
+) {
+    let mut rest = buf;
+    let mut parts = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let (part, tail) = rest.split_at_mut(len(r));
+        rest = tail;
+        parts.push((r.clone(), part));
+    }
+    let mut parts = parts.into_iter();
+    let Some((first_range, first_part)) = parts.next() else { return };
+    let f = &f;
     std::thread::scope(|s| {
-        let mut rest: &mut [f32] = out;
-        let mut parts = Vec::new();
-        for r in &ranges {
-            let len = (r.end * B).min(n) - r.start * B;
-            let (part, tail) = rest.split_at_mut(len);
-            rest = tail;
-            parts.push((r.clone(), part));
-        }
-        let mut parts = parts.into_iter();
-        let (first_range, first_part) = parts.next().expect("at least one range");
         for (r, part) in parts {
             s.spawn(move || {
                 let _mode = mode.apply();
-                simd_dispatch(&mut Pass2Kernel { prep, flavor, t, net, rule, norm, blocks: r, out: part });
+                f(r, part)
             });
         }
-        simd_dispatch(&mut Pass2Kernel { prep, flavor, t, net, rule, norm, blocks: first_range, out: first_part });
+        f(first_range, first_part);
     });
 }
 
