@@ -23,6 +23,21 @@ unsafe fn run_avx2<K: Kernel>(k: &mut K) {
     k.run()
 }
 
+/// The instruction set [`simd_dispatch`] runs kernels with on this CPU: `avx512f`, `avx2` or
+/// `baseline` (benchmarks print it beside their numbers).
+pub fn isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "baseline"
+}
+
 /// Run `k` compiled for AVX-512F, AVX2 or the baseline, whichever this CPU has.
 pub fn simd_dispatch<K: Kernel>(k: &mut K) {
     #[cfg(target_arch = "x86_64")]

@@ -76,38 +76,10 @@ fn median(reps: usize, mut f: impl FnMut()) -> f64 {
 fn table(_: &mut Criterion) {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let _ftz = beatmatch_core::simd::FlushDenormals::new();
-    let isa = if std::arch::is_x86_feature_detected!("avx512f") {
-        "AVX-512F"
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        "AVX2"
-    } else {
-        "baseline"
-    };
+    let isa = beatmatch_core::simd::isa();
     let n = 512;
     let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
-    let gemm_s = median(5, || unsafe {
-        gemm::gemm(
-            n,
-            n,
-            n,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            n as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    });
+    let gemm_s = median(5, || beatmatch_tasks::dense::sgemm(n, n, n, &a, &b, &mut c));
     let peak_flops = 2.0 * (n * n * n) as f64 / gemm_s;
     let big = vec![1.0f32; 1 << 24];
     let mut dst = vec![0.0f32; 1 << 24];

@@ -52,51 +52,18 @@ fn sgemm_peak() -> f64 {
     for _ in 0..5 {
         let start = Instant::now();
         for _ in 0..4 {
-            // SAFETY: three n×n row-major buffers.
-            unsafe {
-                gemm::gemm(
-                    n,
-                    n,
-                    n,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    n as isize,
-                    b.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            beatmatch_tasks::dense::sgemm(n, n, n, &a, &b, &mut c);
         }
         best = best.max(4.0 * 2.0 * (n * n * n) as f64 / start.elapsed().as_secs_f64() / 1e9);
     }
     best
 }
 
-fn isa() -> &'static str {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        "avx512f"
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        "avx2"
-    } else {
-        "baseline"
-    }
-}
-
 fn main() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let peak = sgemm_peak();
-    println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", isa());
+    println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", beatmatch_core::simd::isa());
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
     let fashion = synthetic(&[28, 28], 4096);
     let shapes: Vec<(&str, ModelConfig, bool, usize)> = vec![
@@ -136,7 +103,7 @@ fn main() {
             "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",
             single * flops / 1e9,
             sweep * flops / 1e9,
-            isa()
+            beatmatch_core::simd::isa()
         );
     }
 }

@@ -54,29 +54,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..steps {
                 for (&(m, k, n), (a, bb, cc)) in shapes.iter().zip(bufs.iter_mut()) {
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            n,
-                            k,
-                            cc.as_mut_ptr(),
-                            1,
-                            n as isize,
-                            false,
-                            a.as_ptr(),
-                            1,
-                            k as isize,
-                            bb.as_ptr(),
-                            1,
-                            n as isize,
-                            0.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                    beatmatch_tasks::dense::sgemm(m, k, n, a, bb, cc);
                 }
             }
         })

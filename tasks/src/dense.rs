@@ -212,6 +212,12 @@ impl DenseNet {
     }
 }
 
+/// `dst[m×n] = a[m×k] · b[k×n]`, all row-major, on this thread: the product the engine's
+/// layers are made of (benchmarks time it as the machine's sgemm reference).
+pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
+    matmul(m, k, n, a, Layout::RowMajor, b, Layout::RowMajor, dst);
+}
+
 /// How a matrix operand is stored.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Layout {
