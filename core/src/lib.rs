@@ -6,10 +6,12 @@
 //! * [`record`]: the schema of one run's result record, the only thing reports ever read.
 //! * [`study`]: the schema of a result directory's manifest (tasks with their meta split, arms, cells).
 //! * [`store`]: the result directory's layout, atomic writes and the read API reports use.
+//! * [`claim`]: exclusive, expiring claims on run groups, for many writers on one store.
 //! * [`hash`]: content hashing of configurations, so records are keyed by what made them.
 //!
 //! This crate depends on serde alone: the reports side links it without linking candle.
 
+pub mod claim;
 pub mod hash;
 pub mod optimizer;
 pub mod record;
@@ -21,7 +23,7 @@ pub mod study;
 pub use hash::{content_hash, short_hash};
 pub use optimizer::{Bound, Buffers, Optimizer, OptimizerSpec, ParamInfo, Snapshot, SpecError, StepContext, UpdateError, UpdateRule};
 pub use record::{CurvePoint, EvalPoint, RunKey, RunRecord, RunStatus, RECORD_SCHEMA_VERSION};
-pub use store::{Store, StoreError, Timing};
+pub use store::{ShardFile, Store, StoreError, Timing};
 pub use study::{Arm, ArmRole, Cell, Split, Study, StudyTask, SPEEDUP_CAP, STUDY_SCHEMA_VERSION};
 
 /// The version of beatmatch's training semantics, part of every run's content key.

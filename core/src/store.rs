@@ -1,19 +1,25 @@
 //! The result store: the one place that knows a result directory's layout.
 //!
 //! ```text
-//! DIR/study.json               the manifest (schema: crate::study)
+//! DIR/study.json               the manifest (schema: crate::study), written once per study
 //! DIR/runs/<hash>.json         one record per run, named by its key's content hash (crate::record)
 //! DIR/runs/<hash>.timing.json  that run's wall-clock time ([`Timing`]), kept out of the record
+//! DIR/claims/<key>.<gen>.claim who is training a run group now (crate::claim)
+//! DIR/shards/<N>/<I>.json      the records shard I of N was given ([`ShardFile`])
+//! DIR/logs/<host>.<pid>…log    one log per process: progress lines and each record written
 //! ```
 //!
 //! Writes are atomic: a temporary file named uniquely across hosts and processes (host name,
 //! process id, a per-process counter and the clock), fsync, rename. A crash leaves the whole
 //! file or none, and shards on several hosts writing into one shared directory never collide
-//! on a temporary name. Leftover temporary files are ignored by every reader.
+//! on a temporary name. Leftover temporary files are ignored by every reader (and listed by
+//! `suite gc`). A full disk or a read-only store is an error naming the directory; the file
+//! being written is left as it was.
 
+use crate::claim::{Claims, Holder};
 use crate::{RunRecord, RunStatus, Study, RECORD_SCHEMA_VERSION, STUDY_SCHEMA_VERSION};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,22 +38,44 @@ pub struct Timing {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file could not be read, written or renamed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {error}", path.display())]
     Io {
         /// What was being done, e.g. `reading`.
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate cause: printed once).
+        error: std::io::Error,
+    },
+    /// The store's file system is full.
+    #[error("no space left on the device holding {} (while {action} {}); free space and rerun: finished runs are kept, the unfinished one is retried", dir.display(), path.display())]
+    NoSpace {
+        /// What was being done.
+        action: &'static str,
+        /// The directory written into.
+        dir: PathBuf,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The store cannot be written (read-only file system or no permission).
+    #[error("{} is not writable ({error}, while {action} {}); point --out at a writable directory", dir.display(), path.display())]
+    NotWritable {
+        /// What was being done.
+        action: &'static str,
+        /// The directory written into.
+        dir: PathBuf,
+        /// The file.
+        path: PathBuf,
+        /// The OS error (in the message, not a separate cause: printed once).
+        error: std::io::Error,
     },
     /// A file is not valid JSON of the expected schema.
-    #[error("parsing {}: {source}", path.display())]
+    #[error("parsing {}: {error}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's error.
-        source: serde_json::Error,
+        /// The parser's error (in the message).
+        error: serde_json::Error,
     },
     /// A file was written by a schema this code cannot read.
     #[error("{}: schema version {found}, but this beatmatch reads version {expected} (rerun `suite run` with this version to rewrite it)", path.display())]
@@ -69,6 +97,50 @@ pub enum StoreError {
         /// The first missing hash.
         first: String,
     },
+}
+
+impl StoreError {
+    /// The error of `action` on `path`: a full disk and a read-only store get their own
+    /// variants, naming the directory.
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        let dir = path.parent().map_or_else(|| path.to_path_buf(), Path::to_path_buf);
+        let path = path.to_path_buf();
+        match source.raw_os_error() {
+            Some(28) => StoreError::NoSpace { action, dir, path },                                         // ENOSPC
+            Some(30) | Some(13) | Some(1) => StoreError::NotWritable { action, dir, path, error: source }, // EROFS, EACCES, EPERM
+            _ => StoreError::Io { action, path, error: source },
+        }
+    }
+}
+
+/// Which records shard `shard` of `of` was given (`DIR/shards/<of>/<shard>.json`), so
+/// `suite status` can say how far each shard is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// 1-based shard number.
+    pub shard: usize,
+    /// Number of shards.
+    pub of: usize,
+    /// Record hashes of the shard's runs, sorted.
+    pub records: Vec<String>,
+}
+
+/// What `suite gc` would remove.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Garbage {
+    /// Records (and their timing sidecars) the manifest does not reference.
+    pub records: Vec<PathBuf>,
+    /// Temporary files a crash left behind (older than an hour, so no live writer's).
+    pub temporaries: Vec<PathBuf>,
+    /// Claims whose holder has gone.
+    pub stale_claims: Vec<PathBuf>,
+}
+
+impl Garbage {
+    /// Every path.
+    pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.records.iter().chain(&self.temporaries).chain(&self.stale_claims)
+    }
 }
 
 /// A result directory.
@@ -101,7 +173,7 @@ impl Store {
     /// The store at `dir`, creating it (and `runs/`) for writing.
     pub fn create(dir: &Path) -> Result<Self, StoreError> {
         let runs = dir.join("runs");
-        std::fs::create_dir_all(&runs).map_err(|source| StoreError::Io { action: "creating", path: runs, source })?;
+        std::fs::create_dir_all(&runs).map_err(|source| StoreError::io("creating", &runs, source))?;
         Ok(Self::at(dir))
     }
 
@@ -128,6 +200,101 @@ impl Store {
     /// `DIR/runs/<hash>.timing.json`.
     pub fn timing_path(&self, hash: &str) -> PathBuf {
         self.runs_dir().join(format!("{hash}.timing.json"))
+    }
+
+    /// `DIR/claims`.
+    pub fn claims_dir(&self) -> PathBuf {
+        self.dir.join("claims")
+    }
+
+    /// This process's claims in the store (see [`crate::claim`]).
+    pub fn claims(&self, ttl: std::time::Duration, me: Holder) -> Result<Claims, StoreError> {
+        Claims::new(&self.claims_dir(), ttl, me)
+    }
+
+    /// `DIR/logs/<host>.<pid>.<…>.log`: a new log file name for this process.
+    pub fn new_log_path(&self) -> PathBuf {
+        self.dir.join("logs").join(format!("{}.log", unique_suffix()))
+    }
+
+    /// `DIR/shards/<of>/<shard>.json`.
+    pub fn shard_path(&self, shard: usize, of: usize) -> PathBuf {
+        self.dir.join("shards").join(of.to_string()).join(format!("{shard}.json"))
+    }
+
+    /// Write a shard's assignment atomically.
+    pub fn write_shard(&self, s: &ShardFile) -> Result<(), StoreError> {
+        let path = self.shard_path(s.shard, s.of);
+        let parent = path.parent().expect("a shard file has a folder");
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io("creating", parent, e))?;
+        write_json_atomic(&path, s)
+    }
+
+    /// Every shard assignment written, by shard count then shard.
+    pub fn shard_files(&self) -> Vec<ShardFile> {
+        let mut out = Vec::new();
+        let Ok(counts) = std::fs::read_dir(self.dir.join("shards")) else { return out };
+        for c in counts.filter_map(|e| e.ok()) {
+            let Ok(files) = std::fs::read_dir(c.path()) else { continue };
+            for f in files.filter_map(|e| e.ok()).filter(|f| f.path().extension().is_some_and(|e| e == "json")) {
+                if let Some(s) = std::fs::read(f.path()).ok().and_then(|b| serde_json::from_slice::<ShardFile>(&b).ok()) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by_key(|s| (s.of, s.shard));
+        out
+    }
+
+    /// Hashes of every record file in `runs/` (whatever their content).
+    pub fn record_hashes(&self) -> BTreeSet<String> {
+        let Ok(entries) = std::fs::read_dir(self.runs_dir()) else { return BTreeSet::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let stem = name.strip_suffix(".json")?;
+                (!stem.starts_with('.') && !stem.ends_with(".timing")).then(|| stem.to_string())
+            })
+            .collect()
+    }
+
+    /// What no current study references: records outside the manifest (all of them when
+    /// there is none), temporaries older than an hour, and stale claims.
+    pub fn garbage(&self) -> Result<Garbage, StoreError> {
+        let referenced: BTreeSet<String> = match self.has_study() {
+            true => self.read_study()?.cells.into_iter().map(|c| c.record).collect(),
+            false => BTreeSet::new(),
+        };
+        let mut g = Garbage::default();
+        for hash in self.record_hashes().into_iter().filter(|h| !referenced.contains(h)) {
+            g.records.push(self.record_path(&hash));
+            if self.timing_path(&hash).exists() {
+                g.records.push(self.timing_path(&hash));
+            }
+        }
+        let hour = std::time::Duration::from_secs(3600);
+        for dir in [self.dir.clone(), self.runs_dir(), self.claims_dir(), self.dir.join("logs")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().to_string();
+                let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|m| m.elapsed().ok()).is_some_and(|a| a > hour);
+                if name.starts_with('.') && name.ends_with(".tmp") && old {
+                    g.temporaries.push(e.path());
+                }
+            }
+        }
+        if let Ok(claims) = Claims::new(&self.claims_dir(), crate::claim::default_ttl(), Holder::me("gc")) {
+            for k in claims.keys() {
+                if matches!(claims.state(&k), Ok(crate::claim::ClaimState::Stale { .. })) {
+                    g.stale_claims.extend(claims.generation_paths(&k));
+                }
+            }
+        }
+        g.records.sort();
+        g.temporaries.sort();
+        g.stale_claims.sort();
+        Ok(g)
     }
 
     /// Whether the directory holds a manifest.
@@ -204,14 +371,31 @@ impl Store {
     }
 }
 
+impl Loaded {
+    /// Records per code version, over the records the manifest references.
+    pub fn code_versions(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in self.records.values() {
+            *out.entry(r.key.code_version.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
 fn read_versioned<T: DeserializeOwned>(path: &Path, expected: u32) -> Result<T, StoreError> {
-    let bytes = std::fs::read(path).map_err(|source| StoreError::Io { action: "reading", path: path.to_path_buf(), source })?;
-    let parse = |source| StoreError::Parse { path: path.to_path_buf(), source };
-    let v: Versioned = serde_json::from_slice(&bytes).map_err(parse)?;
+    let bytes = std::fs::read(path).map_err(|source| StoreError::Io { action: "reading", path: path.to_path_buf(), error: source })?;
+    parse_versioned(path, &bytes, expected)
+}
+
+/// Parse a store file's bytes (`path` names it in errors): its `schema_version` must be
+/// `expected`, then the whole file must be of schema `T`.
+pub fn parse_versioned<T: DeserializeOwned>(path: &Path, bytes: &[u8], expected: u32) -> Result<T, StoreError> {
+    let parse = |error| StoreError::Parse { path: path.to_path_buf(), error };
+    let v: Versioned = serde_json::from_slice(bytes).map_err(parse)?;
     if v.schema_version != expected {
         return Err(StoreError::Schema { path: path.to_path_buf(), found: v.schema_version, expected });
     }
-    serde_json::from_slice(&bytes).map_err(parse)
+    serde_json::from_slice(bytes).map_err(parse)
 }
 
 /// A temporary-file suffix no other process on any host sharing the directory will pick:
@@ -227,7 +411,7 @@ pub fn unique_suffix() -> String {
 /// Serialise `value` as pretty JSON (plus a newline) into `path` via a uniquely named
 /// temporary file, fsync and a rename.
 pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StoreError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Parse { path: path.to_path_buf(), source })?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|error| StoreError::Parse { path: path.to_path_buf(), error })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
@@ -238,10 +422,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().to_string());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", unique_suffix()));
     fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
-        move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+        move |source| StoreError::io(action, path, source)
     }
+    let fault = injected_fault();
     let written = (|| {
+        if fault == Some(30) {
+            return Err(io("creating", &tmp)(std::io::Error::from_raw_os_error(30)));
+        }
         let mut f = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+        if fault == Some(28) {
+            // Half the bytes reach the disk, as when it fills mid-write.
+            let _ = f.write_all(&bytes[..bytes.len() / 2]);
+            return Err(io("writing", &tmp)(std::io::Error::from_raw_os_error(28)));
+        }
         f.write_all(bytes).map_err(io("writing", &tmp))?;
         f.sync_all().map_err(io("syncing", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io("renaming into", path))
@@ -250,6 +443,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// The fault injected into this write, for tests of full and read-only disks:
+/// `BEATMATCH_INJECT_WRITE_FAULT=enospc:N` (or `erofs:N`) lets this process's first N atomic
+/// writes through and fails every later one with ENOSPC (EROFS).
+fn injected_fault() -> Option<i32> {
+    static SPEC: std::sync::OnceLock<Option<(i32, u64)>> = std::sync::OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let (errno, after) = (*SPEC.get_or_init(|| {
+        let v = std::env::var("BEATMATCH_INJECT_WRITE_FAULT").ok()?;
+        let (kind, n) = v.split_once(':')?;
+        let errno = match kind {
+            "enospc" => 28,
+            "erofs" => 30,
+            _ => return None,
+        };
+        Some((errno, n.parse().ok()?))
+    }))?;
+    (WRITES.fetch_add(1, Ordering::Relaxed) >= after).then_some(errno)
 }
 
 #[cfg(test)]

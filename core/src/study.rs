@@ -111,7 +111,7 @@ pub struct Cell {
 }
 
 /// The manifest of a result directory.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Study {
     /// [`STUDY_SCHEMA_VERSION`].
     pub schema_version: u32,

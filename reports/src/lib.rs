@@ -29,11 +29,13 @@ pub struct ReportOptions {
     pub bootstrap_seed: u64,
     /// Formats every figure is written in (`report.html` embeds the SVGs when written).
     pub figures: &'static [figures::Format],
+    /// Report records of several code versions together (otherwise an error).
+    pub allow_mixed: bool,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        Self { region: Region::default(), bootstrap_seed: 0, figures: &[figures::Format::Png, figures::Format::Svg] }
+        Self { region: Region::default(), bootstrap_seed: 0, figures: &[figures::Format::Png, figures::Format::Svg], allow_mixed: false }
     }
 }
 
@@ -52,9 +54,36 @@ pub fn profile_taus() -> Vec<f64> {
     (0..=40).map(|i| 2f64.powf(i as f64 / 20.0)).collect()
 }
 
-/// Write every report file into `dir`.
+/// Write every report file into `dir`, each replaced atomically: the report is drawn in a
+/// staging folder inside `dir`, then each file is renamed into place, so processes finishing
+/// at once (shards, concurrent runs) never leave a torn file.
 pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
+    let staging = dir.join(format!(".report.{}", beatmatch_core::store::unique_suffix()));
+    std::fs::create_dir_all(&staging).map_err(|e| beatmatch_core::StoreError::io("creating", &staging, e))?;
+    let result = write_report_into(dir, &staging, opts).and_then(|r| {
+        for e in std::fs::read_dir(&staging)? {
+            let e = e?;
+            let to = dir.join(e.file_name());
+            std::fs::rename(e.path(), &to).map_err(|err| beatmatch_core::StoreError::io("renaming into", &to, err))?;
+        }
+        Ok(r)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Read the study in `dir` and write its report files into `out`.
+fn write_report_into(dir: &Path, out: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     let loaded = analysis::load(dir)?;
+    let versions = loaded.code_versions();
+    if versions.len() > 1 && !opts.allow_mixed {
+        anyhow::bail!(
+            "{}: the study's records come from {} code versions ({}); rerun under one version, or pass --allow-mixed to report them together",
+            dir.display(),
+            versions.len(),
+            export::markdown::versions_line(&versions)
+        );
+    }
     let rows = analysis::analyse(&loaded)?;
     let study = &loaded.study;
     let bins = win_rate::bins(&rows);
@@ -62,13 +91,13 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
     let headline = export::markdown::headline(study, opts.region, n, &est);
 
     let mut frame = export::csv::tasks_frame(study, &rows)?;
-    export::csv::write_frame(&mut frame, &dir.join("tasks.csv"))?;
-    export::parquet::write(&mut frame, &dir.join("tasks.parquet"))?;
-    export::csv::write_bins(&bins, &dir.join("win_rate_bins.csv"))?;
+    export::csv::write_frame(&mut frame, &out.join("tasks.csv"))?;
+    export::parquet::write(&mut frame, &out.join("tasks.parquet"))?;
+    export::csv::write_bins(&bins, &out.join("win_rate_bins.csv"))?;
     let mut hashes: Vec<&str> = study.cells.iter().map(|c| c.record.as_str()).collect();
     hashes.sort_unstable();
     hashes.dedup();
-    std::fs::write(dir.join("records.txt"), hashes.join("\n") + "\n")?;
+    std::fs::write(out.join("records.txt"), hashes.join("\n") + "\n")?;
 
     let labels: Vec<String> =
         study.arms.iter().map(|a| if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() }).collect();
@@ -81,36 +110,42 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportResult> {
                 speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect(),
             })
             .collect();
-        figures::speedup::draw(&dir.join("speedup.png"), opts.figures, &series, study.speedup_cap as f64)?;
+        figures::speedup::draw(&out.join("speedup.png"), opts.figures, &series, study.speedup_cap as f64)?;
     }
     let cand = study.arms.iter().find(|a| a.role == ArmRole::Candidate).map_or(String::new(), |a| a.legend.clone());
-    figures::heatmap::draw(&dir.join("win_rate_heatmap.png"), opts.figures, &bins, &format!("Win rate (beat or match) of {cand}"))?;
+    figures::heatmap::draw(&out.join("win_rate_heatmap.png"), opts.figures, &bins, &format!("Win rate (beat or match) of {cand}"))?;
     let losses: Vec<Vec<f64>> = rows.iter().map(|r| r.arms.iter().map(|a| a.mean).collect()).collect();
     let taus = profile_taus();
     let profiles = stats::profile::performance_profile(&losses, &taus);
-    figures::profile::draw(&dir.join("profile.png"), opts.figures, &taus, &profiles, &labels)?;
+    figures::profile::draw(&out.join("profile.png"), opts.figures, &taus, &profiles, &labels)?;
     let panels = curve_panels(&loaded, &rows);
-    figures::curves::draw(&dir.join("curves.png"), opts.figures, &panels, &labels)?;
+    figures::curves::draw(&out.join("curves.png"), opts.figures, &panels, &labels)?;
 
     let extras = export::markdown::Extras::compute(&rows, &profiles, &taus, opts);
-    let summary = export::markdown::summary(study, &rows, &bins, &headline, &extras);
-    std::fs::write(dir.join("summary.md"), &summary)?;
-    let wall = export::markdown::wall_clock(&extras, &rows);
-    std::fs::write(dir.join("wall_clock.md"), &wall)?;
-    export::csv::write_wall_clock(&rows, &dir.join("wall_clock.csv"))?;
-    let mut figs: Vec<(&str, std::path::PathBuf)> = vec![("Win rate by parameters and steps", dir.join("win_rate_heatmap.png"))];
-    if has_speedups {
-        figs.push(("Speedup over learning-rate-tuned Adam", dir.join("speedup.png")));
+    let mut summary = export::markdown::summary(study, &rows, &bins, &headline, &extras);
+    if versions.len() > 1 {
+        summary.push_str(&format!(
+            "\n**Mixed code versions** (reported with --allow-mixed): the records come from {}.\n",
+            export::markdown::versions_line(&versions)
+        ));
     }
-    figs.push(("Performance profile", dir.join("profile.png")));
-    figs.push(("Training curves", dir.join("curves.png")));
+    std::fs::write(out.join("summary.md"), &summary)?;
+    let wall = export::markdown::wall_clock(&extras, &rows);
+    std::fs::write(out.join("wall_clock.md"), &wall)?;
+    export::csv::write_wall_clock(&rows, &out.join("wall_clock.csv"))?;
+    let mut figs: Vec<(&str, std::path::PathBuf)> = vec![("Win rate by parameters and steps", out.join("win_rate_heatmap.png"))];
+    if has_speedups {
+        figs.push(("Speedup over learning-rate-tuned Adam", out.join("speedup.png")));
+    }
+    figs.push(("Performance profile", out.join("profile.png")));
+    figs.push(("Training curves", out.join("curves.png")));
     // The page shows the vector figures when they were written.
     if opts.figures.contains(&figures::Format::Svg) {
         figs.iter_mut().for_each(|(_, p)| *p = p.with_extension("svg"));
     }
     let figs_ref: Vec<(&str, &Path)> = figs.iter().map(|(t, p)| (*t, p.as_path())).collect();
     std::fs::write(
-        dir.join("report.html"),
+        out.join("report.html"),
         export::html::render(&format!("beatmatch report — {}", study.selection), &format!("{summary}\n{wall}"), &figs_ref),
     )?;
     let by_split = extras

@@ -39,10 +39,28 @@ enum Command {
     Validate(ValidateArgs),
     /// Write the report for a result directory (tasks.csv, win_rate_bins.csv, summary.md, PNGs).
     Report {
-        /// Result directory written by `suite run`.
+        /// Result directory written by `suite run` (by one process or many shards).
         dir: PathBuf,
         #[command(flatten)]
         region: RegionArgs,
+        /// Report even when the records come from several code versions (the report says so).
+        #[arg(long)]
+        allow_mixed: bool,
+    },
+    /// How far a result directory (or each study under it) is: runs done, running, pending and
+    /// failed, per shard, with the failures' first lines.
+    Status {
+        /// Result directory, or a folder of them (e.g. `results`).
+        dir: PathBuf,
+    },
+    /// List records no current study references, stale claims and crash leftovers; with
+    /// `--delete`, remove them.
+    Gc {
+        /// Result directory.
+        dir: PathBuf,
+        /// Remove what is listed.
+        #[arg(long)]
+        delete: bool,
     },
     /// Compare two candidates (specs or checkpoints, run on the same tasks and seeds) or two
     /// result directories: paired per-task deltas, sign and Wilcoxon tests, compare.md.
@@ -156,7 +174,7 @@ struct RegionArgs {
 }
 
 impl RegionArgs {
-    fn options(&self) -> beatmatch_reports::ReportOptions {
+    fn options(&self, allow_mixed: bool) -> beatmatch_reports::ReportOptions {
         let figures: &'static [Format] = match (self.figures.contains(&Format::Png), self.figures.contains(&Format::Svg)) {
             (true, false) => &[Format::Png],
             (false, true) => &[Format::Svg],
@@ -165,6 +183,7 @@ impl RegionArgs {
         beatmatch_reports::ReportOptions {
             region: beatmatch_reports::win_rate::Region { max_params: self.max_params, max_steps: self.max_steps },
             figures,
+            allow_mixed,
             ..Default::default()
         }
     }
@@ -282,6 +301,18 @@ struct RunArgs {
     /// Only train; do not write the report.
     #[arg(long)]
     no_report: bool,
+    /// Train only shard I of N (1-based): run groups dealt out by estimated cost, the same way
+    /// on every host. Without it, a Slurm array task's index is used (SLURM_ARRAY_TASK_ID), or a
+    /// Kubernetes Indexed Job's (JOB_COMPLETION_INDEX, with --shards N).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Number of shards, for a Kubernetes Indexed Job (its completions).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Join a result directory planned by another code version: keep its finished runs, train
+    /// the rest with this one (reports then need --allow-mixed too).
+    #[arg(long)]
+    allow_mixed: bool,
     #[command(flatten)]
     report: RegionArgs,
 }
@@ -319,8 +350,9 @@ impl RunArgs {
         Wrapper::parse_from(["suite"]).run
     }
 
-    fn options(&self) -> StudyOptions {
-        StudyOptions {
+    fn options(&self) -> Result<StudyOptions> {
+        let shard = beatmatch_suite::shard::Shard::resolve(self.shard.as_deref(), self.shards, &|k| std::env::var(k).ok())?;
+        Ok(StudyOptions {
             selection: self.registry.selection(),
             out: self.out.clone(),
             candidate: self.candidate.clone(),
@@ -331,7 +363,9 @@ impl RunArgs {
             device: self.device.clone(),
             population: self.population,
             progress: if self.quiet { Progress::None } else { self.progress.unwrap_or_else(Progress::for_stderr) },
-        }
+            shard,
+            allow_mixed: self.allow_mixed,
+        })
     }
 }
 
@@ -341,13 +375,15 @@ pub fn main() -> Result<ExitCode> {
     match cli.command {
         None => {
             let a = RunArgs::parse_from_defaults();
-            commands::run(&a.options(), (!a.no_report).then(|| a.report.options()))
+            commands::run(&a.options()?, (!a.no_report).then(|| a.report.options(a.allow_mixed)))
         }
         Some(Command::List(a)) => commands::list(&a.registry.selection()),
-        Some(Command::Run(a)) => commands::run(&a.options(), (!a.no_report).then(|| a.report.options())),
-        Some(Command::Plan(a)) => commands::plan(&a.options()),
+        Some(Command::Run(a)) => commands::run(&a.options()?, (!a.no_report).then(|| a.report.options(a.allow_mixed))),
+        Some(Command::Plan(a)) => commands::plan(&a.options()?),
         Some(Command::Validate(a)) => beatmatch_suite::validate::run(&a.only, a.seed),
-        Some(Command::Report { dir, region }) => commands::report(&dir, &region.options()),
+        Some(Command::Report { dir, region, allow_mixed }) => commands::report(&dir, &region.options(allow_mixed)),
+        Some(Command::Status { dir }) => beatmatch_suite::status::run(&dir),
+        Some(Command::Gc { dir, delete }) => commands::gc(&dir, delete),
         Some(Command::Compare(a)) => {
             let sel = Selection { tier: a.tier, registry: a.registry, only: a.only };
             commands::compare(&a.a, &a.b, &sel, a.out, a.seeds, a.jobs)

@@ -61,17 +61,26 @@ pub fn list(sel: &Selection) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `suite run`: train, then write the report (when `report` says how); exit 1 when a run failed.
+/// `suite run`: train, then write the report (when `report` says how); exit 1 when a run
+/// failed or was left for another host. A shard writes no report: `suite report DIR` merges
+/// all shards' records once they are done.
 pub fn run(opts: &StudyOptions, report_opts: Option<ReportOptions>) -> Result<ExitCode> {
     let (out, summary) = run_study(opts)?;
-    if let Some(r) = report_opts {
-        report(&out, &r)?;
+    match (report_opts, opts.shard) {
+        (Some(_), Some(s)) => eprintln!("shard {s} done; once every shard is, `suite report {}` writes the report", out.display()),
+        (Some(r), None) => {
+            report(&out, &r)?;
+        }
+        (None, _) => {}
     }
-    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if summary.failed > 0 || summary.left > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// `suite report DIR`.
 pub fn report(dir: &Path, opts: &ReportOptions) -> Result<ExitCode> {
+    if !Store::at(dir).has_study() {
+        bail!("{}: no study.json (is this a result directory written by `suite run`? `suite status` lists the studies under a folder)", dir.display());
+    }
     let r = beatmatch_reports::write_report(dir, opts)?;
     eprintln!("{}", r.headline);
     for line in &r.by_split {
@@ -79,6 +88,40 @@ pub fn report(dir: &Path, opts: &ReportOptions) -> Result<ExitCode> {
     }
     eprintln!("report written to {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `suite gc DIR [--delete]`: what no current study references, and crash leftovers.
+pub fn gc(dir: &Path, delete: bool) -> Result<ExitCode> {
+    let store = Store::at(dir);
+    if !store.runs_dir().is_dir() {
+        bail!("{}: not a result directory (no runs/ folder)", dir.display());
+    }
+    if !store.has_study() {
+        eprintln!("{}: no study.json, so no record is referenced", dir.display());
+    }
+    let g = store.garbage()?;
+    let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    let bytes: u64 = g.paths().map(size).sum();
+    for (what, paths) in [("unreferenced record files", &g.records), ("temporary files left by crashes", &g.temporaries), ("stale claims", &g.stale_claims)] {
+        println!("{} {what}", paths.len());
+        for p in paths {
+            println!("  {}", p.display());
+        }
+    }
+    let n = g.paths().count();
+    if !delete {
+        eprintln!("{n} files, {:.1} MB; `suite gc {} --delete` removes them", bytes as f64 / 1e6, dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut removed = 0;
+    for p in g.paths() {
+        match std::fs::remove_file(p) {
+            Ok(()) => removed += 1,
+            Err(e) => eprintln!("could not remove {}: {e}", p.display()),
+        }
+    }
+    eprintln!("removed {removed} of {n} files ({:.1} MB)", bytes as f64 / 1e6);
+    Ok(if removed == n { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// `suite plan`: what `suite run` would do with the same options, and how long it would take.

@@ -11,17 +11,19 @@
 
 use crate::factory::OptimizerFactory;
 use crate::plan::{cost, Job};
+use crate::run_log::RunLog;
 use anyhow::Result;
+use beatmatch_core::claim::{group_key, Acquired, Claims};
 use beatmatch_core::{RunRecord, RunStatus, Store, Timing, RECORD_SCHEMA_VERSION};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::train::{train, RunSettings, TrainOutcome};
 use beatmatch_tasks::Problem;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The jobs of one run group: one problem trained from one seed by one or more optimizers.
 pub struct JobGroup<'a> {
@@ -179,6 +181,10 @@ pub struct ExecSummary {
     pub diverged: usize,
     /// Of those, failed (errors, not divergence).
     pub failed: usize,
+    /// Runs another process sharing the store finished while this one ran.
+    pub elsewhere: usize,
+    /// Runs left untrained because this host lacks their data (another host added the tasks).
+    pub left: usize,
 }
 
 /// The run groups of `pending` jobs, each at most `max` jobs, largest total cost first (ties
@@ -233,8 +239,29 @@ fn clock(secs: f64) -> String {
     crate::estimate::human(secs)
 }
 
+/// What lets several processes share one store: this process's claims and its log.
+pub struct Coordination<'a> {
+    /// Claims on run groups (one process trains a group at a time).
+    pub claims: &'a Claims,
+    /// The process's log file.
+    pub log: &'a RunLog,
+}
+
+/// A queued run group: its index, and the time before which it is not retried (a group held
+/// by another process is retried every poll).
+struct Queued {
+    group: usize,
+    not_before: Instant,
+    waiting_logged: bool,
+}
+
 /// Run every job not already finished in `store` through `runner` on `workers` threads.
-pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner, progress_mode: Progress) -> Result<ExecSummary> {
+///
+/// Each run group is claimed first (see [`beatmatch_core::claim`]); a group another live
+/// process holds is waited for — finished there, or taken over once its claim goes stale — so
+/// when this returns every job is recorded, by this process or another. A record that cannot
+/// be written (full disk, read-only store) stops the execution after the groups in flight.
+pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner, progress_mode: Progress, coord: &Coordination<'_>) -> Result<ExecSummary> {
     let show_progress = progress_mode == Progress::Bar;
     let pending: Vec<&Job> = jobs.iter().filter(|j| store.finished(&j.key.hash()).is_none()).collect();
     let mut summary = ExecSummary { cached: jobs.len() - pending.len(), ..Default::default() };
@@ -247,97 +274,211 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
     let scale = 1e6 / total_cost;
     let bar = if show_progress { ProgressBar::new(1_000_000) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta} {msg}").expect("valid template"));
-    let next = AtomicUsize::new(0);
+    let now = Instant::now();
+    let queue = Mutex::new((0..groups.len()).map(|group| Queued { group, not_before: now, waiting_logged: false }).collect::<VecDeque<_>>());
+    let poll = coord.claims.heartbeat_interval().min(Duration::from_millis(500));
     let done_runs = AtomicUsize::new(0);
     let totals = Mutex::new(summary);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let finished = std::sync::atomic::AtomicBool::new(false);
+    let abort = AtomicBool::new(false);
+    let finished = AtomicBool::new(false);
     std::thread::scope(|s| {
+        // Heartbeats keep this process's claims alive while it trains.
+        s.spawn(|| {
+            let mut last = Instant::now();
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if last.elapsed() >= coord.claims.heartbeat_interval() {
+                    coord.claims.heartbeat();
+                    last = Instant::now();
+                }
+            }
+        });
         if progress_mode == Progress::Lines {
             // Without a terminal the bar is invisible: a line now and then instead, from the
             // bar's position (work done, in cost units) and the totals.
             let (bar, totals, finished, done_runs, pending) = (&bar, &totals, &finished, &done_runs, pending.len());
             s.spawn(move || {
                 let every = Progress::interval();
-                let mut last = std::time::Instant::now();
+                let mut last = Instant::now();
                 while !finished.load(Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(100).min(every));
+                    std::thread::sleep(Duration::from_millis(100).min(every));
                     if last.elapsed() < every {
                         continue;
                     }
-                    last = std::time::Instant::now();
+                    last = Instant::now();
                     let frac = bar.position() as f64 / 1e6;
                     let elapsed = bar.elapsed().as_secs_f64();
                     let eta = if frac > 0.0 { clock(elapsed * (1.0 - frac) / frac) } else { "?".into() };
                     let t = *totals.lock().unwrap();
-                    eprintln!(
-                        "progress: {}/{pending} runs ({:.0}% of the work), {} diverged, {} failed; {} elapsed, ETA {eta}",
+                    coord.log.say(&format!(
+                        "progress: {}/{pending} runs ({:.0}% of the work), {} diverged, {} failed, {} done elsewhere; {} elapsed, ETA {eta}",
                         done_runs.load(Ordering::Relaxed),
                         100.0 * frac,
                         t.diverged,
                         t.failed,
+                        t.elsewhere,
                         clock(elapsed)
-                    );
+                    ));
                 }
             });
         }
         let mut handles = Vec::new();
         for _ in 0..workers.max(1).min(groups.len()) {
             handles.push(s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(group) = groups.get(i) else { break };
-                let mut reported: BTreeMap<String, u64> = BTreeMap::new();
-                let mut progress = |job: &Job, step: u64| {
-                    let last = reported.entry(job.key.hash()).or_insert(0);
-                    let per_step = cost(job) / job.key.steps.max(1) as f64 * scale;
-                    bar.inc((step.saturating_sub(*last) as f64 * per_step) as u64);
-                    *last = step.max(*last);
+                if abort.load(Ordering::Relaxed) {
+                    break;
+                }
+                // The first queued group that is due; none due: wait for the earliest.
+                let item = {
+                    let mut q = queue.lock().unwrap();
+                    if q.is_empty() {
+                        break;
+                    }
+                    let now = Instant::now();
+                    match q.iter().position(|e| e.not_before <= now) {
+                        Some(i) => Ok(q.remove(i).expect("index in range")),
+                        None => Err(q.iter().map(|e| e.not_before).min().expect("queue not empty") - now),
+                    }
                 };
-                let written: std::cell::RefCell<Vec<String>> = Default::default();
-                let mut done = |job: &Job, record: RunRecord, timing: Timing| {
-                    let mut t = totals.lock().unwrap();
-                    t.trained += 1;
-                    match record.status {
-                        RunStatus::Diverged { .. } => t.diverged += 1,
-                        RunStatus::Failed { ref error } => {
-                            t.failed += 1;
-                            bar.println(format!("run {} ({} on {}) failed: {error}", &record.hash[..12], job.key.optimizer, job.key.problem_id));
+                let mut item = match item {
+                    Ok(item) => item,
+                    Err(wait) => {
+                        std::thread::sleep(wait.min(poll));
+                        continue;
+                    }
+                };
+                let group = &groups[item.group];
+                let key = group_key(&group.problem.hash(), group.seed);
+                match coord.claims.acquire(&key) {
+                    Err(e) => {
+                        first_error.lock().unwrap().get_or_insert(anyhow::Error::from(e).context("claiming a run group"));
+                        abort.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(Acquired::HeldBy(holder)) => {
+                        let left = unfinished(group, store);
+                        if left.is_empty() {
+                            totals.lock().unwrap().elsewhere += group.jobs.len();
+                            done_runs.fetch_add(group.jobs.len(), Ordering::Relaxed);
+                            continue;
                         }
-                        RunStatus::Finished => {}
+                        if !item.waiting_logged {
+                            let who = holder.map_or("another process".into(), |h| format!("{} pid {} ({})", h.host, h.pid, h.label));
+                            coord.log.line(&format!("waiting: group {key} ({} runs) is claimed by {who}", left.len()));
+                            item.waiting_logged = true;
+                        }
+                        item.not_before = Instant::now() + poll;
+                        queue.lock().unwrap().push_back(item);
+                        continue;
                     }
-                    drop(t);
-                    // Timing first: a record without its timing is fine (reports skip the
-                    // wall-clock figures for it), a timing without its record is never read.
-                    if let Err(e) = store.write_timing(&record.hash, &timing).and_then(|_| store.write_record(&record)) {
-                        first_error.lock().unwrap().get_or_insert(anyhow::Error::from(e));
-                    }
-                    written.borrow_mut().push(record.hash);
-                    let n = done_runs.fetch_add(1, Ordering::Relaxed) + 1;
-                    bar.set_message(format!("{n}/{} runs", pending.len()));
-                };
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run_group(group, &mut progress, &mut done)));
-                // A runner that panicked mid-group: its unfinished jobs are failed runs.
-                if let Err(panic) = outcome {
-                    let msg = format!("panic: {}", panic_message(panic.as_ref()));
-                    let unfinished: Vec<&Job> = group.jobs.iter().copied().filter(|j| !written.borrow().contains(&j.key.hash())).collect();
-                    for job in unfinished {
-                        done(job, failed(job, msg.clone()), Timing { seconds: 0.0, steps: 0 });
+                    Ok(Acquired::Yes { took_over }) => {
+                        if let Some(h) = took_over {
+                            coord.log.line(&format!("claim {key} taken over from {} pid {} ({}), which stopped", h.host, h.pid, h.label));
+                        }
                     }
                 }
+                // Another process may have finished some of it before we got the claim.
+                let left = unfinished(group, store);
+                let elsewhere = group.jobs.len() - left.len();
+                if elsewhere > 0 {
+                    totals.lock().unwrap().elsewhere += elsewhere;
+                    done_runs.fetch_add(elsewhere, Ordering::Relaxed);
+                }
+                if !left.is_empty() {
+                    let group = JobGroup { problem: group.problem, seed: group.seed, jobs: left };
+                    run_claimed(&group, store, runner, coord, &bar, scale, &totals, &done_runs, pending.len(), &first_error, &abort);
+                }
+                coord.claims.release(&key);
             }));
         }
         for h in handles {
             let _ = h.join();
         }
-        // The workers are done: the ticker stops.
+        // The workers are done: the ticker and heartbeat stop.
         finished.store(true, Ordering::Relaxed);
     });
     bar.finish_and_clear();
     if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e.context("writing a run record"));
+        return Err(e);
     }
     summary = totals.into_inner().unwrap();
     Ok(summary)
+}
+
+/// The jobs of `g` the store holds no finished record of.
+fn unfinished<'a>(g: &JobGroup<'a>, store: &Store) -> Vec<&'a Job> {
+    g.jobs.iter().copied().filter(|j| store.finished(&j.key.hash()).is_none()).collect()
+}
+
+/// Train one claimed group, writing each record as it is handed back.
+#[allow(clippy::too_many_arguments)]
+fn run_claimed(
+    group: &JobGroup<'_>,
+    store: &Store,
+    runner: &dyn Runner,
+    coord: &Coordination<'_>,
+    bar: &ProgressBar,
+    scale: f64,
+    totals: &Mutex<ExecSummary>,
+    done_runs: &AtomicUsize,
+    pending: usize,
+    first_error: &Mutex<Option<anyhow::Error>>,
+    abort: &AtomicBool,
+) {
+    let mut reported: BTreeMap<String, u64> = BTreeMap::new();
+    let mut progress = |job: &Job, step: u64| {
+        let last = reported.entry(job.key.hash()).or_insert(0);
+        let per_step = cost(job) / job.key.steps.max(1) as f64 * scale;
+        bar.inc((step.saturating_sub(*last) as f64 * per_step) as u64);
+        *last = step.max(*last);
+    };
+    let written: std::cell::RefCell<Vec<String>> = Default::default();
+    let mut done = |job: &Job, record: RunRecord, timing: Timing| {
+        written.borrow_mut().push(record.hash.clone());
+        if abort.load(Ordering::Relaxed) {
+            // The store cannot take records: this one is retried on the next run.
+            return;
+        }
+        // Timing first: a record without its timing is fine (reports skip the wall-clock
+        // figures for it), a timing without its record is never read.
+        if let Err(e) = store.write_timing(&record.hash, &timing).and_then(|_| store.write_record(&record)) {
+            coord.log.line(&format!("error writing record {}: {e}", record.hash));
+            first_error.lock().unwrap().get_or_insert(anyhow::Error::from(e).context(format!("writing the record of run {}", &record.hash[..12])));
+            abort.store(true, Ordering::Relaxed);
+            return;
+        }
+        let mut t = totals.lock().unwrap();
+        t.trained += 1;
+        let status = match record.status {
+            RunStatus::Diverged { step, .. } => {
+                t.diverged += 1;
+                format!("diverged at step {step}")
+            }
+            RunStatus::Failed { ref error } => {
+                t.failed += 1;
+                bar.println(format!("run {} ({} on {}) failed: {error}", &record.hash[..12], job.key.optimizer, job.key.problem_id));
+                format!("failed: {}", error.lines().next().unwrap_or_default())
+            }
+            RunStatus::Finished => "finished".into(),
+        };
+        drop(t);
+        coord.log.line(&format!(
+            "record {} {status} in {:.2} s ({} on {}, seed {})",
+            record.hash, timing.seconds, job.key.optimizer, job.key.problem_id, job.key.seed
+        ));
+        let n = done_runs.fetch_add(1, Ordering::Relaxed) + 1;
+        bar.set_message(format!("{n}/{pending} runs"));
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run_group(group, &mut progress, &mut done)));
+    // A runner that panicked mid-group: its unfinished jobs are failed runs.
+    if let Err(panic) = outcome {
+        let msg = format!("panic: {}", panic_message(panic.as_ref()));
+        let unfinished: Vec<&Job> = group.jobs.iter().copied().filter(|j| !written.borrow().contains(&j.key.hash())).collect();
+        for job in unfinished {
+            done(job, failed(job, msg.clone()), Timing { seconds: 0.0, steps: 0 });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -362,6 +503,12 @@ mod tests {
             device: "cpu".into(),
         };
         Job { key, problem, params: 410 }
+    }
+
+    /// Claims and log of a fresh "process" on `store` (each call stands for another one).
+    fn coord(store: &Store) -> Coordination<'static> {
+        let claims = store.claims(Duration::from_secs(60), beatmatch_core::claim::Holder::me("test")).unwrap();
+        Coordination { claims: Box::leak(Box::new(claims)), log: Box::leak(Box::new(RunLog::none())) }
     }
 
     /// Answers from a script instead of training: lr 1 diverges, lr 2 fails, lr 3 panics.
@@ -399,8 +546,8 @@ mod tests {
         let store = Store::create(dir.path()).unwrap();
         let jobs = vec![job(0, 0.1, 10), job(0, 1.0, 10), job(1, 0.1, 10), job(1, 2.0, 10), job(1, 0.5, 10)];
         let mock = Mock { max: None, seen: Mutex::new(vec![]) };
-        let s = execute(&jobs, &store, 2, &mock, Progress::None).unwrap();
-        assert_eq!(s, ExecSummary { cached: 0, trained: 5, diverged: 1, failed: 1 });
+        let s = execute(&jobs, &store, 2, &mock, Progress::None, &coord(&store)).unwrap();
+        assert_eq!(s, ExecSummary { cached: 0, trained: 5, diverged: 1, failed: 1, elsewhere: 0, left: 0 });
         let mut seen = mock.seen.into_inner().unwrap();
         seen.sort();
         assert_eq!(seen.len(), 2, "one group per (problem, seed): {seen:?}");
@@ -412,8 +559,8 @@ mod tests {
         }
         // Rerun: the failed run is retried, everything else is cached.
         let mock = Mock { max: Some(1), seen: Mutex::new(vec![]) };
-        let s = execute(&jobs, &store, 1, &mock, Progress::None).unwrap();
-        assert_eq!(s, ExecSummary { cached: 4, trained: 1, diverged: 0, failed: 1 });
+        let s = execute(&jobs, &store, 1, &mock, Progress::None, &coord(&store)).unwrap();
+        assert_eq!(s, ExecSummary { cached: 4, trained: 1, diverged: 0, failed: 1, elsewhere: 0, left: 0 });
         assert_eq!(mock.seen.into_inner().unwrap(), vec![vec![jobs[3].key.hash()]]);
     }
 
@@ -426,12 +573,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path()).unwrap();
         let jobs = vec![job(0, 0.1, 10), job(0, 3.0, 10), job(0, 0.2, 10)];
-        let s = execute(&jobs, &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, Progress::None).unwrap();
+        let s = execute(&jobs, &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, Progress::None, &coord(&store)).unwrap();
         assert_eq!(s.trained, 3);
         let status = |j: &Job| store.read_record(&j.key.hash()).unwrap().unwrap().status;
         let finished = jobs.iter().filter(|j| status(j) == RunStatus::Finished).count();
         let panicked = jobs.iter().filter(|j| matches!(status(j), RunStatus::Failed { ref error } if error.contains("scripted panic"))).count();
         assert_eq!(finished + panicked, 3);
         assert!(panicked >= 1 && s.failed == panicked);
+    }
+
+    #[test]
+    fn a_group_claimed_elsewhere_is_waited_for_and_not_trained_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let jobs = vec![job(0, 0.1, 10), job(0, 0.2, 10), job(1, 0.1, 10)];
+        // "Another process" holds seed 0's group, finishes it after a while, and lets go.
+        let other = store.claims(Duration::from_secs(60), beatmatch_core::claim::Holder::me("other")).unwrap();
+        let key = group_key(&jobs[0].problem.hash(), 0);
+        assert!(matches!(other.acquire(&key).unwrap(), Acquired::Yes { .. }));
+        let mock = Mock { max: None, seen: Mutex::new(vec![]) };
+        let s = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                for j in &jobs[..2] {
+                    store.write_record(&record(j, RunStatus::Finished, vec![], vec![])).unwrap();
+                }
+                other.release(&key);
+            });
+            execute(&jobs, &store, 2, &mock, Progress::None, &coord(&store)).unwrap()
+        });
+        assert_eq!(s, ExecSummary { cached: 0, trained: 1, diverged: 0, failed: 0, elsewhere: 2, left: 0 });
+        assert_eq!(mock.seen.into_inner().unwrap(), vec![vec![jobs[2].key.hash()]]);
+    }
+
+    #[test]
+    fn a_stale_claim_is_taken_over_and_a_write_fault_stops_the_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path()).unwrap();
+        let jobs = vec![job(0, 0.1, 10), job(1, 0.1, 10), job(2, 0.1, 10)];
+        // A claim left by a process that stopped beating long ago.
+        let gone = store
+            .claims(Duration::from_millis(1), beatmatch_core::claim::Holder { host: "elsewhere".into(), ..beatmatch_core::claim::Holder::me("gone") })
+            .unwrap();
+        gone.acquire(&group_key(&jobs[0].problem.hash(), 0)).unwrap();
+        std::mem::forget(gone);
+        std::thread::sleep(Duration::from_millis(5));
+        let claims = store.claims(Duration::from_millis(1), beatmatch_core::claim::Holder::me("taker")).unwrap();
+        let log_store = Store::create(&dir.path().join("log")).unwrap();
+        let log = RunLog::create(&log_store);
+        let s = execute(&jobs, &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, Progress::None, &Coordination { claims: &claims, log: &log }).unwrap();
+        assert_eq!(s.trained, 3);
+        let text = std::fs::read_to_string(log.path().unwrap()).unwrap();
+        assert!(text.contains("taken over from elsewhere"), "{text}");
+        assert_eq!(crate::run_log::records_written(&dir.path().join("log")).len(), 3);
+        // A store that refuses writes: an error naming the directory, no record claimed written.
+        std::fs::remove_dir_all(store.runs_dir()).unwrap();
+        std::fs::write(store.runs_dir(), b"not a directory").unwrap();
+        let e = execute(&jobs[..1], &store, 1, &Mock { max: None, seen: Mutex::new(vec![]) }, Progress::None, &coord(&store)).unwrap_err();
+        assert!(format!("{e:#}").contains("writing the record of run"), "{e:#}");
     }
 }

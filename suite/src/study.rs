@@ -3,11 +3,14 @@
 //! runner into the result store.
 
 use crate::factory::OptimizerFactory;
-use crate::plan::{plan, Job, PlanRequest};
-use crate::runner::{execute, ExecSummary, PopulationRunner, Progress};
+use crate::plan::{cost, plan, Job, PlanRequest};
+use crate::run_log::RunLog;
+use crate::runner::{execute, Coordination, ExecSummary, PopulationRunner, Progress};
+use crate::shard::Shard;
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
-use beatmatch_core::{Store, Study};
+use beatmatch_core::claim::{default_ttl, group_key, Holder};
+use beatmatch_core::{OptimizerSpec, ShardFile, Store, Study};
 use beatmatch_tasks::{registry, DeviceReq, Task, Tier};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -62,6 +65,10 @@ pub struct StudyOptions {
     pub population: Option<usize>,
     /// How training progress is shown.
     pub progress: Progress,
+    /// Train only this shard's run groups.
+    pub shard: Option<Shard>,
+    /// Join a study of another code version, keeping its finished records.
+    pub allow_mixed: bool,
 }
 
 impl StudyOptions {
@@ -79,6 +86,8 @@ impl StudyOptions {
             device: "cpu".into(),
             population: None,
             progress: Progress::for_stderr(),
+            shard: None,
+            allow_mixed: false,
         }
     }
 
@@ -93,6 +102,19 @@ impl StudyOptions {
 pub struct Prepared {
     /// Tasks that will run.
     pub tasks: Vec<Task>,
+    /// Every task of the selection this build can run, its data present or not (what shards
+    /// are dealt from, so hosts agree).
+    pub selected: Vec<Task>,
+    /// The candidate.
+    pub candidate: OptimizerSpec,
+    /// Seeds of the candidate.
+    pub candidate_seeds: u32,
+    /// The baselines' protocols.
+    pub protocols: Vec<Protocol>,
+    /// Selection label and device, as planned.
+    pub selection: String,
+    /// Device name.
+    pub device: String,
     /// The factory holding the candidate's checkpoint, if learned.
     pub factory: OptimizerFactory,
     /// The manifest.
@@ -116,6 +138,7 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     // Tasks whose data is missing, or that need a GPU, are skipped with one line per dataset
     // (or device) saying how to get it.
     let mut tasks = Vec::new();
+    let mut selected = Vec::new();
     let mut skipped = Vec::new();
     let mut device_skipped = Vec::new();
     let mut missing_reported = BTreeSet::new();
@@ -125,6 +148,7 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
             device_skipped.push(t);
             continue;
         }
+        selected.push(t.clone());
         match t.problem.dataset.locate() {
             Ok(_) => tasks.push(t),
             Err(e) => {
@@ -156,16 +180,22 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         protocols.iter_mut().for_each(|p| p.seeds = n);
     }
     let seeds = opts.seeds.unwrap_or_else(|| protocols.iter().map(|p| p.seeds).max().unwrap_or(1));
-    let req = PlanRequest {
-        tasks: &tasks,
-        selection: opts.selection.tier.as_str().to_string(),
+    let mut prepared = Prepared {
+        tasks: Vec::new(),
+        selected,
         candidate,
         candidate_seeds: seeds,
-        baselines: &protocols,
+        protocols,
+        selection: opts.selection.tier.as_str().to_string(),
         device: opts.device.clone(),
-        skipped,
+        factory: OptimizerFactory::default(),
+        study: Study::default(),
+        jobs: vec![],
+        out: opts.out_dir(),
+        workers: 1,
+        device_skipped,
     };
-    let (study, jobs) = plan(&req)?;
+    let (study, jobs) = prepared.plan_tasks(&tasks, skipped)?;
     if opts.population == Some(0) {
         bail!("--population must be at least 1");
     }
@@ -173,32 +203,115 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     let workers = opts.jobs.unwrap_or(cores);
     // Cores no worker uses go to the learned optimizers' updates (the same bits either way).
     factory.learned_threads = (cores / workers.max(1)).max(1);
-    Ok(Prepared { tasks, factory, study, jobs, out: opts.out_dir(), workers, device_skipped })
+    prepared.tasks = tasks;
+    prepared.factory = factory;
+    prepared.study = study;
+    prepared.jobs = jobs;
+    prepared.workers = workers;
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// Plan `tasks` (a subset of the selection, in its order) with this study's optimizers.
+    pub fn plan_tasks(&self, tasks: &[Task], skipped: Vec<(String, String)>) -> Result<(Study, Vec<Job>)> {
+        plan(&PlanRequest {
+            tasks,
+            selection: self.selection.clone(),
+            candidate: self.candidate.clone(),
+            candidate_seeds: self.candidate_seeds,
+            baselines: &self.protocols,
+            device: self.device.clone(),
+            skipped,
+        })
+    }
+
+    /// Each run group of the whole selection (claim key, estimated cost), what shards are dealt.
+    pub fn shard_groups(&self) -> Result<Vec<(String, f64)>> {
+        let (_, jobs) = self.plan_tasks(&self.selected, vec![])?;
+        let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+        for j in &jobs {
+            *by.entry(group_key(&j.key.problem_hash, j.key.seed)).or_default() += cost(j);
+        }
+        Ok(by.into_iter().collect())
+    }
+
+    /// The runs among `jobs` that belong to `shard`.
+    pub fn shard_jobs(&self, jobs: Vec<Job>, shard: Shard) -> Result<Vec<Job>> {
+        let assignment = crate::shard::assign(&self.shard_groups()?, shard.of);
+        Ok(jobs.into_iter().filter(|j| assignment.get(&group_key(&j.key.problem_hash, j.key.seed)) == Some(&shard.index)).collect())
+    }
 }
 
 /// Plan and execute a study; returns its directory and the execution totals.
+///
+/// Many processes may run this on one directory at once (shards of an array job, reruns,
+/// other hosts): the manifest is settled under a lock ([`crate::manifest`]), and run groups are
+/// claimed so each is trained once.
 pub fn run_study(opts: &StudyOptions) -> Result<(PathBuf, ExecSummary)> {
     let started = Instant::now();
-    let Prepared { study, jobs, out, workers, factory, .. } = prepare(opts)?;
-    let store = Store::create(&out)?;
-    store.write_study(&study)?;
-    eprintln!(
-        "{} tasks ({} problems), {} runs, {} workers -> {}",
+    let p = prepare(opts)?;
+    let store = Store::create(&p.out)?;
+    let label = match opts.shard {
+        Some(s) => format!("suite run --shard {s}"),
+        None => "suite run".to_string(),
+    };
+    let claims = store.claims(default_ttl(), Holder::me(&label))?;
+    let log = RunLog::create(&store);
+    log.line(&format!("start: {label}, {} {}, candidate {}", beatmatch_core::code_version(), opts.selection.tier.as_str(), p.candidate));
+    let available: BTreeSet<String> = p.tasks.iter().map(Task::id).collect();
+    let ask = crate::manifest::Ask {
+        selected: &p.selected,
+        available: &available,
+        skipped: &p.study.skipped,
+        plan_tasks: &|t, s| p.plan_tasks(t, s),
+        allow_mixed: opts.allow_mixed,
+    };
+    let settled = crate::manifest::settle(&store, &claims, &ask)?;
+    log.line(&format!("manifest {}: {} tasks, {} cells", settled.note, settled.study.tasks.len(), settled.study.cells.len()));
+    if settled.note != "unchanged" && settled.note != "written" {
+        eprintln!("study manifest {}: {}", store.study_path().display(), settled.note);
+    }
+    let study = settled.study;
+    let mut jobs = settled.jobs;
+    if let Some(shard) = opts.shard {
+        jobs = p.shard_jobs(jobs, shard)?;
+        let mut records: Vec<String> = jobs.iter().map(|j| j.key.hash()).collect();
+        records.sort();
+        store.write_shard(&ShardFile { shard: shard.index, of: shard.of, records })?;
+    }
+    // Runs of tasks another host added, whose data this one lacks, are left to it.
+    let here: BTreeSet<String> = p.tasks.iter().map(|t| t.problem.hash()).collect();
+    let (runnable, elsewhere): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| here.contains(&j.key.problem_hash));
+    let shard_note = opts.shard.map(|s| format!(", shard {s}")).unwrap_or_default();
+    log.say(&format!(
+        "{} tasks ({} problems), {} runs{shard_note}, {} workers -> {} (log {})",
         study.tasks.len(),
-        jobs.iter().map(|j| &j.key.problem_hash).collect::<BTreeSet<_>>().len(),
-        jobs.len(),
-        workers,
-        out.display()
-    );
-    let runner = PopulationRunner { max: opts.population, factory: &factory };
-    let summary = execute(&jobs, &store, workers, &runner, opts.progress)?;
-    eprintln!(
-        "runs: {} trained ({} diverged, {} failed), {} already done; {:.1} s",
+        runnable.iter().map(|j| &j.key.problem_hash).collect::<BTreeSet<_>>().len(),
+        runnable.len(),
+        p.workers,
+        p.out.display(),
+        log.path().map_or("none".into(), |l| l.display().to_string())
+    ));
+    let runner = PopulationRunner { max: opts.population, factory: &p.factory };
+    let mut summary = execute(&runnable, &store, p.workers, &runner, opts.progress, &Coordination { claims: &claims, log: &log })
+        .inspect_err(|e| log.line(&format!("error: {e:#}")))?;
+    summary.left = elsewhere.iter().filter(|j| store.finished(&j.key.hash()).is_none()).count();
+    if summary.left > 0 {
+        let datasets: BTreeSet<&str> = elsewhere.iter().map(|j| j.problem.dataset.as_str()).collect();
+        log.say(&format!(
+            "{} runs need data this host lacks ({}); they are left for a host that has it",
+            summary.left,
+            datasets.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    log.say(&format!(
+        "runs: {} trained ({} diverged, {} failed), {} already done, {} done by other processes; {:.1} s",
         summary.trained,
         summary.diverged,
         summary.failed,
         summary.cached,
+        summary.elsewhere,
         started.elapsed().as_secs_f64()
-    );
-    Ok((out, summary))
+    ));
+    Ok((p.out, summary))
 }

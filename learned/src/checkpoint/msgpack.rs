@@ -96,9 +96,10 @@ fn decode_array(payload: &[u8]) -> Result<Tensor> {
         bail!("dtype `{dtype}`; only float32 is supported");
     }
     let Value::Binary(bytes) = data else { bail!("array data is not binary") };
-    let n: usize = shape.iter().product();
-    if bytes.len() != 4 * n {
-        bail!("shape {shape:?} needs {} bytes, found {}", 4 * n, bytes.len());
+    // Checked: declared sizes are untrusted, and their product may overflow.
+    let n = shape.iter().try_fold(4usize, |acc, &d| acc.checked_mul(d));
+    if n != Some(bytes.len()) {
+        bail!("shape {shape:?} needs {} bytes, found {}", n.map_or("more than 2^64".into(), |n| n.to_string()), bytes.len());
     }
     let data = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     Ok(Tensor { shape, data })

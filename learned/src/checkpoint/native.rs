@@ -54,12 +54,19 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
     path.with_extension("yaml")
 }
 
-/// Read a native checkpoint (`bytes` = the safetensors file).
+/// Read a native checkpoint (`bytes` = the safetensors file; the sidecar is read beside it).
 pub fn read(path: &Path, bytes: &[u8]) -> Result<(Theta, Sidecar)> {
     let side = sidecar_path(path);
     let text =
         std::fs::read_to_string(&side).with_context(|| format!("{}: missing sidecar {} (architecture and hyperparameters)", path.display(), side.display()))?;
-    let sidecar: Sidecar = serde_yaml::from_str(&text).map_err(|e| {
+    parse(path, bytes, &text)
+}
+
+/// Parse a native checkpoint from its safetensors bytes and its sidecar's text (`path` names
+/// the weights in errors).
+pub fn parse(path: &Path, bytes: &[u8], text: &str) -> Result<(Theta, Sidecar)> {
+    let side = sidecar_path(path);
+    let sidecar: Sidecar = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         anyhow::anyhow!("{}{loc}: {e}", side.display())
     })?;

@@ -184,3 +184,8 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     let _ = writeln!(s, "\n## Provenance\n\nCode version `{}`, device `{}`. Computed from {} run records listed in `records.txt` (files `runs/<hash>.json`), manifest `study.json`.", study.code_version, study.device, n_records.len());
     s
 }
+
+/// `beatmatch-0.1.0+sem2 (12 records), beatmatch-0.1.0+sem3 (40 records)`.
+pub fn versions_line(versions: &std::collections::BTreeMap<String, usize>) -> String {
+    versions.iter().map(|(v, n)| format!("{v} ({n} records)")).collect::<Vec<_>>().join(", ")
+}

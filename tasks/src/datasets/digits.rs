@@ -21,6 +21,9 @@ pub fn parse(csv: &str) -> Result<(Vec<f32>, Vec<u32>)> {
         if vals.len() != 65 {
             bail!("digits.csv line {}: {} columns, expected 65 (64 pixels and a label)", i + 1, vals.len());
         }
+        if let Some(j) = vals[..64].iter().position(|p| !(0.0..=16.0).contains(p)) {
+            bail!("digits.csv line {}: pixel {} is {}, expected a value in 0..=16", i + 1, j + 1, vals[j]);
+        }
         let label = vals[64];
         if !(0.0..10.0).contains(&label) || label.fract() != 0.0 {
             bail!("digits.csv line {}: label {label} is not in 0..=9", i + 1);

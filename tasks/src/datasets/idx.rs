@@ -114,10 +114,11 @@ pub fn parse_u8(bytes: &[u8]) -> Result<IdxU8> {
         bail!("header truncated: {} bytes, need {header} for rank {rank}", bytes.len());
     }
     let dims: Vec<usize> = (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let n: usize = dims.iter().product();
     let body = &bytes[header..];
-    if body.len() != n {
-        bail!("dims {dims:?} need {n} data bytes, file has {}", body.len());
+    // Checked: declared sizes are untrusted, and their product may overflow.
+    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if n != Some(body.len()) {
+        bail!("dims {dims:?} need {} data bytes, file has {}", n.map_or("more than 2^64".into(), |n| n.to_string()), body.len());
     }
     Ok(IdxU8 { dims, data: body.to_vec() })
 }
