@@ -379,7 +379,14 @@ pub fn main() -> Result<ExitCode> {
         }
         Some(Command::List(a)) => commands::list(&a.registry.selection()),
         Some(Command::Run(a)) => commands::run(&a.options()?, (!a.no_report).then(|| a.report.options(a.allow_mixed))),
-        Some(Command::Plan(a)) => commands::plan(&a.options()?),
+        Some(Command::Plan(a)) => {
+            // `suite plan --shards N` alone shows how N shards would split the work.
+            let split = a
+                .shards
+                .filter(|_| a.shard.is_none() && std::env::var_os("SLURM_ARRAY_TASK_ID").is_none() && std::env::var_os("JOB_COMPLETION_INDEX").is_none());
+            let a = RunArgs { shards: if split.is_some() { None } else { a.shards }, ..a };
+            commands::plan(&a.options()?, split)
+        }
         Some(Command::Validate(a)) => beatmatch_suite::validate::run(&a.only, a.seed),
         Some(Command::Report { dir, region, allow_mixed }) => commands::report(&dir, &region.options(allow_mixed)),
         Some(Command::Status { dir }) => beatmatch_suite::status::run(&dir),

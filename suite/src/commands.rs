@@ -124,8 +124,9 @@ pub fn gc(dir: &Path, delete: bool) -> Result<ExitCode> {
     Ok(if removed == n { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// `suite plan`: what `suite run` would do with the same options, and how long it would take.
-pub fn plan(opts: &StudyOptions) -> Result<ExitCode> {
+/// `suite plan`: what `suite run` would do with the same options, and how long it would take;
+/// with `split`, how that many shards would divide it.
+pub fn plan(opts: &StudyOptions, split: Option<usize>) -> Result<ExitCode> {
     let p = prepare(opts)?;
     let store = Store::at(&p.out);
     let pending: Vec<&crate::plan::Job> = p.jobs.iter().filter(|j| store.finished(&j.key.hash()).is_none()).collect();
@@ -153,6 +154,28 @@ pub fn plan(opts: &StudyOptions) -> Result<ExitCode> {
     );
     for (group, secs) in &est.by_group {
         println!("  {group:<32} {:>14} single-core", human(*secs));
+    }
+    if let Some(n) = split.filter(|&n| n > 0) {
+        // The split is made with the deterministic cost model (steps × params × batch), which
+        // every host computes alike; the calibration above is this machine's alone.
+        let groups = p.shard_groups()?;
+        let loads = crate::shard::loads(&groups, &crate::shard::assign(&groups, n), n);
+        let total: f64 = loads.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let largest = groups.iter().map(|g| g.1).fold(0.0, f64::max) / total;
+        let max = loads.iter().cloned().fold(0.0, f64::max) / total;
+        println!(
+            "{n} shards over the whole selection ({} run groups, data present or not), by the cost model: the largest shard has {:.1}% of the work (an even split: {:.1}%); the largest run group alone is {:.1}%",
+            groups.len(),
+            100.0 * max,
+            100.0 / n as f64,
+            100.0 * largest
+        );
+        for (i, l) in loads.iter().enumerate().take(16) {
+            println!("  shard {}/{n}: {:>5.1}%", i + 1, 100.0 * l / total);
+        }
+        if n > 16 {
+            println!("  … {} more", n - 16);
+        }
     }
     if !p.device_skipped.is_empty() {
         let largest = p.device_skipped.iter().map(Task::params).max().unwrap_or(0);

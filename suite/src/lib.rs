@@ -5,6 +5,9 @@
 //! builds each optimizer) → the result store (`beatmatch_core::store`) → `beatmatch_reports`.
 //! [`commands`] holds what each CLI command does; [`estimate`] times plans from a calibration,
 //! [`validate`] checks models against published numbers, [`lopt`] handles checkpoints.
+//! Many processes share one store: [`shard`] splits a study, [`manifest`] settles its manifest
+//! under a lock, the runner claims each run group, [`run_log`] keeps each process's log and
+//! [`status`] reads how far a study is.
 
 pub mod commands;
 pub mod estimate;

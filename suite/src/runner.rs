@@ -388,6 +388,14 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
                 if !left.is_empty() {
                     let group = JobGroup { problem: group.problem, seed: group.seed, jobs: left };
                     run_claimed(&group, store, runner, coord, &bar, scale, &totals, &done_runs, pending.len(), &first_error, &abort);
+                    if !coord.claims.still_mine(&key) {
+                        // The bound of the claims' guarantee was reached: this process missed its
+                        // heartbeats for a whole TTL. Both trainings write the same bytes.
+                        coord.log.say(&format!(
+                            "warning: the claim on group {key} was taken over while this process trained it (heartbeats missed for {:.0} s?)",
+                            coord.claims.ttl().as_secs_f64()
+                        ));
+                    }
                 }
                 coord.claims.release(&key);
             }));

@@ -112,6 +112,7 @@ fn slow_sigkill_at_20_random_moments_loses_and_duplicates_nothing() {
         }
     }
     assert_eq!(kills_mid_run, 20, "kills that landed before the run ended: {moments:#?}");
+    eprintln!("seed {seed}: {moments:#?}");
     ok(run(&killed, &[]).output().unwrap());
     assert_eq!(records(&killed), reference, "records differ from an uninterrupted run's");
     let n = trainings(&killed);
