@@ -57,15 +57,25 @@ pub fn settle(store: &Store, claims: &Claims, ask: &Ask<'_>) -> Result<Settled> 
 }
 
 fn lock(claims: &Claims) -> Result<()> {
-    let deadline = Instant::now() + claims.ttl() * 2 + Duration::from_secs(5);
+    let started = Instant::now();
+    let deadline = started + claims.ttl() * 2 + Duration::from_secs(5);
+    let mut told = false;
     loop {
         match claims.acquire(LOCK)? {
             Acquired::Yes { .. } => return Ok(()),
-            Acquired::HeldBy(h) if Instant::now() > deadline => {
+            Acquired::HeldBy(h) => {
                 let who = h.map_or("another process".to_string(), |h| format!("{} pid {} ({})", h.host, h.pid, h.label));
-                bail!("the study manifest's lock has been held by {who} for over {:.0} s", claims.ttl().as_secs_f64() * 2.0);
+                if Instant::now() > deadline {
+                    bail!("the study manifest's lock has been held by {who} for over {:.0} s", claims.ttl().as_secs_f64() * 2.0);
+                }
+                // Held for milliseconds normally; longer means its holder died on another host,
+                // and the lock frees when its claim expires.
+                if !told && started.elapsed() > Duration::from_secs(2) {
+                    eprintln!("waiting for the study manifest's lock, held by {who} (free within {:.0} s if it died)", claims.ttl().as_secs_f64());
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            Acquired::HeldBy(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }

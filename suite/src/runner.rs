@@ -281,6 +281,7 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
     let totals = Mutex::new(summary);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let abort = AtomicBool::new(false);
+    let told_waiting = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
     std::thread::scope(|s| {
         // Heartbeats keep this process's claims alive while it trains.
@@ -366,6 +367,9 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
                         if !item.waiting_logged {
                             let who = holder.map_or("another process".into(), |h| format!("{} pid {} ({})", h.host, h.pid, h.label));
                             coord.log.line(&format!("waiting: group {key} ({} runs) is claimed by {who}", left.len()));
+                            if !told_waiting.swap(true, Ordering::Relaxed) {
+                                notice(&bar, format!("some run groups are being trained by other processes ({who}, …); this one trains the rest and waits for those (details in its log)"));
+                            }
                             item.waiting_logged = true;
                         }
                         item.not_before = Instant::now() + poll;
@@ -412,6 +416,16 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
     }
     summary = totals.into_inner().unwrap();
     Ok(summary)
+}
+
+/// A line for the user: above the bar on a terminal, on stderr otherwise (a hidden bar prints
+/// nothing).
+fn notice(bar: &ProgressBar, msg: String) {
+    if bar.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        bar.println(msg);
+    }
 }
 
 /// The jobs of `g` the store holds no finished record of.
@@ -465,7 +479,7 @@ fn run_claimed(
             }
             RunStatus::Failed { ref error } => {
                 t.failed += 1;
-                bar.println(format!("run {} ({} on {}) failed: {error}", &record.hash[..12], job.key.optimizer, job.key.problem_id));
+                notice(bar, format!("run {} ({} on {}) failed: {error}", &record.hash[..12], job.key.optimizer, job.key.problem_id));
                 format!("failed: {}", error.lines().next().unwrap_or_default())
             }
             RunStatus::Finished => "finished".into(),
