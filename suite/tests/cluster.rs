@@ -30,8 +30,8 @@ fn ok(o: Output) -> String {
 
 /// Every record file's bytes by name (timing sidecars and temporaries excluded).
 fn records(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir.join("runs"))
-        .unwrap()
+    let Ok(entries) = std::fs::read_dir(dir.join("runs")) else { return BTreeMap::new() };
+    entries
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let n = p.file_name().unwrap().to_string_lossy();
@@ -85,7 +85,6 @@ fn slow_sigkill_at_20_random_moments_loses_and_duplicates_nothing() {
     let mut rng = seed;
     let mut kills_mid_run = 0;
     let mut moments = Vec::new();
-    std::fs::create_dir_all(killed.join("runs")).unwrap();
     // Twenty kills that land while the process runs (one that finds it already ended does not
     // count; at most 40 tries).
     for k in 0..40 {
@@ -306,4 +305,48 @@ fn a_shard_index_without_its_count_is_an_error() {
     assert!(!o.status.success() && stderr.contains("JOB_COMPLETION_INDEX") && stderr.contains("--shards"), "{stderr}");
     let o = run(tmp.path(), &["--shard", "3/2"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("numbered 1 to N"));
+}
+
+#[test]
+fn slow_a_stopped_holder_is_taken_over_and_trains_at_most_its_one_claimed_run_twice() {
+    // The bound of the claims' guarantee: a live process that misses its heartbeats for a whole
+    // TTL (here SIGSTOP) loses its claim; with one worker and populations of one it holds one
+    // run at a time, so at most that run is trained twice — with the same bytes.
+    let tmp = tempfile::tempdir().unwrap();
+    let (single, shared) = (tmp.path().join("single"), tmp.path().join("shared"));
+    ok(run(&single, &[]).output().unwrap());
+    let ttl = [("BEATMATCH_CLAIM_TTL_SECS", "2")];
+    let mut a = run(&shared, &[]).envs(ttl).stderr(Stdio::null()).spawn().unwrap();
+    let signal = |sig: &str| assert!(Command::new("kill").args([sig, &a.id().to_string()]).status().unwrap().success());
+    // A run group claim of A's (not the manifest lock), once A has recorded something.
+    let pid = format!("\"pid\":{}", a.id());
+    let held = || -> Option<PathBuf> {
+        std::fs::read_dir(shared.join("claims")).ok()?.map(|e| e.unwrap().path()).find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.ends_with(".claim") && !name.starts_with("study.") && std::fs::read_to_string(p).is_ok_and(|t| t.contains(&pid))
+        })
+    };
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed().as_secs() < 60, "A never held a claim while stopped");
+        match held() {
+            Some(claim) if !records(&shared).is_empty() => {
+                signal("-STOP");
+                if claim.exists() {
+                    break;
+                }
+                signal("-CONT");
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+    let b = ok(run(&shared, &[]).envs(ttl).output().unwrap());
+    signal("-CONT");
+    assert!(a.wait().unwrap().success());
+    assert_eq!(records(&shared), records(&single), "records differ from one process's: {b}");
+    let twice: Vec<String> = trainings(&shared).into_iter().filter(|(_, c)| *c > 1).map(|(h, _)| h).collect();
+    assert!(twice.len() <= 1, "trained twice: {twice:?}");
+    eprintln!("runs trained twice after the takeover: {}", twice.len());
+    let logs: String = std::fs::read_dir(shared.join("logs")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    assert!(logs.contains("taken over from"), "no takeover logged:\n{logs}");
 }
