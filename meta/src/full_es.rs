@@ -64,24 +64,37 @@ pub struct Estimate {
     pub deltas: Vec<f64>,
 }
 
-/// Add `d · v` to the running sum `acc` (f64, summed in pair order by the callers).
-pub fn accumulate(acc: &mut [f64], d: f64, v: &[f32]) {
-    for (a, &x) in acc.iter_mut().zip(v) {
-        *a += d * x as f64;
-    }
-}
+/// One pair's outcome: mean losses of the + and − members, inner steps taken, and the vector
+/// its Δ multiplies (ε for full ES, the accumulated credit for PES).
+pub type PairResult = Result<(f64, f64, u64, Vec<f32>)>;
 
-/// ĝ from the summed Δ·ε terms of `pairs` pairs: sum / (N · 2σ²).
-pub fn finish(acc: Vec<f64>, pairs: usize, sigma: f32) -> Vec<f32> {
+/// The estimate from every pair's outcome, in pair order: ĝ = Σ Δ_i·v_i / (N · 2σ²), summed in
+/// f64, the mean of the pairs' mean losses as the meta-loss.
+pub fn reduce(results: Vec<PairResult>, n: usize, sigma: f32) -> Result<Estimate> {
+    let pairs = results.len();
+    let mut acc = vec![0f64; n];
+    let mut deltas = Vec::with_capacity(pairs);
+    let (mut loss_sum, mut inner_steps) = (0.0, 0);
+    for r in results {
+        let (lp, lm, taken, v) = r?;
+        let d = finite_delta(lp, lm);
+        for (a, &x) in acc.iter_mut().zip(&v) {
+            *a += d * x as f64;
+        }
+        deltas.push(d);
+        loss_sum += (lp + lm) / 2.0;
+        inner_steps += taken;
+    }
     let scale = 1.0 / (pairs.max(1) as f64 * 2.0 * (sigma as f64).powi(2));
-    acc.into_iter().map(|a| (a * scale) as f32).collect()
+    let grad = acc.into_iter().map(|a| (a * scale) as f32).collect();
+    Ok(Estimate { grad, meta_loss: loss_sum / pairs.max(1) as f64, inner_steps, deltas })
 }
 
 /// One FullES estimate at `theta`, outer step `t`, pairs run on `jobs` threads.
 pub fn estimate<T: InnerTasks>(tasks: &T, theta: &[f32], cfg: &FullEsConfig, t: u64, jobs: usize) -> Result<Estimate> {
     let n = theta.len();
     let mut pairs: Vec<u64> = (0..cfg.pairs as u64).collect();
-    let results = parallel_map(&mut pairs, jobs, |_, &mut i| -> Result<(f64, f64, u64, Vec<f32>)> {
+    let results = parallel_map(&mut pairs, jobs, |_, &mut i| -> PairResult {
         let eps = epsilon(cfg.seed, t, i, n, cfg.sigma);
         let ep = draw_episode(cfg.seed, t, i, tasks.len(), cfg.unroll);
         let thetas = [perturbed(theta, &eps, 1.0), perturbed(theta, &eps, -1.0)];
@@ -97,17 +110,5 @@ pub fn estimate<T: InnerTasks>(tasks: &T, theta: &[f32], cfg: &FullEsConfig, t: 
         };
         Ok((lp, lm, taken, eps))
     });
-    let mut deltas = Vec::with_capacity(cfg.pairs);
-    let mut acc = vec![0f64; n];
-    let (mut loss_sum, mut inner_steps) = (0.0, 0);
-    for r in results {
-        let (lp, lm, taken, e) = r?;
-        let d = finite_delta(lp, lm);
-        accumulate(&mut acc, d, &e);
-        deltas.push(d);
-        loss_sum += (lp + lm) / 2.0;
-        inner_steps += taken;
-    }
-    let grad = finish(acc, cfg.pairs, cfg.sigma);
-    Ok(Estimate { grad, meta_loss: loss_sum / cfg.pairs.max(1) as f64, inner_steps, deltas })
+    reduce(results, n, cfg.sigma)
 }

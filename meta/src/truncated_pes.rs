@@ -21,9 +21,9 @@
 //! there resumes exactly (see [`crate::trainer`]). learned_optimization staggers episodes
 //! instead; aligned episodes make the truncation position the same across pairs.
 
-use crate::full_es::{accumulate, draw_episode, finish, Episode, Estimate};
+use crate::full_es::{draw_episode, reduce, Episode, Estimate, PairResult};
 use crate::inner::InnerTasks;
-use crate::{epsilon, finite_delta, mean, parallel_map, perturbed};
+use crate::{epsilon, mean, parallel_map, perturbed};
 use anyhow::{bail, Result};
 
 /// The settings PES reads.
@@ -74,7 +74,7 @@ pub fn estimate<'a, T: InnerTasks>(tasks: &'a T, state: &mut PesState<'a, T>, th
     }
     let n = theta.len();
     // Per pair: (L⁺, L⁻) of the truncation, inner steps, A + ε.
-    let results = parallel_map(&mut state.pairs, jobs, |i, pair| -> Result<(f64, f64, u64, Vec<f32>)> {
+    let results = parallel_map(&mut state.pairs, jobs, |i, pair| -> PairResult {
         let eps = epsilon(cfg.seed, t, i as u64, n, cfg.sigma);
         let thetas = [perturbed(theta, &eps, 1.0), perturbed(theta, &eps, -1.0)];
         match &mut pair.run {
@@ -98,16 +98,5 @@ pub fn estimate<'a, T: InnerTasks>(tasks: &'a T, state: &mut PesState<'a, T>, th
         }
         Ok((mean(&losses[0]), mean(&losses[1]), losses[0].len() as u64 * 2, credit))
     });
-    let mut acc = vec![0f64; n];
-    let mut deltas = Vec::with_capacity(cfg.pairs);
-    let (mut loss_sum, mut inner_steps) = (0.0, 0);
-    for r in results {
-        let (lp, lm, taken, credit) = r?;
-        let d = finite_delta(lp, lm);
-        accumulate(&mut acc, d, &credit);
-        deltas.push(d);
-        loss_sum += (lp + lm) / 2.0;
-        inner_steps += taken;
-    }
-    Ok(Estimate { grad: finish(acc, cfg.pairs, cfg.sigma), meta_loss: loss_sum / cfg.pairs.max(1) as f64, inner_steps, deltas })
+    reduce(results, n, cfg.sigma)
 }
