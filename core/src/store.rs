@@ -402,8 +402,7 @@ pub fn parse_versioned<T: DeserializeOwned>(path: &Path, bytes: &[u8], expected:
 /// host name, process id, a per-process counter and the clock's nanoseconds.
 pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "host".into());
-    let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let host: String = crate::claim::host_name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("{host}.{}.{}.{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }

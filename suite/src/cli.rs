@@ -381,9 +381,8 @@ pub fn main() -> Result<ExitCode> {
         Some(Command::Run(a)) => commands::run(&a.options()?, (!a.no_report).then(|| a.report.options(a.allow_mixed))),
         Some(Command::Plan(a)) => {
             // `suite plan --shards N` alone shows how N shards would split the work.
-            let split = a
-                .shards
-                .filter(|_| a.shard.is_none() && std::env::var_os("SLURM_ARRAY_TASK_ID").is_none() && std::env::var_os("JOB_COMPLETION_INDEX").is_none());
+            let indexed = beatmatch_suite::shard::INDEX_VARIABLES.iter().any(|v| std::env::var_os(v).is_some());
+            let split = a.shards.filter(|_| a.shard.is_none() && !indexed);
             let a = RunArgs { shards: if split.is_some() { None } else { a.shards }, ..a };
             commands::plan(&a.options()?, split)
         }

@@ -25,6 +25,10 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// The variables a scheduler sets to give a process its index: a Slurm array task's, a
+/// Kubernetes Indexed Job pod's.
+pub const INDEX_VARIABLES: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
+
 impl Shard {
     /// Parse `I/N` (1 ≤ I ≤ N).
     pub fn parse(s: &str) -> Result<Self> {
@@ -51,7 +55,7 @@ impl Shard {
         let num = |name: &str| -> Result<Option<usize>> {
             env(name).map(|v| v.trim().parse::<usize>().with_context(|| format!("{name}=`{v}` is not a number"))).transpose()
         };
-        if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        if let Some(id) = num(INDEX_VARIABLES[0])? {
             let count = num("SLURM_ARRAY_TASK_COUNT")?.context("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")?;
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
@@ -64,7 +68,7 @@ impl Shard {
             }
             return Self::new(index, count).context("from the Slurm array environment").map(Some);
         }
-        if let Some(i) = num("JOB_COMPLETION_INDEX")? {
+        if let Some(i) = num(INDEX_VARIABLES[1])? {
             let n = shards.context("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job): pass --shards N, the Job's completions")?;
             return Self::new(i + 1, n).context("from JOB_COMPLETION_INDEX").map(Some);
         }
