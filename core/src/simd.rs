@@ -1,9 +1,10 @@
 //! Run a hot loop compiled for the widest vector unit the CPU has.
 //!
 //! The crates build for baseline x86-64 (SSE2). A [`Kernel`]'s `run` is `#[inline(always)]`, so
-//! [`simd_dispatch`] compiles it three times — AVX-512F, AVX2, baseline — and picks one at run
-//! time. Rust never contracts `a·b + c` into an FMA, so every path computes the same bits: the
-//! choice changes speed, not results.
+//! [`simd_dispatch`] compiles it three times — AVX-512F, AVX2 + FMA, baseline — and picks one at
+//! run time. Rust never contracts `a·b + c` into an FMA, and an explicit `f32::mul_add` is one
+//! correctly rounded operation on every path (an instruction on the first two, libm's `fmaf` on
+//! the baseline), so every path computes the same bits: the choice changes speed, not results.
 
 /// Work to compile once per instruction set; implement `run` with `#[inline(always)]`.
 pub trait Kernel {
@@ -12,43 +13,91 @@ pub trait Kernel {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 unsafe fn run_avx512<K: Kernel>(k: &mut K) {
     k.run()
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<K: Kernel>(k: &mut K) {
     k.run()
 }
 
-/// The instruction set [`simd_dispatch`] runs kernels with on this CPU: `avx512f`, `avx2` or
-/// `baseline` (benchmarks print it beside their numbers).
-pub fn isa() -> &'static str {
+/// Instruction-set levels, widest last.
+const BASELINE: u8 = 0;
+const AVX2: u8 = 1;
+const AVX512: u8 = 2;
+/// Not yet read from `BEATMATCH_SIMD`.
+const UNSET: u8 = u8::MAX;
+
+/// The widest level kernels may use: the CPU's, capped by `BEATMATCH_SIMD` (`avx2` or
+/// `baseline`, to measure or check a narrower path on a wider CPU) or by [`limit`].
+static CAP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNSET);
+
+fn detected() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return "avx512f";
+            return AVX512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return AVX2;
         }
     }
-    "baseline"
+    BASELINE
 }
 
-/// Run `k` compiled for AVX-512F, AVX2 or the baseline, whichever this CPU has.
+fn level_of(name: &str) -> Option<u8> {
+    match name {
+        "avx512f" => Some(AVX512),
+        "avx2" => Some(AVX2),
+        "baseline" => Some(BASELINE),
+        _ => None,
+    }
+}
+
+fn level() -> u8 {
+    use std::sync::atomic::Ordering::Relaxed;
+    match CAP.load(Relaxed) {
+        UNSET => {
+            let cap = std::env::var("BEATMATCH_SIMD").ok().and_then(|v| level_of(v.trim())).unwrap_or(AVX512);
+            let l = detected().min(cap);
+            CAP.store(l, Relaxed);
+            l
+        }
+        l => l,
+    }
+}
+
+/// Run kernels no wider than `isa` (`avx512f`, `avx2`, `baseline`) from now on, in this
+/// process (never wider than the CPU has). For tests that compare the paths, one per process.
+pub fn limit(isa: &str) -> Result<(), String> {
+    let cap = level_of(isa).ok_or_else(|| format!("unknown instruction set {isa:?}: expected avx512f, avx2 or baseline"))?;
+    CAP.store(detected().min(cap), std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The instruction set [`simd_dispatch`] runs kernels with: `avx512f`, `avx2` (with FMA) or
+/// `baseline` — the CPU's widest, unless capped (`BEATMATCH_SIMD`, [`limit`]). Benchmarks
+/// print it beside their numbers.
+pub fn isa() -> &'static str {
+    match level() {
+        AVX512 => "avx512f",
+        AVX2 => "avx2",
+        _ => "baseline",
+    }
+}
+
+/// Run `k` compiled for AVX-512F, AVX2 + FMA or the baseline: the widest [`isa`] allows.
 pub fn simd_dispatch<K: Kernel>(k: &mut K) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F.
-            return unsafe { run_avx512(k) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2.
-            return unsafe { run_avx2(k) };
+        match level() {
+            // SAFETY: `level` never exceeds what the CPU supports (AVX-512F, or AVX2 and FMA).
+            AVX512 => return unsafe { run_avx512(k) },
+            AVX2 => return unsafe { run_avx2(k) },
+            _ => {}
         }
     }
     k.run()

@@ -20,6 +20,7 @@ pub fn rsqrt(x: f32) -> f32 {
 }
 
 /// `x ← β x + (1 − β) f(g)` for every decay β, per tensor stored decay-major (`[k][numel]`).
+#[inline(always)]
 fn fold_ema(state: &mut [Vec<f32>], decays: &[f32], grads: &[&[f32]], f: impl Fn(f32) -> f32) {
     for (s, g) in state.iter_mut().zip(grads) {
         for (sj, &d) in s.chunks_exact_mut(g.len().max(1)).zip(decays) {
@@ -45,6 +46,7 @@ impl Momentum {
     }
 
     /// Fold in gradients.
+    #[inline(always)]
     pub fn update(&mut self, decays: &[f32], grads: &[&[f32]]) {
         fold_ema(&mut self.m, decays, grads, |g| g);
     }
@@ -64,8 +66,33 @@ impl SecondMoment {
     }
 
     /// Fold in gradients (`decays` already clipped to [0, 1], see [`clip_decays`]).
+    #[inline(always)]
     pub fn update(&mut self, decays: &[f32], grads: &[&[f32]]) {
         fold_ema(&mut self.v, decays, grads, |g| g * g);
+    }
+}
+
+/// One step's momenta, second moments and factored second moments (the accumulators VeLO and
+/// small_fc share), folded in one kernel compiled per instruction set.
+pub struct Accumulators<'a> {
+    /// Momenta and their decays.
+    pub mom: (&'a mut Momentum, &'a [f32]),
+    /// Second moments and their decays.
+    pub rms: (&'a mut SecondMoment, &'a [f32]),
+    /// Factored second moments and their decays.
+    pub fac: (&'a mut Factored, &'a [f32]),
+    /// This step's gradients.
+    pub grads: &'a [&'a [f32]],
+    /// The factored-preconditioned gradients written (see [`Factored::update`]).
+    pub fac_g: &'a mut Vec<Vec<f32>>,
+}
+
+impl beatmatch_core::simd::Kernel for Accumulators<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        self.mom.0.update(self.mom.1, self.grads);
+        self.rms.0.update(self.rms.1, self.grads);
+        self.fac.0.update(self.fac.1, self.grads, self.fac_g);
     }
 }
 
@@ -131,6 +158,7 @@ pub struct Planes {
 
 impl Planes {
     /// From a statistic and its factor, both `[len][k]`.
+    #[inline(always)]
     fn set(&mut self, stat: &[f32], factor: &[f32], k: usize) {
         let len = stat.len() / k;
         self.len = len;
@@ -181,6 +209,7 @@ impl Factored {
     /// Fold in gradients at `decays` (clipped to [0, 1]); writes `fac_g` per tensor,
     /// `[k][numel]`, into `out` (reused across steps: fresh multi-megabyte buffers every step
     /// cost more in page faults than the math).
+    #[inline(always)]
     pub fn update(&mut self, decays: &[f32], grads: &[&[f32]], out: &mut Vec<Vec<f32>>) {
         let k = decays.len();
         let eps = 1e-30f32;
@@ -277,6 +306,7 @@ impl Factored {
 
 /// Row factor `safe_rsqrt(row / (mean_{reduced d1}(row) + 1e-9))` and column factor
 /// `safe_rsqrt(col)`, both `[len][k]`.
+#[inline(always)]
 pub fn factors(row: &[f32], col: &[f32], shape: &[usize], d1: usize, d0: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
     let row_shape = without(shape, d0);
     let reduced_d1 = if d1 > d0 { d1 - 1 } else { d1 };

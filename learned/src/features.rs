@@ -1,8 +1,9 @@
 //! Per-parameter features of the learned optimizers with Adafactor-style accumulators
 //! (small_fc_lopt and VeLO), the second-moment normaliser, and the per-parameter MLP —
 //! evaluated in blocks of [`B`] parameters laid out feature-major, so the compiler vectorises
-//! across parameters (AVX-512 or AVX2 where the CPU has them, chosen at run time; no FMA
-//! contraction, so every path gives the same bits).
+//! across parameters (AVX-512 or AVX2 + FMA where the CPU has them, chosen at run time). The
+//! MLP's multiply-adds are explicit fused multiply-adds and nothing else is contracted, so
+//! every path gives the same bits.
 
 // Lane loops index fixed-size `[f32; B]` rows by position on purpose: written so they compile
 // to straight vector instructions (and give the same bits on every instruction set).
@@ -111,16 +112,53 @@ fn three<T: Copy + Default>(f: impl Fn(usize) -> T) -> [T; 3] {
     [f(0), f(1), f(2)]
 }
 
-/// Fill `x` with the features of parameters `start..start + len` (lanes ≥ len are zero), in
-/// the reference's order.
-/// Fill a block: `FULL` blocks index `start + e` directly (contiguous loads); the tail block
-/// clamps lanes past `len` to the last live element and zeroes them.
+/// Where [`fill`] puts each feature row of a block.
+trait Sink {
+    /// Feature `f`'s 16 lane values.
+    fn put(&mut self, f: usize, v: [f32; B]);
+}
+
+/// Pass 1's sink: lane-wise f64 sums of squares (`[feature][lane]`), so the sums add 16
+/// independent chains per feature instead of one 16-long dependent chain per block.
+struct Squares<'a>(&'a mut [[f64; B]; MAX_WIDTH]);
+
+impl Sink for Squares<'_> {
+    #[inline(always)]
+    fn put(&mut self, f: usize, v: [f32; B]) {
+        let row = &mut self.0[f];
+        for e in 0..B {
+            row[e] += f64::from(v[e] * v[e]);
+        }
+    }
+}
+
+/// Pass 2's sink: the features times the tensor's normaliser, into the block the MLP reads
+/// (fused: the block is written once, never reloaded and rescaled).
+struct Normalised<'a> {
+    x: &'a mut Block,
+    norm: &'a [f32; MAX_WIDTH],
+}
+
+impl Sink for Normalised<'_> {
+    #[inline(always)]
+    fn put(&mut self, f: usize, v: [f32; B]) {
+        let s = self.norm[f];
+        let row = &mut self.x[f];
+        for e in 0..B {
+            row[e] = v[e] * s;
+        }
+    }
+}
+
+/// Put the features of parameters `start..start + len` (lanes ≥ len are zero) into `sink`, in
+/// the reference's order: `FULL` blocks index `start + e` directly (contiguous loads); the
+/// tail block clamps lanes past `len` to the last live element and zeroes them.
 #[inline(always)]
-fn fill_block(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
+fn fill_block(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, sink: &mut impl Sink) {
     if len == B {
-        fill::<true>(flavor, t, prep, start, len, x)
+        fill::<true>(flavor, t, prep, start, len, sink)
     } else {
-        fill::<false>(flavor, t, prep, start, len, x)
+        fill::<false>(flavor, t, prep, start, len, sink)
     }
 }
 
@@ -137,7 +175,7 @@ fn load<const FULL: bool>(src: &[f32], off: usize, start: usize, idx: &[usize; B
 }
 
 #[inline(always)]
-fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, x: &mut Block) {
+fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, start: usize, len: usize, sink: &mut impl Sink) {
     // Gather each input row of the block into a fixed-size array first (one bounds check per
     // lane, no aliasing questions), then every feature row is a straight loop over 16 lanes
     // the compiler vectorises. No closures here: one not inlined runs as baseline code.
@@ -152,7 +190,7 @@ fn fill<const FULL: bool>(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared,
     let mut f = 0;
     macro_rules! put {
         ($v:expr) => {{
-            x[f] = $v;
+            sink.put(f, $v);
             f += 1;
         }};
     }
@@ -249,44 +287,75 @@ pub struct Mlp {
     pub layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
 }
 
+/// Two blocks the layers of [`Mlp::eval_block`] write in turn (reused across blocks: zeroing
+/// fresh ones per block and copying layer outputs between them cost more than the layers).
+pub type Scratch = [Block; 2];
+
+/// A zeroed [`Scratch`].
+pub fn scratch() -> Scratch {
+    [[[0.0; B]; MAX_WIDTH]; 2]
+}
+
 impl Mlp {
-    /// Evaluate on a block: `x` rows `0..n_in` in, output rows `0..n_out` of the last layer.
+    /// The same network with the last `tail.len()` inputs of the first layer fixed to `tail`
+    /// (the training-step embedding, the same for every parameter of a step): their products
+    /// are folded into the first layer's bias once, `b + Σ_j tail_j · w_j` (fused multiply-adds
+    /// in input order), instead of once per parameter.
+    pub fn with_constant_tail(&self, tail: &[f32]) -> Mlp {
+        let mut layers = self.layers.clone();
+        let (w, b, n_in, n_out) = &mut layers[0];
+        let keep = *n_in - tail.len();
+        for (o, bo) in b.iter_mut().enumerate() {
+            for (j, &t) in tail.iter().enumerate() {
+                *bo = t.mul_add(w[(keep + j) * *n_out + o], *bo);
+            }
+        }
+        w.truncate(keep * *n_out);
+        *n_in = keep;
+        Mlp { layers }
+    }
+
+    /// Evaluate on a block: `x` rows `0..n_in` in; returns the last layer's output rows
+    /// (`0..n_out` are valid), which live in `scratch`.
     ///
-    /// Outputs are computed 4 (or 1) at a time, each tile's accumulators in registers (8 at a
-    /// time was measured 8× slower: the accumulators no longer fit and spill)
-    /// across the input loop: one dependent add chain per output (the previous form) was
-    /// bound by the adder's latency. Every output still sums its inputs in order, from its
-    /// bias, so the bits are the same.
+    /// Each output is its bias plus its inputs' products in input order, one fused
+    /// multiply-add each ([`f32::mul_add`]: one rounding, the same on every instruction set).
+    /// Outputs are computed `T` at a time with their accumulators in registers across the
+    /// input loop, so `T` independent add chains hide the FMA latency: 8 with AVX-512's 32
+    /// vector registers, 4 (two 8-lane halves each) with AVX2's 16.
     #[inline(always)]
-    pub fn eval_block(&self, x: &Block, out: &mut Block) {
-        let mut buf: Block = [[0.0; B]; MAX_WIDTH];
+    pub fn eval_block<'s>(&self, x: &Block, scratch: &'s mut Scratch) -> &'s Block {
+        let wide = beatmatch_core::simd::isa() == "avx512f";
         let last = self.layers.len() - 1;
         for (li, (w, b, n_in, n_out)) in self.layers.iter().enumerate() {
             let (n_in, n_out) = (*n_in, *n_out);
             let relu = li != last;
-            // Layer 0 reads `x`; later layers read the previous layer's output, kept in `buf`.
-            let input: &Block = if li == 0 { x } else { &buf };
-            let mut result: Block = [[0.0; B]; MAX_WIDTH];
+            // Layer li writes scratch[li % 2]; it reads `x` (layer 0) or the other half.
+            let (lo, hi) = scratch.split_at_mut(1);
+            let (input, result): (&Block, &mut Block) = match (li, li % 2) {
+                (0, _) => (x, &mut lo[0]),
+                (_, 0) => (&hi[0], &mut lo[0]),
+                _ => (&lo[0], &mut hi[0]),
+            };
             let mut o0 = 0;
             while o0 < n_out {
-                let t = match n_out - o0 {
+                o0 += match n_out - o0 {
+                    8.. if wide => {
+                        tile::<8>(input, w, b, n_in, n_out, o0, relu, result);
+                        8
+                    }
                     4.. => {
-                        tile::<4>(input, w, b, n_in, n_out, o0, relu, &mut result);
+                        tile::<4>(input, w, b, n_in, n_out, o0, relu, result);
                         4
                     }
                     _ => {
-                        tile::<1>(input, w, b, n_in, n_out, o0, relu, &mut result);
+                        tile::<1>(input, w, b, n_in, n_out, o0, relu, result);
                         1
                     }
                 };
-                o0 += t;
-            }
-            if li == last {
-                out[..n_out].copy_from_slice(&result[..n_out]);
-            } else {
-                buf[..n_out].copy_from_slice(&result[..n_out]);
             }
         }
+        &scratch[last % 2]
     }
 }
 
@@ -300,12 +369,9 @@ fn tile<const T: usize>(input: &Block, w: &[f32], b: &[f32], n_in: usize, n_out:
     }
     let w = &w[..n_in * n_out];
     for (i, xi) in input[..n_in].iter().enumerate() {
-        let wrow = &w[i * n_out + o0..i * n_out + o0 + T];
-        for t in 0..T {
-            let wi = wrow[t];
-            for e in 0..B {
-                acc[t][e] += xi[e] * wi;
-            }
+        let wrow: &[f32; T] = w[i * n_out + o0..i * n_out + o0 + T].try_into().unwrap();
+        for (a, &wi) in acc.iter_mut().zip(wrow) {
+            fma_row(a, xi, wi);
         }
     }
     for (t, a) in acc.iter_mut().enumerate() {
@@ -318,18 +384,43 @@ fn tile<const T: usize>(input: &Block, w: &[f32], b: &[f32], n_in: usize, n_out:
     }
 }
 
+/// `Σ xs[i]²` in f64 over a fixed tree: element `i` goes to lane `i mod 16` (each lane's squares
+/// added in element order), then the 16 lanes are added in lane order. Vectorises (16
+/// independent chains, no gathers); the same bits on every instruction set.
+#[inline(always)]
+pub fn sum_squares(xs: &[f32]) -> f64 {
+    let mut lanes = [0f64; B];
+    let mut chunks = xs.chunks_exact(B);
+    for c in &mut chunks {
+        let c: &[f32; B] = c.try_into().unwrap();
+        for e in 0..B {
+            lanes[e] += f64::from(c[e] * c[e]);
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += f64::from(v * v);
+    }
+    lanes.iter().sum()
+}
+
+/// `acc ← x · w + acc`, lane by lane, one rounding each.
+#[inline(always)]
+fn fma_row(acc: &mut [f32; B], x: &[f32; B], w: f32) {
+    for e in 0..B {
+        acc[e] = x[e].mul_add(w, acc[e]);
+    }
+}
+
 /// How the MLP's outputs (direction, magnitude) become a step.
 #[derive(Clone, Copy, Debug)]
 pub enum StepRule {
-    /// `direction · exp(magnitude · exp_mult) · step_mult`, with the training-step embedding
-    /// appended (unnormalised) after the features.
+    /// `direction · exp(magnitude · exp_mult) · step_mult` (the training-step embedding the
+    /// network also reads is folded into its first layer: [`Mlp::with_constant_tail`]).
     Embedded {
         /// Scale inside the exponential.
         exp_mult: f32,
         /// Scale of the step.
         step_mult: f32,
-        /// tanh embedding of the iteration.
-        embedding: [f32; 11],
     },
     /// VeLO: `lr_mult · (direction · (param_scale · exp(magnitude · exp_mult)) · step_mult)`.
     Velo {
@@ -344,26 +435,34 @@ pub enum StepRule {
     },
 }
 
-/// Pass 1 over blocks `blocks`: per block, each feature's f32 sum of squares over its lanes,
-/// handed to `emit(block, sums)` in block order.
+/// Blocks per partial sum of pass 1. Each chunk's squares are summed lane-wise, its lanes then
+/// added in lane order, and the chunks' sums added in chunk order: a fixed tree, so the
+/// normaliser has the same bits whatever the thread split (threads take whole chunks).
+pub const CHUNK: usize = 256;
+
+/// Pass 1 over chunks `chunks`: per chunk, each feature's sum of squares, handed to
+/// `emit(chunk, sums)` in chunk order.
 #[inline(always)]
-fn pass1(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, blocks: Range<usize>, mut emit: impl FnMut(usize, &[f32; MAX_WIDTH])) {
+fn pass1(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, chunks: Range<usize>, mut emit: impl FnMut(usize, &[f64; MAX_WIDTH])) {
     let n = t.g.len();
+    let nb = n.div_ceil(B);
     let width = flavor.width();
-    let mut x: Block = [[0.0; B]; MAX_WIDTH];
-    let mut s = [0f32; MAX_WIDTH];
-    for block in blocks {
-        let start = block * B;
-        let len = B.min(n - start);
-        fill_block(flavor, t, prep, start, len, &mut x);
-        for f in 0..width {
-            let mut acc = 0f32;
-            for e in 0..B {
-                acc += x[f][e] * x[f][e];
-            }
-            s[f] = acc;
+    let mut acc = [[0f64; B]; MAX_WIDTH];
+    for chunk in chunks {
+        for row in &mut acc[..width] {
+            *row = [0.0; B];
         }
-        emit(block, &s);
+        for block in chunk * CHUNK..((chunk + 1) * CHUNK).min(nb) {
+            let start = block * B;
+            fill_block(flavor, t, prep, start, B.min(n - start), &mut Squares(&mut acc));
+        }
+        let mut s = [0f64; MAX_WIDTH];
+        for f in 0..width {
+            for e in 0..B {
+                s[f] += acc[f][e];
+            }
+        }
+        emit(chunk, &s);
     }
 }
 
@@ -373,25 +472,14 @@ fn pass1(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, blocks: Range<us
 #[allow(clippy::too_many_arguments)]
 fn pass2(flavor: Flavor, t: &TensorInputs<'_>, prep: &Prepared, net: &Mlp, rule: StepRule, norm: &[f32; MAX_WIDTH], blocks: Range<usize>, out: &mut [f32]) {
     let n = t.g.len();
-    let width = flavor.width();
     let base = blocks.start * B;
     let mut x: Block = [[0.0; B]; MAX_WIDTH];
-    let mut o: Block = [[0.0; B]; MAX_WIDTH];
+    let mut scratch = scratch();
     for block in blocks {
         let start = block * B;
         let len = B.min(n - start);
-        fill_block(flavor, t, prep, start, len, &mut x);
-        for f in 0..width {
-            for e in 0..B {
-                x[f][e] *= norm[f];
-            }
-        }
-        if let StepRule::Embedded { embedding, .. } = rule {
-            for (k, &v) in embedding.iter().enumerate() {
-                x[width + k] = [v; B];
-            }
-        }
-        net.eval_block(&x, &mut o);
+        fill_block(flavor, t, prep, start, len, &mut Normalised { x: &mut x, norm });
+        let o = net.eval_block(&x, &mut scratch);
         // All 16 lanes through the vectorised `exp` (libm's scalar `expf` was ~5% of the update).
         let exp_mult = match rule {
             StepRule::Embedded { exp_mult, .. } | StepRule::Velo { exp_mult, .. } => exp_mult,
@@ -428,21 +516,21 @@ struct TensorKernel<'a, 'b> {
     out: &'a mut [f32],
 }
 
-/// Pass 1 of a block range into `sums` (one row per block).
+/// Pass 1 of a chunk range into `sums` (one row per chunk).
 struct Pass1Kernel<'a, 'b> {
     prep: Prepared,
     flavor: Flavor,
     t: &'a TensorInputs<'b>,
-    blocks: Range<usize>,
-    sums: &'a mut [[f32; MAX_WIDTH]],
+    chunks: Range<usize>,
+    sums: &'a mut [[f64; MAX_WIDTH]],
 }
 
 impl Kernel for Pass1Kernel<'_, '_> {
     #[inline(always)]
     fn run(&mut self) {
-        let first = self.blocks.start;
+        let first = self.chunks.start;
         let sums = &mut *self.sums;
-        pass1(self.flavor, self.t, &self.prep, self.blocks.clone(), |b, s| sums[b - first] = *s);
+        pass1(self.flavor, self.t, &self.prep, self.chunks.clone(), |c, s| sums[c - first] = *s);
     }
 }
 
@@ -465,15 +553,26 @@ impl Kernel for Pass2Kernel<'_, '_> {
     }
 }
 
+/// Add the chunks' sums in chunk order.
+fn total(width: usize, sums: impl Iterator<Item = [f64; MAX_WIDTH]>) -> [f64; MAX_WIDTH] {
+    let mut sum = [0f64; MAX_WIDTH];
+    for s in sums {
+        for f in 0..width {
+            sum[f] += s[f];
+        }
+    }
+    sum
+}
+
 impl Kernel for TensorKernel<'_, '_> {
     #[inline(always)]
     fn run(&mut self) {
-        // One thread: the block sums are accumulated as they come (in block order).
+        // One thread: the chunk sums are accumulated as they come (in chunk order).
         let (n, width) = (self.t.g.len(), self.flavor.width());
         let mut sum = [0f64; MAX_WIDTH];
-        pass1(self.flavor, self.t, &self.prep, 0..n.div_ceil(B), |_, s| {
+        pass1(self.flavor, self.t, &self.prep, 0..n.div_ceil(B * CHUNK), |_, s| {
             for f in 0..width {
-                sum[f] += f64::from(s[f]);
+                sum[f] += s[f];
             }
         });
         let norm = normaliser(&sum, width, n);
@@ -483,7 +582,6 @@ impl Kernel for TensorKernel<'_, '_> {
 
 /// Compute one tensor's new parameters into `out` (features, normaliser, MLP and step fused).
 pub fn process_tensor(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32]) {
-    assert!(net.layers.iter().all(|l| l.2 <= MAX_WIDTH && l.3 <= MAX_WIDTH));
     process_tensor_threads(flavor, t, net, rule, out, 1)
 }
 
@@ -491,10 +589,10 @@ pub fn process_tensor(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: Ste
 /// more than it saves).
 pub const THREADED_MIN: usize = 1 << 16;
 
-/// [`process_tensor`] on up to `threads` threads, each a contiguous run of blocks; the same
-/// bits for any `threads` (pass 1's per-block sums are accumulated in block order either way,
-/// pass 2 is elementwise). Worker threads take the caller's floating-point mode (subnormal
-/// flushing included).
+/// [`process_tensor`] on up to `threads` threads, each a contiguous run of chunks (pass 1) or
+/// blocks (pass 2); the same bits for any `threads` (pass 1's chunk sums are added in chunk
+/// order either way, pass 2 is elementwise). Worker threads take the caller's floating-point
+/// mode (subnormal flushing included).
 pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, rule: StepRule, out: &mut [f32], threads: usize) {
     assert!(net.layers.iter().all(|l| l.2 <= MAX_WIDTH && l.3 <= MAX_WIDTH));
     let prep = prepare(t);
@@ -503,21 +601,15 @@ pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, r
     if threads == 1 {
         return simd_dispatch(&mut TensorKernel { prep, flavor, t, net, rule, out });
     }
-    let nb = n.div_ceil(B);
-    let ranges: Vec<Range<usize>> = (0..threads).map(|i| nb * i / threads..nb * (i + 1) / threads).collect();
+    let split = |count: usize| -> Vec<Range<usize>> { (0..threads).map(|i| count * i / threads..count * (i + 1) / threads).collect() };
     let mode = beatmatch_core::simd::FpMode::current();
-    let mut sums = vec![[0f32; MAX_WIDTH]; nb];
-    fan_out(&ranges, &mut sums, |r| r.len(), mode, |r, part| simd_dispatch(&mut Pass1Kernel { prep, flavor, t, blocks: r, sums: part }));
+    let nc = n.div_ceil(B * CHUNK);
+    let mut sums = vec![[0f64; MAX_WIDTH]; nc];
+    fan_out(&split(nc), &mut sums, |r| r.len(), mode, |r, part| simd_dispatch(&mut Pass1Kernel { prep, flavor, t, chunks: r, sums: part }));
     let width = flavor.width();
-    let mut sum = [0f64; MAX_WIDTH];
-    for s in &sums {
-        for f in 0..width {
-            sum[f] += f64::from(s[f]);
-        }
-    }
-    let norm = normaliser(&sum, width, n);
+    let norm = normaliser(&total(width, sums.into_iter()), width, n);
     fan_out(
-        &ranges,
+        &split(n.div_ceil(B)),
         out,
         |r| (r.end * B).min(n) - r.start * B,
         mode,
@@ -525,7 +617,7 @@ pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, r
     );
 }
 
-/// Split `buf` into consecutive parts of `len(range)` items, one per block range, and run
+/// Split `buf` into consecutive parts of `len(range)` items, one per range, and run
 /// `f(range, part)` for each: the first on this thread, the others on scoped threads that take
 /// this thread's floating-point mode (`mode`), so every part computes the same bits as alone.
 fn fan_out<T: Send>(

@@ -77,41 +77,26 @@ struct Kernel<'a> {
     p: &'a mut [f32],
     g: &'a [f32],
     m: &'a [f32],
+    /// The network with this step's embedding folded into its first layer.
     net: &'a Mlp,
-    emb: [f32; 11],
     cfg: MlpLoptConfig,
 }
 
 impl features::Kernel for Kernel<'_> {
     #[inline(always)]
     fn run(&mut self) {
-        let (n, k) = (self.p.len(), DECAYS.len());
+        let n = self.p.len();
         let mut x: Block = [[0.0; B]; MAX_WIDTH];
-        let mut sum = [0f64; 2 + DECAYS.len()];
-        for start in (0..n).step_by(B) {
-            fill(&mut x, self.g, self.p, self.m, start, B.min(n - start));
-            for (f, s) in sum.iter_mut().enumerate() {
-                let mut acc = 0f32;
-                for e in 0..B {
-                    acc += x[f][e] * x[f][e];
-                }
-                *s += f64::from(acc);
-            }
+        let mut sums = [features::sum_squares(self.g), features::sum_squares(self.p), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        for (j, s) in sums[2..].iter_mut().enumerate() {
+            *s = features::sum_squares(&self.m[j * n..(j + 1) * n]);
         }
-        let norm = sum.map(|s| rsqrt(1e-5 + (s / n as f64) as f32));
-        let mut o: Block = [[0.0; B]; MAX_WIDTH];
+        let norm = sums.map(|s| rsqrt(1e-5 + (s / n as f64) as f32));
+        let mut scratch = features::scratch();
         for start in (0..n).step_by(B) {
             let len = B.min(n - start);
-            fill(&mut x, self.g, self.p, self.m, start, len);
-            for (f, s) in norm.iter().enumerate() {
-                for e in 0..B {
-                    x[f][e] *= s;
-                }
-            }
-            for (j, &v) in self.emb.iter().enumerate() {
-                x[2 + k + j] = [v; B];
-            }
-            self.net.eval_block(&x, &mut o);
+            fill(&mut x, self.g, self.p, self.m, &norm, start, len);
+            let o = self.net.eval_block(&x, &mut scratch);
             let mut ex = [0f32; B];
             for (v, &mag) in ex.iter_mut().zip(&o[1]) {
                 *v = features::exp(mag * self.cfg.exp_mult);
@@ -123,27 +108,30 @@ impl features::Kernel for Kernel<'_> {
     }
 }
 
-/// The block's gradient, parameter and six momenta, feature-major; lanes past `len` are zero.
-/// A full block reads straight runs (a closure or per-lane index arithmetic here ran as
-/// scalar code).
+/// The block's gradient, parameter and six momenta times their normalisers `norm`,
+/// feature-major; lanes past `len` are zero. A full block reads straight runs (a closure or
+/// per-lane index arithmetic here ran as scalar code).
 #[inline(always)]
-fn fill(x: &mut Block, g: &[f32], p: &[f32], m: &[f32], start: usize, len: usize) {
+fn fill(x: &mut Block, g: &[f32], p: &[f32], m: &[f32], norm: &[f32; 8], start: usize, len: usize) {
     let n = p.len();
-    if len == B {
-        x[0].copy_from_slice(&g[start..start + B]);
-        x[1].copy_from_slice(&p[start..start + B]);
-        for j in 0..DECAYS.len() {
-            x[2 + j].copy_from_slice(&m[j * n + start..j * n + start + B]);
+    let rows = |j: usize| -> &[f32] {
+        match j {
+            0 => g,
+            1 => p,
+            _ => &m[(j - 2) * n..(j - 1) * n],
         }
-        return;
-    }
-    for e in 0..B {
-        let i = start + e.min(len - 1);
-        let live = if e < len { 1.0 } else { 0.0 };
-        x[0][e] = g[i] * live;
-        x[1][e] = p[i] * live;
-        for j in 0..DECAYS.len() {
-            x[2 + j][e] = m[j * n + i] * live;
+    };
+    for (j, &s) in norm.iter().enumerate() {
+        let src = rows(j);
+        if len == B {
+            let v: &[f32; B] = src[start..start + B].try_into().unwrap();
+            for e in 0..B {
+                x[j][e] = v[e] * s;
+            }
+        } else {
+            for e in 0..B {
+                x[j][e] = if e < len { src[start + e] * s } else { 0.0 };
+            }
         }
     }
 }
@@ -162,9 +150,9 @@ impl UpdateRule for MlpLoptNet {
     fn update(&self, state: &mut Self::State, params: &mut [&mut [f32]], grads: &[&[f32]], _ctx: &StepContext<'_>) {
         crate::for_each_member(state, params, grads, |_, st, params, grads| {
             st.mom.update(&DECAYS, grads);
-            let emb = tanh_embedding(st.iteration as f32);
+            let net = self.net.with_constant_tail(&tanh_embedding(st.iteration as f32));
             for ((p, g), m) in params.iter_mut().zip(grads).zip(&st.mom.m) {
-                features::simd_dispatch(&mut Kernel { p, g, m, net: &self.net, emb, cfg: self.cfg });
+                features::simd_dispatch(&mut Kernel { p, g, m, net: &net, cfg: self.cfg });
             }
             st.iteration += 1;
         });

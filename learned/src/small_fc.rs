@@ -90,15 +90,20 @@ impl SmallFcNet {
     }
 
     fn update_member(&self, st: &mut SmallFcMember, params: &mut [&mut [f32]], grads: &[&[f32]]) {
-        st.mom.update(&self.mom, grads);
-        st.rms.update(&self.rms, grads);
-        st.fac.update(&self.fac, grads, &mut st.fac_g);
-        let rule = StepRule::Embedded { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, embedding: tanh_embedding(st.iteration as f32) };
+        crate::features::simd_dispatch(&mut crate::accum::Accumulators {
+            mom: (&mut st.mom, &self.mom),
+            rms: (&mut st.rms, &self.rms),
+            fac: (&mut st.fac, &self.fac),
+            grads,
+            fac_g: &mut st.fac_g,
+        });
+        let rule = StepRule::Embedded { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult };
+        let net = self.net.with_constant_tail(&tanh_embedding(st.iteration as f32));
         for (i, p) in params.iter_mut().enumerate() {
             let new = &mut st.scratch;
             new.resize(p.len(), 0.0);
             let t = TensorInputs { g: grads[i], p, m: &st.mom.m[i], rms: &st.rms.v[i], fac_g: &st.fac_g[i], fac: &st.fac.state[i] };
-            process_tensor_threads(Flavor::SmallFc, &t, &self.net, rule, new, self.threads);
+            process_tensor_threads(Flavor::SmallFc, &t, &net, rule, new, self.threads);
             p.copy_from_slice(new);
         }
         st.iteration += 1;

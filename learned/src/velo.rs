@@ -14,7 +14,7 @@
 //! `m·v^-½` has no epsilon.
 
 use crate::accum::{clip_decays, learned_decays, Factored, Momentum, SecondMoment};
-use crate::features::{process_tensor_threads, simd_dispatch, Flavor, Kernel, Mlp, StepRule, TensorInputs};
+use crate::features::{process_tensor_threads, simd_dispatch, sum_squares, Flavor, Kernel, Mlp, StepRule, TensorInputs, B};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
@@ -50,54 +50,105 @@ impl Default for VeloConfig {
 }
 
 struct Dense {
-    w: Vec<f32>,
-    b: Vec<f32>,
+    /// Weights `[in][out]` repacked into 16-column tiles, `[out / 16][in][16]` (the last tile
+    /// zero-padded), so one tile's weights are one contiguous stream.
+    packed: Vec<f32>,
+    /// Biases zero-padded to whole tiles.
+    b_padded: Vec<f32>,
     n_in: usize,
     n_out: usize,
 }
 
 impl Dense {
     fn load(theta: &Theta, name: &str, n_in: usize, n_out: usize) -> Result<Self, ThetaError> {
-        Ok(Self {
-            w: theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?.to_vec(),
-            b: theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec(),
-            n_in,
-            n_out,
-        })
+        let w = theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?;
+        let mut packed = vec![0f32; n_out.div_ceil(B) * n_in * B];
+        for i in 0..n_in {
+            for j in 0..n_out {
+                packed[((j / B) * n_in + i) * B + j % B] = w[i * n_out + j];
+            }
+        }
+        let mut b_padded = theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec();
+        b_padded.resize(n_out.div_ceil(B) * B, 0.0);
+        Ok(Self { packed, b_padded, n_in, n_out })
     }
 
     /// `x @ w + b` for `rows` rows of `x` (`[rows][n_in]`). The batch is the number of tensors
-    /// (a handful), so this streams each weight row once and updates every output row with it:
-    /// no packing of the (up to 8 MB) weight matrix, which a GEMM library redoes on every call.
+    /// (a handful): per 16-column tile, up to 6 rows' outputs stay in registers while the
+    /// tile's weights stream past once (no packing per call, as a GEMM library would redo for
+    /// the up to 8 MB of weights). Each output is its bias plus its products added in input
+    /// order, a multiply then an add each: the bits of the plain triple loop.
     fn batch(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out: Vec<f32> = (0..rows).flat_map(|_| self.b.iter().copied()).collect();
-        debug_assert_eq!(x.len(), rows * self.n_in);
-        simd_dispatch(&mut AxpyRows { w: &self.w, x, out: &mut out, n_in: self.n_in, n_out: self.n_out, rows });
-        out
+        assert_eq!(x.len(), rows * self.n_in);
+        let tiles = self.n_out.div_ceil(B);
+        let mut padded = vec![0f32; rows * tiles * B];
+        simd_dispatch(&mut TiledRows { d: self, x, out: &mut padded, rows });
+        (0..rows).flat_map(|t| padded[t * tiles * B..t * tiles * B + self.n_out].iter().copied()).collect()
     }
 }
 
-struct AxpyRows<'a> {
-    w: &'a [f32],
+struct TiledRows<'a> {
+    d: &'a Dense,
     x: &'a [f32],
     out: &'a mut [f32],
-    n_in: usize,
-    n_out: usize,
     rows: usize,
 }
 
-impl Kernel for AxpyRows<'_> {
+impl TiledRows<'_> {
+    /// Rows `t0..t0 + R`, every column tile, into `self.out` (`[rows][tiles · 16]`).
     #[inline(always)]
-    fn run(&mut self) {
-        for i in 0..self.n_in {
-            let wrow = &self.w[i * self.n_out..(i + 1) * self.n_out];
-            for t in 0..self.rows {
-                let xi = self.x[t * self.n_in + i];
-                let o = &mut self.out[t * self.n_out..(t + 1) * self.n_out];
-                for (acc, &wv) in o.iter_mut().zip(wrow) {
-                    *acc += xi * wv;
+    fn group<const R: usize>(&mut self, t0: usize) {
+        let (n_in, tiles) = (self.d.n_in, self.d.n_out.div_ceil(B));
+        let xr: [&[f32]; R] = std::array::from_fn(|r| &self.x[(t0 + r) * n_in..(t0 + r + 1) * n_in]);
+        for tile in 0..tiles {
+            let bias: &[f32; B] = self.d.b_padded[tile * B..(tile + 1) * B].try_into().unwrap();
+            let mut acc = [*bias; R];
+            let wt = &self.d.packed[tile * n_in * B..(tile + 1) * n_in * B];
+            for (i, w) in wt.chunks_exact(B).enumerate() {
+                let w: &[f32; B] = w.try_into().unwrap();
+                for r in 0..R {
+                    axpy_row(&mut acc[r], w, xr[r][i]);
                 }
             }
+            for (r, a) in acc.iter().enumerate() {
+                let o: &mut [f32; B] = (&mut self.out[((t0 + r) * tiles + tile) * B..((t0 + r) * tiles + tile + 1) * B]).try_into().unwrap();
+                *o = *a;
+            }
+        }
+    }
+}
+
+/// `a ← a + x · w`, lane by lane (a multiply, then an add).
+#[inline(always)]
+fn axpy_row(a: &mut [f32; B], w: &[f32; B], x: f32) {
+    for c in 0..B {
+        a[c] += x * w[c];
+    }
+}
+
+impl Kernel for TiledRows<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        let mut t0 = 0;
+        while t0 < self.rows {
+            t0 += match self.rows - t0 {
+                6.. => {
+                    self.group::<6>(t0);
+                    6
+                }
+                3.. => {
+                    self.group::<3>(t0);
+                    3
+                }
+                2 => {
+                    self.group::<2>(t0);
+                    2
+                }
+                _ => {
+                    self.group::<1>(t0);
+                    1
+                }
+            };
         }
     }
 }
@@ -162,15 +213,50 @@ fn clip_log_abs(v: f32, scale: f32) -> f32 {
     (1e-8 + (v * scale).abs()).ln().clamp(-5.0, 5.0) * 0.5
 }
 
-fn mean(xs: impl Iterator<Item = f32>, n: usize) -> f32 {
-    (xs.map(f64::from).sum::<f64>() / n as f64) as f32
+/// `Σ f(xs[i])` in f64 over the fixed tree of [`sum_squares`]: element `i` to lane `i mod 16`,
+/// lanes added in order at the end.
+#[inline(always)]
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0f64; B];
+    let mut chunks = xs.chunks_exact(B);
+    for c in &mut chunks {
+        let c: &[f32; B] = c.try_into().unwrap();
+        for e in 0..B {
+            lanes[e] += f64::from(f(c[e]));
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += f64::from(f(v));
+    }
+    lanes.iter().sum()
+}
+
+/// Every tensor's LSTM inputs, compiled per instruction set.
+struct RnnInputs<'a> {
+    params: &'a [&'a [f32]],
+    grads: &'a [&'a [f32]],
+    st: &'a VeloMember,
+    fraction_trained: f32,
+    loss_features: &'a [f32; 9],
+    out: &'a mut Vec<[f32; RNN_INPUTS]>,
+}
+
+impl Kernel for RnnInputs<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        let st = self.st;
+        for (i, p) in self.params.iter().enumerate() {
+            self.out.push(rnn_features(p, self.grads[i], &st.mom.m[i], &st.rms.v[i], &st.shapes[i], self.fraction_trained, self.loss_features));
+        }
+    }
 }
 
 /// The 30 LSTM inputs of one tensor (reference order: keys sorted).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize], fraction_trained: f32, loss_features: &[f32; 9]) -> [f32; RNN_INPUTS] {
     let n = p.len();
-    let norm = 1.0 / mean(p.iter().map(|x| x * x), n).max(1e-9).sqrt();
+    let norm = 1.0 / ((sum_squares(p) / n as f64) as f32).max(1e-9).sqrt();
     let _ = g; // the gradient enters only through the normalisation in the reference, which it does not use
     let mut out = [0f32; RNN_INPUTS];
     let ts = [0.03f32, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1];
@@ -178,17 +264,10 @@ pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize
         out[i] = ((fraction_trained - t) * 10.0).tanh();
     }
     out[9..18].copy_from_slice(loss_features);
-    // The means and variances below are sums in element order (f64, from −0 as `Iterator::sum`
-    // starts) — the same bits as one pass per sum — taken several per pass, so the independent
-    // add chains overlap instead of each waiting on the adder's latency.
+    // The means and variances below are f64 sums over the fixed tree of `lane_sum` (16
+    // independent chains, not one chain as long as the tensor).
     let (m0, m1, m2) = (&m[..n], &m[n..2 * n], &m[2 * n..3 * n]);
-    let mut acc = [-0.0f64; 4];
-    for e in 0..n {
-        acc[0] += f64::from(m0[e] * norm);
-        acc[1] += f64::from(m1[e] * norm);
-        acc[2] += f64::from(m2[e] * norm);
-        acc[3] += f64::from(rms[e] * norm);
-    }
+    let acc = [lane_sum(m0, |x| x * norm), lane_sum(m1, |x| x * norm), lane_sum(m2, |x| x * norm), lane_sum(rms, |x| x * norm)];
     let mean_m: [f32; 3] = std::array::from_fn(|j| (acc[j] / n as f64) as f32);
     let mean_rms = (acc[3] / n as f64) as f32;
     out[18] = clip_log_abs(mean_rms, 10.0);
@@ -196,13 +275,12 @@ pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize
     if rank < 5 {
         out[19 + rank] = 1.0;
     }
-    let (mut var_m, mut var_rms) = ([-0.0f64; 3], [-0.0f64; 3]);
-    for e in 0..n {
-        let r = rms[e] * norm;
-        for (j, mj) in [m0, m1, m2].iter().enumerate() {
-            var_m[j] += f64::from((mj[e] * norm - mean_m[j]).powi(2));
-            var_rms[j] += f64::from((r - mean_m[j]).powi(2));
-        }
+    let mut var_m = [0f64; 3];
+    let mut var_rms = [0f64; 3];
+    for (j, mj) in [m0, m1, m2].iter().enumerate() {
+        let mu = mean_m[j];
+        var_m[j] = lane_sum(mj, |x| (x * norm - mu).powi(2));
+        var_rms[j] = lane_sum(rms, |x| (x * norm - mu).powi(2));
     }
     for j in 0..3 {
         out[24 + j] = clip_log_abs((var_m[j] / n as f64) as f32, 10.0);
@@ -413,17 +491,23 @@ impl VeloNet {
         }
         let grads: Vec<&[f32]> = clipped.iter().map(Vec::as_slice).collect();
         let fraction_trained = st.iteration as f32 / num_steps as f32;
-        let inputs: Vec<[f32; RNN_INPUTS]> =
-            (0..params.len()).map(|i| rnn_features(params[i], grads[i], &st.mom.m[i], &st.rms.v[i], &st.shapes[i], fraction_trained, &loss_features)).collect();
+        let mut inputs = Vec::with_capacity(params.len());
+        let params_ro: Vec<&[f32]> = params.iter().map(|p| &**p).collect();
+        simd_dispatch(&mut RnnInputs { params: &params_ro, grads: &grads, st, fraction_trained, loss_features: &loss_features, out: &mut inputs });
+        drop(params_ro);
         let (controls, lr_mult) = self.rnn(st, &inputs);
 
-        st.mom.update(&self.mom, &grads);
-        st.rms.update(&self.rms, &grads);
-        st.fac.update(&self.fac, &grads, &mut st.fac_g);
+        crate::features::simd_dispatch(&mut crate::accum::Accumulators {
+            mom: (&mut st.mom, &self.mom),
+            rms: (&mut st.rms, &self.rms),
+            fac: (&mut st.fac, &self.fac),
+            grads: &grads,
+            fac_g: &mut st.fac_g,
+        });
         for (i, p) in params.iter_mut().enumerate() {
             let net = self.interpolate(&controls[i]);
             let n = p.len();
-            let param_scale = (mean(p.iter().map(|x| x * x), n) + 1e-9).sqrt();
+            let param_scale = ((sum_squares(p) / n as f64) as f32 + 1e-9).sqrt();
             let rule = StepRule::Velo { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, param_scale, lr_mult: lr_mult[i] };
             let new = &mut st.scratch;
             new.resize(n, 0.0);

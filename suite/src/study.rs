@@ -132,6 +132,9 @@ pub struct Prepared {
 /// Select, check and plan; nothing is trained or written.
 pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     if opts.device != "cpu" {
+        if cfg!(feature = "cuda") {
+            bail!("device `{}` is not available: this build has candle's CUDA backend compiled in (feature `cuda`), but no beatmatch training path runs on a GPU yet; use `cpu`", opts.device);
+        }
         bail!("device `{}` is not available: this build supports `cpu` only", opts.device);
     }
     let all = opts.selection.tasks()?;
