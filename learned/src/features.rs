@@ -287,13 +287,18 @@ pub struct Mlp {
     pub layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
 }
 
-/// Two blocks the layers of [`Mlp::eval_block`] write in turn (reused across blocks: zeroing
-/// fresh ones per block and copying layer outputs between them cost more than the layers).
-pub type Scratch = [Block; 2];
+/// What [`Mlp::eval_block`] works in, made once per pass: two blocks the layers write in turn
+/// (reused across blocks: zeroing fresh ones per block and copying layer outputs between them
+/// cost more than the layers), and the output tile width for this pass's instruction set.
+pub struct Scratch {
+    blocks: [Block; 2],
+    /// 8 outputs per tile (AVX-512's 32 vector registers) rather than 4.
+    wide: bool,
+}
 
-/// A zeroed [`Scratch`].
+/// A zeroed [`Scratch`] for the instruction set kernels run with now.
 pub fn scratch() -> Scratch {
-    [[[0.0; B]; MAX_WIDTH]; 2]
+    Scratch { blocks: [[[0.0; B]; MAX_WIDTH]; 2], wide: beatmatch_core::simd::isa() == "avx512f" }
 }
 
 impl Mlp {
@@ -325,13 +330,13 @@ impl Mlp {
     /// vector registers, 4 (two 8-lane halves each) with AVX2's 16.
     #[inline(always)]
     pub fn eval_block<'s>(&self, x: &Block, scratch: &'s mut Scratch) -> &'s Block {
-        let wide = beatmatch_core::simd::isa() == "avx512f";
+        let wide = scratch.wide;
         let last = self.layers.len() - 1;
         for (li, (w, b, n_in, n_out)) in self.layers.iter().enumerate() {
             let (n_in, n_out) = (*n_in, *n_out);
             let relu = li != last;
             // Layer li writes scratch[li % 2]; it reads `x` (layer 0) or the other half.
-            let (lo, hi) = scratch.split_at_mut(1);
+            let (lo, hi) = scratch.blocks.split_at_mut(1);
             let (input, result): (&Block, &mut Block) = match (li, li % 2) {
                 (0, _) => (x, &mut lo[0]),
                 (_, 0) => (&hi[0], &mut lo[0]),
@@ -355,7 +360,7 @@ impl Mlp {
                 };
             }
         }
-        &scratch[last % 2]
+        &scratch.blocks[last % 2]
     }
 }
 
@@ -384,23 +389,29 @@ fn tile<const T: usize>(input: &Block, w: &[f32], b: &[f32], n_in: usize, n_out:
     }
 }
 
-/// `Σ xs[i]²` in f64 over a fixed tree: element `i` goes to lane `i mod 16` (each lane's squares
-/// added in element order), then the 16 lanes are added in lane order. Vectorises (16
+/// `Σ f(xs[i])` in f64 over a fixed tree: element `i` goes to lane `i mod 16` (each lane's
+/// values added in element order), then the 16 lanes are added in lane order. Vectorises (16
 /// independent chains, no gathers); the same bits on every instruction set.
 #[inline(always)]
-pub fn sum_squares(xs: &[f32]) -> f64 {
+pub fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let mut lanes = [0f64; B];
     let mut chunks = xs.chunks_exact(B);
     for c in &mut chunks {
         let c: &[f32; B] = c.try_into().unwrap();
         for e in 0..B {
-            lanes[e] += f64::from(c[e] * c[e]);
+            lanes[e] += f64::from(f(c[e]));
         }
     }
     for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += f64::from(v * v);
+        *l += f64::from(f(v));
     }
     lanes.iter().sum()
+}
+
+/// `Σ xs[i]²` over [`lane_sum`]'s tree.
+#[inline(always)]
+pub fn sum_squares(xs: &[f32]) -> f64 {
+    lane_sum(xs, |x| x * x)
 }
 
 /// `acc ← x · w + acc`, lane by lane, one rounding each.
@@ -553,15 +564,13 @@ impl Kernel for Pass2Kernel<'_, '_> {
     }
 }
 
-/// Add the chunks' sums in chunk order.
-fn total(width: usize, sums: impl Iterator<Item = [f64; MAX_WIDTH]>) -> [f64; MAX_WIDTH] {
-    let mut sum = [0f64; MAX_WIDTH];
-    for s in sums {
-        for f in 0..width {
-            sum[f] += s[f];
-        }
+/// `sum += s` for the first `width` features: how chunk sums are added, in chunk order, on one
+/// thread or after many.
+#[inline(always)]
+fn add_chunk(sum: &mut [f64; MAX_WIDTH], s: &[f64; MAX_WIDTH], width: usize) {
+    for f in 0..width {
+        sum[f] += s[f];
     }
-    sum
 }
 
 impl Kernel for TensorKernel<'_, '_> {
@@ -570,11 +579,7 @@ impl Kernel for TensorKernel<'_, '_> {
         // One thread: the chunk sums are accumulated as they come (in chunk order).
         let (n, width) = (self.t.g.len(), self.flavor.width());
         let mut sum = [0f64; MAX_WIDTH];
-        pass1(self.flavor, self.t, &self.prep, 0..n.div_ceil(B * CHUNK), |_, s| {
-            for f in 0..width {
-                sum[f] += s[f];
-            }
-        });
+        pass1(self.flavor, self.t, &self.prep, 0..n.div_ceil(B * CHUNK), |_, s| add_chunk(&mut sum, s, width));
         let norm = normaliser(&sum, width, n);
         pass2(self.flavor, self.t, &self.prep, self.net, self.rule, &norm, 0..n.div_ceil(B), self.out)
     }
@@ -607,7 +612,11 @@ pub fn process_tensor_threads(flavor: Flavor, t: &TensorInputs<'_>, net: &Mlp, r
     let mut sums = vec![[0f64; MAX_WIDTH]; nc];
     fan_out(&split(nc), &mut sums, |r| r.len(), mode, |r, part| simd_dispatch(&mut Pass1Kernel { prep, flavor, t, chunks: r, sums: part }));
     let width = flavor.width();
-    let norm = normaliser(&total(width, sums.into_iter()), width, n);
+    let mut sum = [0f64; MAX_WIDTH];
+    for s in &sums {
+        add_chunk(&mut sum, s, width);
+    }
+    let norm = normaliser(&sum, width, n);
     fan_out(
         &split(n.div_ceil(B)),
         out,

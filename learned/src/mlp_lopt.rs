@@ -87,10 +87,7 @@ impl features::Kernel for Kernel<'_> {
     fn run(&mut self) {
         let n = self.p.len();
         let mut x: Block = [[0.0; B]; MAX_WIDTH];
-        let mut sums = [features::sum_squares(self.g), features::sum_squares(self.p), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
-        for (j, s) in sums[2..].iter_mut().enumerate() {
-            *s = features::sum_squares(&self.m[j * n..(j + 1) * n]);
-        }
+        let sums: [f64; FEATURES] = std::array::from_fn(|j| features::sum_squares(feature(self.g, self.p, self.m, j)));
         let norm = sums.map(|s| rsqrt(1e-5 + (s / n as f64) as f32));
         let mut scratch = features::scratch();
         for start in (0..n).step_by(B) {
@@ -108,21 +105,27 @@ impl features::Kernel for Kernel<'_> {
     }
 }
 
+/// Per-parameter features: the gradient, the parameter and six momenta.
+const FEATURES: usize = 2 + DECAYS.len();
+
+/// Feature `j` over the whole tensor: the gradient, the parameter, then momentum `j − 2`.
+#[inline(always)]
+fn feature<'a>(g: &'a [f32], p: &'a [f32], m: &'a [f32], j: usize) -> &'a [f32] {
+    let n = p.len();
+    match j {
+        0 => g,
+        1 => p,
+        _ => &m[(j - 2) * n..(j - 1) * n],
+    }
+}
+
 /// The block's gradient, parameter and six momenta times their normalisers `norm`,
 /// feature-major; lanes past `len` are zero. A full block reads straight runs (a closure or
 /// per-lane index arithmetic here ran as scalar code).
 #[inline(always)]
-fn fill(x: &mut Block, g: &[f32], p: &[f32], m: &[f32], norm: &[f32; 8], start: usize, len: usize) {
-    let n = p.len();
-    let rows = |j: usize| -> &[f32] {
-        match j {
-            0 => g,
-            1 => p,
-            _ => &m[(j - 2) * n..(j - 1) * n],
-        }
-    };
+fn fill(x: &mut Block, g: &[f32], p: &[f32], m: &[f32], norm: &[f32; FEATURES], start: usize, len: usize) {
     for (j, &s) in norm.iter().enumerate() {
-        let src = rows(j);
+        let src = feature(g, p, m, j);
         if len == B {
             let v: &[f32; B] = src[start..start + B].try_into().unwrap();
             for e in 0..B {

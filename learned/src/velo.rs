@@ -14,7 +14,7 @@
 //! `m·v^-½` has no epsilon.
 
 use crate::accum::{clip_decays, learned_decays, Factored, Momentum, SecondMoment};
-use crate::features::{process_tensor_threads, simd_dispatch, sum_squares, Flavor, Kernel, Mlp, StepRule, TensorInputs, B};
+use crate::features::{lane_sum, process_tensor_threads, simd_dispatch, sum_squares, Flavor, Kernel, Mlp, StepRule, TensorInputs, B};
 use crate::theta::{Theta, ThetaError};
 use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
 
@@ -213,31 +213,15 @@ fn clip_log_abs(v: f32, scale: f32) -> f32 {
     (1e-8 + (v * scale).abs()).ln().clamp(-5.0, 5.0) * 0.5
 }
 
-/// `Σ f(xs[i])` in f64 over the fixed tree of [`sum_squares`]: element `i` to lane `i mod 16`,
-/// lanes added in order at the end.
-#[inline(always)]
-fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0f64; B];
-    let mut chunks = xs.chunks_exact(B);
-    for c in &mut chunks {
-        let c: &[f32; B] = c.try_into().unwrap();
-        for e in 0..B {
-            lanes[e] += f64::from(f(c[e]));
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += f64::from(f(v));
-    }
-    lanes.iter().sum()
-}
-
-/// Every tensor's LSTM inputs, compiled per instruction set.
+/// Every tensor's mean square and LSTM inputs, compiled per instruction set.
 struct RnnInputs<'a> {
     params: &'a [&'a [f32]],
     grads: &'a [&'a [f32]],
     st: &'a VeloMember,
     fraction_trained: f32,
     loss_features: &'a [f32; 9],
+    /// Per tensor, `mean p²` (f32): the LSTM inputs' normaliser and the step's scale both read it.
+    mean_sq: &'a mut Vec<f32>,
     out: &'a mut Vec<[f32; RNN_INPUTS]>,
 }
 
@@ -246,17 +230,20 @@ impl Kernel for RnnInputs<'_> {
     fn run(&mut self) {
         let st = self.st;
         for (i, p) in self.params.iter().enumerate() {
-            self.out.push(rnn_features(p, self.grads[i], &st.mom.m[i], &st.rms.v[i], &st.shapes[i], self.fraction_trained, self.loss_features));
+            let mean_sq = (sum_squares(p) / p.len() as f64) as f32;
+            self.mean_sq.push(mean_sq);
+            self.out.push(rnn_features(mean_sq, self.grads[i], &st.mom.m[i], &st.rms.v[i], &st.shapes[i], self.fraction_trained, self.loss_features));
         }
     }
 }
 
-/// The 30 LSTM inputs of one tensor (reference order: keys sorted).
+/// The 30 LSTM inputs of one tensor (reference order: keys sorted), from its parameters' mean
+/// square `mean_sq`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn rnn_features(p: &[f32], g: &[f32], m: &[f32], rms: &[f32], shape: &[usize], fraction_trained: f32, loss_features: &[f32; 9]) -> [f32; RNN_INPUTS] {
-    let n = p.len();
-    let norm = 1.0 / ((sum_squares(p) / n as f64) as f32).max(1e-9).sqrt();
+pub fn rnn_features(mean_sq: f32, g: &[f32], m: &[f32], rms: &[f32], shape: &[usize], fraction_trained: f32, loss_features: &[f32; 9]) -> [f32; RNN_INPUTS] {
+    let n = rms.len();
+    let norm = 1.0 / mean_sq.max(1e-9).sqrt();
     let _ = g; // the gradient enters only through the normalisation in the reference, which it does not use
     let mut out = [0f32; RNN_INPUTS];
     let ts = [0.03f32, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1];
@@ -491,13 +478,20 @@ impl VeloNet {
         }
         let grads: Vec<&[f32]> = clipped.iter().map(Vec::as_slice).collect();
         let fraction_trained = st.iteration as f32 / num_steps as f32;
-        let mut inputs = Vec::with_capacity(params.len());
+        let (mut inputs, mut mean_sq) = (Vec::with_capacity(params.len()), Vec::with_capacity(params.len()));
         let params_ro: Vec<&[f32]> = params.iter().map(|p| &**p).collect();
-        simd_dispatch(&mut RnnInputs { params: &params_ro, grads: &grads, st, fraction_trained, loss_features: &loss_features, out: &mut inputs });
-        drop(params_ro);
+        simd_dispatch(&mut RnnInputs {
+            params: &params_ro,
+            grads: &grads,
+            st,
+            fraction_trained,
+            loss_features: &loss_features,
+            mean_sq: &mut mean_sq,
+            out: &mut inputs,
+        });
         let (controls, lr_mult) = self.rnn(st, &inputs);
 
-        crate::features::simd_dispatch(&mut crate::accum::Accumulators {
+        simd_dispatch(&mut crate::accum::Accumulators {
             mom: (&mut st.mom, &self.mom),
             rms: (&mut st.rms, &self.rms),
             fac: (&mut st.fac, &self.fac),
@@ -507,7 +501,7 @@ impl VeloNet {
         for (i, p) in params.iter_mut().enumerate() {
             let net = self.interpolate(&controls[i]);
             let n = p.len();
-            let param_scale = ((sum_squares(p) / n as f64) as f32 + 1e-9).sqrt();
+            let param_scale = (mean_sq[i] + 1e-9).sqrt();
             let rule = StepRule::Velo { exp_mult: self.cfg.exp_mult, step_mult: self.cfg.step_mult, param_scale, lr_mult: lr_mult[i] };
             let new = &mut st.scratch;
             new.resize(n, 0.0);

@@ -4,31 +4,15 @@
 //! passes; the `gemm` crate picks its instruction set itself). One test in its own binary,
 //! since the limit is process-wide.
 
-use beatmatch_core::{simd, Optimizer, OptimizerSpec, ParamInfo, StepContext};
+use beatmatch_core::{simd, Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_learned::checkpoint;
 use beatmatch_tasks::dense::{Batch, DenseNet, Workspace};
 use beatmatch_tasks::models::{Activation, ModelConfig};
-use beatmatch_testkit::fixtures_dir;
+use beatmatch_testkit::{fixtures_dir, synthetic_params, synthetic_trajectory};
 use rand::SeedableRng;
 
 /// Builds a fresh optimizer for the test's tensors.
 type Builder = Box<dyn Fn() -> Box<dyn Optimizer>>;
-
-fn run(opt: &mut dyn Optimizer, infos: &[ParamInfo]) -> Vec<Vec<f32>> {
-    let mut params: Vec<Vec<f32>> =
-        infos.iter().enumerate().map(|(t, p)| (0..p.numel()).map(|i| (((i * 31 + t * 7) % 997) as f32 / 997.0 - 0.5) * 0.2).collect()).collect();
-    for step in 0..3u64 {
-        let grads: Vec<Vec<f32>> = infos
-            .iter()
-            .enumerate()
-            .map(|(t, p)| (0..p.numel()).map(|i| (((i * 131 + t + step as usize * 17) % 1009) as f32 / 1009.0 - 0.5) * 0.01).collect())
-            .collect();
-        let mut p: Vec<&mut [f32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
-        opt.step(&mut p, &g, &StepContext { step, num_steps: 100, losses: &[2.0 - 0.1 * step as f32] });
-    }
-    params
-}
 
 #[test]
 fn every_instruction_set_gives_the_same_bits() {
@@ -63,12 +47,10 @@ fn every_instruction_set_gives_the_same_bits() {
         for isa in &isas {
             simd::limit(isa).unwrap();
             assert_eq!(simd::isa(), *isa);
-            results.push(run(&mut *build(), &infos));
+            results.push(synthetic_trajectory(&mut *build(), &infos));
         }
         simd::limit("avx512f").unwrap();
-        let start: Vec<Vec<f32>> =
-            infos.iter().enumerate().map(|(t, p)| (0..p.numel()).map(|i| (((i * 31 + t * 7) % 997) as f32 / 997.0 - 0.5) * 0.2).collect()).collect();
-        assert_ne!(results[0], start, "{file}: the update changed nothing");
+        assert_ne!(results[0], synthetic_params(&infos), "{file}: the update changed nothing");
         for (isa, r) in isas.iter().zip(&results).skip(1) {
             assert_eq!(r, &results[0], "{file}: {isa} differs from the baseline");
         }

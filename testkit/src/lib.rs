@@ -216,3 +216,27 @@ impl Deviation {
         self.params_rel <= PARAMS_RTOL && self.update_norm <= UPDATE_ATOL
     }
 }
+
+/// Deterministic starting parameters for `infos` (values in ±0.1), where
+/// [`synthetic_trajectory`] starts.
+pub fn synthetic_params(infos: &[ParamInfo]) -> Vec<Vec<f32>> {
+    infos.iter().enumerate().map(|(t, p)| (0..p.numel()).map(|i| (((i * 31 + t * 7) % 997) as f32 / 997.0 - 0.5) * 0.2).collect()).collect()
+}
+
+/// Three steps of `opt` from [`synthetic_params`] on deterministic synthetic gradients and
+/// losses; the parameters after them. For equivalence tests that compare two ways of computing
+/// the same update bit for bit (thread counts, instruction sets).
+pub fn synthetic_trajectory(opt: &mut dyn Optimizer, infos: &[ParamInfo]) -> Vec<Vec<f32>> {
+    let mut params = synthetic_params(infos);
+    for step in 0..3u64 {
+        let grads: Vec<Vec<f32>> = infos
+            .iter()
+            .enumerate()
+            .map(|(t, p)| (0..p.numel()).map(|i| (((i * 131 + t + step as usize * 17) % 1009) as f32 / 1009.0 - 0.5) * 0.01).collect())
+            .collect();
+        let mut p: Vec<&mut [f32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
+        opt.step(&mut p, &g, &StepContext { step, num_steps: 100, losses: &[2.0 - 0.1 * step as f32] });
+    }
+    params
+}
