@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Compile beatmatch's `cuda` feature (candle's CUDA backend) on a machine without a GPU.
 #
-#   bash ci/cuda-check.sh
+#   bash ci/cuda-check.sh            # what .ci/run calls: steps 1-3
+#   bash ci/cuda-check.sh --bundle   # and step 4, for a GPU machine
 #
 # 1. Installs the CUDA 13.0 toolchain from PyPI, pinned as one release
 #    (cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2: the H200 machines this project can use
 #    run driver 580 / CUDA 13.0, which rejects PTX from a newer nvcc, and nvcc 13.5 fails
 #    cudarc 0.19's build script), into a venv under $HOME/.cache/beatmatch-cuda.
 # 2. `cargo check --features cuda` of the suite (candle-kernels' PTX compiled by that nvcc).
-# 3. Links the `suite` binary against stub libcuda / libnvrtc / libcurand / libcublas /
-#    libcublasLt generated from cudarc's own symbol lists (no PyPI wheel ships a libcuda.so
-#    stub; the real libraries come with the driver on a GPU machine), and runs it on the CPU
-#    with the stubs on the library path.
+# 3. Links the `suite` binary and the device tests against stub libcuda / libnvrtc / libcurand /
+#    libcublas / libcublasLt generated from cudarc's own symbol lists (no PyPI wheel ships a
+#    libcuda.so stub; the real libraries come with the driver on a GPU machine). Every stub
+#    function returns 100 (CUDA_ERROR_NO_DEVICE), so with the stubs on the library path the
+#    binary runs its CPU paths and `--device cuda` fails the way it does on a machine without
+#    a GPU: with the driver's error, not a crash.
+# 4. With --bundle, gathers what ci/gpu/verify.sh runs on a GPU machine — the suite binary and the two device
+#    test binaries it runs, stripped and xz-compressed (~35 MB, under a device machine's 64 MiB
+#    carry limit) — into $HOME/.cache/beatmatch-cuda/bundle; copy that folder to gpu-bundle/
+#    (git-ignored) to carry it.
 #
 # Separate from .ci/run (whose tests stay CPU-only and never need CUDA): it downloads ~300 MB.
 # It shares .ci/run's target directory (the CPU build's dependencies are reused; only candle and
@@ -25,6 +32,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/beatmatch-target}"
 mkdir -p "$cache"
 
 say() { echo "cuda-check: $*" >&2; }
+bundle_too=0
+case "${1:-}" in
+    --bundle) bundle_too=1 ;;
+    "") ;;
+    *) say "usage: bash ci/cuda-check.sh [--bundle]"; exit 2 ;;
+esac
 
 if [ ! -x "$cache/venv/bin/python" ]; then
     say "creating a venv in $cache/venv"
@@ -54,7 +67,7 @@ nvcc --version | tail -2 >&2
 
 say "cargo check --features cuda"
 start=$(date +%s)
-cargo check --release -p beatmatch-suite --features cuda
+cargo check --release -p beatmatch-suite -p beatmatch-device --features cuda
 say "check took $(( $(date +%s) - start )) s"
 
 # Stub libraries: every function cudarc declares for each library, as an empty C function.
@@ -66,7 +79,7 @@ for pair in driver:cuda nvrtc:nvrtc curand:curand cublas:cublas cublaslt:cublasL
     lib=${pair##*:}
     src="$cudarc/src/$dir/sys/mod.rs"
     [ -f "$src" ] || { say "cudarc has no $src"; exit 1; }
-    grep -oE '^pub unsafe fn [A-Za-z_][A-Za-z0-9_]*' "$src" | awk '{print "void " $4 "(void) {}"}' | sort -u > "$stubs/$lib.c"
+    grep -oE '^pub unsafe fn [A-Za-z_][A-Za-z0-9_]*' "$src" | awk '{print "int " $4 "(void) { return 100; }"}' | sort -u > "$stubs/$lib.c"
     [ -s "$stubs/$lib.c" ] || { say "no symbols found in $src"; exit 1; }
     # The sonames the real libraries carry, so the binary's NEEDED entries match them.
     case $lib in
@@ -89,8 +102,33 @@ bin="$cache/suite"
 cp "$CARGO_TARGET_DIR/release/suite" "$bin"
 ldd "$bin" | grep -E "libcuda|libnvrtc|libcublas|libcurand" >&2
 LD_LIBRARY_PATH="$stubs" "$bin" --version
-# The cuda build runs the CPU path, and refuses --device cuda with the reason.
+# The cuda build runs the CPU paths; --device cuda reaches the driver, which (stubbed) has no GPU.
 out=$(LD_LIBRARY_PATH="$stubs" "$bin" plan --tier smoke --device cuda 2>&1 || true)
-echo "$out" | grep -q "no beatmatch training path runs on a GPU yet" || { say "unexpected answer to --device cuda: $out"; exit 1; }
+echo "$out" | grep -q "CUDA_ERROR_NO_DEVICE" || { say "unexpected answer to --device cuda without a GPU: $out"; exit 1; }
+say "--device cuda without a GPU: $(echo "$out" | tail -1)"
 LD_LIBRARY_PATH="$stubs" "$bin" plan --tier smoke > /dev/null
-say "ok: the cuda feature compiles, links and runs its CPU path; binary at $bin"
+LD_LIBRARY_PATH="$stubs" "$bin" plan --tier smoke --device cpu-device > /dev/null
+
+if [ "$bundle_too" = 1 ]; then
+    say "cargo test --no-run --features cuda -p beatmatch-device (the device tests, linked against the stubs)"
+    start=$(date +%s)
+    tests=$(cargo test --release -p beatmatch-device --features cuda --no-run --message-format json 2>/dev/null \
+        | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+    say "test build took $(( $(date +%s) - start )) s"
+    bundle="$cache/bundle"
+    rm -rf "$bundle" && mkdir -p "$bundle"
+    strip -o "$bundle/suite" "$bin"
+    echo "$tests" | while read -r name exe; do
+        case $name in conformance | gpu) strip -o "$bundle/test-$name" "$exe" ;; esac
+    done
+    [ -x "$bundle/test-conformance" ] && [ -x "$bundle/test-gpu" ] || { say "device test binaries missing from $bundle: $(ls "$bundle")"; exit 1; }
+    # The device code's fixture checks, run on the CPU by the cuda build.
+    LD_LIBRARY_PATH="$stubs" BEATMATCH_FIXTURES="$PWD/testdata/fixtures" "$bundle/test-conformance" -q > /dev/null
+    xz -T0 -6 -f "$bundle"/suite "$bundle"/test-*
+    say "bundle for ci/gpu/verify.sh: $(du -sh "$bundle" | cut -f1) in $bundle ($(cd "$bundle" && ls | tr '\n' ' '))"
+fi
+say "ok: the cuda feature compiles, links and runs its CPU paths; binary at $bin"

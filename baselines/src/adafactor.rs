@@ -87,8 +87,9 @@ pub struct Adafactor {
     members: Vec<AdafactorParams>,
 }
 
-/// (d1, d0) = (second largest, largest) axis, or None when the second largest is below `min`.
-fn factored_dims(shape: &[usize], min: usize) -> Option<(usize, usize)> {
+/// The axes Adafactor factors a tensor of `shape` over, `(second largest, largest)`, when the
+/// second largest has at least `min` elements.
+pub fn factored_dims(shape: &[usize], min: usize) -> Option<(usize, usize)> {
     largest_two_axes(shape).filter(|&(d1, _)| shape[d1] >= min)
 }
 

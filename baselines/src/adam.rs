@@ -10,11 +10,16 @@ pub const HPARAMS: &[(&str, f64)] = &[("lr", 1e-3), ("b1", 0.9), ("b2", 0.999), 
 /// are computed in f32 at each step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MomentHp {
-    b1: f32,
-    b2: f32,
-    one_minus_b1: f32,
-    one_minus_b2: f32,
-    eps: f32,
+    /// First-moment decay β₁.
+    pub b1: f32,
+    /// Second-moment decay β₂.
+    pub b2: f32,
+    /// EMA weight 1 − β₁ (rounded from f64).
+    pub one_minus_b1: f32,
+    /// EMA weight 1 − β₂ (rounded from f64).
+    pub one_minus_b2: f32,
+    /// Added outside the root.
+    pub eps: f32,
 }
 
 impl MomentHp {

@@ -11,6 +11,7 @@ pub mod lion;
 pub mod nadamw;
 pub mod opt_list;
 pub mod protocol;
+pub mod reference;
 pub mod rmsprop;
 pub mod schedule;
 pub mod sgd;
@@ -41,6 +42,59 @@ pub fn build(spec: &OptimizerSpec, params: &[ParamInfo]) -> Result<Box<dyn Optim
 /// Build one optimizer over several members, member `k` configured by `specs[k]`; every spec
 /// must name the same kind. Each tensor buffer then holds the members one after another.
 pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
+    fn bound<R: UpdateRule>(rule: R, params: &[ParamInfo]) -> Box<dyn Optimizer> {
+        Box::new(Bound::new(Arc::new(rule), params))
+    }
+    Ok(match configure(specs)? {
+        Config::Adam(hp) => bound(adam::Adam::new(&hp), params),
+        Config::AdamW(hp) => bound(adamw::AdamW::new(&hp), params),
+        Config::Sgd(hp) => bound(sgd::Sgd::new(&hp), params),
+        Config::NAdamW(hp) => bound(nadamw::NAdamW::new(&hp), params),
+        Config::RmsProp(hp) => bound(rmsprop::RmsProp::new(&hp), params),
+        Config::Adafactor(hp) => bound(adafactor::Adafactor::new(&hp), params),
+        Config::Lion(hp) => bound(lion::Lion::new(&hp), params),
+    })
+}
+
+/// The hyperparameters of one or more members of one hand-designed kind, parsed from specs
+/// with defaults filled in and ranges checked: what the host rules here and the device rules
+/// (`beatmatch-device`) are both built from.
+#[derive(Clone, Debug)]
+pub enum Config {
+    /// Adam.
+    Adam(Vec<adam::AdamHp>),
+    /// AdamW.
+    AdamW(Vec<adamw::AdamWHp>),
+    /// SGD with momentum (heavy ball or Nesterov).
+    Sgd(Vec<sgd::SgdParams>),
+    /// NAdamW with its cosine schedule.
+    NAdamW(Vec<nadamw::NAdamWParams>),
+    /// RMSProp: (lr, decay, eps) per member.
+    RmsProp(Vec<(f64, f64, f64)>),
+    /// Adafactor.
+    Adafactor(Vec<adafactor::AdafactorParams>),
+    /// Lion.
+    Lion(Vec<lion::LionHp>),
+}
+
+impl Config {
+    /// Members configured.
+    pub fn members(&self) -> usize {
+        match self {
+            Config::Adam(v) => v.len(),
+            Config::AdamW(v) => v.len(),
+            Config::Sgd(v) => v.len(),
+            Config::NAdamW(v) => v.len(),
+            Config::RmsProp(v) => v.len(),
+            Config::Adafactor(v) => v.len(),
+            Config::Lion(v) => v.len(),
+        }
+    }
+}
+
+/// Parse `specs` (one per member, all of one kind) into a [`Config`]. Unknown kinds or
+/// hyperparameters, mixed kinds and out-of-range values are errors saying what is accepted.
+pub fn configure(specs: &[OptimizerSpec]) -> Result<Config> {
     let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
     let Some((_, allowed)) = KINDS.iter().find(|(k, _)| *k == first.kind) else {
         let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
@@ -64,22 +118,19 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
     }
     let get = |spec: &OptimizerSpec, key: &str| spec.get(key, allowed.iter().find(|(k, _)| *k == key).unwrap().1);
     let flag = |spec: &OptimizerSpec, key: &str| get(spec, key) != 0.0;
-    fn bound<R: UpdateRule>(rule: R, params: &[ParamInfo]) -> Box<dyn Optimizer> {
-        Box::new(Bound::new(Arc::new(rule), params))
-    }
     Ok(match first.kind.as_str() {
         "adam" => {
             let hp: Vec<_> = specs.iter().map(|s| adam::AdamHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), eps: get(s, "eps") }).collect();
-            bound(adam::Adam::new(&hp), params)
+            Config::Adam(hp)
         }
         "adamw" => {
             let hp: Vec<_> =
                 specs.iter().map(|s| adamw::AdamWHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), eps: get(s, "eps"), wd: get(s, "wd") }).collect();
-            bound(adamw::AdamW::new(&hp), params)
+            Config::AdamW(hp)
         }
         "sgdm" => {
             let hp: Vec<_> = specs.iter().map(|s| sgd::SgdParams { lr: get(s, "lr"), momentum: get(s, "momentum"), nesterov: flag(s, "nesterov") }).collect();
-            bound(sgd::Sgd::new(&hp), params)
+            Config::Sgd(hp)
         }
         "nadamw" => {
             let hp: Vec<_> = specs
@@ -99,11 +150,11 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
                     nesterov: flag(s, "nesterov"),
                 })
                 .collect();
-            bound(nadamw::NAdamW::new(&hp), params)
+            Config::NAdamW(hp)
         }
         "rmsprop" => {
             let hp: Vec<_> = specs.iter().map(|s| (get(s, "lr"), get(s, "decay"), get(s, "eps"))).collect();
-            bound(rmsprop::RmsProp::new(&hp), params)
+            Config::RmsProp(hp)
         }
         "adafactor" => {
             let hp: Vec<_> = specs
@@ -119,11 +170,11 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
                     factored: flag(s, "factored"),
                 })
                 .collect();
-            bound(adafactor::Adafactor::new(&hp), params)
+            Config::Adafactor(hp)
         }
         "lion" => {
             let hp: Vec<_> = specs.iter().map(|s| lion::LionHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), wd: get(s, "wd") }).collect();
-            bound(lion::Lion::new(&hp), params)
+            Config::Lion(hp)
         }
         _ => unreachable!("kind checked above"),
     })

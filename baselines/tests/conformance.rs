@@ -2,75 +2,14 @@
 //! learned_optimization's OptList), data-driven: every case in the fixtures folder whose
 //! optimizer this crate knows runs, configured from its sidecar.
 
-use beatmatch_baselines::{build, opt_list, schedule::Cosine};
+use beatmatch_baselines::{build, reference, schedule::Cosine};
 use beatmatch_core::OptimizerSpec;
 use beatmatch_testkit::{cases, fixtures_dir, run, Case, PARAMS_RTOL, UPDATE_ATOL};
-use serde_json::Value;
 
 /// The beatmatch spec for a case's reference optimizer, or None when the case is not ours
 /// (learned optimizers). Reference arguments we do not implement fail loudly.
 fn spec_for(case: &Case) -> Option<OptimizerSpec> {
-    let a = &case.meta["constructor_args"];
-    let num = |k: &str| a[k].as_f64().unwrap_or_else(|| panic!("{}: constructor_args.{k} is not a number", case.name));
-    let require = |k: &str, ok: &dyn Fn(&Value) -> bool| {
-        assert!(ok(&a[k]), "{}: unsupported {k} = {}", case.name, a[k]);
-    };
-    let is_null = |v: &Value| v.is_null();
-    let is_false = |v: &Value| v == &Value::Bool(false);
-    let spec = match case.optimizer() {
-        "optax.adam" | "optax.adamw" => {
-            require("eps_root", &|v| v.as_f64() == Some(0.0));
-            require("mu_dtype", &is_null);
-            require("nesterov", &is_false);
-            let kind = if case.optimizer() == "optax.adam" { "adam" } else { "adamw" };
-            let s = OptimizerSpec::new(kind).with("lr", num("learning_rate")).with("b1", num("b1")).with("b2", num("b2")).with("eps", num("eps"));
-            if kind == "adamw" {
-                require("mask", &is_null);
-                s.with("wd", num("weight_decay"))
-            } else {
-                s
-            }
-        }
-        "optax.sgd" => {
-            require("accumulator_dtype", &is_null);
-            OptimizerSpec::new("sgdm")
-                .with("lr", num("learning_rate"))
-                .with("momentum", a["momentum"].as_f64().unwrap_or(0.0))
-                .with("nesterov", if a["nesterov"] == Value::Bool(true) { 1.0 } else { 0.0 })
-        }
-        "optax.rmsprop" => {
-            require("centered", &is_false);
-            require("momentum", &is_null);
-            require("initial_scale", &|v| v.as_f64() == Some(0.0));
-            OptimizerSpec::new("rmsprop").with("lr", num("learning_rate")).with("decay", num("decay")).with("eps", num("eps"))
-        }
-        "optax.lion" => {
-            require("mask", &is_null);
-            require("mu_dtype", &is_null);
-            OptimizerSpec::new("lion").with("lr", num("learning_rate")).with("b1", num("b1")).with("b2", num("b2")).with("wd", num("weight_decay"))
-        }
-        "optax.adafactor" => {
-            require("momentum", &is_null);
-            require("weight_decay_rate", &is_null);
-            let flag = |k: &str| if a[k] == Value::Bool(true) { 1.0 } else { 0.0 };
-            OptimizerSpec::new("adafactor")
-                .with("lr", num("learning_rate"))
-                .with("decay_rate", num("decay_rate"))
-                .with("decay_offset", num("decay_offset"))
-                .with("min_dim_size_to_factor", num("min_dim_size_to_factor"))
-                .with("eps", num("eps"))
-                .with("clipping_threshold", a["clipping_threshold"].as_f64().unwrap_or(0.0))
-                .with("multiply_by_parameter_scale", flag("multiply_by_parameter_scale"))
-                .with("factored", flag("factored"))
-        }
-        _ if case.meta["kind"] == "nadamw_optlist" => {
-            let fixed = &case.meta["nadamw_fixed"];
-            assert_eq!(fixed["use_bias_correction"], Value::Bool(true), "{}: only bias-corrected NAdamW is implemented", case.name);
-            opt_list::entry_to_spec(&case.meta["opt_list_entry_json"]).unwrap()
-        }
-        _ => return None,
-    };
-    Some(spec)
+    reference::spec_for(&case.name, &case.meta).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn ours(dir_cases: &[Case]) -> Vec<(&Case, OptimizerSpec)> {

@@ -81,6 +81,9 @@ pub enum UpdateError {
     /// The optimizer has no implementation for device-resident tensors.
     #[error("optimizer `{0}` has no device implementation (host buffers only)")]
     NoDevicePath(&'static str),
+    /// The device implementation failed (a tensor library error, or buffers of the wrong type).
+    #[error("device update of `{0}` failed: {1}")]
+    Device(&'static str, String),
     /// A snapshot of another optimizer's state was given to `restore`.
     #[error("snapshot does not hold `{0}` state")]
     WrongSnapshot(&'static str),
@@ -89,6 +92,18 @@ pub enum UpdateError {
 /// One optimizer's state, taken by [`Optimizer::snapshot`] and given back to
 /// [`Optimizer::restore`] (the state is cloned both ways, so a snapshot can be restored twice).
 pub struct Snapshot(Box<dyn Any + Send>);
+
+impl Snapshot {
+    /// A snapshot holding `state` (for optimizers that are not a [`Bound`] rule).
+    pub fn new<T: Any + Send>(state: T) -> Self {
+        Self(Box::new(state))
+    }
+
+    /// The state held, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
 
 /// What an optimizer is: its hyperparameters or bound meta-parameters, shared by every run.
 pub trait UpdateRule: Send + Sync + 'static {
@@ -116,6 +131,13 @@ pub trait Optimizer: Send {
     fn snapshot(&self) -> Snapshot;
     /// Put back a state taken by [`Optimizer::snapshot`] of an optimizer of the same rule type.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), UpdateError>;
+
+    /// Whether this optimizer wants [`Buffers::Device`] even where host slices could be had (a
+    /// device implementation run on the CPU, to check it there): the training loop then hands
+    /// it the tensors themselves.
+    fn wants_device_tensors(&self) -> bool {
+        false
+    }
 
     /// [`Optimizer::update`] on host buffers, which every optimizer supports.
     fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) {

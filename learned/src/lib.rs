@@ -58,28 +58,35 @@ pub fn build_configured(
     threads: usize,
     params: &[ParamInfo],
 ) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    let get = |k: &str, d: f32| hyper.get(k).map_or(d, |&v| v as f32);
     Ok(match arch {
         Architecture::Velo => {
             Box::new(Bound::new(Arc::new(velo::VeloNet::bind(theta, velo::VeloConfig::default())?.with_members(members).with_threads(threads)), params))
         }
-        Architecture::SmallFc => Box::new(Bound::new(
-            Arc::new(
-                small_fc::SmallFcNet::bind(theta, {
-                    let d = small_fc::SmallFcConfig::default();
-                    small_fc::SmallFcConfig { exp_mult: get("exp_mult", d.exp_mult), step_mult: get("step_mult", d.step_mult) }
-                })?
-                .with_members(members)
-                .with_threads(threads),
-            ),
-            params,
-        )),
-        Architecture::MlpLopt => {
-            let d = mlp_lopt::MlpLoptConfig::default();
-            let cfg = mlp_lopt::MlpLoptConfig { exp_mult: get("exp_mult", d.exp_mult), step_mult: get("step_mult", d.step_mult) };
-            Box::new(Bound::new(Arc::new(mlp_lopt::MlpLoptNet::bind(theta, cfg)?.with_members(members)), params))
-        }
+        Architecture::SmallFc => Box::new(Bound::new(Arc::new(bind_small_fc(theta, hyper)?.with_members(members).with_threads(threads)), params)),
+        Architecture::MlpLopt => Box::new(Bound::new(Arc::new(bind_mlp_lopt(theta, hyper)?.with_members(members)), params)),
     })
+}
+
+fn hyper_or(hyper: &Hyperparameters, key: &str, default: f32) -> f32 {
+    hyper.get(key).map_or(default, |&v| v as f32)
+}
+
+/// small_fc_lopt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
+pub fn bind_small_fc(theta: &theta::Theta, hyper: &Hyperparameters) -> Result<small_fc::SmallFcNet, theta::ThetaError> {
+    let d = small_fc::SmallFcConfig::default();
+    small_fc::SmallFcNet::bind(
+        theta,
+        small_fc::SmallFcConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) },
+    )
+}
+
+/// MLP-LOpt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
+pub fn bind_mlp_lopt(theta: &theta::Theta, hyper: &Hyperparameters) -> Result<mlp_lopt::MlpLoptNet, theta::ThetaError> {
+    let d = mlp_lopt::MlpLoptConfig::default();
+    mlp_lopt::MlpLoptNet::bind(
+        theta,
+        mlp_lopt::MlpLoptConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) },
+    )
 }
 
 /// Whether the architecture ignores the training horizon (so one run serves every budget).

@@ -71,6 +71,22 @@ impl MlpLoptNet {
         self.members = members.max(1);
         self
     }
+
+    /// The per-parameter network (inputs: the gradient, the parameter, six momenta, then the
+    /// 11-wide step embedding).
+    pub fn net(&self) -> &Mlp {
+        &self.net
+    }
+
+    /// The step's scales.
+    pub fn config(&self) -> MlpLoptConfig {
+        self.cfg
+    }
+}
+
+/// The momentum decays, in feature order.
+pub fn decays() -> &'static [f32] {
+    &DECAYS
 }
 
 struct Kernel<'a> {

@@ -81,6 +81,21 @@ impl SmallFcNet {
         self
     }
 
+    /// The per-parameter network (inputs: the 28 features, then the 11-wide step embedding).
+    pub fn net(&self) -> &Mlp {
+        &self.net
+    }
+
+    /// The accumulators' decays, as bound: momenta (3), second moment (1), factored (3).
+    pub fn decays(&self) -> (&[f32], &[f32], &[f32]) {
+        (&self.mom, &self.rms, &self.fac)
+    }
+
+    /// The step's scales.
+    pub fn config(&self) -> SmallFcConfig {
+        self.cfg
+    }
+
     /// Split each large tensor's update over `threads` threads (for a run that has the
     /// machine to itself; a sweep keeps one single-threaded run per core). The same bits for
     /// any count.

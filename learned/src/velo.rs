@@ -237,6 +237,19 @@ impl Kernel for RnnInputs<'_> {
     }
 }
 
+/// A tensor's reduced statistics the LSTM inputs read, each an f64 sum over the tensor divided
+/// by its length and rounded to f32 (as [`rnn_features`] computes them; a device computes them
+/// where the tensors live and hands them here).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorStats {
+    /// Mean of the second moment times the normaliser `1 / √max(mean p², 1e-9)`.
+    pub mean_rms: f32,
+    /// Mean of `(m_j · norm − mean(m_j · norm))²` per momentum `j`.
+    pub var_m: [f32; 3],
+    /// Mean of `(rms · norm − mean(m_j · norm))²` (the reference subtracts the momentum's mean).
+    pub var_rms: [f32; 3],
+}
+
 /// The 30 LSTM inputs of one tensor (reference order: keys sorted), from its parameters' mean
 /// square `mean_sq`.
 #[allow(clippy::too_many_arguments)]
@@ -245,33 +258,36 @@ pub fn rnn_features(mean_sq: f32, g: &[f32], m: &[f32], rms: &[f32], shape: &[us
     let n = rms.len();
     let norm = 1.0 / mean_sq.max(1e-9).sqrt();
     let _ = g; // the gradient enters only through the normalisation in the reference, which it does not use
+               // The means and variances below are f64 sums over the fixed tree of `lane_sum` (16
+               // independent chains, not one chain as long as the tensor).
+    let (m0, m1, m2) = (&m[..n], &m[n..2 * n], &m[2 * n..3 * n]);
+    let acc = [lane_sum(m0, |x| x * norm), lane_sum(m1, |x| x * norm), lane_sum(m2, |x| x * norm), lane_sum(rms, |x| x * norm)];
+    let mean_m: [f32; 3] = std::array::from_fn(|j| (acc[j] / n as f64) as f32);
+    let mut stats = TensorStats { mean_rms: (acc[3] / n as f64) as f32, var_m: [0.0; 3], var_rms: [0.0; 3] };
+    for (j, mj) in [m0, m1, m2].iter().enumerate() {
+        let mu = mean_m[j];
+        stats.var_m[j] = (lane_sum(mj, |x| (x * norm - mu).powi(2)) / n as f64) as f32;
+        stats.var_rms[j] = (lane_sum(rms, |x| (x * norm - mu).powi(2)) / n as f64) as f32;
+    }
+    rnn_features_from(&stats, shape, fraction_trained, loss_features)
+}
+
+/// The 30 LSTM inputs of a tensor of `shape` from its reduced statistics.
+pub fn rnn_features_from(stats: &TensorStats, shape: &[usize], fraction_trained: f32, loss_features: &[f32; 9]) -> [f32; RNN_INPUTS] {
     let mut out = [0f32; RNN_INPUTS];
     let ts = [0.03f32, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1];
     for (i, t) in ts.iter().enumerate() {
         out[i] = ((fraction_trained - t) * 10.0).tanh();
     }
     out[9..18].copy_from_slice(loss_features);
-    // The means and variances below are f64 sums over the fixed tree of `lane_sum` (16
-    // independent chains, not one chain as long as the tensor).
-    let (m0, m1, m2) = (&m[..n], &m[n..2 * n], &m[2 * n..3 * n]);
-    let acc = [lane_sum(m0, |x| x * norm), lane_sum(m1, |x| x * norm), lane_sum(m2, |x| x * norm), lane_sum(rms, |x| x * norm)];
-    let mean_m: [f32; 3] = std::array::from_fn(|j| (acc[j] / n as f64) as f32);
-    let mean_rms = (acc[3] / n as f64) as f32;
-    out[18] = clip_log_abs(mean_rms, 10.0);
+    out[18] = clip_log_abs(stats.mean_rms, 10.0);
     let rank = shape.iter().filter(|&&d| d > 1).count();
     if rank < 5 {
         out[19 + rank] = 1.0;
     }
-    let mut var_m = [0f64; 3];
-    let mut var_rms = [0f64; 3];
-    for (j, mj) in [m0, m1, m2].iter().enumerate() {
-        let mu = mean_m[j];
-        var_m[j] = lane_sum(mj, |x| (x * norm - mu).powi(2));
-        var_rms[j] = lane_sum(rms, |x| (x * norm - mu).powi(2));
-    }
     for j in 0..3 {
-        out[24 + j] = clip_log_abs((var_m[j] / n as f64) as f32, 10.0);
-        out[27 + j] = clip_log_abs((var_rms[j] / n as f64) as f32, 10.0);
+        out[24 + j] = clip_log_abs(stats.var_m[j], 10.0);
+        out[27 + j] = clip_log_abs(stats.var_rms[j], 10.0);
     }
     out
 }
@@ -408,9 +424,25 @@ impl VeloNet {
         self
     }
 
-    /// Mix layers + LSTM over the batch of tensors; returns (controls, lr_mult) and advances
-    /// the member's LSTM state. Each weight matrix is streamed once for all tensors.
-    fn rnn(&self, st: &mut VeloMember, inputs: &[[f32; RNN_INPUTS]]) -> (Vec<Vec<f32>>, Vec<f32>) {
+    /// The momentum, second-moment and factored decays, as bound.
+    pub fn decays(&self) -> (&[f32], &[f32], &[f32]) {
+        (&self.mom, &self.rms, &self.fac)
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> VeloConfig {
+        self.cfg
+    }
+
+    /// The LSTM's initial (hidden, cell) state of every tensor.
+    pub fn initial_state(&self) -> (&[f32], &[f32]) {
+        (&self.init_h, &self.init_c)
+    }
+
+    /// Mix layers + LSTM over the batch of tensors whose LSTM inputs are `inputs`; returns
+    /// (controls, lr_mult) and advances the LSTM state `hidden`, `cell` (one row per tensor).
+    /// Each weight matrix is streamed once for all tensors.
+    pub fn lstm(&self, hidden: &mut [Vec<f32>], cell: &mut [Vec<f32>], inputs: &[[f32; RNN_INPUTS]]) -> (Vec<Vec<f32>>, Vec<f32>) {
         let h = self.cfg.lstm_hidden;
         let n = inputs.len();
         let x: Vec<f32> = inputs.iter().flat_map(|r| r.iter().copied()).collect();
@@ -423,7 +455,7 @@ impl VeloNet {
             for j in 0..h {
                 xh[t * 2 * h + j] = proj[t * h + j] + v[j];
             }
-            xh[t * 2 * h + h..(t + 1) * 2 * h].copy_from_slice(&st.hidden[t]);
+            xh[t * 2 * h + h..(t + 1) * 2 * h].copy_from_slice(&hidden[t]);
         }
         let gates = self.lstm.batch(&xh, n);
         let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
@@ -433,12 +465,12 @@ impl VeloNet {
             let (g_g, rest) = rest.split_at(h);
             let (f_g, o_g) = rest.split_at(h);
             for j in 0..h {
-                let c = sigmoid(f_g[j] + 1.0) * st.cell[t][j] + sigmoid(i_g[j]) * g_g[j].tanh();
-                st.cell[t][j] = c;
-                st.hidden[t][j] = sigmoid(o_g[j]) * c.tanh();
+                let c = sigmoid(f_g[j] + 1.0) * cell[t][j] + sigmoid(i_g[j]) * g_g[j].tanh();
+                cell[t][j] = c;
+                hidden[t][j] = sigmoid(o_g[j]) * c.tanh();
             }
         }
-        let hidden: Vec<f32> = st.hidden.concat();
+        let hidden: Vec<f32> = hidden.concat();
         let ctrl = self.to_controls.batch(&hidden, n);
         let lr = self.step_size.batch(&hidden, n);
         let k = self.cfg.param_inits;
@@ -446,7 +478,7 @@ impl VeloNet {
     }
 
     /// The per-parameter MLP for one tensor: `100 · mean_k(control_k · bank_k)`.
-    fn interpolate(&self, control: &[f32]) -> Mlp {
+    pub fn interpolate(&self, control: &[f32]) -> Mlp {
         let k = self.cfg.param_inits;
         let layers = self
             .bank
@@ -489,7 +521,7 @@ impl VeloNet {
             mean_sq: &mut mean_sq,
             out: &mut inputs,
         });
-        let (controls, lr_mult) = self.rnn(st, &inputs);
+        let (controls, lr_mult) = self.lstm(&mut st.hidden, &mut st.cell, &inputs);
 
         simd_dispatch(&mut crate::accum::Accumulators {
             mom: (&mut st.mom, &self.mom),

@@ -283,7 +283,9 @@ struct RunArgs {
     /// Runs in parallel (each single-threaded) [default: number of cores].
     #[arg(long)]
     jobs: Option<usize>,
-    /// Device: `cpu` (CUDA is not built yet; tasks that need it are skipped with one line).
+    /// Device: `cpu` (the host path); `cpu-device` (the device path on the CPU, one run at a
+    /// time: what a GPU run executes); `cuda` or `cuda:N` (builds with `--features cuda`).
+    /// Tasks that need a GPU are skipped on the CPU with one line.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Largest population trained as one computation: the members of a run group (one

@@ -136,7 +136,7 @@ pub fn plan(opts: &StudyOptions, split: Option<usize>) -> Result<ExitCode> {
     let mut cal = Calibration::load();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(indicatif::ProgressStyle::with_template("calibrating {pos}/{len} problems {wide_bar} ETA {eta}").expect("valid template"));
-    let est = cal.estimate(&pending, &candle_core::Device::Cpu, &p.factory, opts.population, &mut |done, total| {
+    let est = cal.estimate(&pending, &p.target, &p.factory, opts.population, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     });
@@ -144,7 +144,8 @@ pub fn plan(opts: &StudyOptions, split: Option<usize>) -> Result<ExitCode> {
     cal.save()?;
     let est = est?;
     println!(
-        "cpu: {} on {} workers ({} of single-core work; longest population or run {}); per-step costs of {} problems measured now, {} cached",
+        "{}: {} on {} workers ({} of single-worker work; longest population or run {}); per-step costs of {} problems measured now, {} cached",
+        p.target.key,
         human(est.wall_s(p.workers)),
         p.workers,
         human(est.total_s),
@@ -153,7 +154,25 @@ pub fn plan(opts: &StudyOptions, split: Option<usize>) -> Result<ExitCode> {
         est.from_cache
     );
     for (group, secs) in &est.by_group {
-        println!("  {group:<32} {:>14} single-core", human(*secs));
+        println!("  {group:<32} {:>14} single-worker", human(*secs));
+    }
+    if p.target.device_path {
+        // Per problem on this device: what ci/gpu/verify.sh's throughput table quotes.
+        use beatmatch_tasks::memory::{estimate as memory, human_bytes};
+        println!("  {:<52} {:>12} {:>10} {:>10} {:>12} {:>12}", "problem", "params", "step ms", "steps/s", "measured", "estimated");
+        let mut seen = BTreeSet::new();
+        for t in p.tasks.iter().filter(|t| seen.insert(t.problem.id())) {
+            let Some(c) = est.problems.get(&t.problem.id()) else { continue };
+            let ms = 1e3 * c.fixed.step_s;
+            let measured = if c.fixed.device_bytes > 0 { human_bytes(c.fixed.device_bytes) } else { "-".into() };
+            println!(
+                "  {:<52} {:>12} {ms:>10.3} {:>10.1} {measured:>12} {:>12}",
+                t.problem.id(),
+                t.params(),
+                1e3 / ms.max(1e-9),
+                human_bytes(memory(&t.problem, 2.0).total())
+            );
+        }
     }
     if let Some(n) = split.filter(|&n| n > 0) {
         // The split is made with the deterministic cost model (steps × params × batch), which
@@ -179,7 +198,11 @@ pub fn plan(opts: &StudyOptions, split: Option<usize>) -> Result<ExitCode> {
     }
     if !p.device_skipped.is_empty() {
         let largest = p.device_skipped.iter().map(Task::params).max().unwrap_or(0);
-        println!("cuda: {} tasks (up to {largest} parameters) need a CUDA GPU: not estimated, this build has no CUDA path", p.device_skipped.len());
+        println!(
+            "cuda: {} tasks (up to {largest} parameters) need a CUDA GPU: not estimated on {} (plan them with --device cuda)",
+            p.device_skipped.len(),
+            p.target.key
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,19 +9,22 @@
 //! the population (batch assembly and the like), and a per-member part, both measured from
 //! populations of 1 and 8 members; a population costs its longest member's steps × the fixed
 //! part plus every member's own. The wall time of N workers is the larger of the sum over N
-//! and the longest population (or run). Only the CPU is estimated: this build has no CUDA path.
+//! and the longest population (or run). On the device path (`cpu-device`, a GPU) every run
+//! trains alone and each cost is measured on that device, the optimizer's update on device
+//! tensors; the cache key then names the device class too.
 
 use crate::factory::OptimizerFactory;
 use crate::plan::Job;
+use crate::target::Target;
 use anyhow::{Context, Result};
 use beatmatch_core::store::write_json_atomic;
-use beatmatch_core::{ParamInfo, StepContext};
+use beatmatch_core::{Buffers, ParamInfo, StepContext};
 use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
 use beatmatch_tasks::datasets::Dataset;
-use beatmatch_tasks::inner::loss_and_grads;
+use beatmatch_tasks::inner::{loss_and_grads, DeviceTensors};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::Problem;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,11 +39,17 @@ pub struct StepCost {
     pub measure_s: f64,
     /// One held-out evaluation.
     pub eval_s: f64,
+    /// Device memory a training step held at its peak as the driver reports it (parameters,
+    /// gradients and what the allocator kept), in bytes; 0 on the CPU, where it is not measured.
+    #[serde(default)]
+    pub device_bytes: u64,
 }
 
 /// Time `steps` training steps (after one warm-up step), one train-loss measurement and one
-/// held-out evaluation of `problem`.
+/// held-out evaluation of `problem` (and on a GPU, the memory a step holds).
 pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usize) -> Result<StepCost> {
+    let free_before = crate::target::free_memory(device)?;
+    let mut least_free = free_before;
     let model = problem.build_model();
     let train_view = View::new(problem, data, false)?;
     let test_view = View::new(problem, data, true)?;
@@ -57,10 +66,15 @@ pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usiz
         batches.next_indices(problem.batch_size, &mut idx);
         let start = Instant::now();
         let (xb, yb) = train_view.batch(&idx, device)?;
-        loss_and_grads(model.as_ref(), &params, &xb, &yb)?;
+        let grads = loss_and_grads(model.as_ref(), &params, &xb, &yb)?;
         if i > 0 {
             timed += start.elapsed().as_secs_f64();
         }
+        // While the gradients are alive: the step's high-water mark as far as the driver sees.
+        if let Some(free) = crate::target::free_memory(device)? {
+            least_free = least_free.map(|l| l.min(free));
+        }
+        drop(grads);
     }
     let measure_idx = train_view.measurement_items(problem);
     let start = Instant::now();
@@ -68,7 +82,8 @@ pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usiz
     let measure_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     test_view.evaluate(model.as_ref(), &params, None, test_view.chunk(), device)?;
-    Ok(StepCost { step_s: timed / steps.max(1) as f64, measure_s, eval_s: start.elapsed().as_secs_f64() })
+    let device_bytes = free_before.zip(least_free).map_or(0, |(b, l)| b.saturating_sub(l));
+    Ok(StepCost { step_s: timed / steps.max(1) as f64, measure_s, eval_s: start.elapsed().as_secs_f64(), device_bytes })
 }
 
 /// A problem's costs: per population step (`fixed`) and per member (`per_member`); a problem
@@ -102,16 +117,21 @@ pub fn calibrate_population(problem: &Problem, data: &Dataset, steps: u64) -> Re
         pop.advance(steps)?;
         let step_s = start.elapsed().as_secs_f64() / steps as f64;
         let (measure_s, eval_s) = pop.time_measurements();
-        Ok(StepCost { step_s, measure_s, eval_s })
+        Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
     };
     let (one, eight) = (time(1)?, time(8)?);
     let member = |a: f64, b: f64| ((b - a) / 7.0).max(0.0);
-    let per_member =
-        StepCost { step_s: member(one.step_s, eight.step_s), measure_s: member(one.measure_s, eight.measure_s), eval_s: member(one.eval_s, eight.eval_s) };
+    let per_member = StepCost {
+        step_s: member(one.step_s, eight.step_s),
+        measure_s: member(one.measure_s, eight.measure_s),
+        eval_s: member(one.eval_s, eight.eval_s),
+        device_bytes: 0,
+    };
     let fixed = StepCost {
         step_s: (one.step_s - per_member.step_s).max(0.0),
         measure_s: (one.measure_s - per_member.measure_s).max(0.0),
         eval_s: (one.eval_s - per_member.eval_s).max(0.0),
+        device_bytes: 0,
     };
     Ok(ProblemCost { fixed, per_member, population: true })
 }
@@ -147,6 +167,8 @@ pub struct Estimate {
     pub from_cache: usize,
     /// Single-core seconds by (model family, dataset), largest first.
     pub by_group: Vec<(String, f64)>,
+    /// Each problem's measured costs, by problem id.
+    pub problems: BTreeMap<String, ProblemCost>,
 }
 
 impl Estimate {
@@ -183,17 +205,26 @@ impl Calibration {
         Ok(())
     }
 
-    fn problem(&mut self, problem: &Problem, device: &Device, fresh: &mut bool) -> Result<ProblemCost> {
-        let key = format!("{}/{}", problem.hash(), self.host);
+    /// The cache key of `hash` on `target`: the CPU's keys name no device (they predate it).
+    fn key(&self, hash: &str, target: &Target) -> String {
+        if target.key == "cpu" {
+            format!("{hash}/{}", self.host)
+        } else {
+            format!("{hash}/{}/{}", self.host, target.key)
+        }
+    }
+
+    fn problem(&mut self, problem: &Problem, target: &Target, fresh: &mut bool) -> Result<ProblemCost> {
+        let key = self.key(&problem.hash(), target);
         if let Some(c) = self.problem_costs.get(&key) {
             return Ok(*c);
         }
         let data = problem.dataset.load()?;
-        let c = if device.is_cpu() && Population::<dyn beatmatch_core::Optimizer>::supports(problem) {
+        let c = if !target.device_path && Population::<dyn beatmatch_core::Optimizer>::supports(problem) {
             calibrate_population(problem, &data, 60)
         } else {
-            let zero = StepCost { step_s: 0.0, measure_s: 0.0, eval_s: 0.0 };
-            calibrate(problem, &data, device, 5).map(|fixed| ProblemCost { fixed, per_member: zero, population: false })
+            let zero = StepCost { step_s: 0.0, measure_s: 0.0, eval_s: 0.0, device_bytes: 0 };
+            calibrate(problem, &data, &target.device, 5).map(|fixed| ProblemCost { fixed, per_member: zero, population: false })
         }
         .with_context(|| format!("calibrating {}", problem.id()))?;
         self.problem_costs.insert(key, c);
@@ -202,8 +233,8 @@ impl Calibration {
         Ok(c)
     }
 
-    fn optimizer(&mut self, job: &Job, optimizers: &OptimizerFactory) -> Result<f64> {
-        let key = format!("{}/{}", job.key.optimizer_hash, self.host);
+    fn optimizer(&mut self, job: &Job, optimizers: &OptimizerFactory, target: &Target) -> Result<f64> {
+        let key = self.key(&job.key.optimizer_hash, target);
         if let Some(&c) = self.optimizers.get(&key) {
             return Ok(c);
         }
@@ -214,24 +245,39 @@ impl Calibration {
         let grads: Vec<Vec<f32>> = infos.iter().map(|p| (0..p.numel()).map(|i| ((i % 7) as f32 - 3.0) * 1e-3).collect()).collect();
         let n: usize = infos.iter().map(ParamInfo::numel).sum();
         let steps = 20;
+        let mut on_device = if opt.wants_device_tensors() {
+            let dev = &target.device;
+            let params = values.iter().zip(&infos).map(|(v, i)| Var::from_slice(v, i.shape.clone(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
+            let grads = grads.iter().zip(&infos).map(|(g, i)| Tensor::from_slice(g, i.shape.clone(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
+            Some(DeviceTensors { params, grads })
+        } else {
+            None
+        };
         let start = Instant::now();
         for step in 0..steps {
-            let mut params: Vec<&mut [f32]> = values.iter_mut().map(|v| v.as_mut_slice()).collect();
-            let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
-            opt.step(&mut params, &g, &StepContext { step, num_steps: 1000, losses: &[1.0] });
+            let ctx = StepContext { step, num_steps: 1000, losses: &[1.0] };
+            match on_device.as_mut() {
+                Some(t) => opt.update(Buffers::Device(t), &ctx)?,
+                None => {
+                    let mut params: Vec<&mut [f32]> = values.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
+                    opt.step(&mut params, &g, &ctx);
+                }
+            }
         }
+        target.device.synchronize()?;
         let per_param = start.elapsed().as_secs_f64() / (steps as f64 * n as f64);
         self.optimizers.insert(key, per_param);
         self.dirty = true;
         Ok(per_param)
     }
 
-    /// Estimate the CPU time of `jobs` (those still to run), measuring what is not cached;
-    /// `on_problem(done, total)` reports calibration progress.
+    /// Estimate the time of `jobs` (those still to run) on `target`, measuring what is not
+    /// cached; `on_problem(done, total)` reports calibration progress.
     pub fn estimate(
         &mut self,
         jobs: &[&Job],
-        device: &Device,
+        target: &Target,
         optimizers: &OptimizerFactory,
         population: Option<usize>,
         on_problem: &mut dyn FnMut(usize, usize),
@@ -246,7 +292,9 @@ impl Calibration {
         for (i, (hash, p)) in problems.into_iter().enumerate() {
             on_problem(i, total);
             let mut fresh = false;
-            costs.insert(hash, self.problem(p, device, &mut fresh)?);
+            let c = self.problem(p, target, &mut fresh)?;
+            est.problems.insert(p.id(), c);
+            costs.insert(hash, c);
             if fresh {
                 est.measured += 1;
             } else {
@@ -258,6 +306,7 @@ impl Calibration {
         // The runner's run groups: the jobs of one (problem, seed), in populations of at most
         // `population` members where the problem batches, else one job each.
         let pending: Vec<&Job> = jobs.to_vec();
+        let population = if target.device_path { Some(1) } else { population };
         for g in crate::runner::groups(&pending, population) {
             let c = costs[&g.problem.hash()];
             let parts: Vec<Vec<&Job>> = if c.population { vec![g.jobs.clone()] } else { g.jobs.iter().map(|&j| vec![j]).collect() };
@@ -265,7 +314,7 @@ impl Calibration {
                 let mut secs = 0.0;
                 let (mut steps_max, mut measure_union, mut eval_union) = (0u64, std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
                 for j in &part {
-                    let update = self.optimizer(j, optimizers)?;
+                    let update = self.optimizer(j, optimizers, target)?;
                     let steps = j.key.steps;
                     let measures = j.problem.measure_steps(steps);
                     let evals: Vec<u64> = j.problem.measurement.eval_at.iter().copied().filter(|&b| b <= steps).collect();

@@ -37,6 +37,9 @@ pub struct OptimizerFactory {
     by_sha: HashMap<String, Arc<Checkpoint>>,
     /// Threads a learned optimizer's update may use (1 unless the run has cores to itself).
     pub learned_threads: usize,
+    /// Build for the device path (`crate::target::Target::device_path`): every optimizer as
+    /// its device implementation (`beatmatch-device`).
+    pub device_path: bool,
 }
 
 impl OptimizerFactory {
@@ -77,8 +80,12 @@ impl OptimizerFactory {
                 if ckpt.arch.as_str() != first.kind {
                     bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), first.kind);
                 }
+                if self.device_path {
+                    return beatmatch_device::build_learned(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, specs.len(), params, &candle_core::Device::Cpu);
+                }
                 Ok(beatmatch_learned::build_configured(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, specs.len(), self.learned_threads.max(1), params)?)
             }
+            None if self.device_path => beatmatch_device::build_members(specs, params),
             None => beatmatch_baselines::build_members(specs, params),
         }
     }

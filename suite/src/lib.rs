@@ -21,4 +21,5 @@ pub mod runner;
 pub mod shard;
 pub mod status;
 pub mod study;
+pub mod target;
 pub mod validate;

@@ -5,8 +5,9 @@
 use crate::factory::OptimizerFactory;
 use crate::plan::{cost, plan, Job, PlanRequest};
 use crate::run_log::RunLog;
-use crate::runner::{execute, Coordination, ExecSummary, PopulationRunner, Progress};
+use crate::runner::{execute, Coordination, ExecSummary, OneByOne, PopulationRunner, Progress, Runner};
 use crate::shard::Shard;
+use crate::target::Target;
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
 use beatmatch_core::claim::{default_ttl, group_key, Holder};
@@ -127,16 +128,13 @@ pub struct Prepared {
     pub workers: usize,
     /// Tasks skipped because they need a device this build lacks.
     pub device_skipped: Vec<Task>,
+    /// Where the runs train.
+    pub target: Target,
 }
 
 /// Select, check and plan; nothing is trained or written.
 pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
-    if opts.device != "cpu" {
-        if cfg!(feature = "cuda") {
-            bail!("device `{}` is not available: this build has candle's CUDA backend compiled in (feature `cuda`), but no beatmatch training path runs on a GPU yet; use `cpu`", opts.device);
-        }
-        bail!("device `{}` is not available: this build supports `cpu` only", opts.device);
-    }
+    let target = Target::resolve(&opts.device)?;
     let all = opts.selection.tasks()?;
     // Tasks whose data is missing, or that need a GPU, are skipped with one line per dataset
     // (or device) saying how to get it.
@@ -145,11 +143,32 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     let mut skipped = Vec::new();
     let mut device_skipped = Vec::new();
     let mut missing_reported = BTreeSet::new();
+    let free = target.free_memory()?;
     for t in all {
-        if t.device != DeviceReq::Cpu {
-            skipped.push((t.id(), format!("needs a {} device; this build runs on cpu only", t.device.as_str())));
+        if t.device != DeviceReq::Cpu && !target.is_gpu() {
+            skipped.push((t.id(), format!("needs a {} device; this study runs on {}", t.device.as_str(), target.key)));
             device_skipped.push(t);
             continue;
+        }
+        if let Some(free) = free {
+            // Sized for Adam's two floats of state per parameter, the most of any baseline.
+            let need = beatmatch_tasks::memory::estimate(&t.problem, 2.0);
+            if need.total() > free {
+                let b = beatmatch_tasks::memory::human_bytes;
+                let why = format!(
+                    "needs about {} on {} (parameters {}, gradients {}, optimizer state {}, activations {}; estimated) but {} is free",
+                    b(need.total()),
+                    target.key,
+                    b(need.params),
+                    b(need.grads),
+                    b(need.state),
+                    b(need.activations),
+                    b(free)
+                );
+                eprintln!("skipping {}: {why}", t.id());
+                skipped.push((t.id(), why));
+                continue;
+            }
         }
         selected.push(t.clone());
         match t.problem.dataset.locate() {
@@ -163,7 +182,10 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         }
     }
     if !device_skipped.is_empty() {
-        eprintln!("skipping {} tasks that need a CUDA GPU (listed by `suite list`; CUDA is not built yet)", device_skipped.len());
+        eprintln!(
+            "skipping {} tasks that need a CUDA GPU (listed by `suite list`; run them with --device cuda in a build with --features cuda)",
+            device_skipped.len()
+        );
     }
     if tasks.is_empty() {
         match &opts.selection.only {
@@ -172,6 +194,7 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         }
     }
     let mut factory = OptimizerFactory::default();
+    factory.device_path = target.device_path;
     let candidate = factory.parse_candidate(&opts.candidate).with_context(|| format!("--candidate {}", opts.candidate))?;
     // Fail on a bad candidate before training anything.
     factory.build(&candidate, tasks[0].problem.build_model().params()).with_context(|| format!("--candidate {}", opts.candidate))?;
@@ -190,7 +213,8 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         candidate_seeds: seeds,
         protocols,
         selection: opts.selection.tier.as_str().to_string(),
-        device: opts.device.clone(),
+        device: target.key.clone(),
+        target: target.clone(),
         factory: OptimizerFactory::default(),
         study: Study::default(),
         jobs: vec![],
@@ -295,8 +319,11 @@ pub fn run_study(opts: &StudyOptions) -> Result<(PathBuf, ExecSummary)> {
         p.out.display(),
         log.path().map_or("none".into(), |l| l.display().to_string())
     ));
-    let runner = PopulationRunner { max: opts.population, factory: &p.factory };
-    let mut summary = execute(&runnable, &store, p.workers, &runner, opts.progress, &Coordination { claims: &claims, log: &log })
+    // Populations are the CPU engine's; the device path trains one run at a time.
+    let population = PopulationRunner { max: opts.population, factory: &p.factory };
+    let one_by_one = OneByOne { device: p.target.device.clone(), factory: &p.factory };
+    let runner: &dyn Runner = if p.target.device_path { &one_by_one } else { &population };
+    let mut summary = execute(&runnable, &store, p.workers, runner, opts.progress, &Coordination { claims: &claims, log: &log })
         .inspect_err(|e| log.line(&format!("error: {e:#}")))?;
     summary.left = elsewhere.iter().filter(|j| store.finished(&j.key.hash()).is_none()).count();
     if summary.left > 0 {

@@ -330,7 +330,7 @@ pub fn loss_and_grads(model: &dyn Model, params: &[Tensor], xb: &Tensor, yb: &Te
 /// storage on the CPU, through the tensors themselves elsewhere.
 pub fn update<O: Optimizer + ?Sized>(optimizer: &mut O, params: &[Var], grads: &[Tensor], ctx: &StepContext<'_>) -> Result<()> {
     let on_cpu = params.iter().all(|p| p.device().is_cpu());
-    if !on_cpu {
+    if !on_cpu || optimizer.wants_device_tensors() {
         let mut dev = DeviceTensors { params: params.to_vec(), grads: grads.to_vec() };
         return Ok(optimizer.update(Buffers::Device(&mut dev), ctx)?);
     }

@@ -8,6 +8,7 @@ pub mod data;
 pub mod datasets;
 pub mod dense;
 pub mod inner;
+pub mod memory;
 pub mod models;
 pub mod population;
 pub mod registry;

@@ -14,7 +14,8 @@ use beatmatch_core::Optimizer;
 ///
 /// Dense networks on the CPU train as a population of one (the native engine, so a run alone
 /// gives the same bytes as the same member in any population); the other families through
-/// candle ([`InnerRun`]).
+/// candle ([`InnerRun`]), as does every run of an optimizer that
+/// [wants device tensors](Optimizer::wants_device_tensors).
 pub fn train(
     problem: &Problem,
     data: &Dataset,
@@ -22,7 +23,7 @@ pub fn train(
     settings: RunSettings<'_>,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<TrainOutcome> {
-    if settings.device.is_cpu() && Population::<dyn Optimizer>::supports(problem) {
+    if settings.device.is_cpu() && !optimizer.wants_device_tensors() && Population::<dyn Optimizer>::supports(problem) {
         let plan = [MemberPlan { steps: settings.steps, horizon: settings.horizon }];
         let mut pop = Population::new(problem, data, settings.seed, &plan, vec![OptimizerGroup { optimizer, members: 0..1 }])?;
         while !pop.is_done() {

@@ -1,0 +1,49 @@
+//! The device path on candle's CPU device computes what the host rules compute, bit for bit:
+//! every kind, over tensors of every rank (Adafactor's factored and unfactored statistics
+//! included), over several steps; and a snapshot restored continues exactly.
+
+use beatmatch_core::{OptimizerSpec, ParamInfo};
+use beatmatch_testkit::synthetic_trajectory;
+
+fn infos() -> Vec<ParamInfo> {
+    [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/k", vec![3, 129, 131]), ("d/s", vec![])]
+        .into_iter()
+        .map(|(n, s)| ParamInfo { name: n.into(), shape: s })
+        .collect()
+}
+
+const SPECS: &[&str] = &[
+    "sgdm:lr=0.1,momentum=0",
+    "sgdm:lr=0.1,momentum=0.9",
+    "sgdm:lr=0.1,momentum=0.9,nesterov=1",
+    "adam:lr=0.01",
+    "adamw:lr=0.01,wd=0.1",
+    "nadamw:lr=0.01,warmup_fraction=0.1,constant_fraction=0.2,min_lr_mult=0.1,adamw_wd=0.01,l2_wd=0.001",
+    "nadamw:lr=0.01,nesterov=0",
+    "rmsprop:lr=0.01,decay=0.9",
+    "lion:lr=0.001,wd=0.1",
+    "adafactor:lr=0.01",
+    "adafactor:lr=0.01,factored=0,clipping_threshold=0,multiply_by_parameter_scale=0",
+];
+
+#[test]
+fn the_device_path_on_the_cpu_gives_the_host_bits() {
+    let infos = infos();
+    for text in SPECS {
+        let spec = OptimizerSpec::parse(text).unwrap();
+        let host = synthetic_trajectory(beatmatch_baselines::build(&spec, &infos).unwrap().as_mut(), &infos);
+        let device = synthetic_trajectory(beatmatch_device::build(&spec, &infos).unwrap().as_mut(), &infos);
+        for ((h, d), info) in host.iter().zip(&device).zip(&infos) {
+            let differing = h.iter().zip(d).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            let worst = h.iter().zip(d).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert_eq!(differing, 0, "{text}: {} has {differing} of {} values differing from the host (largest |difference| {worst:e})", info.name, h.len());
+        }
+    }
+}
+
+#[test]
+fn more_than_one_member_is_refused_with_the_reason() {
+    let spec = OptimizerSpec::parse("adam:lr=0.01").unwrap();
+    let e = beatmatch_device::build_members(&[spec.clone(), spec], &infos()).err().unwrap().to_string();
+    assert!(e.contains("one member at a time"), "{e}");
+}

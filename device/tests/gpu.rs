@@ -1,0 +1,82 @@
+//! CPU against GPU, run by `ci/gpu/verify.sh` on a machine with one (ignored elsewhere: they
+//! need `BEATMATCH_TEST_DEVICE=cuda` in a build with `--features cuda`). TF32 is off, so
+//! the GPU's f32 products round as f32; what differs is the summation order of cuBLAS and of
+//! candle's reductions, hence tolerances instead of bits.
+
+use beatmatch_core::OptimizerSpec;
+use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
+use beatmatch_tasks::inner::{loss_and_grads, InnerRun, RunSettings};
+use beatmatch_tasks::models::{Activation, ModelConfig};
+use beatmatch_tasks::{DatasetName, Problem};
+use candle_core::{Device, Tensor};
+
+fn gpu() -> Device {
+    let name = std::env::var("BEATMATCH_TEST_DEVICE").expect("set BEATMATCH_TEST_DEVICE=cuda (or cuda:N) to run the GPU checks");
+    #[cfg(feature = "cuda")]
+    candle_core::cuda_backend::set_gemm_reduced_precision_f32(false);
+    let d = beatmatch_device::parse_device(&name).unwrap();
+    assert!(!d.is_cpu(), "BEATMATCH_TEST_DEVICE={name} is not a GPU");
+    d
+}
+
+fn problems() -> Vec<Problem> {
+    vec![
+        Problem::new(ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }, DatasetName::Mnist1d, 128, &[50]),
+        Problem::new(ModelConfig::Transformer { d_model: 64, layers: 2, heads: 4, context: 32 }, DatasetName::MobyDick, 16, &[50]),
+    ]
+}
+
+fn close(a: &[f32], b: &[f32], rtol: f32, what: &str) {
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst <= rtol * scale, "{what}: largest |cpu − gpu| {worst:e} > {rtol:e} × max |cpu| {scale:e}");
+}
+
+#[test]
+#[ignore = "needs a GPU: BEATMATCH_TEST_DEVICE=cuda, --features cuda (ci/gpu/verify.sh)"]
+fn forward_and_backward_agree_between_cpu_and_gpu() {
+    let gpu = gpu();
+    for p in problems() {
+        let data = p.dataset.load().unwrap();
+        let model = p.build_model();
+        let view = View::new(&p, &data, false).unwrap();
+        let values = model.init(&mut rng(0, STREAM_INIT));
+        let mut idx = Vec::new();
+        BatchStream::new(view.len(), 0).next_indices(p.batch_size, &mut idx);
+        let mut out = Vec::new();
+        for dev in [&Device::Cpu, &gpu] {
+            let params: Vec<Tensor> = values.iter().zip(model.params()).map(|(v, i)| Tensor::from_slice(v, i.shape.clone(), dev).unwrap()).collect();
+            let (xb, yb) = view.batch(&idx, dev).unwrap();
+            let (loss, grads) = loss_and_grads(model.as_ref(), &params, &xb, &yb).unwrap().expect("finite loss");
+            let grads: Vec<Vec<f32>> = grads.iter().map(|g| g.flatten_all().unwrap().to_vec1().unwrap()).collect();
+            out.push((loss, grads));
+        }
+        let ((l1, g1), (l2, g2)) = (&out[0], &out[1]);
+        assert!((l1 - l2).abs() <= 1e-5 * l1.abs(), "{}: loss cpu {l1} vs gpu {l2}", p.id());
+        for ((a, b), info) in g1.iter().zip(g2).zip(model.params()) {
+            close(a, b, 1e-4, &format!("{} gradient {}", p.id(), info.name));
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU: BEATMATCH_TEST_DEVICE=cuda, --features cuda (ci/gpu/verify.sh)"]
+fn fifty_steps_on_the_gpu_follow_the_cpu() {
+    let gpu = gpu();
+    for p in problems() {
+        let data = p.dataset.load().unwrap();
+        let infos = p.build_model().params().to_vec();
+        let spec = OptimizerSpec::parse("adam:lr=1e-3").unwrap();
+        let mut curves = Vec::new();
+        for dev in [&Device::Cpu, &gpu] {
+            let opt = beatmatch_device::build(&spec, &infos).unwrap();
+            let run = InnerRun::new(&p, &data, opt, RunSettings { device: dev, seed: 1, steps: 50, horizon: 50 }).unwrap();
+            curves.push(run.finish().unwrap());
+        }
+        assert_eq!(curves[0].status, curves[1].status, "{}", p.id());
+        for (a, b) in curves[0].curve.iter().zip(&curves[1].curve) {
+            let (a, b) = (a.train_loss.unwrap(), b.train_loss.unwrap());
+            assert!((a - b).abs() <= 1e-3 * a.abs(), "{} step: cpu {a} vs gpu {b}", p.id());
+        }
+    }
+}

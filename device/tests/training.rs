@@ -1,0 +1,113 @@
+//! Training through the device path on candle's CPU device against the host path: for every
+//! model family candle trains (MLP, ConvNet, LSTM, Transformer) and several optimizers, the
+//! whole run — curve, evaluations, final parameters — is the same bits; and a device run
+//! snapshotted, continued and restored continues exactly as it did.
+
+use beatmatch_core::{Optimizer, OptimizerSpec};
+use beatmatch_tasks::inner::{InnerRun, RunSettings};
+use beatmatch_tasks::models::{Activation, ModelConfig, Pooling};
+use beatmatch_tasks::{DatasetName, Problem};
+use candle_core::Device;
+
+fn problems() -> Vec<Problem> {
+    vec![
+        Problem::new(ModelConfig::Mlp { width: 16, depth: 1, activation: Activation::Tanh }, DatasetName::Mnist1d, 32, &[20]),
+        Problem::new(ModelConfig::Conv { channels: 4, depth: 1, pooling: Pooling::Max }, DatasetName::Digits, 16, &[20]),
+        Problem::new(ModelConfig::Lstm { hidden: 8, layers: 1, context: 8 }, DatasetName::MobyDick, 4, &[20]),
+        Problem::new(ModelConfig::Transformer { d_model: 8, layers: 1, heads: 2, context: 8 }, DatasetName::MobyDick, 4, &[20]),
+    ]
+}
+
+const SPECS: [&str; 4] = ["adam:lr=1e-2", "sgdm:lr=0.1,momentum=0.9,nesterov=1", "lion:lr=1e-3,wd=0.1", "adafactor:lr=1e-2,min_dim_size_to_factor=8"];
+
+fn settings(steps: u64) -> RunSettings<'static> {
+    static CPU: Device = Device::Cpu;
+    RunSettings { device: &CPU, seed: 5, steps, horizon: steps }
+}
+
+fn build(p: &Problem, spec: &str, device_path: bool) -> Box<dyn Optimizer> {
+    let spec = OptimizerSpec::parse(spec).unwrap();
+    let infos = p.build_model().params().to_vec();
+    if device_path {
+        beatmatch_device::build(&spec, &infos).unwrap()
+    } else {
+        beatmatch_baselines::build(&spec, &infos).unwrap()
+    }
+}
+
+#[test]
+fn every_family_trains_to_the_same_bits_through_the_device_path() {
+    for p in problems() {
+        let data = p.dataset.load().unwrap();
+        for spec in SPECS {
+            let mut host = InnerRun::new(&p, &data, build(&p, spec, false), settings(20)).unwrap();
+            let mut device = InnerRun::new(&p, &data, build(&p, spec, true), settings(20)).unwrap();
+            assert!(device.optimizer().wants_device_tensors() && !host.optimizer().wants_device_tensors());
+            host.advance(20).unwrap();
+            device.advance(20).unwrap();
+            let (hv, dv) = (host.param_values().unwrap(), device.param_values().unwrap());
+            assert_ne!(hv, InnerRun::new(&p, &data, build(&p, spec, false), settings(20)).unwrap().param_values().unwrap(), "{}: {spec} did not train", p.id());
+            assert_eq!(hv, dv, "{}: {spec}: parameters differ after 20 steps", p.id());
+            assert_eq!(host.into_outcome(), device.into_outcome(), "{}: {spec}: curves differ", p.id());
+        }
+    }
+}
+
+#[test]
+fn a_device_run_restored_from_a_snapshot_continues_exactly() {
+    let p = &problems()[3];
+    let data = p.dataset.load().unwrap();
+    for spec in SPECS {
+        let mut run = InnerRun::new(p, &data, build(p, spec, true), settings(30)).unwrap();
+        run.advance(10).unwrap();
+        let snap = run.snapshot().unwrap();
+        run.advance(10).unwrap();
+        let (at_20, curve_20) = (run.param_values().unwrap(), run.curve().to_vec());
+        run.advance(10).unwrap();
+        run.restore(&snap).unwrap();
+        run.advance(10).unwrap();
+        assert_eq!(run.param_values().unwrap(), at_20, "{spec}: restored run differs at step 20");
+        assert_eq!(run.curve(), &curve_20[..], "{spec}: restored curve differs");
+    }
+}
+
+/// The learned optimizers' device implementations train every family as their host rules do,
+/// to float rounding (the host evaluates the per-parameter MLP with its own fused multiply-add
+/// tiles and a vectorised `exp`, the device path with matrix products and candle's `exp`); and
+/// a device run restored from a snapshot (VeLO's host-side LSTM state included) continues bit
+/// for bit.
+#[test]
+fn learned_optimizers_on_the_device_path_follow_their_host_rules() {
+    use beatmatch_learned::checkpoint::{self, Architecture};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let fixtures = beatmatch_testkit::fixtures_dir();
+    let checkpoints = [
+        (Architecture::Velo, fixtures.join("velo_case1.theta.msgpack")),
+        (Architecture::SmallFc, root.join("learned/checkpoints/small_fc_es_mnist1d.safetensors")),
+        (Architecture::MlpLopt, root.join("learned/checkpoints/mlp_lopt_es_mnist1d.safetensors")),
+    ];
+    for (arch, path) in checkpoints {
+        let ckpt = checkpoint::load(&path, Some(arch)).unwrap();
+        for p in problems() {
+            let data = p.dataset.load().unwrap();
+            let infos = p.build_model().params().to_vec();
+            let device_opt = || beatmatch_device::build_learned(arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, &Device::Cpu).unwrap();
+            let host = InnerRun::new(&p, &data, beatmatch_learned::build(&ckpt, &infos).unwrap(), settings(20)).unwrap().finish().unwrap();
+            let mut run = InnerRun::new(&p, &data, device_opt(), settings(20)).unwrap();
+            run.advance(8).unwrap();
+            let snap = run.snapshot().unwrap();
+            run.advance(12).unwrap();
+            let device = run.into_outcome();
+            assert_eq!(host.status, device.status, "{}: {}", p.id(), arch.as_str());
+            for (a, b) in host.curve.iter().zip(&device.curve) {
+                let (a, b) = (a.train_loss.unwrap(), b.train_loss.unwrap());
+                assert!((a - b).abs() <= 1e-5 * a.abs(), "{} {} step: host {a} vs device path {b}", p.id(), arch.as_str());
+            }
+            let mut again = InnerRun::new(&p, &data, device_opt(), settings(20)).unwrap();
+            again.advance(3).unwrap();
+            again.restore(&snap).unwrap();
+            again.advance(12).unwrap();
+            assert_eq!(again.into_outcome(), device, "{} {}: restored device run differs", p.id(), arch.as_str());
+        }
+    }
+}
