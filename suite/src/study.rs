@@ -132,6 +132,25 @@ pub struct Prepared {
     pub target: Target,
 }
 
+/// Why task `t` does not fit a device with `free` bytes free (named `device`), if it does not:
+/// its estimated memory, sized for Adam's two floats of state per parameter (the most of any
+/// baseline), part by part.
+fn too_large(t: &Task, free: u64, device: &str) -> Option<String> {
+    let need = beatmatch_tasks::memory::estimate(&t.problem, 2.0);
+    let b = beatmatch_tasks::memory::human_bytes;
+    (need.total() > free).then(|| {
+        format!(
+            "needs about {} on {device} (parameters {}, gradients {}, optimizer state {}, activations {}; estimated) but {} is free",
+            b(need.total()),
+            b(need.params),
+            b(need.grads),
+            b(need.state),
+            b(need.activations),
+            b(free)
+        )
+    })
+}
+
 /// Select, check and plan; nothing is trained or written.
 pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     let target = Target::resolve(&opts.device)?;
@@ -150,25 +169,10 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
             device_skipped.push(t);
             continue;
         }
-        if let Some(free) = free {
-            // Sized for Adam's two floats of state per parameter, the most of any baseline.
-            let need = beatmatch_tasks::memory::estimate(&t.problem, 2.0);
-            if need.total() > free {
-                let b = beatmatch_tasks::memory::human_bytes;
-                let why = format!(
-                    "needs about {} on {} (parameters {}, gradients {}, optimizer state {}, activations {}; estimated) but {} is free",
-                    b(need.total()),
-                    target.key,
-                    b(need.params),
-                    b(need.grads),
-                    b(need.state),
-                    b(need.activations),
-                    b(free)
-                );
-                eprintln!("skipping {}: {why}", t.id());
-                skipped.push((t.id(), why));
-                continue;
-            }
+        if let Some(why) = free.and_then(|free| too_large(&t, free, &target.key)) {
+            eprintln!("skipping {}: {why}", t.id());
+            skipped.push((t.id(), why));
+            continue;
         }
         selected.push(t.clone());
         match t.problem.dataset.locate() {
@@ -227,7 +231,8 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         bail!("--population must be at least 1");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = opts.jobs.unwrap_or(cores);
+    // On a GPU one run at a time by default: the memory check sizes each task alone.
+    let workers = opts.jobs.unwrap_or(if target.is_gpu() { 1 } else { cores });
     // Cores no worker uses go to the learned optimizers' updates (the same bits either way).
     factory.learned_threads = (cores / workers.max(1)).max(1);
     prepared.tasks = tasks;
@@ -344,4 +349,28 @@ pub fn run_study(opts: &StudyOptions) -> Result<(PathBuf, ExecSummary)> {
         started.elapsed().as_secs_f64()
     ));
     Ok((p.out, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id_part: &str) -> Task {
+        let tasks = registry::embedded().unwrap();
+        tasks.into_iter().find(|t| t.id().starts_with(id_part)).unwrap_or_else(|| panic!("no task {id_part}"))
+    }
+
+    #[test]
+    fn a_task_too_large_for_the_free_memory_says_how_much_it_needs() {
+        let big = task("transformer-d2048-l20-h16-t256.moby_dick.b64");
+        let gib = 1u64 << 30;
+        let why = too_large(&big, 8 * gib, "cuda/TEST").expect("a 1e9-parameter task does not fit 8 GiB");
+        // Parameters alone are 1.0e9 × 4 bytes.
+        assert!(
+            why.starts_with("needs about ") && why.contains("on cuda/TEST") && why.contains("parameters 3.8 GiB") && why.ends_with("but 8.0 GiB is free"),
+            "{why}"
+        );
+        assert_eq!(too_large(&big, 1024 * gib, "cuda/TEST"), None);
+        assert_eq!(too_large(&task("logreg.mnist1d"), gib, "cuda/TEST"), None);
+    }
 }
