@@ -69,6 +69,13 @@ say "cargo check --features cuda"
 start=$(date +%s)
 cargo check --release -p beatmatch-suite -p beatmatch-device --features cuda
 say "check took $(( $(date +%s) - start )) s"
+# The fused optimizer kernels (device/kernels/rules.cu), compiled to PTX by device/build.rs.
+ptx=$(ls -t "$CARGO_TARGET_DIR"/release/build/beatmatch-device-*/out/rules.ptx 2>/dev/null | head -1)
+[ -n "$ptx" ] || { say "device/build.rs wrote no rules.ptx"; exit 1; }
+entries=$(grep -cE '^\.visible \.entry bm_[a-z0-9]+_kernel' "$ptx" || true)
+[ "$entries" = 6 ] || { say "$ptx has $entries fused kernels, expected 6"; exit 1; }
+if grep -qE '\bfma\.rn\.f32' "$ptx"; then say "$ptx contracts products into FMAs (--fmad=false lost)"; exit 1; fi
+say "fused kernels: $entries entries in $ptx, no FMA contraction"
 
 # Stub libraries: every function cudarc declares for each library, as an empty C function.
 cudarc=$(cargo metadata --format-version 1 --features cuda --manifest-path suite/Cargo.toml \

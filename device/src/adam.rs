@@ -1,41 +1,16 @@
-//! Adam and AdamW on device tensors, rounding as `beatmatch_baselines::adam` does.
+//! Adam and AdamW as fused device steps (`kernels/rules.h`), rounding as
+//! `beatmatch_baselines::adam` does.
 
-use crate::{scalar, times, value, zeros_like, DeviceRule};
+use crate::fused::{Consts, FusedRule, Kernel};
 use beatmatch_baselines::adam::{AdamHp, MomentHp};
 use beatmatch_baselines::adamw::AdamWHp;
 use beatmatch_core::StepContext;
-use candle_core::{Tensor, Var};
 
-/// First and second moments per tensor, and the steps taken.
-#[derive(Clone, Debug)]
-pub struct Moments {
-    /// First moments.
-    pub m: Vec<Tensor>,
-    /// Second moments.
-    pub v: Vec<Tensor>,
-    /// Steps taken.
-    pub count: i32,
-}
-
-fn init(params: &[Var]) -> candle_core::Result<Moments> {
-    Ok(Moments { m: zeros_like(params)?, v: zeros_like(params)?, count: 0 })
-}
-
-/// Advance the moments with `grads` and call `apply(i, w, direction)` per tensor, where the
-/// direction is m̂ / (√v̂ + eps).
-fn step(hp: &MomentHp, s: &mut Moments, params: &[Var], grads: &[Tensor], apply: impl Fn(&Var, &Tensor) -> candle_core::Result<()>) -> candle_core::Result<()> {
-    s.count += 1;
-    let Some(first) = params.first() else { return Ok(()) };
-    let dev = first.device();
-    let c1 = scalar(1.0 - hp.b1.powi(s.count), dev)?;
-    let c2 = scalar(1.0 - hp.b2.powi(s.count), dev)?;
-    for (((w, g), m), v) in params.iter().zip(grads).zip(&mut s.m).zip(&mut s.v) {
-        *m = (times(g, hp.one_minus_b1)? + times(m, hp.b1)?)?;
-        *v = (times(&g.sqr()?, hp.one_minus_b2)? + times(v, hp.b2)?)?;
-        let denom = v.broadcast_div(&c2)?.sqrt()?.affine(1.0, f64::from(hp.eps))?;
-        apply(w, &m.broadcast_div(&c1)?.div(&denom)?)?;
-    }
-    Ok(())
+/// The constants Adam and AdamW share for step `steps + 1`: `{1-b1, b1, 1-b2, b2, 1-b1^t,
+/// 1-b2^t, eps, -lr}` (the bias corrections in f32 as the host takes them).
+fn moments(hp: &MomentHp, lr: f32, steps: u64) -> [f32; 8] {
+    let t = (steps + 1) as i32;
+    [hp.one_minus_b1, hp.b1, hp.one_minus_b2, hp.b2, 1.0 - hp.b1.powi(t), 1.0 - hp.b2.powi(t), hp.eps, -lr]
 }
 
 /// Adam (one member).
@@ -51,16 +26,11 @@ impl Adam {
     }
 }
 
-impl DeviceRule for Adam {
-    type State = Moments;
-    fn name(&self) -> &'static str {
-        "adam"
-    }
-    fn init(&self, params: &[Var]) -> candle_core::Result<Moments> {
-        init(params)
-    }
-    fn update(&self, s: &mut Moments, params: &[Var], grads: &[Tensor], _ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        step(&self.moments, s, params, grads, |w, u| w.set(&(value(w) + times(u, -self.lr)?)?))
+impl FusedRule for Adam {
+    const KERNEL: Kernel = Kernel::Adam;
+    const NAME: &'static str = "adam";
+    fn consts(&self, steps: u64, _ctx: &StepContext<'_>) -> Consts {
+        Consts::of(&moments(&self.moments, self.lr, steps))
     }
 }
 
@@ -78,18 +48,12 @@ impl AdamW {
     }
 }
 
-impl DeviceRule for AdamW {
-    type State = Moments;
-    fn name(&self) -> &'static str {
-        "adamw"
-    }
-    fn init(&self, params: &[Var]) -> candle_core::Result<Moments> {
-        init(params)
-    }
-    fn update(&self, s: &mut Moments, params: &[Var], grads: &[Tensor], _ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        step(&self.moments, s, params, grads, |w, u| {
-            let w0 = value(w);
-            w.set(&(&w0 + times(&(u + times(&w0, self.wd)?)?, -self.lr)?)?)
-        })
+impl FusedRule for AdamW {
+    const KERNEL: Kernel = Kernel::AdamW;
+    const NAME: &'static str = "adamw";
+    fn consts(&self, steps: u64, _ctx: &StepContext<'_>) -> Consts {
+        let mut c = Consts::of(&moments(&self.moments, self.lr, steps));
+        c.0[8] = self.wd;
+        c
     }
 }

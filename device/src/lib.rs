@@ -3,11 +3,14 @@
 //! only the step's scalar constants (bias corrections, the schedule's learning rate) are
 //! computed on the host.
 //!
-//! Each rule is a composition of candle's elementwise ops written so that every operation
+//! SGD (heavy-ball, Nesterov), Adam, AdamW, NAdamW, RMSProp and Lion are fused kernels
+//! ([`fused`]): one kernel per parameter tensor and step, from one C source compiled for the
+//! CPU and (with the `cuda` feature) to PTX. Adafactor and the learned optimizers' networks
+//! are compositions of candle's ops (one kernel launch each), written so that every operation
 //! rounds where the host rule rounds (products as `affine(c, 0)`, divisions by scalars as a
-//! division by a 0-d tensor, the same association): on the CPU the device path gives the host
-//! path's bits (`tests/equivalence.rs`), and it passes the same fixture checks
-//! (`tests/conformance.rs`). These are not fused kernels: each op is one candle kernel launch.
+//! division by a 0-d tensor, the same association). Either way, on the CPU the device path
+//! gives the host path's bits (`tests/equivalence.rs`), and it passes the same fixture checks
+//! (`tests/conformance.rs`).
 //!
 //! [`OnDevice`] is the [`Optimizer`] the training loop drives. It takes
 //! [`beatmatch_tasks::inner::DeviceTensors`] through [`Buffers::Device`]; handed host slices
@@ -15,6 +18,7 @@
 
 pub mod adafactor;
 pub mod adam;
+pub mod fused;
 pub mod lion;
 pub mod lopt;
 pub mod mlp_lopt;
@@ -146,14 +150,15 @@ pub fn build_on(specs: &[OptimizerSpec], params: &[ParamInfo], device: &Device) 
     fn on<R: DeviceRule>(rule: R, params: &[ParamInfo], device: &Device) -> Box<dyn Optimizer> {
         Box::new(OnDevice::new(rule, params).uploading_to(device))
     }
+    use fused::Fused;
     Ok(match config {
-        Config::Adam(hp) => on(adam::Adam::new(hp[0]), params, device),
-        Config::AdamW(hp) => on(adam::AdamW::new(hp[0]), params, device),
-        Config::Sgd(hp) => on(sgd::Sgd(hp[0]), params, device),
-        Config::NAdamW(hp) => on(nadamw::NAdamW(hp[0]), params, device),
-        Config::RmsProp(hp) => on(rmsprop::RmsProp::new(hp[0]), params, device),
+        Config::Adam(hp) => on(Fused(adam::Adam::new(hp[0])), params, device),
+        Config::AdamW(hp) => on(Fused(adam::AdamW::new(hp[0])), params, device),
+        Config::Sgd(hp) => on(Fused(sgd::Sgd(hp[0])), params, device),
+        Config::NAdamW(hp) => on(Fused(nadamw::NAdamW(hp[0])), params, device),
+        Config::RmsProp(hp) => on(Fused(rmsprop::RmsProp::new(hp[0])), params, device),
         Config::Adafactor(hp) => on(adafactor::Adafactor(hp[0]), params, device),
-        Config::Lion(hp) => on(lion::Lion(hp[0]), params, device),
+        Config::Lion(hp) => on(Fused(lion::Lion(hp[0])), params, device),
     })
 }
 
@@ -190,11 +195,6 @@ pub fn parse_device(name: &str) -> Result<Device> {
             _ => bail!("unknown device `{name}`: expected cpu, cuda or cuda:N"),
         },
     }
-}
-
-/// Zero tensors shaped like `params`, on their device (the moments' initial state).
-pub(crate) fn zeros_like(params: &[Var]) -> candle_core::Result<Vec<Tensor>> {
-    params.iter().map(|p| p.as_tensor().zeros_like()).collect()
 }
 
 /// A 0-d f32 tensor on `dev`, to divide by exactly (candle's `x / c` multiplies by `1 / c`,

@@ -1,9 +1,8 @@
-//! RMSProp (no momentum, not centred) on device tensors, rounding as
-//! `beatmatch_baselines::rmsprop` does.
+//! RMSProp (no momentum, not centred) as a fused device step (`kernels/rules.h`), rounding
+//! as `beatmatch_baselines::rmsprop` does.
 
-use crate::{times, value, zeros_like, DeviceRule};
+use crate::fused::{Consts, FusedRule, Kernel};
 use beatmatch_core::StepContext;
-use candle_core::{Tensor, Var};
 
 /// RMSProp (one member).
 pub struct RmsProp {
@@ -20,21 +19,10 @@ impl RmsProp {
     }
 }
 
-impl DeviceRule for RmsProp {
-    /// Second moments ν per tensor.
-    type State = Vec<Tensor>;
-    fn name(&self) -> &'static str {
-        "rmsprop"
-    }
-    fn init(&self, params: &[Var]) -> candle_core::Result<Vec<Tensor>> {
-        zeros_like(params)
-    }
-    fn update(&self, nu: &mut Vec<Tensor>, params: &[Var], grads: &[Tensor], _ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        for ((w, g), nu) in params.iter().zip(grads).zip(nu.iter_mut()) {
-            *nu = (times(&g.sqr()?, self.one_minus_decay)? + times(nu, self.decay)?)?;
-            let u = g.div(&nu.affine(1.0, f64::from(self.eps))?.sqrt()?)?;
-            w.set(&(value(w) + times(&u, -self.lr)?)?)?;
-        }
-        Ok(())
+impl FusedRule for RmsProp {
+    const KERNEL: Kernel = Kernel::RmsProp;
+    const NAME: &'static str = "rmsprop";
+    fn consts(&self, _steps: u64, _ctx: &StepContext<'_>) -> Consts {
+        Consts::of(&[self.one_minus_decay, self.decay, self.eps, -self.lr])
     }
 }

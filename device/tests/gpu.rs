@@ -80,3 +80,34 @@ fn fifty_steps_on_the_gpu_follow_the_cpu() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs a GPU: BEATMATCH_TEST_DEVICE=cuda, --features cuda (ci/gpu/verify.sh)"]
+fn the_fused_kernels_give_the_cpu_bits_on_the_gpu() {
+    // The PTX keeps every product and sum a separate IEEE operation (--fmad=false) and nvcc's
+    // division and square root are correctly rounded, so the GPU should reproduce the CPU
+    // compilation exactly; a difference here is a compilation that does not round as written.
+    let gpu = gpu();
+    let infos: Vec<beatmatch_core::ParamInfo> = [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/s", vec![])]
+        .into_iter()
+        .map(|(n, s)| beatmatch_core::ParamInfo { name: n.into(), shape: s })
+        .collect();
+    for text in [
+        "sgdm:lr=0.1,momentum=0.9",
+        "sgdm:lr=0.1,momentum=0.9,nesterov=1",
+        "adam:lr=0.01",
+        "adamw:lr=0.01,wd=0.1",
+        "nadamw:lr=0.01,warmup_fraction=0.1,adamw_wd=0.01,l2_wd=0.001",
+        "rmsprop:lr=0.01,decay=0.9",
+        "lion:lr=0.001,wd=0.1",
+    ] {
+        let spec = OptimizerSpec::parse(text).unwrap();
+        let one = std::slice::from_ref(&spec);
+        let cpu = beatmatch_testkit::synthetic_trajectory(beatmatch_device::build_on(one, &infos, &Device::Cpu).unwrap().as_mut(), &infos);
+        let on_gpu = beatmatch_testkit::synthetic_trajectory(beatmatch_device::build_on(one, &infos, &gpu).unwrap().as_mut(), &infos);
+        for ((c, g), info) in cpu.iter().zip(&on_gpu).zip(&infos) {
+            let differing = c.iter().zip(g).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differing, 0, "{text}: {} has {differing} of {} values differing between CPU and GPU", info.name, c.len());
+        }
+    }
+}
