@@ -27,6 +27,12 @@ impl MomentHp {
     pub fn new(b1: f64, b2: f64, eps: f64) -> Self {
         Self { b1: b1 as f32, b2: b2 as f32, one_minus_b1: (1.0 - b1) as f32, one_minus_b2: (1.0 - b2) as f32, eps: eps as f32 }
     }
+
+    /// The bias corrections (1 − β₁ᵗ, 1 − β₂ᵗ) of step `t` (1-based), in f32 as every
+    /// implementation (host, device) divides by them.
+    pub fn bias_corrections(&self, t: i32) -> (f32, f32) {
+        (1.0 - self.b1.powi(t), 1.0 - self.b2.powi(t))
+    }
 }
 
 /// Adam's bias-corrected moment estimates, shared by Adam and AdamW: the run state.
@@ -64,8 +70,7 @@ impl Moments {
             let members = w.chunks_exact_mut(n).zip(g.chunks_exact(n)).zip(m.chunks_exact_mut(n)).zip(v.chunks_exact_mut(n));
             for (k, (((w, g), m), v)) in members.enumerate() {
                 let MomentHp { b1, b2, one_minus_b1: w1, one_minus_b2: w2, eps } = hp[k];
-                let c1 = 1.0 - b1.powi(self.count);
-                let c2 = 1.0 - b2.powi(self.count);
+                let (c1, c2) = hp[k].bias_corrections(self.count);
                 let apply = apply(k);
                 for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
                     *m = w1 * g + b1 * *m;

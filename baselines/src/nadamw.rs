@@ -65,6 +65,14 @@ impl NAdamWParams {
         }
         self.schedule.at(iteration, num_steps)
     }
+
+    /// The bias-corrected step size lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ) at `iteration` (t = iteration +
+    /// 1) for horizon `num_steps`, in f32 as every implementation (host, device) takes it.
+    pub fn step_size(&self, iteration: u64, num_steps: u64) -> f32 {
+        let t = iteration as f32 + 1.0;
+        let (b1, b2) = (self.b1 as f32, self.b2 as f32);
+        self.learning_rate(iteration, num_steps) * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t))
+    }
 }
 
 impl NAdamW {
@@ -86,7 +94,6 @@ impl UpdateRule for NAdamW {
         NAdamWState { m: zeros(params, self.members()), v: zeros(params, self.members()), iteration: 0 }
     }
     fn update(&self, state: &mut NAdamWState, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) {
-        let t = state.iteration as f32 + 1.0;
         for (((w, g), m), v) in params.iter_mut().zip(grads).zip(&mut state.m).zip(&mut state.v) {
             let n = g.len() / self.members.len();
             if n == 0 {
@@ -95,10 +102,9 @@ impl UpdateRule for NAdamW {
             let members = w.chunks_exact_mut(n).zip(g.chunks_exact(n)).zip(m.chunks_exact_mut(n)).zip(v.chunks_exact_mut(n));
             for (k, (((w, g), m), v)) in members.enumerate() {
                 let p = &self.members[k];
-                let lr = p.learning_rate(state.iteration, ctx.num_steps);
                 let (b1, b2, eps) = (p.b1 as f32, p.b2 as f32, p.eps as f32);
                 let (awd, l2) = (p.adamw_wd as f32, p.l2_wd as f32);
-                let lr_t = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+                let lr_t = p.step_size(state.iteration, ctx.num_steps);
                 let nesterov = p.nesterov;
                 for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
                     let g = g - *w * l2;

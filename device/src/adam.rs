@@ -9,8 +9,8 @@ use beatmatch_core::StepContext;
 /// The constants Adam and AdamW share for step `steps + 1`: `{1-b1, b1, 1-b2, b2, 1-b1^t,
 /// 1-b2^t, eps, -lr}` (the bias corrections in f32 as the host takes them).
 fn moments(hp: &MomentHp, lr: f32, steps: u64) -> [f32; 8] {
-    let t = (steps + 1) as i32;
-    [hp.one_minus_b1, hp.b1, hp.one_minus_b2, hp.b2, 1.0 - hp.b1.powi(t), 1.0 - hp.b2.powi(t), hp.eps, -lr]
+    let (c1, c2) = hp.bias_corrections((steps + 1) as i32);
+    [hp.one_minus_b1, hp.b1, hp.one_minus_b2, hp.b2, c1, c2, hp.eps, -lr]
 }
 
 /// Adam (one member).

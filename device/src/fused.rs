@@ -157,7 +157,6 @@ impl<R: FusedRule> DeviceRule for Fused<R> {
 /// One fused step of `w` (in place) with gradient `g` and state `s`; the new state.
 pub fn step(kernel: Kernel, k: Consts, w: &Var, g: &Tensor, s: &Tensor) -> candle_core::Result<Tensor> {
     let n = w.elem_count();
-    let len = kernel.slots() * n;
     if g.elem_count() != n || s.dims() != [kernel.slots(), n] {
         bail!(
             "{}: a parameter of {n} values, a gradient of {} and a state of shape {:?} (expected [{}, {n}])",
@@ -168,7 +167,7 @@ pub fn step(kernel: Kernel, k: Consts, w: &Var, g: &Tensor, s: &Tensor) -> candl
         );
     }
     let (g, s) = (g.contiguous()?, s.contiguous()?);
-    let op = Step { kernel, k, n, len, out: Cell::new(None) };
+    let op = Step { kernel, k, n, out: Cell::new(None) };
     w.inplace_op3(&g, &s, &op)?;
     let Some(out) = op.out.take() else { bail!("{}: the kernel produced no state", kernel.name()) };
     Ok(Tensor::from_storage(out, (kernel.slots(), n), BackpropOp::none(), false))
@@ -180,9 +179,14 @@ struct Step {
     k: Consts,
     /// Parameters.
     n: usize,
-    /// State values.
-    len: usize,
     out: Cell<Option<Storage>>,
+}
+
+impl Step {
+    /// State values.
+    fn len(&self) -> usize {
+        self.kernel.slots() * self.n
+    }
 }
 
 /// The span of a contiguous f32 view of `len` values.
@@ -202,14 +206,14 @@ impl InplaceOp3 for Step {
         let (CpuStorage::F32(w), CpuStorage::F32(g), CpuStorage::F32(s)) = (w, g, s) else { bail!("{}: the fused steps take f32 tensors", self.kernel.name()) };
         let w = &mut w[span(wl, self.n, "parameter")?];
         let g = &g[span(gl, self.n, "gradient")?];
-        let s = &s[span(sl, self.len, "state")?];
-        let mut out = Vec::<f32>::with_capacity(self.len);
+        let s = &s[span(sl, self.len(), "state")?];
+        let mut out = Vec::<f32>::with_capacity(self.len());
         // SAFETY: the four buffers are distinct allocations (candle refuses aliased sources
         // for this op, and `out` is fresh) of the lengths the kernel reads (n, n, len) and
         // writes (n, len); the kernel writes every value of `out`.
         unsafe {
             (self.kernel.host())(self.n, w.as_mut_ptr(), g.as_ptr(), s.as_ptr(), out.as_mut_ptr(), &self.k);
-            out.set_len(self.len);
+            out.set_len(self.len());
         }
         self.out.set(Some(Storage::Cpu(CpuStorage::F32(out))));
         Ok(())
@@ -249,10 +253,10 @@ mod cuda {
         let dev = w.device.clone();
         let func = dev.get_or_load_custom_func(&format!("bm_{}_kernel", op.kernel.name()), "beatmatch_rules", PTX)?;
         let g = g.as_cuda_slice::<f32>()?.slice(span(gl, op.n, "gradient")?);
-        let s = s.as_cuda_slice::<f32>()?.slice(span(sl, op.len, "state")?);
+        let s = s.as_cuda_slice::<f32>()?.slice(span(sl, op.len(), "state")?);
         let wr = span(wl, op.n, "parameter")?;
         // SAFETY: the kernel writes every value before anything reads it.
-        let mut out = unsafe { dev.alloc::<f32>(op.len)? };
+        let mut out = unsafe { dev.alloc::<f32>(op.len())? };
         let mut wv = w.as_cuda_slice_mut::<f32>()?.slice_mut(wr);
         let blocks = op.n.div_ceil(BLOCK as usize).clamp(1, 1 << 20) as u32;
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };

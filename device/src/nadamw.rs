@@ -13,10 +13,8 @@ impl FusedRule for NAdamW {
     const NAME: &'static str = "nadamw";
     fn consts(&self, steps: u64, ctx: &StepContext<'_>) -> Consts {
         let p = &self.0;
-        let t = steps as f32 + 1.0;
-        let lr = p.learning_rate(steps, ctx.num_steps);
         let (b1, b2) = (p.b1 as f32, p.b2 as f32);
-        let lr_t = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+        let lr_t = p.step_size(steps, ctx.num_steps);
         Consts::of(&[p.l2_wd as f32, b1, 1.0 - b1, b2, 1.0 - b2, lr_t, p.eps as f32, lr_t * p.adamw_wd as f32, f32::from(u8::from(p.nesterov))])
     }
 }
