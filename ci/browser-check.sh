@@ -14,6 +14,9 @@ if ! command -v chromium >/dev/null; then
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/beatmatch-target}"
 cargo run -q --release --bin suite -- run --tier smoke --out "$out/report" --quiet
+# The figures the report has: reports::figures::FIGURES, as `suite kinds` lists them.
+figures=$(cargo run -q --release --bin suite -- kinds | sed -n 's/^figures: //p')
+[ -n "$figures" ] || { echo "browser check: suite kinds lists no figures" >&2; exit 1; }
 # A copy of the page that records errors and each figure's rendered size into the DOM, which
 # `--dump-dom` prints once the page has loaded.
 python3 - "$out/report/report.html" "$out/check.html" <<'PY'
@@ -24,7 +27,7 @@ window.__errors = [];
 window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && e.target.outerHTML) || e)), true);
 for (const level of ['error', 'warn']) { const f = console[level]; console[level] = (...a) => { window.__errors.push(level + ': ' + a.join(' ')); f.apply(console, a); }; }
 window.addEventListener('load', () => {
-  const figs = [...document.querySelectorAll('figure svg, img')].map(el => { const r = el.getBoundingClientRect(); return [el.tagName, Math.round(r.width), Math.round(r.height)]; });
+  const figs = [...document.querySelectorAll('figure[id] svg, img[id]')].map(el => { const r = el.getBoundingClientRect(); return [(el.closest('[id]') || el).id, Math.round(r.width), Math.round(r.height)]; });
   const pre = document.createElement('pre'); pre.id = '__check';
   pre.textContent = JSON.stringify({errors: window.__errors, figures: figs});
   document.body.appendChild(pre);
@@ -35,7 +38,7 @@ PY
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$out/profile" --window-size=1280,4000)
 chromium "${flags[@]}" --virtual-time-budget=10000 --dump-dom "file://$out/check.html" > "$out/dom.html" 2> "$out/chromium.log"
 chromium "${flags[@]}" --screenshot="$out/report.png" "file://$out/report/report.html" >> "$out/chromium.log" 2>&1
-python3 - "$out/dom.html" "$out/report.png" <<'PY'
+python3 - "$out/dom.html" "$out/report.png" "$figures" <<'PY'
 import html, json, re, sys
 dom = open(sys.argv[1], encoding="utf-8").read()
 m = re.search(r'<pre id="__check">(.*?)</pre>', dom, re.S)
@@ -45,8 +48,11 @@ r = json.loads(html.unescape(m.group(1)))
 print("browser check: %d figures %s; errors: %s" % (len(r["figures"]), r["figures"], r["errors"] or "none"))
 if r["errors"]:
     sys.exit("browser check FAILED: console or resource errors")
-if len(r["figures"]) < 4 or any(w <= 0 or h <= 0 for _, w, h in r["figures"]):
-    sys.exit("browser check FAILED: a figure is missing or has zero size")
+expected = [f.strip() for f in sys.argv[3].split(",")]
+drawn = {name: (w, h) for name, w, h in r["figures"]}
+missing = [f for f in expected if f not in drawn]
+if missing or any(w <= 0 or h <= 0 for w, h in drawn.values()):
+    sys.exit("browser check FAILED: figures missing %s or of zero size (expected %s)" % (missing, expected))
 import os
 if os.path.getsize(sys.argv[2]) < 10_000:
     sys.exit("browser check FAILED: no screenshot")

@@ -15,9 +15,10 @@
 #    function returns 100 (CUDA_ERROR_NO_DEVICE), so with the stubs on the library path the
 #    binary runs its CPU paths and `--device cuda` fails the way it does on a machine without
 #    a GPU: with the driver's error, not a crash.
-# 4. With --bundle, gathers what ci/gpu/verify.sh runs on a GPU machine — the suite binary and the two device
-#    test binaries it runs, stripped and xz-compressed (~35 MB, under a device machine's 64 MiB
-#    carry limit) — into $HOME/.cache/beatmatch-cuda/bundle; copy that folder to gpu-bundle/
+# 4. With --bundle, gathers what ci/gpu/verify.sh runs on a GPU machine — the suite binary and the
+#    three test binaries it runs (the baselines' and the learned optimizers' fixture checks, the
+#    tasks' CPU-vs-GPU checks), stripped and xz-compressed (under a device machine's 64 MiB
+#    carry limit; never measured since the tests moved out of beatmatch-device) — into $HOME/.cache/beatmatch-cuda/bundle; copy that folder to gpu-bundle/
 #    (git-ignored) to carry it.
 #
 # Separate from .ci/run (whose tests stay CPU-only and never need CUDA): it downloads ~300 MB.
@@ -72,8 +73,10 @@ say "check took $(( $(date +%s) - start )) s"
 # The fused optimizer kernels (device/kernels/rules.cu), compiled to PTX by device/build.rs.
 ptx=$(ls -t "$CARGO_TARGET_DIR"/release/build/beatmatch-device-*/out/rules.ptx 2>/dev/null | head -1)
 [ -n "$ptx" ] || { say "device/build.rs wrote no rules.ptx"; exit 1; }
-entries=$(grep -cE '^\.visible \.entry bm_[a-z0-9]+_kernel' "$ptx" || true)
-[ "$entries" = 6 ] || { say "$ptx has $entries fused kernels, expected 6"; exit 1; }
+# As many entries as device/kernels/rules.h's one list of rules (BM_RULES) names.
+expected=$(grep -m1 '^#define BM_RULES(X)' device/kernels/rules.h | grep -oE 'X\([a-z0-9_]+,' | wc -l)
+entries=$(grep -cE '^\.visible \.entry bm_[a-z0-9_]+_kernel' "$ptx" || true)
+[ "$expected" -gt 0 ] && [ "$entries" = "$expected" ] || { say "$ptx has $entries fused kernels, rules.h lists $expected"; exit 1; }
 if grep -qE '\bfma\.rn\.f32' "$ptx"; then say "$ptx contracts products into FMAs (--fmad=false lost)"; exit 1; fi
 say "fused kernels: $entries entries in $ptx, no FMA contraction"
 
@@ -117,24 +120,30 @@ LD_LIBRARY_PATH="$stubs" "$bin" plan --tier smoke > /dev/null
 LD_LIBRARY_PATH="$stubs" "$bin" plan --tier smoke --device cpu-device > /dev/null
 
 if [ "$bundle_too" = 1 ]; then
-    say "cargo test --no-run --features cuda -p beatmatch-device (the device tests, linked against the stubs)"
+    say "cargo test --no-run --features cuda (the device tests, linked against the stubs)"
     start=$(date +%s)
-    tests=$(cargo test --release -p beatmatch-device --features cuda --no-run --message-format json 2>/dev/null \
+    tests=$(cargo test --release -p beatmatch-baselines -p beatmatch-learned -p beatmatch-tasks --features cuda --no-run --message-format json 2>/dev/null \
         | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["target"]["name"], m["executable"])')
+        print(m["manifest_path"].rsplit("/", 2)[-2] + "-" + m["target"]["name"], m["executable"])')
     say "test build took $(( $(date +%s) - start )) s"
     bundle="$cache/bundle"
     rm -rf "$bundle" && mkdir -p "$bundle"
     strip -o "$bundle/suite" "$bin"
+    # The fixture checks of every device rule (baselines, learned) and the CPU-vs-GPU training
+    # checks (tasks' gpu test).
     echo "$tests" | while read -r name exe; do
-        case $name in conformance | gpu) strip -o "$bundle/test-$name" "$exe" ;; esac
+        case $name in baselines-conformance | learned-conformance | tasks-gpu) strip -o "$bundle/test-$name" "$exe" ;; esac
     done
-    [ -x "$bundle/test-conformance" ] && [ -x "$bundle/test-gpu" ] || { say "device test binaries missing from $bundle: $(ls "$bundle")"; exit 1; }
-    # The device code's fixture checks, run on the CPU by the cuda build.
-    LD_LIBRARY_PATH="$stubs" BEATMATCH_FIXTURES="$PWD/testdata/fixtures" "$bundle/test-conformance" -q > /dev/null
+    for t in baselines-conformance learned-conformance tasks-gpu; do
+        [ -x "$bundle/test-$t" ] || { say "device test binary test-$t missing from $bundle: $(ls "$bundle")"; exit 1; }
+    done
+    # The device rules' fixture checks, run on the CPU by the cuda build.
+    for t in baselines-conformance learned-conformance; do
+        LD_LIBRARY_PATH="$stubs" BEATMATCH_FIXTURES="$PWD/testdata/fixtures" "$bundle/test-$t" -q device_path > /dev/null
+    done
     xz -T0 -6 -f "$bundle"/suite "$bundle"/test-*
     say "bundle for ci/gpu/verify.sh: $(du -sh "$bundle" | cut -f1) in $bundle ($(cd "$bundle" && ls | tr '\n' ' '))"
 fi

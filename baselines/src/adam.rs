@@ -1,9 +1,29 @@
 //! Adam (Kingma & Ba 2015) as optax's `adam`: bias-corrected moments, `eps` outside the root.
+//! The host rule, the fused device step (`kernels/rules.h`'s `bm_adam`, rounding as the host
+//! rule does) and the kind's descriptor; the moments are shared with AdamW.
 
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
+use anyhow::Result;
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
+use beatmatch_device::fused::{Consts, Fused, FusedRule, Kernel};
+use candle_core::Device;
 
-/// Hyperparameters and defaults (optax's).
-pub const HPARAMS: &[(&str, f64)] = &[("lr", 1e-3), ("b1", 0.9), ("b2", 0.999), ("eps", 1e-8)];
+/// The kind's name.
+pub const NAME: &str = "adam";
+
+crate::hyperparameters! {
+    /// One Adam member's hyperparameters (defaults: optax's).
+    pub struct AdamHp {
+        /// Learning rate.
+        lr: f64 = 1e-3, Positive;
+        /// First-moment decay.
+        b1: f64 = 0.9, Decay;
+        /// Second-moment decay.
+        b2: f64 = 0.999, Decay;
+        /// Added outside the square root.
+        eps: f64 = 1e-8, Epsilon;
+    }
+}
 
 /// One member's moment constants, rounded as optax rounds them: the EMA weights `1 − β` are
 /// computed in f64 (Python floats) and then rounded to f32, while the bias corrections `1 − βᵗ`
@@ -82,19 +102,6 @@ impl Moments {
     }
 }
 
-/// One Adam member's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamHp {
-    /// Learning rate.
-    pub lr: f64,
-    /// First-moment decay.
-    pub b1: f64,
-    /// Second-moment decay.
-    pub b2: f64,
-    /// Added outside the root.
-    pub eps: f64,
-}
-
 /// Adam over one or more members.
 pub struct Adam {
     moments: Vec<MomentHp>,
@@ -111,7 +118,7 @@ impl Adam {
 impl UpdateRule for Adam {
     type State = Moments;
     fn name(&self) -> &'static str {
-        "adam"
+        NAME
     }
     fn members(&self) -> usize {
         self.lr.len()
@@ -124,5 +131,65 @@ impl UpdateRule for Adam {
             let lr = self.lr[k];
             move |w: &mut f32, u: f32| *w += -lr * u
         });
+    }
+}
+
+/// The constants Adam and AdamW share for step `steps + 1` of the fused kernels: `{1-b1, b1,
+/// 1-b2, b2, 1-b1^t, 1-b2^t, eps, -lr}` (the bias corrections in f32 as the host takes them).
+pub(crate) fn fused_moments(hp: &MomentHp, lr: f32, steps: u64) -> [f32; 8] {
+    let (c1, c2) = hp.bias_corrections((steps + 1) as i32);
+    [hp.one_minus_b1, hp.b1, hp.one_minus_b2, hp.b2, c1, c2, hp.eps, -lr]
+}
+
+/// Adam as a fused device step (one member).
+pub struct AdamStep {
+    moments: MomentHp,
+    lr: f32,
+}
+
+impl AdamStep {
+    /// Adam with `hp`.
+    pub fn new(hp: AdamHp) -> Self {
+        Self { moments: MomentHp::new(hp.b1, hp.b2, hp.eps), lr: hp.lr as f32 }
+    }
+}
+
+impl FusedRule for AdamStep {
+    const KERNEL: Kernel = Kernel::Adam;
+    const NAME: &'static str = NAME;
+    fn consts(&self, steps: u64, _ctx: &StepContext<'_>) -> Consts {
+        Consts::of(&fused_moments(&self.moments, self.lr, steps))
+    }
+}
+
+/// The spec of optax's `adam` or `adamw` (`kind` is ours), with the options both leave off.
+pub(crate) fn optax_moments(r: &ReferenceArgs<'_>, kind: &str) -> Result<OptimizerSpec> {
+    r.require("eps_root", |v| v.as_f64() == Some(0.0))?;
+    r.require_null("mu_dtype")?;
+    r.require_false("nesterov")?;
+    Ok(OptimizerSpec::new(kind).with("lr", r.num("learning_rate")?).with("b1", r.num("b1")?).with("b2", r.num("b2")?).with("eps", r.num("eps")?))
+}
+
+/// The kind.
+pub struct AdamKind;
+
+impl Kind for AdamKind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "Adam (Kingma & Ba 2015) as optax.adam"
+    }
+    fn hparams(&self) -> &'static [Hparam] {
+        AdamHp::HPARAMS
+    }
+    fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
+        bound(Adam::new(&members.iter().map(AdamHp::from_values).collect::<Vec<_>>()), params)
+    }
+    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(AdamStep::new(AdamHp::from_values(member))), params, device))
+    }
+    fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
+        (meta["optimizer"] == "optax.adam").then(|| optax_moments(&ReferenceArgs::of(name, meta), NAME))
     }
 }

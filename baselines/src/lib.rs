@@ -1,12 +1,19 @@
-//! Hand-designed optimizers (one module each) and the tuning protocols that sweep them.
+//! Hand-designed optimizers and the tuning protocols that sweep them.
 //!
-//! Every optimizer is a [`beatmatch_core::UpdateRule`] — its hyperparameters, one set per
-//! member — with an explicit state type, updating flat host buffers; [`build`] (one member) and
-//! [`build_members`] (a population of one kind) turn specs into a bound [`Optimizer`].
+//! Each optimizer is one module holding everything about it — its hyperparameters (name,
+//! default, range, doc), its host rule (a [`beatmatch_core::UpdateRule`] over one set of
+//! hyperparameters per member, updating flat host buffers), its device rule
+//! (`beatmatch-device`), whether one run serves every budget, and the reference
+//! configurations it answers — behind one descriptor, a [`Kind`]. [`KINDS`] lists them; it is
+//! the only other place a kind is named. [`build`] (one member), [`build_members`] (a
+//! population of one kind) and [`build_on`] (the device rule) read that list, as do the CLI's
+//! help and the README's table ([`kinds_markdown`]). A program adds its own kinds with
+//! [`register`].
 
 pub mod adafactor;
 pub mod adam;
 pub mod adamw;
+pub mod kind;
 pub mod lion;
 pub mod nadamw;
 pub mod opt_list;
@@ -17,21 +24,54 @@ pub mod schedule;
 pub mod sgd;
 
 use anyhow::{bail, Result};
-use beatmatch_core::{Bound, Optimizer, OptimizerSpec, ParamInfo, UpdateRule};
-use std::sync::Arc;
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
+use candle_core::Device;
+use std::sync::RwLock;
 
+pub use kind::{Hparam, Kind, Range, Values};
 pub use protocol::{Protocol, Selection};
 
-/// The optimizer kinds [`build`] knows, with their hyperparameters and defaults.
-pub const KINDS: &[(&str, &[(&str, f64)])] = &[
-    ("adam", adam::HPARAMS),
-    ("adamw", adamw::HPARAMS),
-    ("sgdm", sgd::HPARAMS),
-    ("nadamw", nadamw::HPARAMS),
-    ("rmsprop", rmsprop::HPARAMS),
-    ("adafactor", adafactor::HPARAMS),
-    ("lion", lion::HPARAMS),
-];
+/// The hand-designed optimizer kinds this crate implements: the one list. A new kind is its
+/// module plus one line here.
+pub static KINDS: &[&dyn Kind] =
+    &[&adam::AdamKind, &adamw::AdamWKind, &sgd::SgdKind, &nadamw::NAdamWKind, &rmsprop::RmsPropKind, &adafactor::AdafactorKind, &lion::LionKind];
+
+/// Kinds added at run time by [`register`], after [`KINDS`].
+static REGISTERED: RwLock<Vec<&'static dyn Kind>> = RwLock::new(Vec::new());
+
+/// Add a kind defined outside this crate, so specs, protocols and the suite know it. Its name
+/// must be new and spec-shaped, and its defaults within their ranges.
+pub fn register(kind: &'static dyn Kind) -> Result<()> {
+    let name = kind.name();
+    if OptimizerSpec::parse(name).map_or(true, |s| s.kind != name) {
+        bail!("cannot register optimizer kind `{name}`: a kind's name is letters, digits, `_` and `-`");
+    }
+    if let Some(h) = kind.hparams().iter().find(|h| !h.range.accepts(h.default)) {
+        bail!("cannot register `{name}`: the default {} = {} is not {}", h.name, h.default, h.range.describe());
+    }
+    let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    if KINDS.iter().chain(registered.iter()).any(|k| k.name() == name) {
+        bail!("cannot register optimizer kind `{name}`: a kind of that name exists");
+    }
+    registered.push(kind);
+    Ok(())
+}
+
+/// Every kind: [`KINDS`], then those [`register`]ed, in order.
+pub fn kinds() -> Vec<&'static dyn Kind> {
+    let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    KINDS.iter().copied().chain(registered.iter().copied()).collect()
+}
+
+/// The kind called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Kind> {
+    kinds().into_iter().find(|k| k.name() == name)
+}
+
+/// The names of every kind, comma-separated, for messages and help.
+pub fn kind_names() -> String {
+    kinds().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+}
 
 /// Build the optimizer `spec` names for tensors `params` (one member). Unknown kinds or
 /// hyperparameters are errors listing what is accepted.
@@ -42,169 +82,78 @@ pub fn build(spec: &OptimizerSpec, params: &[ParamInfo]) -> Result<Box<dyn Optim
 /// Build one optimizer over several members, member `k` configured by `specs[k]`; every spec
 /// must name the same kind. Each tensor buffer then holds the members one after another.
 pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
-    fn bound<R: UpdateRule>(rule: R, params: &[ParamInfo]) -> Box<dyn Optimizer> {
-        Box::new(Bound::new(Arc::new(rule), params))
-    }
-    Ok(match configure(specs)? {
-        Config::Adam(hp) => bound(adam::Adam::new(&hp), params),
-        Config::AdamW(hp) => bound(adamw::AdamW::new(&hp), params),
-        Config::Sgd(hp) => bound(sgd::Sgd::new(&hp), params),
-        Config::NAdamW(hp) => bound(nadamw::NAdamW::new(&hp), params),
-        Config::RmsProp(hp) => bound(rmsprop::RmsProp::new(&hp), params),
-        Config::Adafactor(hp) => bound(adafactor::Adafactor::new(&hp), params),
-        Config::Lion(hp) => bound(lion::Lion::new(&hp), params),
-    })
+    let (kind, members) = configure(specs)?;
+    Ok(kind.host(&members, params))
 }
 
-/// The hyperparameters of one or more members of one hand-designed kind, parsed from specs
-/// with defaults filled in and ranges checked: what the host rules here and the device rules
-/// (`beatmatch-device`) are both built from.
-#[derive(Clone, Debug)]
-pub enum Config {
-    /// Adam.
-    Adam(Vec<adam::AdamHp>),
-    /// AdamW.
-    AdamW(Vec<adamw::AdamWHp>),
-    /// SGD with momentum (heavy ball or Nesterov).
-    Sgd(Vec<sgd::SgdParams>),
-    /// NAdamW with its cosine schedule.
-    NAdamW(Vec<nadamw::NAdamWParams>),
-    /// RMSProp: (lr, decay, eps) per member.
-    RmsProp(Vec<(f64, f64, f64)>),
-    /// Adafactor.
-    Adafactor(Vec<adafactor::AdafactorParams>),
-    /// Lion.
-    Lion(Vec<lion::LionHp>),
+/// The device rule of the one member `specs` names, uploading host slices (when handed those)
+/// to `device`: specs are parsed and checked exactly as [`build_members`] checks them; more
+/// than one member, or a kind without a device rule, is an error.
+pub fn build_on(specs: &[OptimizerSpec], params: &[ParamInfo], device: &Device) -> Result<Box<dyn Optimizer>> {
+    let (kind, members) = configure(specs)?;
+    beatmatch_device::one_member(members.len(), kind.name())?;
+    kind.device(&members[0], params, device).ok_or_else(|| anyhow::anyhow!("optimizer `{}` has no device implementation (host buffers only)", kind.name()))
 }
 
-impl Config {
-    /// Members configured.
-    pub fn members(&self) -> usize {
-        match self {
-            Config::Adam(v) => v.len(),
-            Config::AdamW(v) => v.len(),
-            Config::Sgd(v) => v.len(),
-            Config::NAdamW(v) => v.len(),
-            Config::RmsProp(v) => v.len(),
-            Config::Adafactor(v) => v.len(),
-            Config::Lion(v) => v.len(),
-        }
-    }
-}
-
-/// Parse `specs` (one per member, all of one kind) into a [`Config`]. Unknown kinds or
-/// hyperparameters, mixed kinds and out-of-range values are errors saying what is accepted.
-pub fn configure(specs: &[OptimizerSpec]) -> Result<Config> {
+/// Parse `specs` (one per member, all of one kind) into their kind and each member's values.
+/// Unknown kinds or hyperparameters, mixed kinds and out-of-range values are errors saying
+/// what is accepted.
+pub fn configure(specs: &[OptimizerSpec]) -> Result<(&'static dyn Kind, Vec<Values>)> {
     let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
-    let Some((_, allowed)) = KINDS.iter().find(|(k, _)| *k == first.kind) else {
-        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
-        bail!("unknown optimizer `{}`; known: {}", first.kind, known.join(", "));
+    let Some(kind) = find(&first.kind) else {
+        bail!("unknown optimizer `{}`; known: {}", first.kind, kind_names());
     };
+    let hparams = kind.hparams();
     for spec in specs {
         if spec.kind != first.kind {
             bail!("one optimizer cannot mix kinds: member `{spec}` is not `{}`", first.kind);
         }
         for key in spec.hparams.keys() {
-            if !allowed.iter().any(|(k, _)| k == key) {
-                let names: Vec<&str> = allowed.iter().map(|(k, _)| *k).collect();
+            if !hparams.iter().any(|h| h.name == key) {
+                let names: Vec<&str> = hparams.iter().map(|h| h.name).collect();
                 bail!("`{}` has no hyperparameter `{key}`; it takes: {}", spec.kind, names.join(", "));
             }
         }
     }
     for spec in specs {
         for (key, &value) in &spec.hparams {
-            check_range(&spec.kind, key, value).map_err(|range| anyhow::anyhow!("`{spec}`: {key} = {value} is out of range; {key} must be {range}"))?;
+            let range = hparams.iter().find(|h| h.name == key).expect("checked above").range;
+            if !range.accepts(value) {
+                bail!("`{spec}`: {key} = {value} is out of range; {key} must be {}", range.describe());
+            }
         }
     }
-    let get = |spec: &OptimizerSpec, key: &str| spec.get(key, allowed.iter().find(|(k, _)| *k == key).unwrap().1);
-    let flag = |spec: &OptimizerSpec, key: &str| get(spec, key) != 0.0;
-    Ok(match first.kind.as_str() {
-        "adam" => {
-            let hp: Vec<_> = specs.iter().map(|s| adam::AdamHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), eps: get(s, "eps") }).collect();
-            Config::Adam(hp)
-        }
-        "adamw" => {
-            let hp: Vec<_> =
-                specs.iter().map(|s| adamw::AdamWHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), eps: get(s, "eps"), wd: get(s, "wd") }).collect();
-            Config::AdamW(hp)
-        }
-        "sgdm" => {
-            let hp: Vec<_> = specs.iter().map(|s| sgd::SgdParams { lr: get(s, "lr"), momentum: get(s, "momentum"), nesterov: flag(s, "nesterov") }).collect();
-            Config::Sgd(hp)
-        }
-        "nadamw" => {
-            let hp: Vec<_> = specs
-                .iter()
-                .map(|s| nadamw::NAdamWParams {
-                    schedule: schedule::Cosine {
-                        lr: get(s, "lr"),
-                        min_lr_mult: get(s, "min_lr_mult"),
-                        constant_fraction: get(s, "constant_fraction"),
-                        warmup_fraction: get(s, "warmup_fraction"),
-                    },
-                    b1: get(s, "b1"),
-                    b2: get(s, "b2"),
-                    eps: get(s, "eps"),
-                    adamw_wd: get(s, "adamw_wd"),
-                    l2_wd: get(s, "l2_wd"),
-                    nesterov: flag(s, "nesterov"),
-                })
-                .collect();
-            Config::NAdamW(hp)
-        }
-        "rmsprop" => {
-            let hp: Vec<_> = specs.iter().map(|s| (get(s, "lr"), get(s, "decay"), get(s, "eps"))).collect();
-            Config::RmsProp(hp)
-        }
-        "adafactor" => {
-            let hp: Vec<_> = specs
-                .iter()
-                .map(|s| adafactor::AdafactorParams {
-                    lr: get(s, "lr"),
-                    decay_rate: get(s, "decay_rate"),
-                    decay_offset: get(s, "decay_offset"),
-                    min_dim_size_to_factor: get(s, "min_dim_size_to_factor") as usize,
-                    eps: get(s, "eps"),
-                    clipping_threshold: get(s, "clipping_threshold"),
-                    multiply_by_parameter_scale: flag(s, "multiply_by_parameter_scale"),
-                    factored: flag(s, "factored"),
-                })
-                .collect();
-            Config::Adafactor(hp)
-        }
-        "lion" => {
-            let hp: Vec<_> = specs.iter().map(|s| lion::LionHp { lr: get(s, "lr"), b1: get(s, "b1"), b2: get(s, "b2"), wd: get(s, "wd") }).collect();
-            Config::Lion(hp)
-        }
-        _ => unreachable!("kind checked above"),
-    })
-}
-
-/// The accepted range of hyperparameter `key` of optimizer `kind`: `Err(range)` describes it
-/// when `value` is outside (NaN is outside every range).
-pub fn check_range(_kind: &str, key: &str, value: f64) -> Result<(), &'static str> {
-    let ok = |c: bool, range: &'static str| if c && value.is_finite() { Ok(()) } else { Err(range) };
-    match key {
-        "lr" => ok(value > 0.0, "a finite number > 0"),
-        "b1" | "b2" | "momentum" | "decay" => ok((0.0..1.0).contains(&value), "in [0, 1)"),
-        "eps" => ok(value > 0.0, "> 0"),
-        "wd" | "adamw_wd" | "l2_wd" | "decay_offset" | "clipping_threshold" => ok(value >= 0.0, "≥ 0 (0 turns it off)"),
-        "nesterov" | "factored" | "multiply_by_parameter_scale" => ok(value == 0.0 || value == 1.0, "0 or 1"),
-        "warmup_fraction" | "constant_fraction" | "min_lr_mult" => ok((0.0..=1.0).contains(&value), "in [0, 1]"),
-        "decay_rate" => ok(value > 0.0 && value <= 1.0, "in (0, 1]"),
-        "min_dim_size_to_factor" => ok(value >= 1.0 && value.fract() == 0.0, "a whole number ≥ 1"),
-        _ => ok(true, "finite"),
-    }
+    Ok((kind, specs.iter().map(|s| Values::of(hparams, s)).collect()))
 }
 
 /// Whether the optimizer's update rule ignores the training horizon, so one run to the longest
-/// budget can be read off at every shorter budget. NAdamW's cosine schedule depends on it
-/// unless the schedule is constant.
+/// budget can be read off at every shorter budget (NAdamW's cosine schedule reads it unless the
+/// schedule is constant). Unknown or malformed specs are not.
 pub fn is_horizon_free(spec: &OptimizerSpec) -> bool {
-    match spec.kind.as_str() {
-        "nadamw" => spec.get("constant_fraction", 1.0) >= 1.0 && spec.get("warmup_fraction", 0.0) <= 0.0,
-        k => KINDS.iter().any(|(kind, _)| *kind == k),
+    configure(std::slice::from_ref(spec)).is_ok_and(|(kind, members)| kind.is_horizon_free(&members[0]))
+}
+
+/// `v` as people write it: `1e-8` rather than `0.00000001`, `0.9` as it is.
+fn number(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
     }
+}
+
+/// The table of every kind, its hyperparameters with their defaults and whether it has a
+/// device rule, as markdown: the README's table (a test keeps it in step) and `suite kinds`.
+pub fn kinds_markdown() -> String {
+    let mut out = String::from("| kind | what | hyperparameters (defaults) | device |\n|---|---|---|---|\n");
+    let probe = [ParamInfo { name: "w".into(), shape: vec![1] }];
+    for k in kinds() {
+        let hp: Vec<String> = k.hparams().iter().map(|h| format!("`{}`={}", h.name, number(h.default))).collect();
+        let defaults = Values::of(k.hparams(), &OptimizerSpec::new(k.name()));
+        let device = if k.device(&defaults, &probe, &Device::Cpu).is_some() { "yes" } else { "no" };
+        out += &format!("| `{}` | {} | {} | {device} |\n", k.name(), k.about(), hp.join(", "));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,23 +1,29 @@
 //! Lion (Chen et al. 2023) as optax's `lion`: `u = sign((1−β₁)g + β₁μ) + wd·p`, `p ← p − lr·u`,
-//! then `μ ← β₂μ + (1−β₂)g`.
+//! then `μ ← β₂μ + (1−β₂)g`. The host rule, the fused device step (`bm_lion`) and the kind's
+//! descriptor.
 
 use crate::adam::zeros;
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
+use anyhow::Result;
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
+use beatmatch_device::fused::{self, Fused, FusedRule, Kernel};
+use candle_core::Device;
 
-/// Hyperparameters and defaults (optax's).
-pub const HPARAMS: &[(&str, f64)] = &[("lr", 1e-4), ("b1", 0.9), ("b2", 0.99), ("wd", 1e-3)];
+/// The kind's name.
+pub const NAME: &str = "lion";
 
-/// One Lion member's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LionHp {
-    /// Learning rate.
-    pub lr: f64,
-    /// Interpolation of the update's sign.
-    pub b1: f64,
-    /// Momentum decay.
-    pub b2: f64,
-    /// Decoupled weight decay.
-    pub wd: f64,
+crate::hyperparameters! {
+    /// One Lion member's hyperparameters (defaults: optax's).
+    pub struct LionHp {
+        /// Learning rate.
+        lr: f64 = 1e-4, Positive;
+        /// Interpolation of the update's sign.
+        b1: f64 = 0.9, Decay;
+        /// Momentum decay.
+        b2: f64 = 0.99, Decay;
+        /// Decoupled weight decay (per step, times the learning rate).
+        wd: f64 = 1e-3, Off;
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +76,7 @@ impl UpdateRule for Lion {
     /// Momentum μ per tensor (`members × numel`).
     type State = Vec<Vec<f32>>;
     fn name(&self) -> &'static str {
-        "lion"
+        NAME
     }
     fn members(&self) -> usize {
         self.members.len()
@@ -93,5 +99,50 @@ impl UpdateRule for Lion {
                 }
             }
         }
+    }
+}
+
+/// Lion as a fused device step (one member).
+pub struct LionStep(pub LionHp);
+
+impl FusedRule for LionStep {
+    const KERNEL: Kernel = Kernel::Lion;
+    const NAME: &'static str = NAME;
+    fn consts(&self, _steps: u64, _ctx: &StepContext<'_>) -> fused::Consts {
+        let h = self.0;
+        fused::Consts::of(&[(1.0 - h.b1) as f32, h.b1 as f32, h.wd as f32, -(h.lr as f32), (1.0 - h.b2) as f32, h.b2 as f32])
+    }
+}
+
+/// The kind.
+pub struct LionKind;
+
+impl Kind for LionKind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "Lion (Chen et al. 2023) as optax.lion"
+    }
+    fn hparams(&self) -> &'static [Hparam] {
+        LionHp::HPARAMS
+    }
+    fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
+        bound(Lion::new(&members.iter().map(LionHp::from_values).collect::<Vec<_>>()), params)
+    }
+    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(LionStep(LionHp::from_values(member))), params, device))
+    }
+    fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
+        (meta["optimizer"] == "optax.lion").then(|| {
+            let r = ReferenceArgs::of(name, meta);
+            r.require_null("mask")?;
+            r.require_null("mu_dtype")?;
+            Ok(OptimizerSpec::new(NAME)
+                .with("lr", r.num("learning_rate")?)
+                .with("b1", r.num("b1")?)
+                .with("b2", r.num("b2")?)
+                .with("wd", r.num("weight_decay")?))
+        })
     }
 }

@@ -2,24 +2,46 @@
 //! cosine schedule — the optimizer behind `OptList` (opt_list). Bias correction is folded into
 //! the step size, `lr_t = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)`, and epsilon is added outside the root:
 //! `u = lr_t·m/(√v + ε)` (Nesterov: `m → β₁m + (1−β₁)g`) `+ lr_t·wd·p`; `p ← p − u`.
+//! The host rule, the fused device step (`bm_nadamw`, the schedule's learning rate from the
+//! host) and the kind's descriptor.
 
 use crate::adam::zeros;
+use crate::kind::{bound, Hparam, Kind, Values};
 use crate::schedule::Cosine;
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use anyhow::{bail, Result};
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
+use beatmatch_device::fused::{Consts, Fused, FusedRule, Kernel};
+use candle_core::Device;
 
-/// Hyperparameters and defaults (learned_optimization's NAdamW; schedule constant unless set).
-pub const HPARAMS: &[(&str, f64)] = &[
-    ("lr", 1e-4),
-    ("b1", 0.9),
-    ("b2", 0.999),
-    ("eps", 1e-8),
-    ("adamw_wd", 0.0),
-    ("l2_wd", 0.0),
-    ("nesterov", 1.0),
-    ("warmup_fraction", 0.0),
-    ("constant_fraction", 1.0),
-    ("min_lr_mult", 0.0),
-];
+/// The kind's name.
+pub const NAME: &str = "nadamw";
+
+crate::hyperparameters! {
+    /// One NAdamW member's hyperparameters as specs set them (defaults: learned_optimization's
+    /// NAdamW; the schedule is constant unless set).
+    pub struct NAdamWHp {
+        /// Peak learning rate.
+        lr: f64 = 1e-4, Positive;
+        /// First-moment decay.
+        b1: f64 = 0.9, Decay;
+        /// Second-moment decay.
+        b2: f64 = 0.999, Decay;
+        /// Added outside the square root.
+        eps: f64 = 1e-8, Epsilon;
+        /// Decoupled (AdamW) weight decay, scaled by the step size.
+        adamw_wd: f64 = 0.0, Off;
+        /// L2 weight decay fed into the moments.
+        l2_wd: f64 = 0.0, Off;
+        /// Nesterov momentum (0 or 1).
+        nesterov: bool = 1.0, Flag;
+        /// Fraction of the horizon spent warming up.
+        warmup_fraction: f64 = 0.0, Fraction;
+        /// Fraction of the horizon at the peak before the cosine decay.
+        constant_fraction: f64 = 1.0, Fraction;
+        /// Final learning rate as a multiple of the peak.
+        min_lr_mult: f64 = 0.0, Fraction;
+    }
+}
 
 /// NAdamW's hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,11 +78,30 @@ pub struct NAdamWState {
     pub iteration: u64,
 }
 
+impl From<NAdamWHp> for NAdamWParams {
+    fn from(h: NAdamWHp) -> Self {
+        Self {
+            schedule: Cosine { lr: h.lr, min_lr_mult: h.min_lr_mult, constant_fraction: h.constant_fraction, warmup_fraction: h.warmup_fraction },
+            b1: h.b1,
+            b2: h.b2,
+            eps: h.eps,
+            adamw_wd: h.adamw_wd,
+            l2_wd: h.l2_wd,
+            nesterov: h.nesterov,
+        }
+    }
+}
+
 impl NAdamWParams {
+    /// Whether the schedule is constant, so the rule ignores the horizon.
+    pub fn is_constant(&self) -> bool {
+        self.schedule.constant_fraction >= 1.0 && self.schedule.warmup_fraction <= 0.0
+    }
+
     /// The schedule's learning rate at `iteration` for horizon `num_steps`.
     pub fn learning_rate(&self, iteration: u64, num_steps: u64) -> f32 {
         // A constant schedule (constant_fraction 1) would divide 0 by 0 in the cosine term.
-        if self.schedule.constant_fraction >= 1.0 && self.schedule.warmup_fraction <= 0.0 {
+        if self.is_constant() {
             return self.schedule.lr as f32;
         }
         self.schedule.at(iteration, num_steps)
@@ -85,7 +126,7 @@ impl NAdamW {
 impl UpdateRule for NAdamW {
     type State = NAdamWState;
     fn name(&self) -> &'static str {
-        "nadamw"
+        NAME
     }
     fn members(&self) -> usize {
         self.members.len()
@@ -117,5 +158,55 @@ impl UpdateRule for NAdamW {
             }
         }
         state.iteration += 1;
+    }
+}
+
+/// NAdamW as a fused device step (one member).
+pub struct NAdamWStep(pub NAdamWParams);
+
+impl FusedRule for NAdamWStep {
+    const KERNEL: Kernel = Kernel::Nadamw;
+    const NAME: &'static str = NAME;
+    fn consts(&self, steps: u64, ctx: &StepContext<'_>) -> Consts {
+        let p = &self.0;
+        let (b1, b2) = (p.b1 as f32, p.b2 as f32);
+        let lr_t = p.step_size(steps, ctx.num_steps);
+        Consts::of(&[p.l2_wd as f32, b1, 1.0 - b1, b2, 1.0 - b2, lr_t, p.eps as f32, lr_t * p.adamw_wd as f32, f32::from(u8::from(p.nesterov))])
+    }
+}
+
+/// The kind.
+pub struct NAdamWKind;
+
+fn params(member: &Values) -> NAdamWParams {
+    NAdamWHp::from_values(member).into()
+}
+
+impl Kind for NAdamWKind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "NAdamW with a warm-up + cosine schedule as learned_optimization's OptList entries"
+    }
+    fn hparams(&self) -> &'static [Hparam] {
+        NAdamWHp::HPARAMS
+    }
+    fn host(&self, members: &[Values], params_: &[ParamInfo]) -> Box<dyn Optimizer> {
+        bound(NAdamW::new(&members.iter().map(params).collect::<Vec<_>>()), params_)
+    }
+    fn device(&self, member: &Values, params_: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(NAdamWStep(params(member))), params_, device))
+    }
+    fn is_horizon_free(&self, member: &Values) -> bool {
+        params(member).is_constant()
+    }
+    fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
+        (meta["kind"] == "nadamw_optlist").then(|| {
+            if meta["nadamw_fixed"]["use_bias_correction"] != serde_json::Value::Bool(true) {
+                bail!("{name}: only bias-corrected NAdamW is implemented");
+            }
+            crate::opt_list::entry_to_spec(&meta["opt_list_entry_json"])
+        })
     }
 }

@@ -22,7 +22,7 @@ const KEYS: [(&str, &str); 10] = [
 
 /// One opt_list entry as a `nadamw` spec.
 pub fn entry_to_spec(entry: &serde_json::Value) -> Result<OptimizerSpec> {
-    let mut spec = OptimizerSpec::new("nadamw");
+    let mut spec = OptimizerSpec::new(crate::nadamw::NAME);
     for (key, name) in KEYS {
         let v = entry.get(key).with_context(|| format!("missing `{key}`"))?;
         let x = match v {

@@ -150,7 +150,7 @@ impl Protocol {
             name: format!("optlist-{k}"),
             label: "NAdamW opt_list".into(),
             source: format!("first {k} entries of {} (Metz et al. 2020, arXiv 2002.11887)", path.display()),
-            optimizer: "nadamw".into(),
+            optimizer: crate::nadamw::NAME.into(),
             fixed: BTreeMap::new(),
             grid: BTreeMap::new(),
             configs: all[..k].iter().map(|s| s.hparams.clone()).collect(),
@@ -221,7 +221,7 @@ mod tests {
             assert!((a / b - 1.0).abs() < 1e-12, "{a} vs {b}");
         }
         assert_eq!(p.legend(), "AdamLR (15 trials)");
-        assert!(Protocol::embedded("sgdm-lr15").unwrap().configs().iter().all(|s| s.kind == "sgdm"));
+        assert!(Protocol::embedded("sgdm-lr15").unwrap().configs().iter().all(|s| s.kind == crate::sgd::NAME));
     }
 
     #[test]
@@ -229,7 +229,7 @@ mod tests {
         let p = Protocol::embedded("optlist-10").unwrap();
         let c = p.configs();
         assert_eq!(c.len(), 10);
-        assert!(c.iter().all(|s| s.kind == "nadamw" && s.hparams.len() == 10));
+        assert!(c.iter().all(|s| s.kind == crate::nadamw::NAME && s.hparams.len() == 10));
         assert_eq!(p.legend(), "NAdamW opt_list (10 trials)");
         let r = Protocol::embedded("nadamw-random-20").unwrap();
         let a = r.configs();

@@ -1,21 +1,27 @@
 //! SGD with (heavy-ball or Nesterov) momentum, as optax's `sgd(lr, momentum, nesterov)`:
-//! `t ← g + μ t`; update `−lr·t` (heavy ball) or `−lr·(g + μ t)` (Nesterov).
+//! `t ← g + μ t`; update `−lr·t` (heavy ball) or `−lr·(g + μ t)` (Nesterov). The host rule,
+//! the fused device step (`bm_sgd`) and the kind's descriptor.
 
 use crate::adam::zeros;
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
+use anyhow::Result;
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
+use beatmatch_device::fused::{Consts, Fused, FusedRule, Kernel};
+use candle_core::Device;
 
-/// Hyperparameters and defaults; `nesterov` is 0 or 1.
-pub const HPARAMS: &[(&str, f64)] = &[("lr", 1e-2), ("momentum", 0.9), ("nesterov", 0.0)];
+/// The kind's name.
+pub const NAME: &str = "sgdm";
 
-/// One SGD member's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdParams {
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum coefficient μ (0 = plain SGD).
-    pub momentum: f64,
-    /// Nesterov's variant.
-    pub nesterov: bool,
+crate::hyperparameters! {
+    /// One SGD member's hyperparameters.
+    pub struct SgdParams {
+        /// Learning rate.
+        lr: f64 = 1e-2, Positive;
+        /// Momentum coefficient μ (0 = plain SGD).
+        momentum: f64 = 0.9, Decay;
+        /// Nesterov's variant (0 or 1).
+        nesterov: bool = 0.0, Flag;
+    }
 }
 
 /// SGD with momentum over one or more members.
@@ -36,7 +42,7 @@ impl Sgd {
 impl UpdateRule for Sgd {
     type State = Trace;
     fn name(&self) -> &'static str {
-        "sgdm"
+        NAME
     }
     fn members(&self) -> usize {
         self.members.len()
@@ -60,5 +66,44 @@ impl UpdateRule for Sgd {
                 }
             }
         }
+    }
+}
+
+/// SGD with momentum as a fused device step (one member).
+pub struct SgdStep(pub SgdParams);
+
+impl FusedRule for SgdStep {
+    const KERNEL: Kernel = Kernel::Sgd;
+    const NAME: &'static str = NAME;
+    fn consts(&self, _steps: u64, _ctx: &StepContext<'_>) -> Consts {
+        Consts::of(&[self.0.momentum as f32, self.0.lr as f32, f32::from(u8::from(self.0.nesterov))])
+    }
+}
+
+/// The kind.
+pub struct SgdKind;
+
+impl Kind for SgdKind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "SGD with heavy-ball or Nesterov momentum as optax.sgd"
+    }
+    fn hparams(&self) -> &'static [Hparam] {
+        SgdParams::HPARAMS
+    }
+    fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
+        bound(Sgd::new(&members.iter().map(SgdParams::from_values).collect::<Vec<_>>()), params)
+    }
+    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(SgdStep(SgdParams::from_values(member))), params, device))
+    }
+    fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
+        (meta["optimizer"] == "optax.sgd").then(|| {
+            let r = ReferenceArgs::of(name, meta);
+            r.require_null("accumulator_dtype")?;
+            Ok(OptimizerSpec::new(NAME).with("lr", r.num("learning_rate")?).with("momentum", r.num_or("momentum", 0.0)).with("nesterov", r.flag("nesterov")))
+        })
     }
 }

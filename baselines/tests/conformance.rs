@@ -1,9 +1,12 @@
 //! Conformance of every hand-designed optimizer against the reference fixtures (optax 0.2.3 and
 //! learned_optimization's OptList), data-driven: every case in the fixtures folder whose
-//! optimizer this crate knows runs, configured from its sidecar.
+//! optimizer this crate knows runs, configured from its sidecar — through the host rule and
+//! through the device rule (on candle's CPU device by default, or on the device named by
+//! `BEATMATCH_TEST_DEVICE`, `cuda` or `cuda:N`: what `ci/gpu/verify.sh` sets), with the same
+//! tolerances.
 
-use beatmatch_baselines::{build, reference, schedule::Cosine};
-use beatmatch_core::OptimizerSpec;
+use beatmatch_baselines::{build, build_on, reference, schedule::Cosine};
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_testkit::{cases, fixtures_dir, run, Case, PARAMS_RTOL, UPDATE_ATOL};
 
 /// The beatmatch spec for a case's reference optimizer, or None when the case is not ours
@@ -16,17 +19,17 @@ fn ours(dir_cases: &[Case]) -> Vec<(&Case, OptimizerSpec)> {
     dir_cases.iter().filter_map(|c| spec_for(c).map(|s| (c, s))).collect()
 }
 
-#[test]
-fn every_baseline_fixture_matches_the_reference() {
+/// Every case of ours through the optimizer `build` makes (`path` names it in messages).
+fn check_every_case(path: &str, build: impl Fn(&OptimizerSpec, &[ParamInfo]) -> Box<dyn Optimizer>) {
     let dir = fixtures_dir();
     let all = cases(&dir);
     let mine = ours(&all);
-    assert!(!mine.is_empty(), "no baseline fixture in {}", dir.display());
+    assert!(mine.len() >= 9, "only {} baseline fixtures in {}", mine.len(), dir.display());
     let mut failures = Vec::new();
     for (case, spec) in &mine {
-        let mut opt = build(spec, &case.params()).unwrap();
+        let mut opt = build(spec, &case.params());
         let d = run(case, opt.as_mut(), |_, _, _| {});
-        eprintln!("{:<22} {:<60} params rel {:.2e}  update/max {:.2e}", case.name, spec.to_string(), d.params_rel, d.update_norm);
+        eprintln!("{path:<8} {:<22} {:<60} params rel {:.2e}  update/max {:.2e}", case.name, spec.to_string(), d.params_rel, d.update_norm);
         if !d.passes() {
             failures.push(format!(
                 "{}: params rel error {:.3e} (rtol {PARAMS_RTOL:e}) at step {} {}[{}] (ours {:e}, reference {:e}), normalised update error {:.3e} (atol {UPDATE_ATOL:e})",
@@ -34,7 +37,19 @@ fn every_baseline_fixture_matches_the_reference() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(failures.is_empty(), "{path}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_baseline_fixture_matches_the_reference() {
+    check_every_case("host", |spec, params| build(spec, params).unwrap());
+}
+
+#[test]
+fn every_baseline_fixture_matches_the_reference_on_the_device_path() {
+    let name = std::env::var("BEATMATCH_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = beatmatch_device::parse_device(&name).unwrap_or_else(|e| panic!("BEATMATCH_TEST_DEVICE={name}: {e:#}"));
+    check_every_case(&name, |spec, params| build_on(std::slice::from_ref(spec), params, &device).unwrap());
 }
 
 #[test]

@@ -3,19 +3,19 @@
 #
 #   bash ci/gpu/verify.sh [BUNDLE]
 #
-# BUNDLE is the folder ci/cuda-check.sh fills with the cuda build's `suite` and device test
-# binaries, xz-compressed (gpu-bundle/ in the repository when present — the git-ignored place
+# BUNDLE is the folder ci/cuda-check.sh fills with the cuda build's `suite` and the test
+# binaries below, xz-compressed (gpu-bundle/ in the repository when present — the git-ignored place
 # to carry a copy to a GPU machine — else $HOME/.cache/beatmatch-cuda/bundle; a `data/` folder
 # in it is used as $BEATMATCH_DATA). Everything is written under $OUT (default
-# ci/gpu/out): facts.txt; fixtures.txt (every baseline fixture through the device code on the
-# GPU); agreement.txt (MLP and Transformer forward+backward and 50 training steps, CPU vs GPU,
+# ci/gpu/out): facts.txt; fixtures.txt and fixtures-learned.txt (every baseline and learned
+# fixture through the device rules on the GPU); agreement.txt (MLP and Transformer forward+backward and 50 training steps, CPU vs GPU,
 # TF32 off); smoke-{cpu,cuda}/ and quick-cuda/ result folders with their reports (quick-cpu/
 # too with VERIFY_QUICK_CPU=1); plan-cuda.txt (per-step time and memory of a 1e8- and a
 # 1e9-parameter task, measured on the GPU); and throughput.md, the table the README quotes.
 #
 # Each step has its own timeout; a step that fails or times out is recorded as such and the
 # script goes on (a tier cut short still counts the runs it finished). The timeouts sum to
-# about 8 minutes (10 with VERIFY_QUICK_CPU=1). The CPU columns are this machine's CPU pinned
+# about 9 minutes (11 with VERIFY_QUICK_CPU=1). The CPU columns are this machine's CPU pinned
 # to two cores (taskset -c 0,1, --jobs 2): the 2-core machine the tiers are sized for.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +24,7 @@ default_bundle=$HOME/.cache/beatmatch-cuda/bundle
 bundle="${1:-$default_bundle}"
 out="${OUT:-ci/gpu/out}"
 mkdir -p "$out/bin"
-for f in suite test-conformance test-gpu; do
+for f in suite test-baselines-conformance test-learned-conformance test-tasks-gpu; do
     if [ -f "$bundle/$f.xz" ]; then
         python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$bundle/$f.xz" "$out/bin/$f"
     elif [ -f "$bundle/$f" ]; then
@@ -71,8 +71,9 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --form
 } > "$out/facts.txt"
 say "device: $gpu; host: $host"
 
-step fixtures 45 env BEATMATCH_TEST_DEVICE=cuda "$out/bin/test-conformance" --nocapture --test-threads 1
-step agreement 60 env BEATMATCH_TEST_DEVICE=cuda "$out/bin/test-gpu" --ignored --nocapture --test-threads 1
+step fixtures 45 env BEATMATCH_TEST_DEVICE=cuda "$out/bin/test-baselines-conformance" device_path --nocapture --test-threads 1
+step fixtures-learned 45 env BEATMATCH_TEST_DEVICE=cuda "$out/bin/test-learned-conformance" device_path --nocapture --test-threads 1
+step agreement 60 env BEATMATCH_TEST_DEVICE=cuda "$out/bin/test-tasks-gpu" --ignored --nocapture --test-threads 1
 cpu2=(taskset -c 0,1 "$suite" run --jobs 2 -q --device cpu)
 rm -rf "$out"/smoke-* "$out"/quick-*
 step smoke-cpu 45 "${cpu2[@]}" --tier smoke --out "$out/smoke-cpu"

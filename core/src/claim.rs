@@ -14,7 +14,9 @@
 //! then at most the groups it held at that moment are trained twice, and since a run's record
 //! is a function of its key, both write the same bytes.
 
-use crate::store::{unique_suffix, StoreError};
+use crate::files::{unique_suffix, StoreError};
+
+pub use crate::files::host_name;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -264,16 +266,6 @@ impl Drop for Claims {
 /// The claim key of a run group: the runs of one problem (by content hash) from one seed.
 pub fn group_key(problem_hash: &str, seed: u64) -> String {
     format!("{}-s{seed}", &problem_hash[..problem_hash.len().min(16)])
-}
-
-/// This host's name (as `/proc/sys/kernel/hostname`, else `$HOSTNAME`).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into())
 }
 
 /// A live process's start time (field 22 of `/proc/PID/stat`); None when there is no such

@@ -12,6 +12,7 @@
 //! This crate depends on serde alone: the reports side links it without linking candle.
 
 pub mod claim;
+pub mod files;
 pub mod hash;
 pub mod optimizer;
 pub mod record;

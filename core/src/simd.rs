@@ -94,8 +94,9 @@ pub fn simd_dispatch<K: Kernel>(k: &mut K) {
     #[cfg(target_arch = "x86_64")]
     {
         match level() {
-            // SAFETY: `level` never exceeds what the CPU supports (AVX-512F, or AVX2 and FMA).
+            // SAFETY: `level` never exceeds what the CPU supports: AVX-512F here.
             AVX512 => return unsafe { run_avx512(k) },
+            // SAFETY: likewise, AVX2 and FMA here.
             AVX2 => return unsafe { run_avx2(k) },
             _ => {}
         }

@@ -11,7 +11,7 @@
 #define BM_GLUE2(a, b) a##b
 #define BM_GLUE(a, b) BM_GLUE2(a, b)
 
-#define BM_HOST(name)                                                                              \
+#define BM_HOST(name, slots)                                                                       \
     void BM_GLUE(bm_##name##_host, BM_SUFFIX)(size_t n, float *BM_RESTRICT w,                    \
                                               const float *BM_RESTRICT g,                        \
                                               const float *BM_RESTRICT s,                        \

@@ -1,7 +1,7 @@
 // The CUDA kernels: one thread per element (grid-stride), compiled to PTX by device/build.rs.
 #include "rules.h"
 
-#define BM_KERNEL(name)                                                                            \
+#define BM_KERNEL(name, slots)                                                                     \
     extern "C" __global__ void bm_##name##_kernel(size_t n, float *BM_RESTRICT w,                \
                                                   const float *BM_RESTRICT g,                    \
                                                   const float *BM_RESTRICT s,                    \

@@ -97,7 +97,10 @@ BM_INLINE void bm_lion(BM_ARGS) {
     out[i] = g[i] * k.c[4] + s[i] * k.c[5];
 }
 
-/* Every rule, for the wrappers to expand: X(name). */
-#define BM_RULES(X) X(adam) X(adamw) X(sgd) X(nadamw) X(rmsprop) X(lion)
+/* Every rule, with its state slots per parameter: the one list of fused kernels. The wrappers
+ * (host.c, rules.cu) expand it, device/build.rs reads it to generate the Rust side's `Kernel`
+ * enum and instruction-set tables, and ci/cuda-check.sh counts the PTX entries against it.
+ * A new rule is a function above plus one entry here. Keep the list on this one line. */
+#define BM_RULES(X) X(adam, 2) X(adamw, 2) X(sgd, 1) X(nadamw, 2) X(rmsprop, 1) X(lion, 1)
 
 #endif

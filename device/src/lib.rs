@@ -1,41 +1,36 @@
-//! The hand-designed optimizers on device-resident tensors: parameters, gradients and every
-//! moment stay candle tensors on the run's device (the CPU or a CUDA GPU) for the whole run;
-//! only the step's scalar constants (bias corrections, the schedule's learning rate) are
-//! computed on the host.
+//! Device-resident optimizer steps: the machinery every optimizer's device rule is written
+//! with. Parameters, gradients and every moment stay candle tensors on the run's device (the
+//! CPU or a CUDA GPU) for the whole run; only a step's scalar constants (bias corrections, a
+//! schedule's learning rate) are computed on the host.
 //!
-//! SGD (heavy-ball, Nesterov), Adam, AdamW, NAdamW, RMSProp and Lion are fused kernels
-//! ([`fused`]): one kernel per parameter tensor and step, from one C source compiled for the
-//! CPU and (with the `cuda` feature) to PTX. Adafactor and the learned optimizers' networks
-//! are compositions of candle's ops (one kernel launch each), written so that every operation
-//! rounds where the host rule rounds (products as `affine(c, 0)`, divisions by scalars as a
-//! division by a 0-d tensor, the same association). Either way, on the CPU the device path
-//! gives the host path's bits (`tests/equivalence.rs`), and it passes the same fixture checks
-//! (`tests/conformance.rs`).
+//! * [`DeviceRule`]: an update rule over device tensors, bound to one run's state by
+//!   [`OnDevice`], the [`Optimizer`] the training loop drives. It takes [`DeviceTensors`]
+//!   through [`Buffers::Device`]; handed host slices (the fixture harness), it runs the same
+//!   code on candle's CPU device (or the device given) and copies back.
+//! * [`fused`]: one kernel per parameter tensor and step from one C source
+//!   (`kernels/rules.h`), compiled for the CPU and (with the `cuda` feature) to PTX.
+//! * [`scalar`], [`times`], [`value`]: the candle operations that round where the host rules
+//!   round, for rules written as compositions of candle ops.
 //!
-//! [`OnDevice`] is the [`Optimizer`] the training loop drives. It takes
-//! [`beatmatch_tasks::inner::DeviceTensors`] through [`Buffers::Device`]; handed host slices
-//! (the fixture harness), it runs the same code on candle's CPU device and copies back.
+//! The optimizers themselves live with their host rules — the hand-designed kinds in
+//! `beatmatch-baselines`, the learned architectures in `beatmatch-learned` — each one module
+//! holding both. On the CPU a device rule gives its host rule's bits, and it passes the same
+//! fixture checks.
 
-pub mod adafactor;
-pub mod adam;
 pub mod fused;
-pub mod lion;
-pub mod lopt;
-pub mod mlp_lopt;
-pub mod nadamw;
-pub mod rmsprop;
-pub mod sgd;
-pub mod small_fc;
-pub mod velo;
 
 use anyhow::{bail, Result};
-use beatmatch_baselines::Config;
-use beatmatch_core::{Buffers, Optimizer, OptimizerSpec, ParamInfo, Snapshot, StepContext, UpdateError};
-use beatmatch_learned::checkpoint::Architecture;
-use beatmatch_learned::theta::Theta;
-use beatmatch_tasks::inner::DeviceTensors;
+use beatmatch_core::{Buffers, Optimizer, ParamInfo, Snapshot, StepContext, UpdateError};
 use candle_core::{Device, Tensor, Var};
 use std::sync::Arc;
+
+/// The tensors a device-resident optimizer receives through [`Buffers::Device`].
+pub struct DeviceTensors {
+    /// The parameters, updated in place.
+    pub params: Vec<Var>,
+    /// Their gradients.
+    pub grads: Vec<Tensor>,
+}
 
 /// An update rule over device tensors: its hyperparameters; one run's state is
 /// [`DeviceRule::State`], candle tensors on the run's device.
@@ -104,7 +99,7 @@ impl<R: DeviceRule> Optimizer for OnDevice<R> {
         let result = match bufs {
             Buffers::Device(any) => {
                 let Some(t) = any.downcast_mut::<DeviceTensors>() else {
-                    return Err(UpdateError::Device(name, "device buffers are not beatmatch_tasks::inner::DeviceTensors".into()));
+                    return Err(UpdateError::Device(name, "device buffers are not beatmatch_device::DeviceTensors".into()));
                 };
                 self.apply(&t.params, &t.grads, ctx)
             }
@@ -128,61 +123,19 @@ impl<R: DeviceRule> Optimizer for OnDevice<R> {
     }
 }
 
-/// The device implementation of the hand-designed optimizer `spec` names (one member; specs
-/// are parsed and checked exactly as [`beatmatch_baselines::build`] parses them).
-pub fn build(spec: &OptimizerSpec, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
-    build_members(std::slice::from_ref(spec), params)
+/// `rule` bound to fresh state for tensors `params` (one member), uploading host slices (when
+/// handed those) to `device`.
+pub fn on<R: DeviceRule>(rule: R, params: &[ParamInfo], device: &Device) -> Box<dyn Optimizer> {
+    Box::new(OnDevice::new(rule, params).uploading_to(device))
 }
 
-/// [`build`] for several members: refused beyond one, since populations on the device are not
-/// built yet (the population engine is the CPU's).
-pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
-    build_on(specs, params, &Device::Cpu)
-}
-
-/// [`build_members`], uploading host slices (when handed those) to `device`: how the fixture
-/// checks run the device code on a GPU.
-pub fn build_on(specs: &[OptimizerSpec], params: &[ParamInfo], device: &Device) -> Result<Box<dyn Optimizer>> {
-    let config = beatmatch_baselines::configure(specs)?;
-    if config.members() != 1 {
-        bail!("the device path trains one member at a time; {} members of `{}` were asked for", config.members(), specs[0].kind);
-    }
-    fn on<R: DeviceRule>(rule: R, params: &[ParamInfo], device: &Device) -> Box<dyn Optimizer> {
-        Box::new(OnDevice::new(rule, params).uploading_to(device))
-    }
-    use fused::Fused;
-    Ok(match config {
-        Config::Adam(hp) => on(Fused(adam::Adam::new(hp[0])), params, device),
-        Config::AdamW(hp) => on(Fused(adam::AdamW::new(hp[0])), params, device),
-        Config::Sgd(hp) => on(Fused(sgd::Sgd(hp[0])), params, device),
-        Config::NAdamW(hp) => on(Fused(nadamw::NAdamW(hp[0])), params, device),
-        Config::RmsProp(hp) => on(Fused(rmsprop::RmsProp::new(hp[0])), params, device),
-        Config::Adafactor(hp) => on(adafactor::Adafactor(hp[0]), params, device),
-        Config::Lion(hp) => on(Fused(lion::Lion(hp[0])), params, device),
-    })
-}
-
-/// The device implementation of learned optimizer `arch` bound to `theta` (one member). Host
-/// slices, when handed those, are uploaded to `device`.
-pub fn build_learned(
-    arch: Architecture,
-    theta: &Theta,
-    hyper: &beatmatch_learned::Hyperparameters,
-    members: usize,
-    params: &[ParamInfo],
-    device: &Device,
-) -> Result<Box<dyn Optimizer>> {
+/// Refuse more than one member: the device path trains one member at a time (populations are
+/// the CPU engine's). `name` is the optimizer's, for the message.
+pub fn one_member(members: usize, name: &str) -> Result<()> {
     if members != 1 {
-        bail!("the device path trains one member at a time; {members} members of `{}` were asked for", arch.as_str());
+        bail!("the device path trains one member at a time; {members} members of `{name}` were asked for");
     }
-    Ok(match arch {
-        Architecture::MlpLopt => Box::new(OnDevice::new(mlp_lopt::MlpLopt(beatmatch_learned::bind_mlp_lopt(theta, hyper)?), params).uploading_to(device)),
-        Architecture::SmallFc => Box::new(OnDevice::new(small_fc::SmallFc(beatmatch_learned::bind_small_fc(theta, hyper)?), params).uploading_to(device)),
-        Architecture::Velo => Box::new(
-            OnDevice::new(velo::Velo(beatmatch_learned::velo::VeloNet::bind(theta, beatmatch_learned::velo::VeloConfig::default())?), params)
-                .uploading_to(device),
-        ),
-    })
+    Ok(())
 }
 
 /// The candle device `name` names: `cpu`, `cuda` (GPU 0) or `cuda:N`.
@@ -199,17 +152,17 @@ pub fn parse_device(name: &str) -> Result<Device> {
 
 /// A 0-d f32 tensor on `dev`, to divide by exactly (candle's `x / c` multiplies by `1 / c`,
 /// which rounds differently from the host rule's division).
-pub(crate) fn scalar(x: f32, dev: &Device) -> candle_core::Result<Tensor> {
+pub fn scalar(x: f32, dev: &Device) -> candle_core::Result<Tensor> {
     Tensor::new(x, dev)
 }
 
 /// `x · c`, rounded once as the host rule's product is.
-pub(crate) fn times(x: &Tensor, c: f32) -> candle_core::Result<Tensor> {
+pub fn times(x: &Tensor, c: f32) -> candle_core::Result<Tensor> {
     x.affine(f64::from(c), 0.0)
 }
 
 /// The variable's current value, detached so the update builds no autograd graph (state
 /// tensors derived from it would otherwise chain every past step).
-pub(crate) fn value(w: &Var) -> Tensor {
+pub fn value(w: &Var) -> Tensor {
     w.as_tensor().detach()
 }

@@ -12,6 +12,7 @@
 
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext};
 use beatmatch_learned::checkpoint;
+use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -87,7 +88,7 @@ fn table(_: &mut Criterion) {
     let mut dst = vec![0.0f32; 1 << 24];
     let copy_s = median(5, || dst.copy_from_slice(std::hint::black_box(&big)));
     let peak_bytes = 2.0 * 4.0 * (1 << 24) as f64 / copy_s;
-    let model = ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }.build(&[784], 10);
+    let model = ModelConfig::Mlp(MlpConfig { width: 256, depth: 2, activation: Activation::Relu }).build(&[784], 10);
     let infos = model.params().to_vec();
     let values = model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
     let dev = Device::Cpu;
@@ -100,7 +101,8 @@ fn table(_: &mut Criterion) {
         let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         candle_nn::loss::cross_entropy(&model.forward(&ts, &x).unwrap(), &y).unwrap().backward().unwrap();
     });
-    let net = beatmatch_tasks::dense::DenseNet::for_config(&ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }, 784, 10).unwrap();
+    let net =
+        beatmatch_tasks::dense::DenseNet::for_config(&ModelConfig::Mlp(MlpConfig { width: 256, depth: 2, activation: Activation::Relu }), 784, 10).unwrap();
     let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
     let mut ws = beatmatch_tasks::dense::Workspace::default();
     let fb_native = median(15, || {
@@ -170,7 +172,7 @@ fn update(c: &mut Criterion) {
 
 fn overhead(c: &mut Criterion) {
     std::env::set_var("RAYON_NUM_THREADS", "1");
-    let model = ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }.build(&[784], 10);
+    let model = ModelConfig::Mlp(MlpConfig { width: 256, depth: 2, activation: Activation::Relu }).build(&[784], 10);
     let infos = model.params().to_vec();
     let values = model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
     let dev = Device::Cpu;

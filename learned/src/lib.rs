@@ -1,16 +1,22 @@
 //! Learned optimizers — VeLO, small_fc_lopt, MLP-LOpt — implemented from learned_optimization's
-//! reference code, and their checkpoints (learned_optimization's msgpack format and beatmatch's
-//! native one).
+//! reference code, and the readers of their checkpoints (learned_optimization's msgpack,
+//! beatmatch's native format, PyLO's safetensors).
 //!
-//! Each architecture is a network bound from its meta-parameters (`VeloNet::bind(&theta, cfg)`,
-//! …): an [`beatmatch_core::UpdateRule`] shared by every run, with the per-run state (momenta,
-//! factored statistics, LSTM state) apart, so a perturbed theta is bound without re-reading a
-//! checkpoint and a run's state can be snapshotted and restored. The whole update runs on host
-//! buffers in one pass per tensor (features, per-parameter MLP and update fused; the per-tensor
-//! normaliser takes a first pass): no `[N, 30]` temporaries.
+//! Each architecture is one module (`velo/`, `small_fc/`, `mlp_lopt/`) holding its descriptor
+//! (a [`LearnedOptimizer`]: name, label, detection, settable hyperparameters, host and device
+//! binding, reference initialisation, horizon), its host rule and its device rule; [`ARCHS`]
+//! lists them. The host rule is a network bound from the meta-parameters
+//! (`VeloNet::bind(&theta, cfg)`, …): a [`beatmatch_core::UpdateRule`] shared by every run,
+//! with the per-run state (momenta, factored statistics, LSTM state) apart, so a perturbed
+//! theta is bound without re-reading a checkpoint and a run's state can be snapshotted and
+//! restored. The whole update runs on host buffers in one pass per tensor (features,
+//! per-parameter MLP and update fused; the per-tensor normaliser takes a first pass): no
+//! `[N, 30]` temporaries.
 
 pub mod accum;
+pub mod arch;
 pub mod checkpoint;
+pub mod device_net;
 pub mod features;
 pub mod init;
 pub mod mlp_lopt;
@@ -18,81 +24,72 @@ pub mod small_fc;
 pub mod theta;
 pub mod velo;
 
-use beatmatch_core::{Bound, Optimizer, ParamInfo};
-use checkpoint::{Architecture, Checkpoint};
-use std::sync::Arc;
+use anyhow::{bail, Result};
+use beatmatch_core::{Optimizer, ParamInfo};
+use candle_core::Device;
+use checkpoint::Checkpoint;
+use std::sync::RwLock;
+
+pub use arch::{Architecture, LearnedOptimizer};
+
+/// The learned architectures this crate implements: the one list. A new architecture is its
+/// module plus one line here.
+pub static ARCHS: &[Architecture] = &[velo::VELO, small_fc::SMALL_FC, mlp_lopt::MLP_LOPT];
+
+/// Architectures added at run time by [`register`], after [`ARCHS`].
+static REGISTERED: RwLock<Vec<Architecture>> = RwLock::new(Vec::new());
+
+/// Add an architecture defined outside this crate, so checkpoints, the factory and
+/// meta-training know it. Its name must be new.
+pub fn register(arch: &'static dyn LearnedOptimizer) -> Result<()> {
+    let name = arch.name();
+    let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+    if ARCHS.iter().chain(registered.iter()).any(|a| a.as_str() == name) {
+        bail!("cannot register architecture `{name}`: one of that name exists");
+    }
+    registered.push(Architecture::new(arch));
+    Ok(())
+}
+
+/// Every architecture: [`ARCHS`], then those [`register`]ed.
+pub(crate) fn archs() -> Vec<Architecture> {
+    let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    ARCHS.iter().copied().chain(registered.iter().copied()).collect()
+}
 
 /// Build the optimizer a checkpoint holds for tensors `params` (one member); a missing or
 /// mis-shaped meta-parameter is an error naming the tensor and both shapes.
 pub fn build(ckpt: &Checkpoint, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    build_configured(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, 1, 1, params)
+    ckpt.arch.host(&ckpt.theta, &ckpt.hyperparameters, 1, 1, params)
 }
 
 /// Build architecture `arch` bound to `theta` over `members` members (each its own state).
 pub fn build_members(arch: Architecture, theta: &theta::Theta, members: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    build_threaded(arch, theta, members, 1, params)
+    arch.host(theta, &Hyperparameters::default(), members, 1, params)
 }
 
-/// [`build_members`] splitting each large tensor's update over `threads` threads where the
-/// architecture supports it (VeLO, small_fc; MLP-LOpt runs on one): the same bits either way.
-pub fn build_threaded(
+/// The device implementation of `arch` bound to `theta` with a checkpoint's hyperparameters,
+/// `members` of them (only one: populations are the CPU engine's), uploading host slices
+/// (when handed those) to `device`.
+pub fn build_on(
     arch: Architecture,
     theta: &theta::Theta,
+    hyper: &Hyperparameters,
     members: usize,
-    threads: usize,
     params: &[ParamInfo],
-) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    build_configured(arch, theta, &Hyperparameters::default(), members, threads, params)
+    device: &Device,
+) -> Result<Box<dyn Optimizer>> {
+    beatmatch_device::one_member(members, arch.as_str())?;
+    arch.device(theta, hyper, params, device)
 }
 
 /// Hyperparameters a checkpoint sets (see [`checkpoint::Checkpoint::hyperparameters`]):
 /// `step_mult` and `exp_mult` of small_fc and MLP-LOpt.
 pub type Hyperparameters = std::collections::BTreeMap<String, f64>;
 
-/// [`build_threaded`] with a checkpoint's hyperparameters (checked when it was loaded).
-pub fn build_configured(
-    arch: Architecture,
-    theta: &theta::Theta,
-    hyper: &Hyperparameters,
-    members: usize,
-    threads: usize,
-    params: &[ParamInfo],
-) -> Result<Box<dyn Optimizer>, theta::ThetaError> {
-    Ok(match arch {
-        Architecture::Velo => {
-            Box::new(Bound::new(Arc::new(velo::VeloNet::bind(theta, velo::VeloConfig::default())?.with_members(members).with_threads(threads)), params))
-        }
-        Architecture::SmallFc => Box::new(Bound::new(Arc::new(bind_small_fc(theta, hyper)?.with_members(members).with_threads(threads)), params)),
-        Architecture::MlpLopt => Box::new(Bound::new(Arc::new(bind_mlp_lopt(theta, hyper)?.with_members(members)), params)),
-    })
-}
-
-fn hyper_or(hyper: &Hyperparameters, key: &str, default: f32) -> f32 {
+/// Hyperparameter `key` of a checkpoint, `default` where unset.
+pub(crate) fn hyper_or(hyper: &Hyperparameters, key: &str, default: f32) -> f32 {
     hyper.get(key).map_or(default, |&v| v as f32)
-}
-
-/// small_fc_lopt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
-pub fn bind_small_fc(theta: &theta::Theta, hyper: &Hyperparameters) -> Result<small_fc::SmallFcNet, theta::ThetaError> {
-    let d = small_fc::SmallFcConfig::default();
-    small_fc::SmallFcNet::bind(
-        theta,
-        small_fc::SmallFcConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) },
-    )
-}
-
-/// MLP-LOpt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
-pub fn bind_mlp_lopt(theta: &theta::Theta, hyper: &Hyperparameters) -> Result<mlp_lopt::MlpLoptNet, theta::ThetaError> {
-    let d = mlp_lopt::MlpLoptConfig::default();
-    mlp_lopt::MlpLoptNet::bind(
-        theta,
-        mlp_lopt::MlpLoptConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) },
-    )
-}
-
-/// Whether the architecture ignores the training horizon (so one run serves every budget).
-/// VeLO reads it (fraction of training done, loss-buffer half-lives); the other two do not.
-pub fn is_horizon_free(arch: Architecture) -> bool {
-    arch != Architecture::Velo
 }
 
 /// Run `f(k, state_k, params_k, grads_k)` for every member `k`, where `params_k` and `grads_k`

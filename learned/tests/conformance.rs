@@ -1,30 +1,29 @@
 //! Conformance of the learned optimizers against learned_optimization's reference trajectories,
 //! data-driven: every case in the fixtures folder whose optimizer is VeLO, small_fc_lopt or
 //! MLP-LOpt runs, configured from its sidecar, with meta-parameters read from the case's
-//! `.theta.msgpack` (learned_optimization's checkpoint format).
+//! `.theta.msgpack` (learned_optimization's checkpoint format) — through the host rule and
+//! through the device rule (on candle's CPU device by default, or on the device named by
+//! `BEATMATCH_TEST_DEVICE`, `cuda` or `cuda:N`: what `ci/gpu/verify.sh` sets).
 
 use beatmatch_core::{Bound, Optimizer};
-use beatmatch_learned::checkpoint::{self, native, Architecture};
+use beatmatch_learned::checkpoint::{self, native};
 use beatmatch_learned::theta::{Tensor, Theta};
 use beatmatch_learned::velo::{VeloConfig, VeloNet};
+use beatmatch_learned::{mlp_lopt::MLP_LOPT, velo::VELO, Architecture};
 use beatmatch_testkit::{cases, fixtures_dir, run, Case, Deviation, PARAMS_RTOL, UPDATE_ATOL};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// The architecture whose reference implementation made `case`.
 fn arch_of(case: &Case) -> Option<Architecture> {
-    match case.meta["kind"].as_str()? {
-        "velo" => Some(Architecture::Velo),
-        "adafac_mlp_lopt" => Some(Architecture::SmallFc),
-        "mlp_lopt" => Some(Architecture::MlpLopt),
-        _ => None,
-    }
+    Architecture::for_reference_kind(case.meta["kind"].as_str()?)
 }
 
 /// Constructor arguments this implementation fixes; a case asking for others fails loudly.
 fn check_constructor(case: &Case, arch: Architecture) {
     let a = &case.meta["constructor_args"];
-    let expect: Vec<(&str, Value)> = match arch {
-        Architecture::Velo => vec![
+    let expect: Vec<(&str, Value)> = match arch.as_str() {
+        "velo" => vec![
             ("lstm_hidden_size", json!(512)),
             ("param_inits", json!(256)),
             ("ff_hidden_size", json!(4)),
@@ -43,7 +42,7 @@ fn check_constructor(case: &Case, arch: Architecture) {
             ("initial_rms_decays", json!([0.999])),
             ("initial_adafactor_decays", json!([0.9, 0.99, 0.999])),
         ],
-        Architecture::SmallFc => vec![
+        "small_fc" => vec![
             ("hidden_size", json!(4)),
             ("hidden_layers", json!(2)),
             ("exp_mult", json!(0.001)),
@@ -53,7 +52,8 @@ fn check_constructor(case: &Case, arch: Architecture) {
             ("initial_rms_decays", json!([0.999])),
             ("initial_adafactor_decays", json!([0.9, 0.99, 0.999])),
         ],
-        Architecture::MlpLopt => vec![("hidden_size", json!(32)), ("hidden_layers", json!(2)), ("exp_mult", json!(0.001)), ("step_mult", json!(0.001))],
+        "mlp_lopt" => vec![("hidden_size", json!(32)), ("hidden_layers", json!(2)), ("exp_mult", json!(0.001)), ("step_mult", json!(0.001))],
+        other => panic!("{}: no constructor check for architecture {other}", case.name),
     };
     for (k, v) in expect {
         assert_eq!(a[k], v, "{}: constructor argument {k} = {} is not implemented (expected {v})", case.name, a[k]);
@@ -82,21 +82,36 @@ fn report(case: &Case, d: &Deviation) -> Option<String> {
     })
 }
 
-#[test]
-fn every_learned_fixture_matches_the_reference() {
+/// Every learned case through the optimizer `build` makes of its checkpoint (`path` names it
+/// in messages).
+fn check_every_case(path: &str, build: impl Fn(&checkpoint::Checkpoint, &Case) -> Box<dyn Optimizer>) {
     let dir = fixtures_dir();
     let all = learned_cases();
-    assert!(!all.is_empty(), "no learned-optimizer fixture in {}", dir.display());
+    assert!(all.len() >= 6, "only {} learned-optimizer fixtures in {}", all.len(), dir.display());
     let mut failures = Vec::new();
     for (case, arch) in &all {
         check_constructor(case, *arch);
         let ckpt = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(*arch)).unwrap();
         assert_eq!(ckpt.arch, *arch);
-        let mut opt = beatmatch_learned::build(&ckpt, &case.params()).unwrap();
+        let mut opt = build(&ckpt, case);
         let d = run(case, opt.as_mut(), |_, _, _| {});
+        eprint!("{path:<8} ");
         failures.extend(report(case, &d));
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(failures.is_empty(), "{path}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_learned_fixture_matches_the_reference() {
+    check_every_case("host", |ckpt, case| beatmatch_learned::build(ckpt, &case.params()).unwrap());
+}
+
+/// The device rules (VeLO, small_fc_lopt, MLP-LOpt) on every learned fixture.
+#[test]
+fn every_learned_fixture_matches_the_reference_on_the_device_path() {
+    let name = std::env::var("BEATMATCH_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = beatmatch_device::parse_device(&name).unwrap_or_else(|e| panic!("BEATMATCH_TEST_DEVICE={name}: {e:#}"));
+    check_every_case(&name, |ckpt, case| beatmatch_learned::build_on(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, 1, &case.params(), &device).unwrap());
 }
 
 #[test]
@@ -155,7 +170,7 @@ fn close(what: &str, case: &str, t: usize, ours: &[f32], reference: &[f32], rtol
 #[test]
 fn velo_intermediates_match_the_reference_debug_tensors() {
     let mut checked = 0;
-    for (case, arch) in learned_cases().into_iter().filter(|(_, a)| *a == Architecture::Velo) {
+    for (case, arch) in learned_cases().into_iter().filter(|(_, a)| *a == VELO) {
         let ckpt = checkpoint::load(&fixtures_dir().join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
         let mut velo = Bound::new(Arc::new(VeloNet::bind(&ckpt.theta, VeloConfig::default()).unwrap().with_debug(true)), &case.params());
         run(&case, &mut velo, |t, v: &Bound<VeloNet>, _| {
@@ -190,7 +205,7 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(e.contains("truncated or corrupt"), "{e}");
 
     // Wrong architecture requested.
-    let e = format!("{:#}", checkpoint::load(&src, Some(Architecture::Velo)).unwrap_err());
+    let e = format!("{:#}", checkpoint::load(&src, Some(VELO)).unwrap_err());
     assert!(e.contains("expected a velo checkpoint") && e.contains("mlp_lopt"), "{e}");
 
     // Missing tensor.
@@ -210,12 +225,12 @@ fn bad_checkpoints_are_clear_errors() {
     native::write(
         &native_path,
         &checkpoint::load(&src, None).unwrap().theta,
-        &native::Sidecar { architecture: Architecture::MlpLopt, hyperparameters: Default::default(), source: String::new(), meta_training: None },
+        &native::Sidecar { architecture: MLP_LOPT, hyperparameters: Default::default(), source: String::new(), meta_training: None },
     )
     .unwrap();
     std::fs::write(native::sidecar_path(&native_path), "architecture: adam\n").unwrap();
     let e = format!("{:#}", checkpoint::load(&native_path, None).unwrap_err());
-    assert!(e.contains("x.yaml:1:") && e.contains("unknown variant `adam`"), "{e}");
+    assert!(e.contains("x.yaml:1:") && e.contains("unknown architecture `adam`") && e.contains("velo, small_fc, mlp_lopt"), "{e}");
     std::fs::remove_file(native::sidecar_path(&native_path)).unwrap();
     let e = format!("{:#}", checkpoint::load(&native_path, None).unwrap_err());
     assert!(e.contains("no sidecar") && e.contains("x.yaml"), "{e}");

@@ -7,6 +7,7 @@
 use beatmatch_core::{simd, Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_learned::checkpoint;
 use beatmatch_tasks::dense::{Batch, DenseNet, Workspace};
+use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_testkit::{fixtures_dir, synthetic_params, synthetic_trajectory};
 use rand::SeedableRng;
@@ -56,7 +57,7 @@ fn every_instruction_set_gives_the_same_bits() {
         }
     }
     // The dense engine: loss and gradients of a small MLP on one batch.
-    let config = ModelConfig::Mlp { width: 24, depth: 2, activation: Activation::Tanh };
+    let config = ModelConfig::Mlp(MlpConfig { width: 24, depth: 2, activation: Activation::Tanh });
     let net = DenseNet::for_config(&config, 40, 10).unwrap();
     let model = config.build(&[40], 10);
     let values = model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));

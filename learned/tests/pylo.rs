@@ -3,8 +3,9 @@
 //! here); a μLO-shaped file (32 hidden units, no decays or step scale in it) runs with PyLO's μLO
 //! settings, exactly as the same theta in beatmatch's native format with those settings.
 
-use beatmatch_learned::checkpoint::{self, native, pylo, Architecture, Format};
+use beatmatch_learned::checkpoint::{self, native, pylo, Format};
 use beatmatch_learned::theta::{Tensor, Theta};
+use beatmatch_learned::{small_fc::SMALL_FC, velo::VELO, Architecture};
 use beatmatch_testkit::{cases, fixtures_dir, run, Case};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -22,13 +23,12 @@ fn pylo_files_written_from_the_fixture_thetas_give_the_fixture_trajectories() {
     let tmp = tempfile::tempdir().unwrap();
     let mut seen = 0;
     for case in cases(&dir) {
-        let Ok(reference) = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), None) else { continue };
-        if reference.arch == Architecture::MlpLopt {
-            continue; // PyLO publishes no MLP-LOpt
-        }
+        // The cases of the architectures PyLO publishes (not MLP-LOpt).
+        let Some(arch) = case.meta["kind"].as_str().and_then(Architecture::for_reference_kind).filter(|a| [VELO, SMALL_FC].contains(a)) else { continue };
+        let reference = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
         let files = pylo::to_pylo(&reference.theta, reference.arch).unwrap();
         let path = match reference.arch {
-            Architecture::Velo => {
+            a if a == VELO => {
                 let d = tmp.path().join(format!("{}_pylo", case.name));
                 std::fs::create_dir_all(&d).unwrap();
                 std::fs::write(d.join("VeLO_RNN.safetensors"), checkpoint::safetensors_bytes(&files[0], None).unwrap()).unwrap();
@@ -76,7 +76,7 @@ fn a_mulo_file_runs_as_small_fc_with_32_hidden_units_and_pylos_settings() {
     let p = tmp.path().join("mulo.safetensors");
     std::fs::write(&p, checkpoint::safetensors_bytes(&file, None).unwrap()).unwrap();
     let mulo = checkpoint::load(&p, None).unwrap();
-    assert_eq!((mulo.arch, mulo.format), (Architecture::SmallFc, Format::Pylo));
+    assert_eq!((mulo.arch, mulo.format), (SMALL_FC, Format::Pylo));
     assert_eq!(mulo.theta.tensors["nn/~/w1"].shape, vec![32, 32]);
     assert_eq!(mulo.hyperparameters.get("step_mult"), Some(&pylo::MULO_STEP_MULT));
     // The same theta, written natively with PyLO's decays and step scale spelled out.
@@ -94,7 +94,7 @@ fn a_mulo_file_runs_as_small_fc_with_32_hidden_units_and_pylos_settings() {
     }
     let native_path = tmp.path().join("mulo_native.safetensors");
     let side = native::Sidecar {
-        architecture: Architecture::SmallFc,
+        architecture: SMALL_FC,
         hyperparameters: [("step_mult".to_string(), pylo::MULO_STEP_MULT)].into(),
         source: "test".into(),
         meta_training: None,

@@ -2,11 +2,12 @@
 //! θ′; rebinding mid-run keeps the state; a population sharing θ equals its members alone.
 
 use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
-use beatmatch_learned::checkpoint::{self, Architecture};
+use beatmatch_learned::checkpoint;
 use beatmatch_learned::mlp_lopt::{MlpLoptConfig, MlpLoptNet};
 use beatmatch_learned::small_fc::{SmallFcConfig, SmallFcNet};
 use beatmatch_learned::theta::Theta;
 use beatmatch_learned::velo::{VeloConfig, VeloNet};
+use beatmatch_learned::Architecture;
 use beatmatch_testkit::{cases, fixtures_dir, run, Case};
 use std::sync::Arc;
 
@@ -61,11 +62,13 @@ fn rebound_theta_equals_freshly_built_and_keeps_state_mid_run() {
     let dir = fixtures_dir();
     let mut checked = 0;
     for case in cases(&dir) {
-        let Ok(ckpt) = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), None) else { continue };
-        match ckpt.arch {
-            Architecture::Velo => check(&case, &ckpt.theta, |t| VeloNet::bind(t, VeloConfig::default()).unwrap()),
-            Architecture::SmallFc => check(&case, &ckpt.theta, |t| SmallFcNet::bind(t, SmallFcConfig::default()).unwrap()),
-            Architecture::MlpLopt => check(&case, &ckpt.theta, |t| MlpLoptNet::bind(t, MlpLoptConfig::default()).unwrap()),
+        let Some(arch) = case.meta["kind"].as_str().and_then(Architecture::for_reference_kind) else { continue };
+        let ckpt = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
+        match arch.as_str() {
+            "velo" => check(&case, &ckpt.theta, |t| VeloNet::bind(t, VeloConfig::default()).unwrap()),
+            "small_fc" => check(&case, &ckpt.theta, |t| SmallFcNet::bind(t, SmallFcConfig::default()).unwrap()),
+            "mlp_lopt" => check(&case, &ckpt.theta, |t| MlpLoptNet::bind(t, MlpLoptConfig::default()).unwrap()),
+            other => panic!("{}: no rebind check for architecture {other}", case.name),
         }
         checked += 1;
     }
@@ -75,9 +78,8 @@ fn rebound_theta_equals_freshly_built_and_keeps_state_mid_run() {
 #[test]
 fn a_population_sharing_theta_equals_each_member_alone() {
     let dir = fixtures_dir();
-    for arch in Architecture::ALL {
-        let case =
-            cases(&dir).into_iter().find(|c| checkpoint::load(&dir.join(format!("{}.theta.msgpack", c.name)), None).is_ok_and(|k| k.arch == arch)).unwrap();
+    for arch in Architecture::all() {
+        let case = cases(&dir).into_iter().find(|c| c.meta["kind"].as_str().and_then(Architecture::for_reference_kind) == Some(arch)).unwrap();
         let ckpt = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), None).unwrap();
         let infos: Vec<ParamInfo> = case.params();
         let k = 3;

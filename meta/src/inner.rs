@@ -16,10 +16,10 @@
 
 use anyhow::{bail, Context, Result};
 use beatmatch_core::{ParamInfo, RunStatus};
-use beatmatch_learned::checkpoint::Architecture;
 use beatmatch_learned::theta::Theta;
+use beatmatch_learned::Architecture;
 use beatmatch_tasks::datasets::Dataset;
-use beatmatch_tasks::models::ModelConfig;
+use beatmatch_tasks::models::Normalizer;
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::task::Task;
 use rand::Rng;
@@ -152,9 +152,9 @@ impl InnerTasks for RegistryTasks {
             .map(|(k, th)| Ok(OptimizerGroup { optimizer: self.optimizer(th, &params)?, members: k..k + 1 }))
             .collect::<Result<Vec<_>>>()?;
         let pop = Population::new(&t.problem, data, seed, &plan, groups).with_context(|| t.id())?;
-        let scale = match t.problem.model {
-            ModelConfig::Autoencoder { .. } => Scale::Initial(None),
-            _ => Scale::Classes((t.problem.dataset.signature().1.max(2) as f32).ln()),
+        let scale = match t.problem.model.normalizer() {
+            Normalizer::InitialLoss => Scale::Initial(None),
+            Normalizer::LogClasses => Scale::Classes((t.problem.dataset.signature().1.max(2) as f32).ln()),
         };
         Ok(RegistryRun { pop, params, steps, batch: t.problem.batch_size, scale })
     }

@@ -22,7 +22,7 @@
 
 use crate::outer::OuterConfig;
 use anyhow::{anyhow, bail, Result};
-use beatmatch_learned::checkpoint::Architecture;
+use beatmatch_learned::Architecture;
 use beatmatch_tasks::task::{Split, Task, Tier};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -239,8 +239,12 @@ pub fn parse(file: &str, text: &str, registry: &[Task]) -> Result<Resolved> {
     if !(r.sigma > 0.0 && r.sigma.is_finite()) {
         return Err(at("sigma", format!("sigma {} must be a positive number (the perturbation's standard deviation, e.g. 0.01)", r.sigma)));
     }
-    if r.architecture == Architecture::Velo {
-        return Err(at("architecture", "VeLO is not meta-trained here (4.4e5 meta-parameters); expected small_fc or mlp_lopt".into()));
+    if !r.architecture.meta_trainable() {
+        let trainable: Vec<&str> = Architecture::all().into_iter().filter(|a| a.meta_trainable()).map(|a| a.as_str()).collect();
+        return Err(at(
+            "architecture",
+            format!("{} is not meta-trained here (it has no reference initialisation); expected one of: {}", r.architecture.label(), trainable.join(", ")),
+        ));
     }
     if r.pairs == 0 {
         return Err(at("pairs", "pairs must be at least 1".into()));
@@ -403,7 +407,7 @@ checkpoint_every: 5
         let e = err(&GOOD.replace("estimator: full_es", "estimator: truncated_pes\ntruncation: 7"));
         assert!(e.contains("recipe.yaml:5:") && e.contains("multiple of truncation 7"), "{e}");
         let e = err(&GOOD.replace("architecture: small_fc", "architecture: velo"));
-        assert!(e.starts_with("recipe.yaml:2:"), "{e}");
+        assert!(e.starts_with("recipe.yaml:2:") && e.contains("VeLO is not meta-trained here") && e.contains("small_fc, mlp_lopt"), "{e}");
         let e = err(&GOOD.replace("{ min: 10, max: 30 }", "{ min: 30, max: 10 }"));
         assert!(e.starts_with("recipe.yaml:8:") && e.contains("min ≤ max"), "{e}");
         let e = err(&GOOD.replace("[logreg.mnist1d.b32.s40]", "[mlp-w8-d1-relu.mnist1d.b32.s30]"));

@@ -129,7 +129,7 @@ impl Layout {
 /// The initial theta a recipe names.
 pub fn initial_theta(r: &Resolved) -> Result<Theta> {
     match &r.recipe.init {
-        Init::Seed(s) => beatmatch_learned::init::reference(r.recipe.architecture, *s).context("no reference initialisation for this architecture"),
+        Init::Seed(s) => r.recipe.architecture.reference_init(*s).context("no reference initialisation for this architecture"),
         Init::Checkpoint(p) => Ok(beatmatch_learned::checkpoint::load(p, Some(r.recipe.architecture))?.theta),
     }
 }

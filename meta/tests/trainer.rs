@@ -41,7 +41,7 @@ fn same_recipe_and_seed_give_the_same_checkpoint_bytes_for_one_and_two_threads()
         assert_eq!(bytes(&la.final_checkpoint().with_extension("yaml")), bytes(&lb.final_checkpoint().with_extension("yaml")));
         // Theta moved, and every step wrote its row.
         assert_eq!(sa.rows.len(), 4);
-        assert_ne!(sa.theta, beatmatch_learned::init::reference(beatmatch_learned::checkpoint::Architecture::SmallFc, 3).unwrap().flatten());
+        assert_ne!(sa.theta, beatmatch_learned::small_fc::SMALL_FC.reference_init(3).unwrap().flatten());
         assert!(sa.rows.iter().all(|r| r.meta_loss.is_finite() && r.meta_loss > 0.0 && r.meta_loss <= 1.5));
     }
 }

@@ -2,7 +2,7 @@
 //! figures and markdown. Reads records only; never links candle.
 //!
 //! Outputs: `tasks.csv` / `tasks.parquet`, `win_rate_bins.csv`, `summary.md`, `report.html`,
-//! `speedup.png`, `win_rate_heatmap.png`, `profile.png`, `curves.png`, and `records.txt` (the
+//! every figure of [`figures::FIGURES`] (`NAME.png`, `NAME.svg`), and `records.txt` (the
 //! record hashes every number came from) — all deterministic given the records — plus the
 //! machine-dependent `wall_clock.csv` / `wall_clock.md` from the runs' timing sidecars.
 
@@ -16,7 +16,6 @@ pub mod stats;
 pub mod win_rate;
 
 use anyhow::Result;
-use beatmatch_core::ArmRole;
 use std::path::Path;
 use win_rate::Region;
 
@@ -99,29 +98,16 @@ fn write_report_into(dir: &Path, out: &Path, opts: &ReportOptions) -> Result<Rep
     hashes.dedup();
     std::fs::write(out.join("records.txt"), hashes.join("\n") + "\n")?;
 
-    let labels: Vec<String> =
-        study.arms.iter().map(|a| if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() }).collect();
-    // Speedup figure (VeLO Fig. 1): every optimizer, the reference arm's own line included.
-    let has_speedups = rows.iter().all(|r| r.reference.is_some());
-    if has_speedups {
-        let series: Vec<figures::speedup::Series> = (0..study.arms.len())
-            .map(|ai| figures::speedup::Series {
-                label: labels[ai].clone(),
-                speedups: rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect(),
-            })
-            .collect();
-        figures::speedup::draw(&out.join("speedup.png"), opts.figures, &series, study.speedup_cap as f64)?;
+    let data = figures::ReportData::new(&loaded, &rows, &bins);
+    let mut figs: Vec<(&str, std::path::PathBuf)> = Vec::new();
+    for figure in figures::FIGURES.iter().filter(|f| f.applies(&data)) {
+        let png = figures::draw(*figure, &data, out, opts.figures)?;
+        // The page shows the vector figures when they were written.
+        let shown = if opts.figures.contains(&figures::Format::Svg) { png.with_extension("svg") } else { png };
+        figs.push((figure.title(), shown));
     }
-    let cand = study.arms.iter().find(|a| a.role == ArmRole::Candidate).map_or(String::new(), |a| a.legend.clone());
-    figures::heatmap::draw(&out.join("win_rate_heatmap.png"), opts.figures, &bins, &format!("Win rate (beat or match) of {cand}"))?;
-    let losses: Vec<Vec<f64>> = rows.iter().map(|r| r.arms.iter().map(|a| a.mean).collect()).collect();
-    let taus = profile_taus();
-    let profiles = stats::profile::performance_profile(&losses, &taus);
-    figures::profile::draw(&out.join("profile.png"), opts.figures, &taus, &profiles, &labels)?;
-    let panels = curve_panels(&loaded, &rows);
-    figures::curves::draw(&out.join("curves.png"), opts.figures, &panels, &labels)?;
 
-    let extras = export::markdown::Extras::compute(&rows, &profiles, &taus, opts);
+    let extras = export::markdown::Extras::compute(&rows, &data.profiles, &data.taus, opts);
     let mut summary = export::markdown::summary(study, &rows, &bins, &headline, &extras);
     if versions.len() > 1 {
         summary.push_str(&format!(
@@ -133,16 +119,6 @@ fn write_report_into(dir: &Path, out: &Path, opts: &ReportOptions) -> Result<Rep
     let wall = export::markdown::wall_clock(&extras, &rows);
     std::fs::write(out.join("wall_clock.md"), &wall)?;
     export::csv::write_wall_clock(&rows, &out.join("wall_clock.csv"))?;
-    let mut figs: Vec<(&str, std::path::PathBuf)> = vec![("Win rate by parameters and steps", out.join("win_rate_heatmap.png"))];
-    if has_speedups {
-        figs.push(("Speedup over learning-rate-tuned Adam", out.join("speedup.png")));
-    }
-    figs.push(("Performance profile", out.join("profile.png")));
-    figs.push(("Training curves", out.join("curves.png")));
-    // The page shows the vector figures when they were written.
-    if opts.figures.contains(&figures::Format::Svg) {
-        figs.iter_mut().for_each(|(_, p)| *p = p.with_extension("svg"));
-    }
     let figs_ref: Vec<(&str, &Path)> = figs.iter().map(|(t, p)| (*t, p.as_path())).collect();
     std::fs::write(
         out.join("report.html"),
@@ -154,36 +130,4 @@ fn write_report_into(dir: &Path, out: &Path, opts: &ReportOptions) -> Result<Rep
         .map(|(split, n, e)| format!("  {}: {:.1}% of {n} tasks (95% CI {:.1}%–{:.1}%)", split.as_str(), 100.0 * e.point, 100.0 * e.lower, 100.0 * e.upper))
         .collect();
     Ok(ReportResult { headline, by_split, rows })
-}
-
-/// Seed-mean training curves of each arm's tuned configuration, per task.
-fn curve_panels(l: &analysis::Loaded, rows: &[analysis::TaskRow]) -> Vec<figures::curves::Panel> {
-    let s = &l.study;
-    rows.iter()
-        .enumerate()
-        .map(|(ti, r)| {
-            let curves = (0..s.arms.len())
-                .map(|ai| {
-                    let recs: Vec<&beatmatch_core::RunRecord> =
-                        s.cells.iter().filter(|c| c.task == ti && c.arm == ai && c.config == r.arms[ai].tuned_config).map(|c| &l.records[&c.record]).collect();
-                    let pts = recs
-                        .first()
-                        .map(|first| {
-                            first
-                                .curve
-                                .iter()
-                                .filter(|p| p.step <= r.steps)
-                                .map(|p| {
-                                    let ls: Vec<f64> = recs.iter().map(|rec| rec.train_loss_at(p.step).unwrap_or(f64::INFINITY)).collect();
-                                    (p.step as f64, metrics::seed_stats(&ls).0)
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (ai, pts)
-                })
-                .collect();
-            figures::curves::Panel { title: r.id.clone(), steps: r.steps, curves }
-        })
-        .collect()
 }

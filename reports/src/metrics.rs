@@ -133,7 +133,7 @@ mod tests {
         let key = RunKey {
             problem_id: "p".into(),
             problem_hash: "h".into(),
-            optimizer: OptimizerSpec::new("adam"),
+            optimizer: OptimizerSpec::new("toy"),
             optimizer_hash: "o".into(),
             seed: 0,
             steps: 0,

@@ -169,13 +169,46 @@ fn exporters_write_the_golden_files() {
     assert_eq!(df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","), header);
     // The page embeds every figure and the summary.
     let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
-    assert_eq!(html.matches("<figure role=\"img\"").count(), 4, "every figure inline as SVG");
+    let figures = beatmatch_reports::figures::names();
+    assert_eq!(html.matches("<figure id=").count(), figures.len(), "every figure inline as SVG");
     assert_eq!(html.matches("@font-face").count(), 1, "the font carried once");
-    for f in ["speedup", "win_rate_heatmap", "profile", "curves"] {
+    for f in figures {
         let svg = std::fs::read_to_string(tmp.path().join(format!("{f}.svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("@font-face") && svg.contains("font-family=\"DejaVu Sans\""), "{f}.svg");
+        assert!(tmp.path().join(format!("{f}.png")).exists(), "{f}.png");
+        assert!(html.contains(&format!("<figure id=\"{f}\"")), "{f} on the page");
     }
     assert!(html.contains("meta_test: 0.0% of 1 tasks"));
+}
+
+/// Every figure drawn with long legends keeps its text inside the image: nothing is drawn in
+/// its outermost pixel columns. (A caption wider than its figure is centred off both edges:
+/// the heatmap's title lost its start with a checkpoint's legend.)
+#[test]
+fn every_figure_keeps_long_legends_inside_its_edges() {
+    use beatmatch_reports::figures::{ReportData, FIGURES};
+    use plotters::prelude::{BitMapBackend, IntoDrawingArea};
+    let tmp = tempfile::tempdir().unwrap();
+    write_study(tmp.path(), "adam:lr=3", [0.55, 0.57]);
+    let mut loaded = load(tmp.path()).unwrap();
+    for arm in &mut loaded.study.arms {
+        arm.legend = format!("{} from the checkpoint learned/checkpoints/a_rather_long_file_name_es_mnist1d.safetensors, hyperparameter-free", arm.legend);
+    }
+    let rows = analyse(&loaded).unwrap();
+    let bins = beatmatch_reports::win_rate::bins(&rows);
+    let data = ReportData::new(&loaded, &rows, &bins);
+    let mut drawn = 0;
+    for figure in FIGURES.iter().filter(|f| f.applies(&data)) {
+        let (w, h) = figure.size(&data);
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        figure.png(&data, BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area()).unwrap();
+        let ink = |x: u32| (0..h).filter(|&y| buf[((y * w + x) * 3) as usize..][..3] != [255, 255, 255]).count();
+        for x in [0, 1, w - 2, w - 1] {
+            assert_eq!(ink(x), 0, "{}: {} pixels drawn in column {x} of {w}: text runs off the figure", figure.name(), ink(x));
+        }
+        drawn += 1;
+    }
+    assert_eq!(drawn, FIGURES.len(), "every figure applies to the hand-made study");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use beatmatch_reports::figures::Format;
 use beatmatch_suite::commands::{self, CiOptions};
-use beatmatch_suite::runner::Progress;
+use beatmatch_suite::executor::Progress;
 use beatmatch_suite::study::{Selection, StudyOptions};
 use beatmatch_tasks::Tier;
 use clap::{Args, Parser, Subcommand};
@@ -76,6 +76,23 @@ enum Command {
     /// Data sets: where each was found, or how to get it.
     #[command(subcommand)]
     Data(DataCommand),
+    /// The optimizers beatmatch knows: every hand-designed kind with its hyperparameters and
+    /// defaults (as markdown: the README's table), the learned architectures, the figures.
+    Kinds,
+}
+
+/// `--candidate`'s help, from the lists of kinds and architectures.
+fn candidate_help() -> String {
+    format!(
+        "The optimizer under test: `kind:key=value,...` (a hand-designed kind: {}; `suite kinds` lists their hyperparameters) or a learned optimizer `ARCH:PATH` ({}) — learned_optimization's checkpoint, e.g. the published VeLO `params`, a PyLO safetensors file, or a native `.safetensors` with its `.yaml`",
+        beatmatch_baselines::kind_names(),
+        beatmatch_learned::Architecture::names()
+    )
+}
+
+/// `--arch`'s help, from the list of architectures.
+fn arch_help() -> String {
+    format!("Architecture, when the file's tensors do not say ({})", beatmatch_learned::Architecture::names())
 }
 
 /// `suite validate` arguments.
@@ -117,8 +134,7 @@ enum LoptCommand {
     Inspect {
         /// learned_optimization checkpoint (msgpack, e.g. VeLO's `params`) or native `.safetensors`.
         file: PathBuf,
-        /// Architecture, when the file's tensors do not say (velo, small_fc, mlp_lopt).
-        #[arg(long)]
+        #[arg(long, help = arch_help())]
         arch: Option<String>,
     },
     /// Convert between learned_optimization's msgpack and beatmatch's native format (an
@@ -128,8 +144,7 @@ enum LoptCommand {
         input: PathBuf,
         /// Output path.
         output: PathBuf,
-        /// Architecture, when the input's tensors do not say.
-        #[arg(long)]
+        #[arg(long, help = arch_help())]
         arch: Option<String>,
     },
 }
@@ -263,11 +278,7 @@ struct RunArgs {
     /// Result directory [default: results/TIER].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The optimizer under test: `kind:key=value,...` (adam, adamw, sgdm, nadamw, rmsprop,
-    /// adafactor, lion) or a learned optimizer `velo:PATH`, `small_fc:PATH`, `mlp_lopt:PATH`
-    /// (learned_optimization's checkpoint, e.g. the published VeLO `params`, or a native
-    /// `.safetensors` with its `.yaml`).
-    #[arg(long, default_value = beatmatch_suite::factory::DEFAULT_CANDIDATE)]
+    #[arg(long, default_value = beatmatch_suite::factory::DEFAULT_CANDIDATE, help = candidate_help())]
     candidate: String,
     /// Comma-separated tuning protocols for the baselines: built-in names (adam-lr15,
     /// sgdm-lr15, optlist-10, nadamw-random-20) or YAML files.
@@ -296,7 +307,7 @@ struct RunArgs {
     /// Progress display: `bar` (a terminal's default), `lines` (a line every 30 s: the default
     /// when stderr is not a terminal, as under CI or nohup), `none`.
     #[arg(long, value_parser = parse_progress)]
-    progress: Option<beatmatch_suite::runner::Progress>,
+    progress: Option<beatmatch_suite::executor::Progress>,
     /// No progress display (`--progress none`).
     #[arg(long, short)]
     quiet: bool,
@@ -418,5 +429,6 @@ pub fn main() -> Result<ExitCode> {
         }),
         Some(Command::Data(DataCommand::Status)) => commands::data_status(),
         Some(Command::Data(DataCommand::Fetch { name })) => commands::data_fetch(&name),
+        Some(Command::Kinds) => commands::kinds(),
     }
 }

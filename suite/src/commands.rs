@@ -1,7 +1,8 @@
 //! What each `suite` command does, given its options already parsed (the binary's `cli`
 //! only parses and dispatches here).
 
-use crate::estimate::{human, Calibration};
+use crate::duration::human;
+use crate::estimate::Calibration;
 use crate::study::{prepare, run_study, Selection, StudyOptions};
 use anyhow::{bail, Context, Result};
 use beatmatch_core::Store;
@@ -43,6 +44,21 @@ pub fn data_fetch(name: &str) -> Result<ExitCode> {
         Ok(_) => eprintln!("{name}: installed in {}", dir.display()),
         Err(e) => bail!("{name}: downloaded to {}, but the loader still does not find it: {e}", dir.display()),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `suite kinds`: the hand-designed kinds (the README's table), the learned architectures and
+/// the report's figures, each from its one list.
+pub fn kinds() -> Result<ExitCode> {
+    print!("{}", beatmatch_baselines::kinds_markdown());
+    println!();
+    println!("| architecture | label | meta-trained here | horizon-free |\n|---|---|---|---|");
+    for a in beatmatch_learned::Architecture::all() {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        println!("| `{}` | {} | {} | {} |", a.as_str(), a.label(), yes(a.meta_trainable()), yes(a.is_horizon_free()));
+    }
+    println!();
+    println!("figures: {}", beatmatch_reports::figures::names().join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,7 +172,7 @@ pub fn plan(opts: &StudyOptions, split: Option<usize>) -> Result<ExitCode> {
     for (group, secs) in &est.by_group {
         println!("  {group:<32} {:>14} single-worker", human(*secs));
     }
-    if p.target.device_path {
+    if p.target.engine.is_device() {
         // Per problem on this device: what ci/gpu/verify.sh's throughput table quotes.
         use beatmatch_tasks::memory::{estimate as memory, human_bytes};
         println!("  {:<52} {:>12} {:>10} {:>10} {:>12} {:>12}", "problem", "params", "step ms", "steps/s", "measured", "estimated");

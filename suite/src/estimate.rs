@@ -13,128 +13,20 @@
 //! trains alone and each cost is measured on that device, the optimizer's update on device
 //! tensors; the cache key then names the device class too.
 
+use crate::calibrate::ProblemCost;
 use crate::factory::OptimizerFactory;
 use crate::plan::Job;
 use crate::target::Target;
 use anyhow::{Context, Result};
 use beatmatch_core::store::write_json_atomic;
 use beatmatch_core::{Buffers, ParamInfo, StepContext};
-use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
-use beatmatch_tasks::datasets::Dataset;
-use beatmatch_tasks::inner::{loss_and_grads, DeviceTensors};
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_device::DeviceTensors;
 use beatmatch_tasks::Problem;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// Measured costs of one problem on one device (seconds), for time estimates.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepCost {
-    /// One training step's forward and backward pass (the optimizer update excluded).
-    pub step_s: f64,
-    /// One train-loss measurement (the fixed measurement batches).
-    pub measure_s: f64,
-    /// One held-out evaluation.
-    pub eval_s: f64,
-    /// Device memory a training step held at its peak as the driver reports it (parameters,
-    /// gradients and what the allocator kept), in bytes; 0 on the CPU, where it is not measured.
-    #[serde(default)]
-    pub device_bytes: u64,
-}
-
-/// Time `steps` training steps (after one warm-up step), one train-loss measurement and one
-/// held-out evaluation of `problem` (and on a GPU, the memory a step holds).
-pub fn calibrate(problem: &Problem, data: &Dataset, device: &Device, steps: usize) -> Result<StepCost> {
-    let free_before = crate::target::free_memory(device)?;
-    let mut least_free = free_before;
-    let model = problem.build_model();
-    let train_view = View::new(problem, data, false)?;
-    let test_view = View::new(problem, data, true)?;
-    let params: Vec<Tensor> = model
-        .init(&mut rng(0, STREAM_INIT))
-        .into_iter()
-        .zip(model.params())
-        .map(|(v, p)| Ok(candle_core::Var::from_vec(v, p.shape.clone(), device)?.as_tensor().clone()))
-        .collect::<Result<_>>()?;
-    let mut batches = BatchStream::new(train_view.len(), 0);
-    let mut idx = Vec::new();
-    let mut timed = 0.0;
-    for i in 0..=steps {
-        batches.next_indices(problem.batch_size, &mut idx);
-        let start = Instant::now();
-        let (xb, yb) = train_view.batch(&idx, device)?;
-        let grads = loss_and_grads(model.as_ref(), &params, &xb, &yb)?;
-        if i > 0 {
-            timed += start.elapsed().as_secs_f64();
-        }
-        // While the gradients are alive: the step's high-water mark as far as the driver sees.
-        if let Some(free) = crate::target::free_memory(device)? {
-            least_free = least_free.map(|l| l.min(free));
-        }
-        drop(grads);
-    }
-    let measure_idx = train_view.measurement_items(problem);
-    let start = Instant::now();
-    train_view.evaluate(model.as_ref(), &params, Some(&measure_idx), problem.batch_size, device)?;
-    let measure_s = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    test_view.evaluate(model.as_ref(), &params, None, test_view.chunk(), device)?;
-    let device_bytes = free_before.zip(least_free).map_or(0, |(b, l)| b.saturating_sub(l));
-    Ok(StepCost { step_s: timed / steps.max(1) as f64, measure_s, eval_s: start.elapsed().as_secs_f64(), device_bytes })
-}
-
-/// A problem's costs: per population step (`fixed`) and per member (`per_member`); a problem
-/// trained one by one has all of its cost in `fixed` and is never batched.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProblemCost {
-    /// Paid once per step of a population (of a run, when not batched).
-    pub fixed: StepCost,
-    /// Paid per member.
-    pub per_member: StepCost,
-    /// Whether the problem trains as a population.
-    pub population: bool,
-}
-
-/// Time populations of 1 and 8 members of a dense problem (SGD without momentum, the cheapest
-/// update; updates are estimated apart) and split each cost into its fixed and per-member part.
-pub fn calibrate_population(problem: &Problem, data: &Dataset, steps: u64) -> Result<ProblemCost> {
-    let infos = problem.build_model().params().to_vec();
-    // Steps timed without the measurements a run takes between them (those are timed apart).
-    let mut quiet = problem.clone();
-    quiet.measurement.every = u64::MAX / 2;
-    quiet.measurement.eval_at.clear();
-    let problem = &quiet;
-    let time = |k: usize| -> Result<StepCost> {
-        let specs = vec![beatmatch_core::OptimizerSpec::new("sgdm").with("lr", 1e-3).with("momentum", 0.0); k];
-        let opt = beatmatch_baselines::build_members(&specs, &infos)?;
-        let plans = vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k];
-        let mut pop = Population::new(problem, data, 0, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
-        pop.advance(1)?;
-        let start = Instant::now();
-        pop.advance(steps)?;
-        let step_s = start.elapsed().as_secs_f64() / steps as f64;
-        let (measure_s, eval_s) = pop.time_measurements();
-        Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
-    };
-    let (one, eight) = (time(1)?, time(8)?);
-    let member = |a: f64, b: f64| ((b - a) / 7.0).max(0.0);
-    let per_member = StepCost {
-        step_s: member(one.step_s, eight.step_s),
-        measure_s: member(one.measure_s, eight.measure_s),
-        eval_s: member(one.eval_s, eight.eval_s),
-        device_bytes: 0,
-    };
-    let fixed = StepCost {
-        step_s: (one.step_s - per_member.step_s).max(0.0),
-        measure_s: (one.measure_s - per_member.measure_s).max(0.0),
-        eval_s: (one.eval_s - per_member.eval_s).max(0.0),
-        device_bytes: 0,
-    };
-    Ok(ProblemCost { fixed, per_member, population: true })
-}
 
 /// Cached measurements.
 #[derive(Default, Serialize, Deserialize)]
@@ -220,13 +112,7 @@ impl Calibration {
             return Ok(*c);
         }
         let data = problem.dataset.load()?;
-        let c = if !target.device_path && Population::<dyn beatmatch_core::Optimizer>::supports(problem) {
-            calibrate_population(problem, &data, 60)
-        } else {
-            let zero = StepCost { step_s: 0.0, measure_s: 0.0, eval_s: 0.0, device_bytes: 0 };
-            calibrate(problem, &data, &target.device, 5).map(|fixed| ProblemCost { fixed, per_member: zero, population: false })
-        }
-        .with_context(|| format!("calibrating {}", problem.id()))?;
+        let c = target.engine.calibrate(problem, &data).with_context(|| format!("calibrating {}", problem.id()))?;
         self.problem_costs.insert(key, c);
         self.dirty = true;
         *fresh = true;
@@ -246,7 +132,7 @@ impl Calibration {
         let n: usize = infos.iter().map(ParamInfo::numel).sum();
         let steps = 20;
         let mut on_device = if opt.wants_device_tensors() {
-            let dev = &target.device;
+            let dev = target.device();
             let params = values.iter().zip(&infos).map(|(v, i)| Var::from_slice(v, i.shape.clone(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
             let grads = grads.iter().zip(&infos).map(|(g, i)| Tensor::from_slice(g, i.shape.clone(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
             Some(DeviceTensors { params, grads })
@@ -265,7 +151,7 @@ impl Calibration {
                 }
             }
         }
-        target.device.synchronize()?;
+        target.device().synchronize()?;
         let per_param = start.elapsed().as_secs_f64() / (steps as f64 * n as f64);
         self.optimizers.insert(key, per_param);
         self.dirty = true;
@@ -306,8 +192,8 @@ impl Calibration {
         // The runner's run groups: the jobs of one (problem, seed), in populations of at most
         // `population` members where the problem batches, else one job each.
         let pending: Vec<&Job> = jobs.to_vec();
-        let population = if target.device_path { Some(1) } else { population };
-        for g in crate::runner::groups(&pending, population) {
+        let population = target.engine.population(population);
+        for g in crate::executor::groups(&pending, population) {
             let c = costs[&g.problem.hash()];
             let parts: Vec<Vec<&Job>> = if c.population { vec![g.jobs.clone()] } else { g.jobs.iter().map(|&j| vec![j]).collect() };
             for part in parts {
@@ -339,17 +225,6 @@ impl Calibration {
     }
 }
 
-/// `1 h 05 min`, `12 min 30 s`, `45 s`.
-pub fn human(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
-        3600..=172_799 => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
-        _ => format!("{:.1} days", seconds / 86400.0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,13 +235,5 @@ mod tests {
         assert_eq!(e.wall_s(2), 50.0);
         assert_eq!(e.wall_s(8), 30.0);
         assert_eq!(e.wall_s(0), 100.0);
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human(45.2), "45 s");
-        assert_eq!(human(750.0), "12 min 30 s");
-        assert_eq!(human(3900.0), "1 h 05 min");
-        assert_eq!(human(3.0 * 86400.0), "3.0 days");
     }
 }

@@ -2,12 +2,17 @@
 //! hand-designed or learned. Every front end (`run`, `validate`, `plan`'s calibration, meta
 //! evaluation) builds through it.
 //!
-//! Learned optimizers are named on the command line as `velo:PATH`, `small_fc:PATH` or
-//! `mlp_lopt:PATH`; their spec carries the checkpoint's SHA-256 and the file is loaded once.
+//! Learned optimizers are named on the command line as `ARCH:PATH` (an architecture of
+//! `beatmatch_learned::ARCHS`, e.g. `velo:PATH`); their spec carries the checkpoint's SHA-256
+//! and the file is loaded once. Hand-designed ones are specs of a kind of
+//! `beatmatch_baselines::KINDS`. The [`Engine`] decides whether each is built as its host or
+//! its device rule.
 
+use crate::engine::Engine;
 use anyhow::{bail, Context, Result};
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
-use beatmatch_learned::checkpoint::{self, Architecture, Checkpoint};
+use beatmatch_learned::checkpoint::{self, Checkpoint};
+use beatmatch_learned::Architecture;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,17 +37,27 @@ pub fn resolve_shipped(path: &Path) -> std::path::PathBuf {
 }
 
 /// Builds optimizers from specs; holds the learned checkpoints loaded so far, by SHA-256.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct OptimizerFactory {
     by_sha: HashMap<String, Arc<Checkpoint>>,
     /// Threads a learned optimizer's update may use (1 unless the run has cores to itself).
     pub learned_threads: usize,
-    /// Build for the device path (`crate::target::Target::device_path`): every optimizer as
-    /// its device implementation (`beatmatch-device`).
-    pub device_path: bool,
+    /// Where the optimizers run: their host or their device rules.
+    pub engine: Engine,
+}
+
+impl Default for OptimizerFactory {
+    fn default() -> Self {
+        Self::new(Engine::Host)
+    }
 }
 
 impl OptimizerFactory {
+    /// A factory building for `engine`, no checkpoint loaded yet.
+    pub fn new(engine: Engine) -> Self {
+        Self { by_sha: HashMap::new(), learned_threads: 1, engine }
+    }
+
     /// Parse a candidate: `kind:key=value,...` for hand-designed optimizers, `ARCH:PATH` for
     /// learned ones (the checkpoint is loaded and checked now).
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
@@ -80,36 +95,29 @@ impl OptimizerFactory {
                 if ckpt.arch.as_str() != first.kind {
                     bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), first.kind);
                 }
-                if self.device_path {
-                    return beatmatch_device::build_learned(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, specs.len(), params, &candle_core::Device::Cpu);
-                }
-                Ok(beatmatch_learned::build_configured(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, specs.len(), self.learned_threads.max(1), params)?)
+                self.engine.build_learned(ckpt, specs.len(), self.learned_threads.max(1), params)
             }
-            None if self.device_path => beatmatch_device::build_members(specs, params),
-            None => beatmatch_baselines::build_members(specs, params),
+            None => self.engine.build_kind(specs, params),
         }
     }
 
     /// Whether one run to the longest budget can be read off at shorter budgets.
     pub fn is_horizon_free(spec: &OptimizerSpec) -> bool {
         match Architecture::parse(&spec.kind) {
-            Some(arch) if spec.checkpoint.is_some() => beatmatch_learned::is_horizon_free(arch),
+            Some(arch) if spec.checkpoint.is_some() => arch.is_horizon_free(),
             _ => beatmatch_baselines::is_horizon_free(spec),
         }
     }
 
-    /// Legend label: learned optimizers are "hyperparameter-free (1 trial)".
+    /// Legend label: learned optimizers are "hyperparameter-free (1 trial)"; a hand-designed
+    /// configuration's is its kind's.
     pub fn legend(spec: &OptimizerSpec) -> String {
         match (Architecture::parse(&spec.kind), spec.checkpoint.as_deref()) {
-            (Some(arch), Some(sha)) => {
-                let name = match arch {
-                    Architecture::Velo => "VeLO",
-                    Architecture::SmallFc => "small_fc_lopt",
-                    Architecture::MlpLopt => "MLP-LOpt",
-                };
-                format!("{name} {}, hyperparameter-free (1 trial)", &sha[..8.min(sha.len())])
-            }
-            _ => format!("{spec} (1 trial)"),
+            (Some(arch), Some(sha)) => format!("{} {}, hyperparameter-free (1 trial)", arch.label(), &sha[..8.min(sha.len())]),
+            _ => match beatmatch_baselines::find(&spec.kind) {
+                Some(kind) => kind.legend(spec),
+                None => format!("{spec} (1 trial)"),
+            },
         }
     }
 }

@@ -1,12 +1,13 @@
 //! `suite lopt`: inspect and convert learned-optimizer checkpoints.
 
 use anyhow::{bail, Result};
-use beatmatch_learned::checkpoint::{self, msgpack, native, Architecture};
+use beatmatch_learned::checkpoint::{self, msgpack, native};
+use beatmatch_learned::Architecture;
 use std::path::Path;
 use std::process::ExitCode;
 
 fn arch(name: Option<&str>) -> Result<Option<Architecture>> {
-    name.map(|a| Architecture::parse(a).ok_or_else(|| anyhow::anyhow!("unknown architecture `{a}`; expected velo, small_fc or mlp_lopt"))).transpose()
+    name.map(|a| Architecture::parse(a).ok_or_else(|| anyhow::anyhow!("unknown architecture `{a}`; expected one of: {}", Architecture::names()))).transpose()
 }
 
 /// `suite lopt inspect FILE`: architecture, meta-parameter count, SHA-256 and a full shape

@@ -1,7 +1,7 @@
 //! `suite meta-train --recipe FILE [--out DIR]`: run (or resume) a meta-training recipe with a
 //! progress display and a log file, then draw `meta_loss.png`.
 
-use crate::runner::Progress;
+use crate::executor::Progress;
 use anyhow::{Context, Result};
 use beatmatch_meta::trainer::{self, Layout};
 use beatmatch_meta::{inner::InnerTasks, recipe};
@@ -85,8 +85,8 @@ pub fn run(o: &MetaTrainOptions) -> Result<ExitCode> {
             row.grad_norm,
             row.validation.map(|v| format!(", validation {v:.4}")).unwrap_or_default(),
             if rep.checkpointed { ", checkpoint written" } else { "" },
-            crate::estimate::human(secs),
-            crate::estimate::human(eta)
+            crate::duration::human(secs),
+            crate::duration::human(eta)
         );
         let _ = writeln!(log, "{line}");
         if o.progress == Progress::Lines && (last_line.elapsed() >= every || row.outer_step == rep.total) {
@@ -102,7 +102,7 @@ pub fn run(o: &MetaTrainOptions) -> Result<ExitCode> {
         "done: {} outer steps ({} this run) in {}, {:.0} inner steps/s; best validation {}; checkpoints: {} (final), {} (best)",
         state.step,
         state.step - previous,
-        crate::estimate::human(secs),
+        crate::duration::human(secs),
         inner_steps as f64 / secs.max(1e-9),
         state.best.map(|(s, v)| format!("{v:.4} at outer step {s}")).unwrap_or_else(|| "none".into()),
         layout.final_checkpoint().display(),

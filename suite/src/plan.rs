@@ -68,7 +68,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
             role: ArmRole::Baseline,
             configs: p.configs(),
             seeds: p.seeds,
-            speedup_reference: p.optimizer == "adam" && p.grid.keys().eq(["lr"]) && p.fixed.is_empty(),
+            speedup_reference: p.optimizer == beatmatch_baselines::adam::NAME && p.grid.keys().eq(["lr"]) && p.fixed.is_empty(),
         });
     }
     // Problems and their longest budgets.
@@ -170,7 +170,10 @@ mod tests {
         // Candidate adam lr=1e-3 and the grid's lr=1e-3 differ only by run length (20 vs 80).
         assert_eq!(jobs.len(), 2 + 15 * 2 + 15 * 2);
         assert!(study.arms[1].speedup_reference && !study.arms[2].speedup_reference);
-        assert!(jobs.iter().filter(|j| j.key.optimizer.kind == "sgdm").all(|j| j.key.steps == 20));
-        assert!(jobs.iter().filter(|j| j.key.optimizer.kind == "adam" && j.key.optimizer.hparams.len() == 1 && j.key.steps == 80).count() == 30);
+        assert!(jobs.iter().filter(|j| j.key.optimizer.kind == beatmatch_baselines::sgd::NAME).all(|j| j.key.steps == 20));
+        assert!(
+            jobs.iter().filter(|j| j.key.optimizer.kind == beatmatch_baselines::adam::NAME && j.key.optimizer.hparams.len() == 1 && j.key.steps == 80).count()
+                == 30
+        );
     }
 }

@@ -2,10 +2,10 @@
 //! missing, one line each), build the candidate and baselines, plan, and execute through a
 //! runner into the result store.
 
+use crate::executor::{execute, Coordination, ExecSummary, Progress};
 use crate::factory::OptimizerFactory;
 use crate::plan::{cost, plan, Job, PlanRequest};
 use crate::run_log::RunLog;
-use crate::runner::{execute, Coordination, ExecSummary, OneByOne, PopulationRunner, Progress, Runner};
 use crate::shard::Shard;
 use crate::target::Target;
 use anyhow::{bail, Context, Result};
@@ -197,8 +197,7 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
             None => bail!("no task of tier {} has its data available", opts.selection.tier.as_str()),
         }
     }
-    let mut factory = OptimizerFactory::default();
-    factory.device_path = target.device_path;
+    let mut factory = OptimizerFactory::new(target.engine.clone());
     let candidate = factory.parse_candidate(&opts.candidate).with_context(|| format!("--candidate {}", opts.candidate))?;
     // Fail on a bad candidate before training anything.
     factory.build(&candidate, tasks[0].problem.build_model().params()).with_context(|| format!("--candidate {}", opts.candidate))?;
@@ -324,11 +323,8 @@ pub fn run_study(opts: &StudyOptions) -> Result<(PathBuf, ExecSummary)> {
         p.out.display(),
         log.path().map_or("none".into(), |l| l.display().to_string())
     ));
-    // Populations are the CPU engine's; the device path trains one run at a time.
-    let population = PopulationRunner { max: opts.population, factory: &p.factory };
-    let one_by_one = OneByOne { device: p.target.device.clone(), factory: &p.factory };
-    let runner: &dyn Runner = if p.target.device_path { &one_by_one } else { &population };
-    let mut summary = execute(&runnable, &store, p.workers, runner, opts.progress, &Coordination { claims: &claims, log: &log })
+    let runner = p.target.engine.runner(&p.factory, opts.population);
+    let mut summary = execute(&runnable, &store, p.workers, runner.as_ref(), opts.progress, &Coordination { claims: &claims, log: &log })
         .inspect_err(|e| log.line(&format!("error: {e:#}")))?;
     summary.left = elsewhere.iter().filter(|j| store.finished(&j.key.hash()).is_none()).count();
     if summary.left > 0 {

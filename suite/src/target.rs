@@ -1,6 +1,6 @@
-//! Where a study trains, from the `--device` name: the candle device, whether the optimizers
-//! run through their device implementations, and the device class that goes into every run
-//! key (so results of different hardware never share a record).
+//! Where a study trains, from the `--device` name: its [`Engine`] (the host path or a candle
+//! device) and the device class that goes into every run key (so results of different
+//! hardware never share a record).
 //!
 //! * `cpu`: the host path — the native dense engine and populations for dense networks, the
 //!   host optimizers on the parameters' own storage.
@@ -9,16 +9,15 @@
 //! * `cuda`, `cuda:N` (builds with the `cuda` feature): GPU `N` through the device path; the
 //!   key names the GPU, `cuda/<name>`.
 
+use crate::engine::Engine;
 use anyhow::{bail, Result};
 use candle_core::Device;
 
 /// A resolved `--device`.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// The device tensors live on.
-    pub device: Device,
-    /// Whether optimizers take device tensors (`beatmatch-device`) rather than host slices.
-    pub device_path: bool,
+    /// Where and how runs train.
+    pub engine: Engine,
     /// The device class recorded in run keys: `cpu`, `cpu-device`, `cuda/<GPU name>`.
     pub key: String,
 }
@@ -26,27 +25,32 @@ pub struct Target {
 impl Target {
     /// The host CPU path.
     pub fn cpu() -> Self {
-        Self { device: Device::Cpu, device_path: false, key: "cpu".into() }
+        Self { engine: Engine::Host, key: "cpu".into() }
     }
 
     /// Resolve a `--device` name.
     pub fn resolve(name: &str) -> Result<Self> {
         match name {
             "cpu" => Ok(Self::cpu()),
-            "cpu-device" => Ok(Self { device: Device::Cpu, device_path: true, key: "cpu-device".into() }),
+            "cpu-device" => Ok(Self { engine: Engine::Device(Device::Cpu), key: "cpu-device".into() }),
             _ if name == "cuda" || name.starts_with("cuda:") => cuda(name),
             _ => bail!("unknown device `{name}`: expected cpu, cpu-device (the device path on the CPU), cuda or cuda:N"),
         }
     }
 
+    /// The device tensors live on.
+    pub fn device(&self) -> &Device {
+        self.engine.device()
+    }
+
     /// Whether the target is a GPU.
     pub fn is_gpu(&self) -> bool {
-        !self.device.is_cpu()
+        !self.device().is_cpu()
     }
 
     /// Free memory on a GPU target, in bytes (None on the CPU, where tasks are not sized).
     pub fn free_memory(&self) -> Result<Option<u64>> {
-        free_memory(&self.device)
+        free_memory(self.device())
     }
 }
 
@@ -75,7 +79,7 @@ fn cuda(name: &str) -> Result<Target> {
     })?;
     let Device::Cuda(d) = &device else { unreachable!("parse_device gives a CUDA device for `{name}`") };
     let gpu = d.cuda_stream().context().name().with_context(|| format!("reading the name of {name}"))?;
-    Ok(Target { device, device_path: true, key: format!("cuda/{gpu}") })
+    Ok(Target { key: format!("cuda/{gpu}"), engine: Engine::Device(device) })
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -90,9 +94,9 @@ mod tests {
     #[test]
     fn names_resolve_or_say_what_is_accepted() {
         let t = Target::resolve("cpu").unwrap();
-        assert!(!t.device_path && t.key == "cpu");
+        assert!(!t.engine.is_device() && t.key == "cpu");
         let t = Target::resolve("cpu-device").unwrap();
-        assert!(t.device_path && t.key == "cpu-device" && !t.is_gpu());
+        assert!(t.engine.is_device() && t.key == "cpu-device" && !t.is_gpu());
         let e = Target::resolve("tpu").unwrap_err().to_string();
         assert!(e.contains("expected cpu, cpu-device"), "{e}");
         if cfg!(not(feature = "cuda")) {

@@ -15,6 +15,10 @@
 use crate::factory::OptimizerFactory;
 use anyhow::{bail, Result};
 use beatmatch_core::OptimizerSpec;
+use beatmatch_tasks::models::conv::ConvConfig;
+use beatmatch_tasks::models::logreg::Logreg;
+use beatmatch_tasks::models::mlp::MlpConfig;
+use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig, Pooling};
 use beatmatch_tasks::train::{train, RunSettings};
 use beatmatch_tasks::{DatasetName, Problem};
@@ -45,7 +49,7 @@ fn checks() -> Vec<Check> {
     vec![
         Check {
             name: "mnist1d_logreg",
-            model: ModelConfig::Logreg,
+            model: ModelConfig::Logreg(Logreg {}),
             dataset: DatasetName::Mnist1d,
             batch: 100,
             steps: 6000,
@@ -55,7 +59,7 @@ fn checks() -> Vec<Check> {
         },
         Check {
             name: "mnist1d_mlp",
-            model: ModelConfig::Mlp { width: 100, depth: 2, activation: Activation::Relu },
+            model: ModelConfig::Mlp(MlpConfig { width: 100, depth: 2, activation: Activation::Relu }),
             dataset: DatasetName::Mnist1d,
             batch: 100,
             steps: 6000,
@@ -65,7 +69,7 @@ fn checks() -> Vec<Check> {
         },
         Check {
             name: "fashion_conv",
-            model: ModelConfig::Conv { channels: 32, depth: 2, pooling: Pooling::Max },
+            model: ModelConfig::Conv(ConvConfig { channels: 32, depth: 2, pooling: Pooling::Max }),
             dataset: DatasetName::FashionMnist,
             batch: 128,
             steps: 3000,
@@ -75,7 +79,7 @@ fn checks() -> Vec<Check> {
         },
         Check {
             name: "moby_transformer",
-            model: ModelConfig::Transformer { d_model: 128, layers: 2, heads: 4, context: 64 },
+            model: ModelConfig::Transformer(TransformerConfig { d_model: 128, layers: 2, heads: 4, context: 64 }),
             dataset: DatasetName::MobyDick,
             batch: 32,
             steps: 3000,

@@ -8,6 +8,8 @@
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
+use beatmatch_tasks::models::logreg::Logreg;
+use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::{DatasetName, Problem};
@@ -67,16 +69,16 @@ fn main() {
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
     let fashion = synthetic(&[28, 28], 4096);
     let shapes: Vec<(&str, ModelConfig, bool, usize)> = vec![
-        ("mlp-w32-d1-relu.mnist1d.b128", ModelConfig::Mlp { width: 32, depth: 1, activation: Activation::Relu }, false, 128),
-        ("mlp-w32-d2-tanh.mnist1d.b128", ModelConfig::Mlp { width: 32, depth: 2, activation: Activation::Tanh }, false, 128),
-        ("mlp-w64-d2-gelu.mnist1d.b128", ModelConfig::Mlp { width: 64, depth: 2, activation: Activation::Gelu }, false, 128),
-        ("mlp-w128-d1-relu.mnist1d.b128", ModelConfig::Mlp { width: 128, depth: 1, activation: Activation::Relu }, false, 128),
-        ("mlp-w128-d2-relu.mnist1d.b128", ModelConfig::Mlp { width: 128, depth: 2, activation: Activation::Relu }, false, 128),
-        ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp { width: 128, depth: 2, activation: Activation::Tanh }, false, 128),
-        ("logreg.mnist1d.b32", ModelConfig::Logreg, false, 32),
-        ("logreg.fashion_mnist.b128", ModelConfig::Logreg, true, 128),
-        ("mlp-w32-d1-relu.fashion_mnist.b128", ModelConfig::Mlp { width: 32, depth: 1, activation: Activation::Relu }, true, 128),
-        ("mlp-w128-d1-relu.fashion_mnist.b128", ModelConfig::Mlp { width: 128, depth: 1, activation: Activation::Relu }, true, 128),
+        ("mlp-w32-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), false, 128),
+        ("mlp-w32-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 2, activation: Activation::Tanh }), false, 128),
+        ("mlp-w64-d2-gelu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 64, depth: 2, activation: Activation::Gelu }), false, 128),
+        ("mlp-w128-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), false, 128),
+        ("mlp-w128-d2-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Relu }), false, 128),
+        ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Tanh }), false, 128),
+        ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), false, 32),
+        ("logreg.fashion_mnist.b128", ModelConfig::Logreg(Logreg {}), true, 128),
+        ("mlp-w32-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), true, 128),
+        ("mlp-w128-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), true, 128),
     ];
     for (name, model, on_fashion, batch) in shapes {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
@@ -93,7 +95,7 @@ fn main() {
         // gradients for every layer but the first.
         let (shape, classes) = dataset.signature();
         let mut dims = vec![shape.iter().product::<usize>()];
-        if let ModelConfig::Mlp { width, depth, .. } = problem.model {
+        if let ModelConfig::Mlp(MlpConfig { width, depth, .. }) = problem.model {
             dims.extend(std::iter::repeat_n(width, depth));
         }
         dims.push(classes);

@@ -7,6 +7,7 @@
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
+use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::train::{train, RunSettings};
 use beatmatch_tasks::{DatasetName, Problem};
@@ -32,7 +33,8 @@ fn synthetic_fashion() -> Dataset {
 
 fn bench(c: &mut Criterion) {
     std::env::set_var("RAYON_NUM_THREADS", "1");
-    let problem = Problem::new(ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }, DatasetName::FashionMnist, 128, &[1_000_000]);
+    let problem =
+        Problem::new(ModelConfig::Mlp(MlpConfig { width: 256, depth: 2, activation: Activation::Relu }), DatasetName::FashionMnist, 128, &[1_000_000]);
     let data = synthetic_fashion();
     let infos = problem.build_model().params().to_vec();
     let mut g = c.benchmark_group("mlp784-256-256-10_b128");

@@ -15,9 +15,12 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// ChaCha8 stream ids, so initialisation, data order and measurement draw independent numbers.
+// ChaCha8 stream ids, so initialisation, data order and measurement draw independent numbers.
+/// The ChaCha8 stream of a seed that initialises parameters.
 pub const STREAM_INIT: u64 = 0;
+/// The stream that orders the training data.
 pub const STREAM_DATA: u64 = 1;
+/// The stream that picks the fixed measurement batches.
 pub const STREAM_MEASURE: u64 = 2;
 
 /// The ChaCha8 stream `stream` of `seed`.

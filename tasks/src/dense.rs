@@ -20,6 +20,27 @@
 //! `erf` are polynomial approximations accurate to a few float32 ulps (tested against f64).
 
 use crate::models::{Activation, EvalSums, ModelConfig, Objective};
+
+/// A dense network's layer widths as a family gives them ([`crate::models::Family::dense`]):
+/// the hidden widths, the output width, the hidden activation and the objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseShape {
+    /// Hidden layer widths, input side first.
+    pub hidden: Vec<usize>,
+    /// Output units.
+    pub out: usize,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// What the output is trained to minimise.
+    pub objective: Objective,
+}
+
+impl DenseShape {
+    /// A classifier: `hidden` layers then `classes` logits.
+    pub fn classifier(hidden: Vec<usize>, classes: usize, activation: Activation) -> Self {
+        Self { hidden, out: classes, activation, objective: Objective::Classify }
+    }
+}
 use beatmatch_core::simd::{simd_dispatch, Kernel};
 use beatmatch_core::ParamInfo;
 
@@ -56,19 +77,9 @@ pub struct Workspace {
 
 impl DenseNet {
     /// The dense network `config` builds for inputs of `input` values and `classes` outputs, or
-    /// `None` for the other families.
+    /// `None` for the families candle trains.
     pub fn for_config(config: &ModelConfig, input: usize, classes: usize) -> Option<Self> {
-        let (hidden, out, activation, objective) = match *config {
-            ModelConfig::Logreg => (vec![], classes, Activation::Relu, Objective::Classify),
-            ModelConfig::Mlp { width, depth, activation } => (vec![width; depth], classes, activation, Objective::Classify),
-            ModelConfig::Autoencoder { width, depth, code, activation } => {
-                let mut h = vec![width; depth];
-                h.push(code);
-                h.extend(std::iter::repeat_n(width, depth));
-                (h, input, activation, Objective::Reconstruct)
-            }
-            _ => return None,
-        };
+        let DenseShape { hidden, out, activation, objective } = config.dense(input, classes)?;
         let mut dims = vec![input];
         dims.extend(hidden);
         dims.push(out);

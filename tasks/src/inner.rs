@@ -14,18 +14,18 @@
 //! on another device it receives the tensors themselves ([`DeviceTensors`] behind
 //! [`Buffers::Device`]).
 
-use crate::data::{finite, rng, BatchStream, View, STREAM_INIT};
+use crate::data::{rng, BatchStream, View, STREAM_INIT};
 use crate::datasets::Dataset;
+use crate::ledger::Ledger;
 use crate::models::{self, Model};
 use crate::task::Problem;
 use anyhow::{bail, Context, Result};
 use beatmatch_core::{Buffers, CurvePoint, EvalPoint, Optimizer, ParamInfo, RunStatus, Snapshot, StepContext};
+
+pub use crate::ledger::EXPLOSION_FACTOR;
+use beatmatch_device::DeviceTensors;
 use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Tensor, Var};
 use std::cell::RefCell;
-
-/// A run is declared diverged when its measured train loss exceeds this multiple of the loss at
-/// initialisation (a "loss explosion"), or any loss is not finite.
-pub const EXPLOSION_FACTOR: f32 = 10.0;
 
 /// One training run's settings.
 #[derive(Clone, Copy, Debug)]
@@ -51,25 +51,13 @@ pub struct TrainOutcome {
     pub evals: Vec<EvalPoint>,
 }
 
-/// The tensors a device-resident optimizer receives through [`Buffers::Device`].
-pub struct DeviceTensors {
-    /// The parameters, updated in place.
-    pub params: Vec<Var>,
-    /// Their gradients.
-    pub grads: Vec<Tensor>,
-}
-
 /// Everything a run has accumulated, to put it back later with [`InnerRun::restore`].
 pub struct RunSnapshot {
     values: Vec<Vec<f32>>,
     optimizer: Snapshot,
     batches: BatchStream,
     step: u64,
-    next_measure: usize,
-    curve: Vec<CurvePoint>,
-    evals: Vec<EvalPoint>,
-    initial_loss: Option<f32>,
-    ended: Option<RunStatus>,
+    ledger: Ledger,
 }
 
 /// A run in progress. `O` is the optimizer type; `dyn Optimizer` unless the caller needs the
@@ -86,13 +74,8 @@ pub struct InnerRun<'d, O: Optimizer + ?Sized = dyn Optimizer> {
     optimizer: Box<O>,
     batches: BatchStream,
     measure_idx: Vec<u32>,
-    measure_steps: Vec<u64>,
-    next_measure: usize,
     step: u64,
-    curve: Vec<CurvePoint>,
-    evals: Vec<EvalPoint>,
-    initial_loss: Option<f32>,
-    ended: Option<RunStatus>,
+    ledger: Ledger,
     batch_losses: Vec<f32>,
     idx: Vec<u32>,
 }
@@ -112,7 +95,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         let measure_idx = train_view.measurement_items(problem);
         let batches = BatchStream::new(train_view.len(), settings.seed);
         Ok(Self {
-            measure_steps: problem.measure_steps(settings.steps),
+            ledger: Ledger::new(problem, settings.steps),
             problem,
             model,
             train_view,
@@ -124,12 +107,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
             optimizer,
             batches,
             measure_idx,
-            next_measure: 0,
             step: 0,
-            curve: Vec::new(),
-            evals: Vec::new(),
-            initial_loss: None,
-            ended: None,
             batch_losses: Vec::new(),
             idx: Vec::with_capacity(problem.batch_size),
         })
@@ -147,12 +125,12 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
 
     /// How the run ended, once it has (all steps taken, or diverged).
     pub fn ended(&self) -> Option<&RunStatus> {
-        self.ended.as_ref()
+        self.ledger.ended()
     }
 
     /// The train-loss curve so far.
     pub fn curve(&self) -> &[CurvePoint] {
-        &self.curve
+        self.ledger.curve()
     }
 
     /// The mini-batch losses (nats, before each update) of the steps the last
@@ -201,11 +179,11 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         let _ftz = beatmatch_core::simd::FlushDenormals::new();
         self.batch_losses.clear();
         let start = self.step;
-        while self.ended.is_none() && self.step - start < n {
+        while self.ledger.ended().is_none() && self.step - start < n {
             self.body(on_progress)?;
         }
         // A run whose last update was just taken measures its end now, not at the next call.
-        if self.ended.is_none() && self.step == self.steps {
+        if self.ledger.ended().is_none() && self.step == self.steps {
             self.body(on_progress)?;
         }
         Ok(self.step - start)
@@ -226,7 +204,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
     /// What the run has produced so far, ending it where it stands (status `Finished` unless it
     /// diverged).
     pub fn into_outcome(self) -> TrainOutcome {
-        TrainOutcome { status: self.ended.unwrap_or(RunStatus::Finished), curve: self.curve, evals: self.evals }
+        self.ledger.into_outcome()
     }
 
     /// A copy of everything the run has accumulated.
@@ -236,11 +214,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
             optimizer: self.optimizer.snapshot(),
             batches: self.batches.clone(),
             step: self.step,
-            next_measure: self.next_measure,
-            curve: self.curve.clone(),
-            evals: self.evals.clone(),
-            initial_loss: self.initial_loss,
-            ended: self.ended.clone(),
+            ledger: self.ledger.clone(),
         })
     }
 
@@ -253,33 +227,25 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         self.optimizer.restore(&s.optimizer)?;
         self.batches = s.batches.clone();
         self.step = s.step;
-        self.next_measure = s.next_measure;
-        self.curve = s.curve.clone();
-        self.evals = s.evals.clone();
-        self.initial_loss = s.initial_loss;
-        self.ended = s.ended.clone();
+        self.ledger = s.ledger.clone();
         Ok(())
     }
 
     /// One loop body at step index `self.step`: measure if due, then (unless at the end) update.
     fn body(&mut self, on_progress: &mut dyn FnMut(u64)) -> Result<()> {
         let step = self.step;
-        if self.measure_steps.get(self.next_measure) == Some(&step) {
-            self.next_measure += 1;
-            if let Some(status) = self.measure(step)? {
-                self.ended = Some(status);
-                return Ok(());
-            }
+        if self.ledger.due(step) {
+            self.measure(step)?;
         }
-        if step == self.steps {
-            self.ended = Some(RunStatus::Finished);
+        self.ledger.finish_at(step);
+        if self.ledger.ended().is_some() {
             return Ok(());
         }
         self.batches.next_indices(self.problem.batch_size, &mut self.idx);
         let (xb, yb) = self.train_view.batch(&self.idx, &self.device)?;
         let tensors = self.param_tensors();
         let Some((loss, grads)) = loss_and_grads(self.model.as_ref(), &tensors, &xb, &yb)? else {
-            self.ended = Some(RunStatus::Diverged { step, reason: "non-finite mini-batch loss".into() });
+            self.ledger.diverge(step, "non-finite mini-batch loss".into());
             return Ok(());
         };
         self.batch_losses.push(loss);
@@ -292,24 +258,17 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         Ok(())
     }
 
-    /// Record the train loss (and held-out evaluation at a budget); `Some(status)` when the run
-    /// diverged here.
-    fn measure(&mut self, step: u64) -> Result<Option<RunStatus>> {
+    /// Measure the train loss (and, at a budget, held out) into the ledger.
+    fn measure(&mut self, step: u64) -> Result<()> {
         let params = self.param_tensors();
         let loss = self.train_view.evaluate(self.model.as_ref(), &params, Some(&self.measure_idx), self.problem.batch_size, &self.device)?.mean_loss();
-        self.curve.push(CurvePoint { step, train_loss: finite(loss) });
-        if self.problem.measurement.eval_at.contains(&step) {
-            let held_out = self.test_view.evaluate(self.model.as_ref(), &params, None, self.test_view.chunk(), &self.device)?;
-            self.evals.push(EvalPoint { step, eval_loss: finite(held_out.mean_loss()), eval_accuracy: held_out.accuracy() });
-        }
-        let initial = *self.initial_loss.get_or_insert(loss);
-        if !loss.is_finite() {
-            return Ok(Some(RunStatus::Diverged { step, reason: "non-finite train loss".into() }));
-        }
-        if loss > EXPLOSION_FACTOR * initial {
-            return Ok(Some(RunStatus::Diverged { step, reason: format!("train loss {loss:.3} > {EXPLOSION_FACTOR} × initial {initial:.3}") }));
-        }
-        Ok(None)
+        let held_out = if self.ledger.evaluates_at(step) {
+            Some(self.test_view.evaluate(self.model.as_ref(), &params, None, self.test_view.chunk(), &self.device)?)
+        } else {
+            None
+        };
+        self.ledger.record(step, loss, held_out.as_ref());
+        Ok(())
     }
 }
 

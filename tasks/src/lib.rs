@@ -8,6 +8,7 @@ pub mod data;
 pub mod datasets;
 pub mod dense;
 pub mod inner;
+pub mod ledger;
 pub mod memory;
 pub mod models;
 pub mod population;

@@ -4,7 +4,6 @@
 //! temporaries), for deciding up front whether a task fits a GPU; the calibration on the GPU
 //! measures what a step really used.
 
-use crate::models::ModelConfig;
 use crate::task::Problem;
 
 /// Bytes per f32.
@@ -35,44 +34,12 @@ impl Memory {
 pub fn estimate(problem: &Problem, state_per_param: f64) -> Memory {
     let (shape, classes) = problem.dataset.signature();
     let n = problem.build_model().param_count();
-    let per_example = activation_floats(&problem.model, &shape, classes);
+    let per_example = problem.model.activation_floats(&shape, classes);
     Memory {
         params: n * F32,
         grads: n * F32,
         state: (n as f64 * state_per_param).ceil() as u64 * F32,
         activations: 2 * per_example * problem.batch_size as u64 * F32,
-    }
-}
-
-/// Floats the forward pass of one example keeps for backward (inputs, pre- and
-/// post-activation values, attention weights, logits and their softmax).
-fn activation_floats(model: &ModelConfig, shape: &[usize], classes: usize) -> u64 {
-    let input: u64 = shape.iter().product::<usize>() as u64;
-    let classes = classes as u64;
-    match *model {
-        ModelConfig::Logreg => input + 2 * classes,
-        ModelConfig::Mlp { width, depth, .. } => input + 2 * (width * depth) as u64 + 2 * classes,
-        ModelConfig::Autoencoder { width, depth, code, .. } => 3 * input + 2 * (2 * width * depth + code) as u64,
-        // Each block's conv output, its activation and the pooled map, at full resolution (an
-        // upper bound: pooling shrinks later blocks).
-        ModelConfig::Conv { channels, depth, .. } => {
-            let hw = match shape {
-                [_, h, w] | [h, w] => (h * w) as u64,
-                other => other.iter().product::<usize>() as u64,
-            };
-            input + 3 * (channels * depth) as u64 * hw + 2 * classes
-        }
-        // Per block: LayerNorms, q/k/v, attention output, the 4× MLP and residuals (about 16
-        // widths per token) plus per-head attention scores and probabilities; then the logits.
-        ModelConfig::Transformer { d_model, layers, heads, context } => {
-            let (d, t) = (d_model as u64, context as u64);
-            t * d + layers as u64 * (16 * t * d + 2 * heads as u64 * t * t) + 3 * t * classes
-        }
-        // Per layer and token: four gates, cell and hidden state and their nonlinearities.
-        ModelConfig::Lstm { hidden, layers, context } => {
-            let (h, t) = (hidden as u64, context as u64);
-            t * h + layers as u64 * 10 * t * h + 3 * t * classes
-        }
     }
 }
 
@@ -96,7 +63,7 @@ mod tests {
 
     #[test]
     fn an_mlp_needs_its_parameters_four_times_with_adam_plus_its_activations() {
-        let model = ModelConfig::Mlp { width: 256, depth: 2, activation: crate::models::Activation::Relu };
+        let model = crate::models::ModelConfig::Mlp(crate::models::mlp::MlpConfig { width: 256, depth: 2, activation: crate::models::Activation::Relu });
         let p = Problem::new(model.clone(), DatasetName::Mnist1d, 128, &[100]);
         let n = p.build_model().param_count();
         let m = estimate(&p, 2.0);

@@ -15,14 +15,15 @@
 //! the rest go on. Like [`crate::inner::InnerRun`] it is resumable: `advance(a)` then
 //! `advance(b)` is `advance(a + b)`, and a snapshot restores everything.
 
-use crate::data::{finite, rng, BatchStream, View, STREAM_INIT};
+use crate::data::{rng, BatchStream, View, STREAM_INIT};
 use crate::datasets::Dataset;
 use crate::dense::{Batch, DenseNet, Workspace};
-use crate::inner::{TrainOutcome, EXPLOSION_FACTOR};
+use crate::inner::TrainOutcome;
+use crate::ledger::Ledger;
 use crate::models::EvalSums;
 use crate::task::Problem;
 use anyhow::{bail, Result};
-use beatmatch_core::{CurvePoint, EvalPoint, Optimizer, RunStatus, Snapshot, StepContext};
+use beatmatch_core::{Optimizer, RunStatus, Snapshot, StepContext};
 use std::ops::Range;
 
 /// One member's budget: steps to train and the horizon its optimizer is told.
@@ -44,14 +45,8 @@ pub struct OptimizerGroup<O: Optimizer + ?Sized = dyn Optimizer> {
 
 #[derive(Clone, Debug)]
 struct Member {
-    steps: u64,
     horizon: u64,
-    measure_steps: Vec<u64>,
-    next_measure: usize,
-    curve: Vec<CurvePoint>,
-    evals: Vec<EvalPoint>,
-    initial_loss: Option<f32>,
-    ended: Option<RunStatus>,
+    ledger: Ledger,
     batch_losses: Vec<f32>,
 }
 
@@ -114,20 +109,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         let init = problem.build_model().init(&mut rng(seed, STREAM_INIT));
         let params: Vec<Vec<f32>> = init.iter().map(|v| v.repeat(k)).collect();
         let grads = params.iter().map(|v| vec![0.0; v.len()]).collect();
-        let members = members
-            .iter()
-            .map(|p| Member {
-                steps: p.steps,
-                horizon: p.horizon,
-                measure_steps: problem.measure_steps(p.steps),
-                next_measure: 0,
-                curve: Vec::new(),
-                evals: Vec::new(),
-                initial_loss: None,
-                ended: None,
-                batch_losses: Vec::new(),
-            })
-            .collect();
+        let members = members.iter().map(|p| Member { horizon: p.horizon, ledger: Ledger::new(problem, p.steps), batch_losses: Vec::new() }).collect();
         Ok(Self {
             measure_idx: train_view.measurement_items(problem),
             batches: BatchStream::new(train_view.len(), seed),
@@ -164,12 +146,12 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
 
     /// Whether every member has ended.
     pub fn is_done(&self) -> bool {
-        self.members.iter().all(|m| m.ended.is_some())
+        self.members.iter().all(|m| m.ledger.ended().is_some())
     }
 
     /// How member `m` ended, once it has.
     pub fn ended(&self, m: usize) -> Option<&RunStatus> {
-        self.members[m].ended.as_ref()
+        self.members[m].ledger.ended()
     }
 
     /// Member `m`'s mini-batch losses of the steps the last [`Population::advance`] took.
@@ -179,8 +161,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
 
     /// Member `m`'s result so far (its status `Finished` unless it diverged).
     pub fn outcome(&self, m: usize) -> TrainOutcome {
-        let s = &self.members[m];
-        TrainOutcome { status: s.ended.clone().unwrap_or(RunStatus::Finished), curve: s.curve.clone(), evals: s.evals.clone() }
+        self.members[m].ledger.outcome()
     }
 
     /// The optimizer groups (to rebind a learned optimizer's theta, say).
@@ -196,7 +177,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// Each member's mean loss (nats) over the training items `idx` at its current
     /// parameters, in mini-batches of the problem's size; NaN for a member that diverged.
     pub fn train_losses_on(&mut self, idx: &[u32]) -> Vec<f32> {
-        let who: Vec<bool> = self.members.iter().map(|m| !matches!(m.ended, Some(RunStatus::Diverged { .. }))).collect();
+        let who: Vec<bool> = self.members.iter().map(|m| !matches!(m.ledger.ended(), Some(RunStatus::Diverged { .. }))).collect();
         let sums = self.sums(false, Some(idx), self.problem.batch_size, &who);
         sums.iter().zip(&who).map(|(s, &w)| if w { s.mean_loss() } else { f32::NAN }).collect()
     }
@@ -300,31 +281,21 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// diverged or reached their budget.
     fn measure(&mut self) -> Result<()> {
         let s = self.step;
-        let due: Vec<bool> = self.members.iter().map(|m| m.ended.is_none() && m.measure_steps.get(m.next_measure) == Some(&s)).collect();
+        let due: Vec<bool> = self.members.iter().map(|m| m.ledger.due(s)).collect();
         if due.iter().any(|&d| d) {
             let measure_idx = std::mem::take(&mut self.measure_idx);
             let train = self.sums(false, Some(&measure_idx), self.problem.batch_size, &due);
             self.measure_idx = measure_idx;
-            let eval_due: Vec<bool> = due.iter().map(|&d| d && self.problem.measurement.eval_at.contains(&s)).collect();
+            let eval_due: Vec<bool> = self.members.iter().zip(&due).map(|(m, &d)| d && m.ledger.evaluates_at(s)).collect();
             let chunk = self.test_view.chunk();
             let held_out = if eval_due.iter().any(|&d| d) { Some(self.sums(true, None, chunk, &eval_due)) } else { None };
             for (m, member) in self.members.iter_mut().enumerate().filter(|(m, _)| due[*m]) {
-                member.next_measure += 1;
-                let loss = train[m].mean_loss();
-                member.curve.push(CurvePoint { step: s, train_loss: finite(loss) });
-                if let (Some(h), true) = (&held_out, eval_due[m]) {
-                    member.evals.push(EvalPoint { step: s, eval_loss: finite(h[m].mean_loss()), eval_accuracy: h[m].accuracy() });
-                }
-                let initial = *member.initial_loss.get_or_insert(loss);
-                if !loss.is_finite() {
-                    member.ended = Some(RunStatus::Diverged { step: s, reason: "non-finite train loss".into() });
-                } else if loss > EXPLOSION_FACTOR * initial {
-                    member.ended = Some(RunStatus::Diverged { step: s, reason: format!("train loss {loss:.3} > {EXPLOSION_FACTOR} × initial {initial:.3}") });
-                }
+                let h = held_out.as_ref().filter(|_| eval_due[m]).map(|h| &h[m]);
+                member.ledger.record(s, train[m].mean_loss(), h);
             }
         }
-        for member in self.members.iter_mut().filter(|m| m.ended.is_none() && m.steps == s) {
-            member.ended = Some(RunStatus::Finished);
+        for member in &mut self.members {
+            member.ledger.finish_at(s);
         }
         Ok(())
     }
@@ -333,7 +304,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     fn train(&mut self) -> Result<()> {
         let s = self.step;
         let k = self.members.len();
-        let mut live: Vec<bool> = self.members.iter().map(|m| m.ended.is_none()).collect();
+        let mut live: Vec<bool> = self.members.iter().map(|m| m.ledger.ended().is_none()).collect();
         self.batches.next_indices(self.problem.batch_size, &mut self.idx);
         self.train_view.rows_into(&self.idx, &mut self.xb, &mut self.yb).expect("dense networks read labelled rows");
         let batch = Batch { x: &self.xb, y: &self.yb, rows: self.idx.len() };
@@ -348,7 +319,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
             if losses[m].is_finite() {
                 member.batch_losses.push(losses[m]);
             } else {
-                member.ended = Some(RunStatus::Diverged { step: s, reason: "non-finite mini-batch loss".into() });
+                member.ledger.diverge(s, "non-finite mini-batch loss".into());
                 live[m] = false;
             }
         }

@@ -12,17 +12,19 @@
 //!     device: cuda             # optional; default cpu
 //! ```
 //!
-//! Model families (exactly one per block): `logreg: {}`, `mlp`, `conv {channels, depth,
-//! pooling}`, `autoencoder {width, depth, code, activation}` (image/vector datasets), and the
-//! language models `transformer {d_model, layers, heads, context}` and `lstm {hidden, layers,
-//! context}` (text datasets). Unknown keys and bad values are errors naming the file, line and
-//! what was expected.
+//! Model families (exactly one per block, each with its own grid: see each family's module
+//! under [`crate::models`]): `logreg: {}`, `mlp`, `conv {channels, depth, pooling}`,
+//! `autoencoder {width, depth, code, activation}` (image/vector datasets), and the language
+//! models `transformer {d_model, layers, heads, context}` and `lstm {hidden, layers, context}`
+//! (text datasets). Unknown keys and bad values are errors naming the file, line and what was
+//! expected.
 
 use crate::datasets::DatasetName;
-use crate::models::{Activation, ModelConfig, Pooling};
+use crate::models::family::Bounded;
+use crate::models::{FamilyGrid, ModelConfig, FAMILIES};
 use crate::task::{DeviceReq, Problem, Split, Task, Tier};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -39,90 +41,46 @@ struct RegistryFile {
     families: Vec<FamilyBlock>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FamilyBlock {
-    tier: Tier,
-    #[serde(default)]
-    logreg: Option<LogregGrid>,
-    #[serde(default)]
-    mlp: Option<MlpGrid>,
-    #[serde(default)]
-    conv: Option<ConvGrid>,
-    #[serde(default)]
-    autoencoder: Option<AutoencoderGrid>,
-    #[serde(default)]
-    transformer: Option<TransformerGrid>,
-    #[serde(default)]
-    lstm: Option<LstmGrid>,
-    datasets: Vec<DatasetName>,
-    batch_sizes: Vec<Bounded<1, 65536>>,
-    steps: Vec<Bounded<1, 1_000_000>>,
-    #[serde(default)]
-    split: Option<Split>,
-    #[serde(default)]
-    device: Option<DeviceReq>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AutoencoderGrid {
-    width: Vec<Bounded<1, 65536>>,
-    depth: Vec<Bounded<0, 4>>,
-    code: Vec<Bounded<1, 4096>>,
-    activation: Vec<Activation>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TransformerGrid {
-    d_model: Vec<Bounded<1, 16384>>,
-    layers: Vec<Bounded<1, 96>>,
-    heads: Vec<Bounded<1, 128>>,
-    context: Vec<Bounded<2, 4096>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LstmGrid {
-    hidden: Vec<Bounded<1, 8192>>,
-    layers: Vec<Bounded<1, 8>>,
-    context: Vec<Bounded<2, 4096>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogregGrid {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConvGrid {
-    channels: Vec<Bounded<1, 1024>>,
-    depth: Vec<Bounded<1, 8>>,
-    pooling: Vec<Pooling>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MlpGrid {
-    width: Vec<Bounded<1, 65536>>,
-    depth: Vec<Bounded<0, 8>>,
-    activation: Vec<Activation>,
-}
-
-/// An integer validated to lie in `LO..=HI` while parsing, so the error carries the YAML line.
-#[derive(Clone, Copy)]
-struct Bounded<const LO: u64, const HI: u64>(u64);
-
-impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Bounded<LO, HI> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = u64::deserialize(d)?;
-        if !(LO..=HI).contains(&v) {
-            return Err(serde::de::Error::custom(format!("{v} is out of range: expected an integer in {LO}..={HI}")));
+/// One `families:` entry: exactly one family's grid (one optional key per family of the one
+/// list, `with_families!`) and the axes every family shares.
+macro_rules! family_block {
+    ($($key:ident: $variant:ident($config:ty),)*) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FamilyBlock {
+            tier: Tier,
+            $(
+                #[serde(default)]
+                $key: Option<<$config as FamilyGrid>::Grid>,
+            )*
+            datasets: Vec<DatasetName>,
+            batch_sizes: Vec<Bounded<1, 65536>>,
+            steps: Vec<Bounded<1, 1_000_000>>,
+            #[serde(default)]
+            split: Option<Split>,
+            #[serde(default)]
+            device: Option<DeviceReq>,
         }
-        Ok(Self(v))
-    }
+
+        impl FamilyBlock {
+            /// Every model of the block's grids (one family's, when the block is well formed),
+            /// and how many family keys it has.
+            fn models(&self) -> (Vec<ModelConfig>, usize) {
+                let mut models = Vec::new();
+                let mut keys = 0;
+                $(
+                    if let Some(grid) = &self.$key {
+                        keys += 1;
+                        models.extend(<$config as FamilyGrid>::expand(grid).into_iter().map(ModelConfig::$variant));
+                    }
+                )*
+                (models, keys)
+            }
+        }
+    };
 }
+
+crate::with_families!(family_block);
 
 /// Parse one registry file's text; `name` is used in error messages.
 pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
@@ -136,19 +94,15 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Task>> {
             Some(line) => format!("{name}:{line}: families[{i}]"),
             None => format!("{name}: families[{i}]"),
         };
-        let present =
-            [block.logreg.is_some(), block.mlp.is_some(), block.conv.is_some(), block.autoencoder.is_some(), block.transformer.is_some(), block.lstm.is_some()];
-        if present.iter().filter(|&&p| p).count() != 1 {
-            bail!("{}: expected exactly one model family key (`logreg`, `mlp`, `conv`, `autoencoder`, `transformer` or `lstm`)", ctx());
+        let (models, keys) = block.models();
+        if keys != 1 {
+            let names: Vec<String> = FAMILIES.iter().map(|f| format!("`{f}`")).collect();
+            bail!("{}: expected exactly one model family key (one of {})", ctx(), names.join(", "));
         }
-        let models = block_models(block);
-        if let Some(bad) = models.iter().find_map(|m| match m {
-            ModelConfig::Transformer { d_model, heads, .. } if d_model % heads != 0 => Some(format!("heads {heads} do not divide d_model {d_model}")),
-            _ => None,
-        }) {
+        if let Some(bad) = models.iter().find_map(|m| m.check().err()) {
             bail!("{}: {bad}", ctx());
         }
-        let lm = block.transformer.is_some() || block.lstm.is_some();
+        let lm = models.first().is_some_and(ModelConfig::is_text);
         if let Some(d) = block.datasets.iter().find(|d| d.is_text() != lm) {
             let expected = if lm { "a text dataset (moby_dick)" } else { "an image or vector dataset" };
             bail!("{}: dataset `{d}` cannot train this model family; expected {expected}", ctx());
@@ -206,64 +160,6 @@ fn block_line(text: &str, i: usize) -> Option<usize> {
         seen += 1;
     }
     None
-}
-
-/// Every model of a block's grid (the block has exactly one family key).
-fn block_models(block: &FamilyBlock) -> Vec<ModelConfig> {
-    let mut v = Vec::new();
-    if block.logreg.is_some() {
-        v.push(ModelConfig::Logreg);
-    }
-    if let Some(g) = &block.mlp {
-        for w in &g.width {
-            for d in &g.depth {
-                for &a in &g.activation {
-                    v.push(ModelConfig::Mlp { width: w.0 as usize, depth: d.0 as usize, activation: a });
-                }
-            }
-        }
-    }
-    if let Some(g) = &block.conv {
-        for c in &g.channels {
-            for d in &g.depth {
-                for &p in &g.pooling {
-                    v.push(ModelConfig::Conv { channels: c.0 as usize, depth: d.0 as usize, pooling: p });
-                }
-            }
-        }
-    }
-    if let Some(g) = &block.autoencoder {
-        for w in &g.width {
-            for d in &g.depth {
-                for c in &g.code {
-                    for &a in &g.activation {
-                        v.push(ModelConfig::Autoencoder { width: w.0 as usize, depth: d.0 as usize, code: c.0 as usize, activation: a });
-                    }
-                }
-            }
-        }
-    }
-    if let Some(g) = &block.transformer {
-        for d in &g.d_model {
-            for l in &g.layers {
-                for h in &g.heads {
-                    for t in &g.context {
-                        v.push(ModelConfig::Transformer { d_model: d.0 as usize, layers: l.0 as usize, heads: h.0 as usize, context: t.0 as usize });
-                    }
-                }
-            }
-        }
-    }
-    if let Some(g) = &block.lstm {
-        for h in &g.hidden {
-            for l in &g.layers {
-                for t in &g.context {
-                    v.push(ModelConfig::Lstm { hidden: h.0 as usize, layers: l.0 as usize, context: t.0 as usize });
-                }
-            }
-        }
-    }
-    v
 }
 
 /// Parse several registry files and check task ids are unique across them.

@@ -4,6 +4,7 @@
 
 use beatmatch_core::{OptimizerSpec, RunStatus};
 use beatmatch_tasks::inner::{InnerRun, RunSettings};
+use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::train::train;
 use beatmatch_tasks::{Dataset, DatasetName, Problem};
@@ -11,7 +12,7 @@ use candle_core::Device;
 
 fn problem() -> Problem {
     // Budgets 30 and 60: measurements every step, a held-out evaluation at step 30 and 60.
-    Problem::new(ModelConfig::Mlp { width: 16, depth: 1, activation: Activation::Tanh }, DatasetName::Mnist1d, 32, &[30, 60])
+    Problem::new(ModelConfig::Mlp(MlpConfig { width: 16, depth: 1, activation: Activation::Tanh }), DatasetName::Mnist1d, 32, &[30, 60])
 }
 
 fn optimizer(problem: &Problem, spec: &str) -> Box<dyn beatmatch_core::Optimizer> {

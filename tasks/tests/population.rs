@@ -2,6 +2,9 @@
 
 use beatmatch_core::{Optimizer, OptimizerSpec, RunStatus};
 use beatmatch_tasks::dense::{Batch, DenseNet, Workspace};
+use beatmatch_tasks::models::autoencoder::AutoencoderConfig;
+use beatmatch_tasks::models::logreg::Logreg;
+use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{self, Activation, ModelConfig};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::train::{train, RunSettings};
@@ -17,15 +20,15 @@ fn dense_gradients_equal_candles_backward() {
     let x: Vec<f32> = (0..rows * input).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
     let y: Vec<u32> = (0..rows as u32).map(|i| i % classes as u32).collect();
     let configs = [
-        ModelConfig::Logreg,
-        ModelConfig::Mlp { width: 7, depth: 1, activation: Activation::Relu },
-        ModelConfig::Mlp { width: 7, depth: 2, activation: Activation::Tanh },
-        ModelConfig::Mlp { width: 4, depth: 2, activation: Activation::Gelu },
-        ModelConfig::Autoencoder { width: 5, depth: 1, code: 2, activation: Activation::Tanh },
-        ModelConfig::Autoencoder { width: 4, depth: 0, code: 3, activation: Activation::Gelu },
+        ModelConfig::Logreg(Logreg {}),
+        ModelConfig::Mlp(MlpConfig { width: 7, depth: 1, activation: Activation::Relu }),
+        ModelConfig::Mlp(MlpConfig { width: 7, depth: 2, activation: Activation::Tanh }),
+        ModelConfig::Mlp(MlpConfig { width: 4, depth: 2, activation: Activation::Gelu }),
+        ModelConfig::Autoencoder(AutoencoderConfig { width: 5, depth: 1, code: 2, activation: Activation::Tanh }),
+        ModelConfig::Autoencoder(AutoencoderConfig { width: 4, depth: 0, code: 3, activation: Activation::Gelu }),
     ];
     for config in configs {
-        let out = if matches!(config, ModelConfig::Autoencoder { .. }) { input } else { classes };
+        let out = if matches!(config, ModelConfig::Autoencoder(AutoencoderConfig { .. })) { input } else { classes };
         let model = config.build(&[input], out);
         let net = DenseNet::for_config(&config, input, out).unwrap();
         assert_eq!(net.params(), model.params());
@@ -57,7 +60,7 @@ fn dense_gradients_equal_candles_backward() {
 }
 
 fn problem() -> Problem {
-    Problem::new(ModelConfig::Mlp { width: 16, depth: 2, activation: Activation::Tanh }, DatasetName::Mnist1d, 32, &[30, 60])
+    Problem::new(ModelConfig::Mlp(MlpConfig { width: 16, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 32, &[30, 60])
 }
 
 fn opt(p: &Problem, specs: &[&str]) -> Box<dyn Optimizer> {

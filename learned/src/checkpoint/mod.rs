@@ -1,4 +1,5 @@
-//! Learned-optimizer checkpoints in two formats:
+//! Readers (and writers) of learned-optimizer checkpoints; what an architecture is lives in
+//! [`crate::arch`]. Three formats:
 //! * learned_optimization's own msgpack (`.msgpack`, or the published VeLO file `params`), read
 //!   natively — see [`msgpack`];
 //! * beatmatch's native format — see [`native`]: safetensors plus a YAML sidecar naming the
@@ -10,56 +11,12 @@ pub mod msgpack;
 pub mod native;
 pub mod pylo;
 
+use crate::arch::Architecture;
 use crate::theta::{Tensor, Theta};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// The learned-optimizer architectures beatmatch implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Architecture {
-    /// VeLO (HyperV2, LSTM 512, 256 MLPs).
-    Velo,
-    /// small_fc_lopt (AdafacMLPLOpt).
-    SmallFc,
-    /// MLP-LOpt (MLPLOpt).
-    MlpLopt,
-}
-
-impl Architecture {
-    /// Every architecture.
-    pub const ALL: [Architecture; 3] = [Architecture::Velo, Architecture::SmallFc, Architecture::MlpLopt];
-
-    /// Command-line name: `velo`, `small_fc`, `mlp_lopt`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Architecture::Velo => crate::velo::ARCH,
-            Architecture::SmallFc => crate::small_fc::ARCH,
-            Architecture::MlpLopt => crate::mlp_lopt::ARCH,
-        }
-    }
-
-    /// Parse a command-line name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-
-    /// Guess from the tensor names (learned_optimization files do not name their architecture).
-    pub fn detect(theta: &Theta) -> Option<Self> {
-        let has = |k: &str| theta.tensors.contains_key(k);
-        if has("rnn_params/rnn/linear/w") {
-            Some(Architecture::Velo)
-        } else if has("nn/~/w0") {
-            Some(Architecture::SmallFc)
-        } else if has("mlp/~/linear_0/w") {
-            Some(Architecture::MlpLopt)
-        } else {
-            None
-        }
-    }
-}
 
 /// A loaded checkpoint.
 #[derive(Clone, Debug)]
@@ -98,24 +55,6 @@ impl Format {
             Format::Pylo => "PyLO safetensors (PyTorch names, mapped)",
         }
     }
-}
-
-/// Hyperparameters a checkpoint may set, per architecture (the rest are fixed by the
-/// architecture).
-pub fn check_hyperparameters(arch: Architecture, h: &crate::Hyperparameters) -> Result<()> {
-    let allowed: &[&str] = match arch {
-        Architecture::Velo => &[],
-        Architecture::SmallFc | Architecture::MlpLopt => &["step_mult", "exp_mult"],
-    };
-    for (k, v) in h {
-        if !allowed.contains(&k.as_str()) {
-            bail!("hyperparameter `{k}` is not settable for {} (settable: {allowed:?})", arch.as_str());
-        }
-        if !(v.is_finite() && *v > 0.0) {
-            bail!("hyperparameter `{k}` = {v}: expected a positive number");
-        }
-    }
-    Ok(())
 }
 
 /// Every tensor of safetensors `bytes` (read from `path`, for messages), which must all be F32,
@@ -169,7 +108,7 @@ pub fn load(path: &Path, expected: Option<Architecture>) -> Result<Checkpoint> {
     let mut hyperparameters = crate::Hyperparameters::default();
     let (theta, declared) = if is_native {
         let (theta, sidecar) = native::read(path, &bytes)?;
-        check_hyperparameters(sidecar.architecture, &sidecar.hyperparameters).with_context(|| format!("{}", native::sidecar_path(path).display()))?;
+        sidecar.architecture.check_hyperparameters(&sidecar.hyperparameters).with_context(|| format!("{}", native::sidecar_path(path).display()))?;
         hyperparameters = sidecar.hyperparameters;
         (theta, Some(sidecar.architecture))
     } else {
@@ -182,7 +121,7 @@ pub fn load(path: &Path, expected: Option<Architecture>) -> Result<Checkpoint> {
         }
         (Some(e), None) => e,
         (_, Some(found)) => found,
-        (None, None) => bail!("{}: cannot tell the architecture (no VeLO, small_fc or mlp_lopt tensors); name it as `velo:PATH`", path.display()),
+        (None, None) => bail!("{}: cannot tell the architecture (no tensors of {}); name it as `ARCH:PATH`", path.display(), Architecture::names()),
     };
     let format = if is_native { Format::Native } else { Format::Msgpack };
     Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha256(&bytes), hyperparameters, format })

@@ -7,7 +7,7 @@
 //! source: params (sha256 …)   # where the weights came from
 //! ```
 
-use super::Architecture;
+use crate::arch::Architecture;
 use crate::theta::Theta;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

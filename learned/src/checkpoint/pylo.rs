@@ -18,9 +18,10 @@
 //!   counterpart in small_fc and is not applied: a μLO checkpoint runs here as the AdafacMLPLOpt
 //!   it was derived from.
 
-use super::Architecture;
+use crate::arch::Architecture;
 use crate::theta::{Tensor, Theta};
 use crate::Hyperparameters;
+use crate::{small_fc::SMALL_FC, velo::VELO};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -129,7 +130,7 @@ pub fn read(path: &Path) -> Result<(Theta, Architecture, Hyperparameters, String
                 hyper.insert(key.to_string(), v);
             }
         }
-        Architecture::SmallFc
+        SMALL_FC
     } else if named.contains_key("lstm.linear.weight") || named.contains_key("input_weights_") {
         for (from, to) in [
             ("mix_layer1", "rnn_params/linear"),
@@ -167,7 +168,7 @@ pub fn read(path: &Path) -> Result<(Theta, Architecture, Hyperparameters, String
         put("ff_mod_stack/~/b1", take(&named, "hidden_bias_.0", 2, path)?.clone());
         put("ff_mod_stack/~/w2", transpose_stack(take(&named, "output_weights_", 3, path)?));
         put("ff_mod_stack/~/b2", take(&named, "output_bias_", 2, path)?.clone());
-        Architecture::Velo
+        VELO
     } else {
         bail!(
             "{}: not a PyLO checkpoint beatmatch knows (no `network.input.weight` of μLO's MetaMLP, no `lstm.linear.weight`/`input_weights_` of VeLO), and no sidecar {} that would make it a native one",
@@ -188,7 +189,7 @@ pub fn to_pylo(theta: &Theta, arch: Architecture) -> Result<Vec<Named>> {
         Ok(())
     };
     match arch {
-        Architecture::SmallFc => {
+        a if a == SMALL_FC => {
             let mut f = Named::new();
             for (i, to) in ["network.input", "network.linear_0", "network.output"].iter().enumerate() {
                 f.insert(format!("{to}.weight"), transpose(&get(&format!("nn/~/w{i}"))?));
@@ -199,7 +200,7 @@ pub fn to_pylo(theta: &Theta, arch: Architecture) -> Result<Vec<Named>> {
             }
             Ok(vec![f])
         }
-        Architecture::Velo => {
+        a if a == VELO => {
             let mut rnn = Named::new();
             for (from, to) in [
                 ("rnn_params/linear", "mix_layer1"),
@@ -235,6 +236,6 @@ pub fn to_pylo(theta: &Theta, arch: Architecture) -> Result<Vec<Named>> {
             mlp.insert("output_bias_".into(), get("ff_mod_stack/~/b2")?);
             Ok(vec![rnn, mlp])
         }
-        Architecture::MlpLopt => bail!("PyLO publishes no MLP-LOpt checkpoints"),
+        other => bail!("PyLO publishes no {} checkpoints", other.label()),
     }
 }

@@ -10,7 +10,8 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Render the page from the summary text and the figures (title, PNG path).
+/// Render the page from the summary text and the figures (title, SVG or PNG path). Each
+/// figure's element carries its file stem as `id` (what `ci/browser-check.sh` looks for).
 pub fn render(title: &str, summary_md: &str, figures: &[(&str, &Path)]) -> String {
     let mut h = String::new();
     let _ = write!(
@@ -21,6 +22,7 @@ pub fn render(title: &str, summary_md: &str, figures: &[(&str, &Path)]) -> Strin
     );
     let mut font_carried = false;
     for (name, path) in figures {
+        let id = escape(&path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
         if path.extension().is_some_and(|e| e == "svg") {
             // Vector figures inline, the font carried once by the page.
             if let Ok(svg) = std::fs::read_to_string(path) {
@@ -28,12 +30,17 @@ pub fn render(title: &str, summary_md: &str, figures: &[(&str, &Path)]) -> Strin
                     let _ = write!(h, "<style>{}</style>", crate::figures::font_face_css());
                     font_carried = true;
                 }
-                let _ =
-                    write!(h, "<h2>{}</h2><figure role=\"img\" aria-label=\"{}\">{}</figure>", escape(name), escape(name), crate::figures::without_font(&svg));
+                let _ = write!(
+                    h,
+                    "<h2>{}</h2><figure id=\"{id}\" role=\"img\" aria-label=\"{}\">{}</figure>",
+                    escape(name),
+                    escape(name),
+                    crate::figures::without_font(&svg)
+                );
             }
         } else if let Ok(bytes) = std::fs::read(path) {
             let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-            let _ = write!(h, "<h2>{}</h2><img alt=\"{}\" src=\"data:image/png;base64,{b64}\">", escape(name), escape(name));
+            let _ = write!(h, "<h2>{}</h2><img id=\"{id}\" alt=\"{}\" src=\"data:image/png;base64,{b64}\">", escape(name), escape(name));
         }
     }
     let _ = writeln!(h, "<h2>Summary</h2><pre>{}</pre></body></html>", escape(summary_md));

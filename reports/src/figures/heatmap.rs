@@ -1,13 +1,13 @@
 //! Win-rate heatmap: log10 parameters (rows) × log10 step budget (columns), each cell showing
 //! the win rate and the number of tasks.
 
-use super::{Format, FAMILY};
+use super::{fit_text, Figure, ReportData, FAMILY};
 use crate::win_rate::Bin;
 use anyhow::{anyhow, Result};
+use beatmatch_core::ArmRole;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::path::Path;
 
 fn color(rate: f64) -> RGBColor {
     // Diverging red (0) → light yellow (0.5) → blue (1), readable for red-green colour blindness.
@@ -21,10 +21,34 @@ fn color(rate: f64) -> RGBColor {
     }
 }
 
-/// Draw `win_rate_heatmap.png`.
-pub fn draw(path: &Path, formats: &[Format], bins: &[Bin], title: &str) -> Result<()> {
-    let size = (900, 640);
-    super::render(path, formats, size, |root| plot(root, bins, title), |root| plot(root, bins, title))
+/// `win_rate_heatmap`: the candidate's win rate per (parameters, steps) bin.
+pub struct Heatmap;
+
+/// Margin around the chart, pixels.
+const MARGIN: u32 = 20;
+
+impl Figure for Heatmap {
+    fn name(&self) -> &'static str {
+        "win_rate_heatmap"
+    }
+    fn title(&self) -> &'static str {
+        "Win rate by parameters and steps"
+    }
+    fn size(&self, _: &ReportData<'_>) -> (u32, u32) {
+        (900, 640)
+    }
+    fn png(&self, data: &ReportData<'_>, root: DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()> {
+        plot(root, data.bins, &caption(data))
+    }
+    fn svg(&self, data: &ReportData<'_>, root: DrawingArea<SVGBackend<'_>, Shift>) -> Result<()> {
+        plot(root, data.bins, &caption(data))
+    }
+}
+
+/// "Win rate (beat or match) of <the candidate's legend>".
+fn caption(data: &ReportData<'_>) -> String {
+    let cand = data.loaded.study.arms.iter().find(|a| a.role == ArmRole::Candidate).map_or(String::new(), |a| a.legend.clone());
+    format!("Win rate (beat or match) of {cand}")
 }
 
 fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, bins: &[Bin], title: &str) -> Result<()>
@@ -32,14 +56,16 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    // A long legend (a checkpoint's hash, a spec) shrinks the caption to fit, then is cut.
+    let (title, size) = fit_text(&root, title, 26.0, root.dim_in_pixel().0.saturating_sub(2 * MARGIN));
     let (pmin, pmax) = bins.iter().fold((i32::MAX, i32::MIN), |(a, b), x| (a.min(x.params_decade), b.max(x.params_decade)));
     let (smin, smax) = bins.iter().fold((i32::MAX, i32::MIN), |(a, b), x| (a.min(x.steps_decade), b.max(x.steps_decade)));
     if bins.is_empty() {
         return Err(anyhow!("no tasks to draw"));
     }
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FAMILY, 26))
-        .margin(20)
+        .caption(title, (FAMILY, size))
+        .margin(MARGIN)
         .x_label_area_size(55)
         .y_label_area_size(110)
         .build_cartesian_2d(smin as f64..(smax + 1) as f64, pmin as f64..(pmax + 1) as f64)

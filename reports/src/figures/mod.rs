@@ -1,4 +1,9 @@
 //! Figures: one module per plot. Text is drawn with the embedded DejaVu Sans (no system fonts).
+//!
+//! The report's figures are [`Figure`]s, listed once in [`FIGURES`]: the report writer draws
+//! each, `report.html` shows each under its title, and the tests and `ci/browser-check.sh`
+//! (through `suite kinds`) expect each. A new figure is its module plus one line there. The
+//! other plots (`delta` for `compare`, `meta_loss` for meta-training) belong to other outputs.
 
 pub mod curves;
 pub mod delta;
@@ -7,9 +12,12 @@ pub mod meta_loss;
 pub mod profile;
 pub mod speedup;
 
+use crate::analysis::{Loaded, TaskRow};
+use crate::win_rate::Bin;
 use anyhow::{anyhow, Result};
+use beatmatch_core::ArmRole;
 use plotters::coord::types::RangedCoordf64;
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle, RGBColor};
 use std::path::Path;
@@ -30,6 +38,105 @@ pub fn ensure_font() {
             panic!("embedded DejaVuSans.ttf failed to load");
         }
     });
+}
+
+/// Everything a report figure is drawn from, computed once per report.
+pub struct ReportData<'a> {
+    /// The study and its records.
+    pub loaded: &'a Loaded,
+    /// Per-task analysis.
+    pub rows: &'a [TaskRow],
+    /// Win rates by parameter and step bins.
+    pub bins: &'a [Bin],
+    /// Each arm's legend (the candidate's prefixed `candidate: `).
+    pub labels: Vec<String>,
+    /// The τ grid of the performance profiles.
+    pub taus: Vec<f64>,
+    /// ρ(τ) per arm at each of `taus`.
+    pub profiles: Vec<Vec<f64>>,
+}
+
+impl<'a> ReportData<'a> {
+    /// The figures' data for a loaded study's analysis.
+    pub fn new(loaded: &'a Loaded, rows: &'a [TaskRow], bins: &'a [Bin]) -> Self {
+        let labels =
+            loaded.study.arms.iter().map(|a| if a.role == ArmRole::Candidate { format!("candidate: {}", a.legend) } else { a.legend.clone() }).collect();
+        let taus = crate::profile_taus();
+        let losses: Vec<Vec<f64>> = rows.iter().map(|r| r.arms.iter().map(|a| a.mean).collect()).collect();
+        let profiles = crate::stats::profile::performance_profile(&losses, &taus);
+        Self { loaded, rows, bins, labels, taus, profiles }
+    }
+}
+
+/// One figure of the report.
+pub trait Figure: Sync {
+    /// The file stem: `NAME.png`, `NAME.svg`.
+    fn name(&self) -> &'static str;
+    /// Its heading in `report.html`.
+    fn title(&self) -> &'static str;
+    /// Whether the study has what the figure shows (the speedup figure needs a reference arm).
+    fn applies(&self, _data: &ReportData<'_>) -> bool {
+        true
+    }
+    /// Its size in pixels.
+    fn size(&self, data: &ReportData<'_>) -> (u32, u32);
+    /// Draw it on a bitmap.
+    fn png(&self, data: &ReportData<'_>, root: DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>;
+    /// Draw it as vector graphics.
+    fn svg(&self, data: &ReportData<'_>, root: DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>;
+}
+
+/// The report's figures, in the order `report.html` shows them: the one list.
+pub static FIGURES: &[&dyn Figure] = &[&heatmap::Heatmap, &speedup::Speedup, &profile::Profile, &curves::Curves];
+
+/// Every figure's name, in [`FIGURES`] order.
+pub fn names() -> Vec<&'static str> {
+    FIGURES.iter().map(|f| f.name()).collect()
+}
+
+/// Draw `figure` into `dir` in each of `formats` (`NAME.png`, `NAME.svg`); its PNG path.
+pub fn draw(figure: &dyn Figure, data: &ReportData<'_>, dir: &Path, formats: &[Format]) -> Result<std::path::PathBuf> {
+    let path = dir.join(format!("{}.png", figure.name()));
+    render(&path, formats, figure.size(data), |root| figure.png(data, root), |root| figure.svg(data, root))?;
+    Ok(path)
+}
+
+/// `text` at the largest font size from `size` down to 60% of it whose width fits `width`
+/// pixels; below that, at 60% and cut with an ellipsis until it fits ([`cut_text`]). A caption
+/// drawn wider than its figure is centred off both edges, so its ends are lost.
+pub fn fit_text<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, size: f64, width: u32) -> (String, f64) {
+    let mut s = size;
+    while s > 0.6 * size {
+        if text_width(area, text, s) <= width {
+            return (text.to_string(), s);
+        }
+        s -= 1.0;
+    }
+    (cut_text(area, text, s, width), s)
+}
+
+/// `text` at font size `size`, cut with an ellipsis until it fits `width` pixels (empty when
+/// not even the ellipsis does).
+pub fn cut_text<DB: DrawingBackend, CT: CoordTranslate>(area: &DrawingArea<DB, CT>, text: &str, size: f64, width: u32) -> String {
+    if text_width(area, text, size) <= width {
+        return text.to_string();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let cut = format!("{}…", chars.iter().collect::<String>());
+        if text_width(area, &cut, size) <= width {
+            return cut;
+        }
+    }
+    String::new()
+}
+
+/// Width in pixels of `text` in the figures' font at `size` (unmeasurable text counts as too
+/// wide for any figure).
+fn text_width<DB: DrawingBackend, CT: CoordTranslate>(area: &DrawingArea<DB, CT>, text: &str, size: f64) -> u32 {
+    ensure_font();
+    area.estimate_text_size(text, &TextStyle::from((FAMILY, size).into_font())).map_or(u32::MAX, |(w, _)| w)
 }
 
 /// A colour-blind-safe qualitative palette (Okabe & Ito 2008).
@@ -110,6 +217,11 @@ pub fn without_font(svg: &str) -> String {
     svg.replacen(&format!("<defs><style>{}</style></defs>", font_face_css()), "", 1)
 }
 
+/// Font size of the legends (pixels).
+const LEGEND_SIZE: f64 = 16.0;
+/// What a legend box takes besides its labels: the margins, the line sample and its gap.
+const LEGEND_CHROME: u32 = 90;
+
 /// Draw one thick line per series in palette order, with a framed legend at `position`.
 pub fn lines_with_legend<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
@@ -119,7 +231,11 @@ pub fn lines_with_legend<'a, DB: DrawingBackend + 'a>(
 where
     DB::ErrorType: 'static,
 {
+    // A label longer than the plot is cut: the legend box is drawn inside the plotting area,
+    // and a box wider than the area runs off the figure's edge.
+    let room = chart.plotting_area().dim_in_pixel().0.saturating_sub(LEGEND_CHROME);
     for (i, (label, pts)) in series.into_iter().enumerate() {
+        let label = cut_text(chart.plotting_area(), &label, LEGEND_SIZE, room);
         let color = PALETTE[i % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(3)))
@@ -129,7 +245,7 @@ where
     }
     chart
         .configure_series_labels()
-        .label_font((FAMILY, 16))
+        .label_font((FAMILY, LEGEND_SIZE))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.3))
         .position(position)

@@ -1,16 +1,30 @@
 //! Performance profiles: fraction of tasks within a factor τ of the best final loss, per
 //! optimizer, τ ∈ [1, 4] (log2 x axis).
 
-use super::{lines_with_legend, Format, FAMILY};
+use super::{lines_with_legend, Figure, ReportData, FAMILY};
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
 
-/// Draw `profile.png`: `curves[o]` = ρ at each of `taus`, labelled `labels[o]`.
-pub fn draw(path: &Path, formats: &[Format], taus: &[f64], curves: &[Vec<f64>], labels: &[String]) -> Result<()> {
-    let size = (960, 640);
-    super::render(path, formats, size, |root| plot(root, taus, curves, labels), |root| plot(root, taus, curves, labels))
+/// `profile`: ρ(τ) of each arm, labelled with its legend.
+pub struct Profile;
+
+impl Figure for Profile {
+    fn name(&self) -> &'static str {
+        "profile"
+    }
+    fn title(&self) -> &'static str {
+        "Performance profile"
+    }
+    fn size(&self, _: &ReportData<'_>) -> (u32, u32) {
+        (960, 640)
+    }
+    fn png(&self, d: &ReportData<'_>, root: DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()> {
+        plot(root, &d.taus, &d.profiles, &d.labels)
+    }
+    fn svg(&self, d: &ReportData<'_>, root: DrawingArea<SVGBackend<'_>, Shift>) -> Result<()> {
+        plot(root, &d.taus, &d.profiles, &d.labels)
+    }
 }
 
 fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, taus: &[f64], curves: &[Vec<f64>], labels: &[String]) -> Result<()>

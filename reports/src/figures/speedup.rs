@@ -1,11 +1,10 @@
 //! VeLO Fig. 1 layout: per optimizer, speedup over LR-tuned Adam on each task, sorted, against
 //! task percentile; log2 y axis.
 
-use super::{lines_with_legend, Format, FAMILY};
+use super::{lines_with_legend, Figure, ReportData, FAMILY};
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
 
 /// One line: legend label and per-task speedups (values ≥ 0; capped values included).
 pub struct Series {
@@ -27,10 +26,36 @@ fn tick(v: &f64) -> String {
     }
 }
 
-/// Draw `speedup.png`.
-pub fn draw(path: &Path, formats: &[Format], series: &[Series], cap: f64) -> Result<()> {
-    let size = (960, 640);
-    super::render(path, formats, size, |root| plot(root, series, cap), |root| plot(root, series, cap))
+/// `speedup`: every optimizer's speedup, the reference arm's own line included; drawn when
+/// every task has a reference.
+pub struct Speedup;
+
+/// Each arm's per-task speedups.
+fn series(data: &ReportData<'_>) -> Vec<Series> {
+    (0..data.labels.len())
+        .map(|ai| Series { label: data.labels[ai].clone(), speedups: data.rows.iter().filter_map(|r| r.arms[ai].speedup.map(|s| s.value)).collect() })
+        .collect()
+}
+
+impl Figure for Speedup {
+    fn name(&self) -> &'static str {
+        "speedup"
+    }
+    fn title(&self) -> &'static str {
+        "Speedup over learning-rate-tuned Adam"
+    }
+    fn applies(&self, data: &ReportData<'_>) -> bool {
+        data.rows.iter().all(|r| r.reference.is_some())
+    }
+    fn size(&self, _: &ReportData<'_>) -> (u32, u32) {
+        (960, 640)
+    }
+    fn png(&self, data: &ReportData<'_>, root: DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()> {
+        plot(root, &series(data), data.loaded.study.speedup_cap as f64)
+    }
+    fn svg(&self, data: &ReportData<'_>, root: DrawingArea<SVGBackend<'_>, Shift>) -> Result<()> {
+        plot(root, &series(data), data.loaded.study.speedup_cap as f64)
+    }
 }
 
 fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, series: &[Series], cap: f64) -> Result<()>

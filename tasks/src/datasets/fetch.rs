@@ -5,27 +5,11 @@
 //! the suite links no HTTP/TLS stack; a file is written to `NAME.part`, checked, then renamed,
 //! so an interrupted or corrupt download never looks installed.
 
-use super::{cifar10, fashion_mnist, fetch_dir, mnist, DatasetName};
+use super::{cifar10, fashion_mnist, fetch_dir, mnist, DatasetName, Download};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// One file to download.
-#[derive(Clone, Debug)]
-pub struct Download {
-    /// Canonical URL.
-    pub url: String,
-    /// Published SHA-256 of the file, lowercase hex.
-    pub sha256: &'static str,
-}
-
-impl Download {
-    /// The file name the URL ends in.
-    pub fn file_name(&self) -> &str {
-        self.url.rsplit('/').next().unwrap_or(&self.url)
-    }
-}
 
 /// What fetching a dataset involves: its files, the directory they go to, and whether the
 /// (single) file is a `.tar.gz` to unpack there. `None` for datasets that need no download.

@@ -32,8 +32,8 @@ pub struct ImageSet {
 
 impl ImageSet {
     /// The four files to download, with their sums.
-    pub fn downloads(&self) -> Vec<super::fetch::Download> {
-        FILES.iter().zip(self.sha256).map(|(f, sha256)| super::fetch::Download { url: format!("{}/{f}", self.base_url), sha256 }).collect()
+    pub fn downloads(&self) -> Vec<super::Download> {
+        FILES.iter().zip(self.sha256).map(|(f, sha256)| super::Download { url: format!("{}/{f}", self.base_url), sha256 }).collect()
     }
 
     /// The first directory holding all four files.

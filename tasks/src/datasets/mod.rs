@@ -208,6 +208,22 @@ pub fn search_dirs(sub: &str, extra: &[&str]) -> Vec<PathBuf> {
     dirs
 }
 
+/// One file of a dataset to download (what [`fetch`] fetches; the IDX sets list theirs).
+#[derive(Clone, Debug)]
+pub struct Download {
+    /// Canonical URL.
+    pub url: String,
+    /// Published SHA-256 of the file, lowercase hex.
+    pub sha256: &'static str,
+}
+
+impl Download {
+    /// The file name the URL ends in.
+    pub fn file_name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
+}
+
 /// Where `suite data fetch` installs dataset `sub`: `$BEATMATCH_DATA/sub`, else
 /// `$HOME/.cache/beatmatch/data/sub`.
 pub fn fetch_dir(sub: &str) -> PathBuf {

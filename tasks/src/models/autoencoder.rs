@@ -2,11 +2,14 @@
 //! code included) followed by the activation, the output linear. Trained on the mean squared
 //! reconstruction error. Parameters and initialisation are the MLP's (`layer{i}/w`, `layer{i}/b`).
 
+use super::family::{Bounded, Family, FamilyGrid, Normalizer};
 use super::mlp::{Activation, Mlp};
 use super::{Model, Objective};
+use crate::dense::DenseShape;
 use beatmatch_core::ParamInfo;
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// An MLP autoencoder.
 pub struct Autoencoder {
@@ -35,6 +38,68 @@ impl Model for Autoencoder {
     }
     fn objective(&self) -> Objective {
         Objective::Reconstruct
+    }
+}
+
+/// The `autoencoder` family: `depth` layers of `width` units down to a `code`-unit bottleneck
+/// and back (mirrored), trained on the mean squared reconstruction error.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AutoencoderConfig {
+    /// Hidden units per encoder/decoder layer.
+    pub width: usize,
+    /// Hidden layers on each side of the code.
+    pub depth: usize,
+    /// Bottleneck units.
+    pub code: usize,
+    /// Hidden activation (the code layer included; the output is linear).
+    pub activation: Activation,
+}
+
+/// The registry's `autoencoder: { width, depth, code, activation }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoencoderGrid {
+    width: Vec<Bounded<1, 65536>>,
+    depth: Vec<Bounded<0, 4>>,
+    code: Vec<Bounded<1, 4096>>,
+    activation: Vec<Activation>,
+}
+
+impl FamilyGrid for AutoencoderConfig {
+    type Grid = AutoencoderGrid;
+    fn expand(g: &AutoencoderGrid) -> Vec<Self> {
+        g.width
+            .iter()
+            .flat_map(|w| {
+                g.depth.iter().flat_map(move |d| {
+                    g.code.iter().flat_map(move |c| {
+                        g.activation.iter().map(move |&activation| AutoencoderConfig { width: w.get(), depth: d.get(), code: c.get(), activation })
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+impl Family for AutoencoderConfig {
+    fn id(&self) -> String {
+        format!("ae-w{}-d{}-c{}-{}", self.width, self.depth, self.code, self.activation.as_str())
+    }
+    fn build(&self, shape: &[usize], _classes: usize) -> Box<dyn Model> {
+        Box::new(Autoencoder::new(shape.iter().product(), self.width, self.depth, self.code, self.activation))
+    }
+    fn activation_floats(&self, shape: &[usize], _classes: usize) -> u64 {
+        3 * shape.iter().product::<usize>() as u64 + 2 * (2 * self.width * self.depth + self.code) as u64
+    }
+    fn dense(&self, input: usize, _classes: usize) -> Option<DenseShape> {
+        let mut hidden = vec![self.width; self.depth];
+        hidden.push(self.code);
+        hidden.extend(std::iter::repeat_n(self.width, self.depth));
+        Some(DenseShape { hidden, out: input, activation: self.activation, objective: Objective::Reconstruct })
+    }
+    /// Reconstruction losses have the data's scale, not ln C.
+    fn normalizer(&self) -> Normalizer {
+        Normalizer::InitialLoss
     }
 }
 

@@ -4,6 +4,7 @@
 //! Parameters: `conv{i}/w` `[c_out, c_in, 3, 3]`, `conv{i}/b` `[c_out]`, `head/w`
 //! `[features, classes]`, `head/b` `[classes]`; weights N(0, 1/fan_in), biases zero.
 
+use super::family::{Bounded, Family, FamilyGrid};
 use super::Model;
 use beatmatch_core::ParamInfo;
 use candle_core::{Result, Tensor};
@@ -119,6 +120,60 @@ fn pool2(x: &Tensor, pooling: Pooling) -> Result<Tensor> {
         Pooling::Max => x.max(5)?.max(3),
         Pooling::Avg => x.mean(5)?.mean(3),
         Pooling::None => unreachable!("no pooling requested"),
+    }
+}
+
+/// The `conv` family: `depth` blocks of 3×3 convolution + ReLU + pooling, then a linear head.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConvConfig {
+    /// Channels per block.
+    pub channels: usize,
+    /// Number of conv blocks.
+    pub depth: usize,
+    /// Pooling after each block.
+    pub pooling: Pooling,
+}
+
+/// The registry's `conv: { channels, depth, pooling }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvGrid {
+    channels: Vec<Bounded<1, 1024>>,
+    depth: Vec<Bounded<1, 8>>,
+    pooling: Vec<Pooling>,
+}
+
+impl FamilyGrid for ConvConfig {
+    type Grid = ConvGrid;
+    fn expand(g: &ConvGrid) -> Vec<Self> {
+        g.channels
+            .iter()
+            .flat_map(|c| g.depth.iter().flat_map(move |d| g.pooling.iter().map(move |&pooling| ConvConfig { channels: c.get(), depth: d.get(), pooling })))
+            .collect()
+    }
+}
+
+impl Family for ConvConfig {
+    fn id(&self) -> String {
+        format!("conv-c{}-d{}-{}", self.channels, self.depth, self.pooling.as_str())
+    }
+    fn build(&self, shape: &[usize], classes: usize) -> Box<dyn Model> {
+        let chw = match shape {
+            [c, h, w] => (*c, *h, *w),
+            [h, w] => (1, *h, *w),
+            other => (1, 1, other.iter().product()),
+        };
+        Box::new(ConvNet::new(chw, self.channels, self.depth, self.pooling, classes))
+    }
+    /// Each block's conv output, its activation and the pooled map, at full resolution (an
+    /// upper bound: pooling shrinks later blocks).
+    fn activation_floats(&self, shape: &[usize], classes: usize) -> u64 {
+        let input = shape.iter().product::<usize>() as u64;
+        let hw = match shape {
+            [_, h, w] | [h, w] => (h * w) as u64,
+            other => other.iter().product::<usize>() as u64,
+        };
+        input + 3 * (self.channels * self.depth) as u64 * hw + 2 * classes as u64
     }
 }
 

@@ -6,11 +6,13 @@
 //! `[4·hidden]`, `head/w` `[hidden, vocab]`, `head/b` `[vocab]`. The forget gate's
 //! pre-activation gets +1 (as haiku's LSTM), weights N(0, 1/fan_in), biases 0.
 
+use super::family::{Bounded, Family, FamilyGrid};
 use super::{normal, Model, Objective};
 use beatmatch_core::ParamInfo;
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// An LSTM LM.
 pub struct LstmLm {
@@ -78,6 +80,56 @@ impl Model for LstmLm {
 
     fn objective(&self) -> Objective {
         Objective::NextToken
+    }
+}
+
+/// The `lstm` family: a byte-level LSTM language model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LstmConfig {
+    /// Hidden (and embedding) units.
+    pub hidden: usize,
+    /// Stacked LSTM layers.
+    pub layers: usize,
+    /// Context length (tokens per training sequence, unrolled).
+    pub context: usize,
+}
+
+/// The registry's `lstm: { hidden, layers, context }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmGrid {
+    hidden: Vec<Bounded<1, 8192>>,
+    layers: Vec<Bounded<1, 8>>,
+    context: Vec<Bounded<2, 4096>>,
+}
+
+impl FamilyGrid for LstmConfig {
+    type Grid = LstmGrid;
+    fn expand(g: &LstmGrid) -> Vec<Self> {
+        g.hidden
+            .iter()
+            .flat_map(|h| g.layers.iter().flat_map(move |l| g.context.iter().map(move |t| LstmConfig { hidden: h.get(), layers: l.get(), context: t.get() })))
+            .collect()
+    }
+}
+
+impl Family for LstmConfig {
+    fn id(&self) -> String {
+        format!("lstm-h{}-l{}-t{}", self.hidden, self.layers, self.context)
+    }
+    fn text(&self) -> bool {
+        true
+    }
+    fn context(&self) -> Option<usize> {
+        Some(self.context)
+    }
+    fn build(&self, _shape: &[usize], classes: usize) -> Box<dyn Model> {
+        Box::new(LstmLm::new(classes, self.hidden, self.layers))
+    }
+    /// Per layer and token: four gates, cell and hidden state and their nonlinearities.
+    fn activation_floats(&self, _shape: &[usize], classes: usize) -> u64 {
+        let (h, t) = (self.hidden as u64, self.context as u64);
+        t * h + self.layers as u64 * 10 * t * h + 3 * t * classes as u64
     }
 }
 

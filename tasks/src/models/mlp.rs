@@ -4,7 +4,9 @@
 //! and `layer{i}/b` `[fan_out]`. Weights are drawn N(0, 1/fan_in) (LeCun normal, haiku's default
 //! scale), biases start at zero.
 
+use super::family::{Bounded, Family, FamilyGrid};
 use super::Model;
+use crate::dense::DenseShape;
 use beatmatch_core::ParamInfo;
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
@@ -95,6 +97,53 @@ impl Model for Mlp {
             }
         }
         Ok(h)
+    }
+}
+
+/// The `mlp` family: `depth` hidden layers of `width` units.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Hidden units per layer.
+    pub width: usize,
+    /// Number of hidden layers.
+    pub depth: usize,
+    /// Hidden activation.
+    pub activation: Activation,
+}
+
+/// The registry's `mlp: { width, depth, activation }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpGrid {
+    width: Vec<Bounded<1, 65536>>,
+    depth: Vec<Bounded<0, 8>>,
+    activation: Vec<Activation>,
+}
+
+impl FamilyGrid for MlpConfig {
+    type Grid = MlpGrid;
+    fn expand(g: &MlpGrid) -> Vec<Self> {
+        g.width
+            .iter()
+            .flat_map(|w| {
+                g.depth.iter().flat_map(move |d| g.activation.iter().map(move |&activation| MlpConfig { width: w.get(), depth: d.get(), activation }))
+            })
+            .collect()
+    }
+}
+
+impl Family for MlpConfig {
+    fn id(&self) -> String {
+        format!("mlp-w{}-d{}-{}", self.width, self.depth, self.activation.as_str())
+    }
+    fn build(&self, shape: &[usize], classes: usize) -> Box<dyn Model> {
+        Box::new(Mlp::new(shape.iter().product(), &vec![self.width; self.depth], classes, self.activation))
+    }
+    fn activation_floats(&self, shape: &[usize], classes: usize) -> u64 {
+        shape.iter().product::<usize>() as u64 + 2 * (self.width * self.depth) as u64 + 2 * classes as u64
+    }
+    fn dense(&self, _input: usize, classes: usize) -> Option<DenseShape> {
+        Some(DenseShape::classifier(vec![self.width; self.depth], classes, self.activation))
     }
 }
 

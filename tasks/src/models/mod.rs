@@ -1,77 +1,81 @@
-//! Model families, sized at run time from the registry. One module per family; the training
-//! objective each one is trained on lives here, shared by all.
+//! Model families, sized at run time from the registry. One module per family, each holding
+//! its descriptor (a [`Family`]: configuration, grid, network, memory, context, dense shape,
+//! normaliser) and its network; [`crate::with_families!`] is the one list. The training objective
+//! each network is trained on lives here, shared by all.
 
 pub mod autoencoder;
 pub mod conv;
+pub mod family;
+pub mod logreg;
 pub mod lstm;
 pub mod mlp;
 pub mod transformer;
 
+use crate::dense::DenseShape;
 use beatmatch_core::ParamInfo;
 use candle_core::{DType, Result, Tensor, D};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use conv::Pooling;
+pub use family::{Family, FamilyGrid, Normalizer};
 pub use mlp::Activation;
 
-/// A resolved model configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "family", rename_all = "snake_case")]
-pub enum ModelConfig {
-    /// Multinomial logistic regression (a linear layer + softmax).
-    Logreg,
-    /// Multi-layer perceptron with `depth` hidden layers of `width` units.
-    Mlp {
-        /// Hidden units per layer.
-        width: usize,
-        /// Number of hidden layers.
-        depth: usize,
-        /// Hidden activation.
-        activation: Activation,
-    },
-    /// ConvNet: `depth` blocks of 3×3 conv + ReLU + pooling, then a linear head.
-    Conv {
-        /// Channels per block.
-        channels: usize,
-        /// Number of conv blocks.
-        depth: usize,
-        /// Pooling after each block.
-        pooling: Pooling,
-    },
-    /// MLP autoencoder: `depth` layers of `width` units down to a `code`-unit bottleneck and back
-    /// (mirrored), trained on the mean squared reconstruction error.
-    Autoencoder {
-        /// Hidden units per encoder/decoder layer.
-        width: usize,
-        /// Hidden layers on each side of the code.
-        depth: usize,
-        /// Bottleneck units.
-        code: usize,
-        /// Hidden activation (the code layer included; the output is linear).
-        activation: Activation,
-    },
-    /// Character (byte) level decoder-only Transformer language model, pre-LayerNorm.
-    Transformer {
-        /// Residual stream width.
-        d_model: usize,
-        /// Number of blocks.
-        layers: usize,
-        /// Attention heads (divides `d_model`).
-        heads: usize,
-        /// Context length (tokens per training sequence).
-        context: usize,
-    },
-    /// Character (byte) level LSTM language model.
-    Lstm {
-        /// Hidden (and embedding) units.
-        hidden: usize,
-        /// Stacked LSTM layers.
-        layers: usize,
-        /// Context length (tokens per training sequence, unrolled).
-        context: usize,
-    },
+/// The model families: the one list. Each entry is `registry key: ModelConfig variant(config
+/// type)`; a new family is its module plus one line here. `with_families!(m)` expands to
+/// `m! { list }`, so each consumer (the [`ModelConfig`] enum here, the registry's block
+/// struct) is generated from it.
+#[macro_export]
+macro_rules! with_families {
+    ($m:ident) => {
+        $m! {
+            logreg: Logreg($crate::models::logreg::Logreg),
+            mlp: Mlp($crate::models::mlp::MlpConfig),
+            conv: Conv($crate::models::conv::ConvConfig),
+            autoencoder: Autoencoder($crate::models::autoencoder::AutoencoderConfig),
+            transformer: Transformer($crate::models::transformer::TransformerConfig),
+            lstm: Lstm($crate::models::lstm::LstmConfig),
+        }
+    };
 }
+
+/// [`ModelConfig`] and its dispatch to each family's [`Family`].
+macro_rules! model_config {
+    ($($key:ident: $variant:ident($config:ty),)*) => {
+        /// A resolved model configuration: one family's configuration, serialised with its
+        /// fields under the tag `family` (the registry key), as it always was, so content
+        /// hashes do not move.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(tag = "family", rename_all = "snake_case")]
+        pub enum ModelConfig {
+            $(
+                #[doc = concat!("The `", stringify!($key), "` family.")]
+                $variant($config),
+            )*
+        }
+
+        /// Every family's registry key, in list order.
+        pub const FAMILIES: &[&str] = &[$(stringify!($key)),*];
+
+        impl ModelConfig {
+            /// The family's registry key, e.g. `mlp`.
+            pub fn family(&self) -> &'static str {
+                match self {
+                    $(ModelConfig::$variant(_) => stringify!($key),)*
+                }
+            }
+
+            /// Apply `f` to the family's descriptor.
+            fn with<T>(&self, f: impl Fn(&dyn Family) -> T) -> T {
+                match self {
+                    $(ModelConfig::$variant(c) => f(c),)*
+                }
+            }
+        }
+    };
+}
+
+with_families!(model_config);
 
 /// What a model is trained to minimise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,43 +92,43 @@ pub enum Objective {
 impl ModelConfig {
     /// The readable id fragment, e.g. `logreg` or `mlp-w128-d2-relu`.
     pub fn id(&self) -> String {
-        match self {
-            ModelConfig::Logreg => "logreg".into(),
-            ModelConfig::Mlp { width, depth, activation } => format!("mlp-w{width}-d{depth}-{}", activation.as_str()),
-            ModelConfig::Conv { channels, depth, pooling } => format!("conv-c{channels}-d{depth}-{}", pooling.as_str()),
-            ModelConfig::Autoencoder { width, depth, code, activation } => format!("ae-w{width}-d{depth}-c{code}-{}", activation.as_str()),
-            ModelConfig::Transformer { d_model, layers, heads, context } => format!("transformer-d{d_model}-l{layers}-h{heads}-t{context}"),
-            ModelConfig::Lstm { hidden, layers, context } => format!("lstm-h{hidden}-l{layers}-t{context}"),
-        }
+        self.with(|f| f.id())
+    }
+
+    /// Whether the family trains on a text dataset.
+    pub fn is_text(&self) -> bool {
+        self.with(|f| f.text())
+    }
+
+    /// What the configuration must satisfy beyond its axes' ranges: `Err(why)`.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        self.with(|f| f.check())
     }
 
     /// Tokens per training sequence, for language models.
     pub fn context(&self) -> Option<usize> {
-        match *self {
-            ModelConfig::Transformer { context, .. } | ModelConfig::Lstm { context, .. } => Some(context),
-            _ => None,
-        }
+        self.with(|f| f.context())
     }
 
     /// The network this configuration builds for inputs of `shape` (e.g. `[28, 28]` or `[40]`)
     /// and `classes` outputs (the vocabulary size for language models).
     pub fn build(&self, shape: &[usize], classes: usize) -> Box<dyn Model> {
-        let input_len = shape.iter().product();
-        match *self {
-            ModelConfig::Conv { channels, depth, pooling } => {
-                let chw = match shape {
-                    [c, h, w] => (*c, *h, *w),
-                    [h, w] => (1, *h, *w),
-                    other => (1, 1, other.iter().product()),
-                };
-                Box::new(conv::ConvNet::new(chw, channels, depth, pooling, classes))
-            }
-            ModelConfig::Logreg => Box::new(mlp::Mlp::new(input_len, &[], classes, Activation::Relu)),
-            ModelConfig::Mlp { width, depth, activation } => Box::new(mlp::Mlp::new(input_len, &vec![width; depth], classes, activation)),
-            ModelConfig::Autoencoder { width, depth, code, activation } => Box::new(autoencoder::Autoencoder::new(input_len, width, depth, code, activation)),
-            ModelConfig::Transformer { d_model, layers, heads, context } => Box::new(transformer::Transformer::new(classes, d_model, layers, heads, context)),
-            ModelConfig::Lstm { hidden, layers, context: _ } => Box::new(lstm::LstmLm::new(classes, hidden, layers)),
-        }
+        self.with(|f| f.build(shape, classes))
+    }
+
+    /// Floats one example's forward pass keeps for its backward pass.
+    pub fn activation_floats(&self, shape: &[usize], classes: usize) -> u64 {
+        self.with(|f| f.activation_floats(shape, classes))
+    }
+
+    /// The native dense engine's layer widths, where the family trains there.
+    pub fn dense(&self, input: usize, classes: usize) -> Option<DenseShape> {
+        self.with(|f| f.dense(input, classes))
+    }
+
+    /// How meta-training normalises the family's losses.
+    pub fn normalizer(&self) -> Normalizer {
+        self.with(|f| f.normalizer())
     }
 }
 

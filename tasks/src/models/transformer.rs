@@ -9,10 +9,12 @@
 //! matrices N(0, 1/fan_in) (residual outputs scaled by 1/√(2·layers), as GPT-2), gains 1,
 //! biases 0.
 
+use super::family::{Bounded, Family, FamilyGrid};
 use super::{layer_norm, normal, sorted_params, Model, Objective};
 use beatmatch_core::ParamInfo;
 use candle_core::{Result, Tensor, D};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// Per-block parameter slots (indices into the declared order).
 const PER_BLOCK: usize = 10;
@@ -132,6 +134,73 @@ impl Model for Transformer {
 
     fn objective(&self) -> Objective {
         Objective::NextToken
+    }
+}
+
+/// The `transformer` family: a byte-level decoder-only Transformer language model,
+/// pre-LayerNorm.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TransformerConfig {
+    /// Residual stream width.
+    pub d_model: usize,
+    /// Number of blocks.
+    pub layers: usize,
+    /// Attention heads (divides `d_model`).
+    pub heads: usize,
+    /// Context length (tokens per training sequence).
+    pub context: usize,
+}
+
+/// The registry's `transformer: { d_model, layers, heads, context }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformerGrid {
+    d_model: Vec<Bounded<1, 16384>>,
+    layers: Vec<Bounded<1, 96>>,
+    heads: Vec<Bounded<1, 128>>,
+    context: Vec<Bounded<2, 4096>>,
+}
+
+impl FamilyGrid for TransformerConfig {
+    type Grid = TransformerGrid;
+    fn expand(g: &TransformerGrid) -> Vec<Self> {
+        g.d_model
+            .iter()
+            .flat_map(|d| {
+                g.layers.iter().flat_map(move |l| {
+                    g.heads.iter().flat_map(move |h| {
+                        g.context.iter().map(move |t| TransformerConfig { d_model: d.get(), layers: l.get(), heads: h.get(), context: t.get() })
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+impl Family for TransformerConfig {
+    fn id(&self) -> String {
+        format!("transformer-d{}-l{}-h{}-t{}", self.d_model, self.layers, self.heads, self.context)
+    }
+    fn text(&self) -> bool {
+        true
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        if !self.d_model.is_multiple_of(self.heads) {
+            return Err(format!("heads {} do not divide d_model {}", self.heads, self.d_model));
+        }
+        Ok(())
+    }
+    fn context(&self) -> Option<usize> {
+        Some(self.context)
+    }
+    fn build(&self, _shape: &[usize], classes: usize) -> Box<dyn Model> {
+        Box::new(Transformer::new(classes, self.d_model, self.layers, self.heads, self.context))
+    }
+    /// Per block: LayerNorms, q/k/v, attention output, the 4× MLP and residuals (about 16
+    /// widths per token) plus per-head attention scores and probabilities; then the logits.
+    fn activation_floats(&self, _shape: &[usize], classes: usize) -> u64 {
+        let (d, t) = (self.d_model as u64, self.context as u64);
+        t * d + self.layers as u64 * (16 * t * d + 2 * self.heads as u64 * t * t) + 3 * t * classes as u64
     }
 }
 

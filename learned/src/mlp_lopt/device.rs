@@ -1,15 +1,15 @@
 //! MLP-LOpt on device tensors: six momenta, and the gradient, the parameter and the momenta
-//! normalised over the tensor through the per-parameter MLP (`beatmatch_learned::mlp_lopt`).
+//! normalised over the tensor through the per-parameter MLP (`crate::mlp_lopt`).
 
-use crate::lopt::{fold, step, DeviceNet, EMBEDDING};
-use crate::{value, DeviceRule};
+use crate::device_net::{fold, step, DeviceNet, EMBEDDING};
+use crate::features::StepRule;
+use crate::mlp_lopt::{decays, MlpLoptNet};
 use beatmatch_core::StepContext;
-use beatmatch_learned::features::StepRule;
-use beatmatch_learned::mlp_lopt::{decays, MlpLoptNet};
+use beatmatch_device::{value, DeviceRule};
 use candle_core::{Tensor, Var};
 
 /// MLP-LOpt bound to its theta (one member).
-pub struct MlpLopt(pub MlpLoptNet);
+pub struct MlpLoptOnDevice(pub MlpLoptNet);
 
 /// Momenta per tensor (six each), the network on the device, and the steps taken.
 #[derive(Clone, Debug)]
@@ -21,10 +21,10 @@ pub struct State {
     pub iteration: u32,
 }
 
-impl DeviceRule for MlpLopt {
+impl DeviceRule for MlpLoptOnDevice {
     type State = State;
     fn name(&self) -> &'static str {
-        beatmatch_learned::mlp_lopt::ARCH
+        crate::mlp_lopt::ARCH
     }
     fn init(&self, params: &[Var]) -> candle_core::Result<State> {
         let m = params.iter().map(|p| (0..decays().len()).map(|_| p.as_tensor().zeros_like()).collect()).collect::<candle_core::Result<_>>()?;

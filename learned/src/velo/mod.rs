@@ -12,14 +12,53 @@
 //! discarded upstream (skipped here: it has no effect); `var_rms` subtracts the momentum mean;
 //! the LSTM forget gate adds +1; the step is scaled by the tensor's RMS; the unfactored
 //! `m·v^-½` has no epsilon.
+//!
+//! The descriptor ([`VELO`]), the host rule ([`VeloNet`]) and the device rule ([`device`]).
+
+pub mod device;
 
 use crate::accum::{clip_decays, learned_decays, Factored, Momentum, SecondMoment};
+use crate::arch::{Architecture, LearnedOptimizer};
 use crate::features::{lane_sum, process_tensor_threads, simd_dispatch, sum_squares, Flavor, Kernel, Mlp, StepRule, TensorInputs, B};
 use crate::theta::{Theta, ThetaError};
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use crate::Hyperparameters;
+use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
+use candle_core::Device;
+use std::sync::Arc;
 
 /// Architecture name.
 pub const ARCH: &str = "velo";
+
+/// VeLO.
+pub const VELO: Architecture = Architecture::new(&Velo);
+
+/// VeLO's descriptor.
+pub struct Velo;
+
+impl LearnedOptimizer for Velo {
+    fn name(&self) -> &'static str {
+        ARCH
+    }
+    fn label(&self) -> &'static str {
+        "VeLO"
+    }
+    fn reference_kind(&self) -> &'static str {
+        ARCH
+    }
+    fn detect(&self, theta: &Theta) -> bool {
+        theta.tensors.contains_key("rnn_params/rnn/linear/w")
+    }
+    fn host(&self, theta: &Theta, _hyper: &Hyperparameters, members: usize, threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {
+        Ok(Box::new(Bound::new(Arc::new(VeloNet::bind(theta, VeloConfig::default())?.with_members(members).with_threads(threads)), params)))
+    }
+    fn device(&self, theta: &Theta, _hyper: &Hyperparameters, params: &[ParamInfo], dev: &Device) -> anyhow::Result<Box<dyn Optimizer>> {
+        Ok(beatmatch_device::on(device::VeloOnDevice(VeloNet::bind(theta, VeloConfig::default())?), params, dev))
+    }
+    /// VeLO reads the horizon: the fraction of training done, the loss buffer's half-lives.
+    fn is_horizon_free(&self) -> bool {
+        false
+    }
+}
 const MOM: [f64; 3] = [0.9, 0.99, 0.999];
 const RMS: [f64; 1] = [0.999];
 const FAC: [f64; 3] = [0.9, 0.99, 0.999];

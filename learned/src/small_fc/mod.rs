@@ -3,14 +3,71 @@
 //! over momenta, second moments and Adafactor-style factored statistics (28 features,
 //! normalised over the tensor) plus an 11-wide training-step embedding; the accumulator decays
 //! are themselves meta-learned.
+//!
+//! The descriptor ([`SMALL_FC`]), the host rule ([`SmallFcNet`]) and the device rule
+//! ([`device`]).
+
+pub mod device;
 
 use crate::accum::{clip_decays, learned_decays, tanh_embedding, Factored, Momentum, SecondMoment};
+use crate::arch::{Architecture, LearnedOptimizer};
 use crate::features::{process_tensor_threads, Flavor, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use crate::{hyper_or, Hyperparameters};
+use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
+use candle_core::Device;
+use std::sync::Arc;
 
 /// Architecture name.
 pub const ARCH: &str = "small_fc";
+
+/// small_fc_lopt.
+pub const SMALL_FC: Architecture = Architecture::new(&SmallFc);
+
+/// small_fc_lopt's descriptor.
+pub struct SmallFc;
+
+/// small_fc_lopt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
+pub fn bind(theta: &Theta, hyper: &Hyperparameters) -> Result<SmallFcNet, ThetaError> {
+    let d = SmallFcConfig::default();
+    SmallFcNet::bind(theta, SmallFcConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) })
+}
+
+impl LearnedOptimizer for SmallFc {
+    fn name(&self) -> &'static str {
+        ARCH
+    }
+    fn label(&self) -> &'static str {
+        "small_fc_lopt"
+    }
+    fn reference_kind(&self) -> &'static str {
+        "adafac_mlp_lopt"
+    }
+    fn detect(&self, theta: &Theta) -> bool {
+        theta.tensors.contains_key("nn/~/w0")
+    }
+    fn settable(&self) -> &'static [&'static str] {
+        &["step_mult", "exp_mult"]
+    }
+    fn host(&self, theta: &Theta, hyper: &Hyperparameters, members: usize, threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {
+        Ok(Box::new(Bound::new(Arc::new(bind(theta, hyper)?.with_members(members).with_threads(threads)), params)))
+    }
+    fn device(&self, theta: &Theta, hyper: &Hyperparameters, params: &[ParamInfo], dev: &Device) -> anyhow::Result<Box<dyn Optimizer>> {
+        Ok(beatmatch_device::on(device::SmallFcOnDevice(bind(theta, hyper)?), params, dev))
+    }
+    /// The 39 → 4 → 4 → 2 MLP, and the learned decay offsets at zero (the reference constants).
+    fn reference_init(&self, seed: u64) -> Option<Theta> {
+        let layers: Vec<_> = [(39, 4), (4, 4), (4, 2)].iter().enumerate().map(|(i, &(a, b))| (format!("nn/~/w{i}"), format!("nn/~/b{i}"), a, b)).collect();
+        let mut theta = crate::init::linear_layers(seed, &layers);
+        for (name, n) in [("momentum_decays", 3), ("rms_decays", 1), ("adafactor_decays", 3)] {
+            theta.tensors.insert(name.into(), crate::theta::Tensor { shape: vec![n], data: vec![0.0; n] });
+        }
+        Some(theta)
+    }
+    fn is_horizon_free(&self) -> bool {
+        true
+    }
+}
 const MOM: [f64; 3] = [0.9, 0.99, 0.999];
 const RMS: [f64; 1] = [0.999];
 const FAC: [f64; 3] = [0.9, 0.99, 0.999];

@@ -5,16 +5,20 @@
 
 use beatmatch_core::{Optimizer, OptimizerSpec};
 use beatmatch_tasks::inner::{InnerRun, RunSettings};
+use beatmatch_tasks::models::conv::ConvConfig;
+use beatmatch_tasks::models::lstm::LstmConfig;
+use beatmatch_tasks::models::mlp::MlpConfig;
+use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig, Pooling};
 use beatmatch_tasks::{DatasetName, Problem};
 use candle_core::Device;
 
 fn problems() -> Vec<Problem> {
     vec![
-        Problem::new(ModelConfig::Mlp { width: 16, depth: 1, activation: Activation::Tanh }, DatasetName::Mnist1d, 32, &[20]),
-        Problem::new(ModelConfig::Conv { channels: 4, depth: 1, pooling: Pooling::Max }, DatasetName::Digits, 16, &[20]),
-        Problem::new(ModelConfig::Lstm { hidden: 8, layers: 1, context: 8 }, DatasetName::MobyDick, 4, &[20]),
-        Problem::new(ModelConfig::Transformer { d_model: 8, layers: 1, heads: 2, context: 8 }, DatasetName::MobyDick, 4, &[20]),
+        Problem::new(ModelConfig::Mlp(MlpConfig { width: 16, depth: 1, activation: Activation::Tanh }), DatasetName::Mnist1d, 32, &[20]),
+        Problem::new(ModelConfig::Conv(ConvConfig { channels: 4, depth: 1, pooling: Pooling::Max }), DatasetName::Digits, 16, &[20]),
+        Problem::new(ModelConfig::Lstm(LstmConfig { hidden: 8, layers: 1, context: 8 }), DatasetName::MobyDick, 4, &[20]),
+        Problem::new(ModelConfig::Transformer(TransformerConfig { d_model: 8, layers: 1, heads: 2, context: 8 }), DatasetName::MobyDick, 4, &[20]),
     ]
 }
 
@@ -29,7 +33,7 @@ fn build(p: &Problem, spec: &str, device_path: bool) -> Box<dyn Optimizer> {
     let spec = OptimizerSpec::parse(spec).unwrap();
     let infos = p.build_model().params().to_vec();
     if device_path {
-        beatmatch_device::build(&spec, &infos).unwrap()
+        beatmatch_baselines::build_on(std::slice::from_ref(&spec), &infos, &Device::Cpu).unwrap()
     } else {
         beatmatch_baselines::build(&spec, &infos).unwrap()
     }
@@ -78,20 +82,21 @@ fn a_device_run_restored_from_a_snapshot_continues_exactly() {
 /// for bit.
 #[test]
 fn learned_optimizers_on_the_device_path_follow_their_host_rules() {
-    use beatmatch_learned::checkpoint::{self, Architecture};
+    use beatmatch_learned::checkpoint;
+    use beatmatch_learned::{mlp_lopt::MLP_LOPT, small_fc::SMALL_FC, velo::VELO};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let fixtures = beatmatch_testkit::fixtures_dir();
     let checkpoints = [
-        (Architecture::Velo, fixtures.join("velo_case1.theta.msgpack")),
-        (Architecture::SmallFc, root.join("learned/checkpoints/small_fc_es_mnist1d.safetensors")),
-        (Architecture::MlpLopt, root.join("learned/checkpoints/mlp_lopt_es_mnist1d.safetensors")),
+        (VELO, fixtures.join("velo_case1.theta.msgpack")),
+        (SMALL_FC, root.join("learned/checkpoints/small_fc_es_mnist1d.safetensors")),
+        (MLP_LOPT, root.join("learned/checkpoints/mlp_lopt_es_mnist1d.safetensors")),
     ];
     for (arch, path) in checkpoints {
         let ckpt = checkpoint::load(&path, Some(arch)).unwrap();
         for p in problems() {
             let data = p.dataset.load().unwrap();
             let infos = p.build_model().params().to_vec();
-            let device_opt = || beatmatch_device::build_learned(arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, &Device::Cpu).unwrap();
+            let device_opt = || beatmatch_learned::build_on(arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, &Device::Cpu).unwrap();
             let host = InnerRun::new(&p, &data, beatmatch_learned::build(&ckpt, &infos).unwrap(), settings(20)).unwrap().finish().unwrap();
             let mut run = InnerRun::new(&p, &data, device_opt(), settings(20)).unwrap();
             run.advance(8).unwrap();

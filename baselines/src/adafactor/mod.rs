@@ -5,42 +5,42 @@
 //! Factored dims come from a stable argsort of the shape (ties: lower axis first): `d0` is the
 //! largest axis, `d1` the second largest. The row statistic averages over `d0`, the column
 //! statistic over `d1`.
+//!
+//! The host rule is here, the device rule (a composition of candle ops: the factored
+//! reductions are not one elementwise kernel) in [`device`], and the kind's descriptor.
 
+pub mod device;
+
+use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
+use anyhow::Result;
 use beatmatch_core::shape::{drop_axis, largest_two_axes, without};
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
+use candle_core::Device;
 use std::sync::Arc;
 
-/// Hyperparameters and defaults (optax's); `factored` and `multiply_by_parameter_scale` are 0/1.
-pub const HPARAMS: &[(&str, f64)] = &[
-    ("lr", 1e-2),
-    ("decay_rate", 0.8),
-    ("decay_offset", 0.0),
-    ("min_dim_size_to_factor", 128.0),
-    ("eps", 1e-30),
-    ("clipping_threshold", 1.0),
-    ("multiply_by_parameter_scale", 1.0),
-    ("factored", 1.0),
-];
+/// The kind's name.
+pub const NAME: &str = "adafactor";
 
-/// Adafactor's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdafactorParams {
-    /// Learning rate.
-    pub lr: f64,
-    /// Exponent of the second-moment decay schedule.
-    pub decay_rate: f64,
-    /// Step offset of that schedule.
-    pub decay_offset: f64,
-    /// Factor only if the two largest dims are at least this large.
-    pub min_dim_size_to_factor: usize,
-    /// Added to squared gradients.
-    pub eps: f64,
-    /// Block-RMS clipping threshold (≤ 0 disables).
-    pub clipping_threshold: f64,
-    /// Scale updates by the parameter's RMS.
-    pub multiply_by_parameter_scale: bool,
-    /// Use factored second moments where possible.
-    pub factored: bool,
+crate::hyperparameters! {
+    /// Adafactor's hyperparameters (defaults: optax's).
+    pub struct AdafactorParams {
+        /// Learning rate.
+        lr: f64 = 1e-2, Positive;
+        /// Exponent of the second-moment decay schedule.
+        decay_rate: f64 = 0.8, OpenFraction;
+        /// Step offset of that schedule (steps).
+        decay_offset: f64 = 0.0, Off;
+        /// Factor only if the two largest dims are at least this large (elements).
+        min_dim_size_to_factor: usize = 128.0, Count;
+        /// Added to squared gradients.
+        eps: f64 = 1e-30, Epsilon;
+        /// Block-RMS clipping threshold (0 disables).
+        clipping_threshold: f64 = 1.0, Off;
+        /// Scale updates by the parameter's RMS (0 or 1).
+        multiply_by_parameter_scale: bool = 1.0, Flag;
+        /// Use factored second moments where possible (0 or 1).
+        factored: bool = 1.0, Flag;
+    }
 }
 
 /// Where each element's row and column statistic sits in a factored tensor: shapes are fixed,
@@ -107,7 +107,7 @@ impl Adafactor {
 impl UpdateRule for Adafactor {
     type State = AdafactorState;
     fn name(&self) -> &'static str {
-        "adafactor"
+        NAME
     }
     fn members(&self) -> usize {
         self.members.len()
@@ -214,6 +214,43 @@ fn update_member(p: &AdafactorParams, count: u64, w: &mut [f32], g: &[f32], st: 
     let lr = p.lr as f32;
     for (w, &u) in w.iter_mut().zip(u.iter()) {
         *w += -(u * lr * scale);
+    }
+}
+
+/// The kind.
+pub struct AdafactorKind;
+
+impl Kind for AdafactorKind {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "Adafactor (Shazeer & Stern 2018) as optax.adafactor"
+    }
+    fn hparams(&self) -> &'static [Hparam] {
+        AdafactorParams::HPARAMS
+    }
+    fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
+        bound(Adafactor::new(&members.iter().map(AdafactorParams::from_values).collect::<Vec<_>>()), params)
+    }
+    fn device(&self, member: &Values, params: &[ParamInfo], dev: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(device::AdafactorOnDevice(AdafactorParams::from_values(member)), params, dev))
+    }
+    fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
+        (meta["optimizer"] == "optax.adafactor").then(|| {
+            let r = ReferenceArgs::of(name, meta);
+            r.require_null("momentum")?;
+            r.require_null("weight_decay_rate")?;
+            Ok(OptimizerSpec::new(NAME)
+                .with("lr", r.num("learning_rate")?)
+                .with("decay_rate", r.num("decay_rate")?)
+                .with("decay_offset", r.num("decay_offset")?)
+                .with("min_dim_size_to_factor", r.num("min_dim_size_to_factor")?)
+                .with("eps", r.num("eps")?)
+                .with("clipping_threshold", r.num_or("clipping_threshold", 0.0))
+                .with("multiply_by_parameter_scale", r.flag("multiply_by_parameter_scale"))
+                .with("factored", r.flag("factored")))
+        })
     }
 }
 

@@ -2,22 +2,22 @@
 //! features, the normaliser, each tensor's MLP and the step — runs on the device; the
 //! per-tensor part — the loss buffer, the mix layers and LSTM over the batch of tensors, and
 //! interpolating each tensor's MLP from the bank of 256 — runs on the host, in
-//! `beatmatch_learned::velo`'s own (reference-checked) code. Per step 8 statistics per tensor
+//! `crate::velo`'s own (reference-checked) code. Per step 8 statistics per tensor
 //! come down (one transfer) and each tensor's interpolated MLP (178 floats) goes up; no
 //! parameter crosses. The host takes the per-tensor part because its batch is the handful of
 //! tensors: matrix–vector work over 10 MB of LSTM weights, which the host's tiled kernel
 //! streams once per step, against a round trip of a few hundred floats.
 
-use crate::lopt::{fold, step, DeviceNet};
-use crate::small_fc::{factored_features, Factored, FactoredFeatures};
-use crate::{value, DeviceRule};
+use crate::device_net::{fold, step, DeviceNet};
+use crate::features::StepRule;
+use crate::small_fc::device::{factored_features, Factored, FactoredFeatures};
+use crate::velo::{rnn_features_from, LossBuffer, TensorStats, VeloNet, RNN_INPUTS};
 use beatmatch_core::StepContext;
-use beatmatch_learned::features::StepRule;
-use beatmatch_learned::velo::{rnn_features_from, LossBuffer, TensorStats, VeloNet, RNN_INPUTS};
+use beatmatch_device::{value, DeviceRule};
 use candle_core::{DType, Tensor, Var};
 
 /// VeLO bound to its theta (one member).
-pub struct Velo(pub VeloNet);
+pub struct VeloOnDevice(pub VeloNet);
 
 /// Accumulators per tensor (on the device), the LSTM state and the loss buffer (on the
 /// host), and the steps taken.
@@ -43,7 +43,7 @@ fn mean_all_f64(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// One tensor's `[mean p², mean rms·norm, var_m (3), var_rms (3)]` from its old parameters and
-/// accumulators, as `beatmatch_learned::velo::rnn_features` reduces them on the host.
+/// accumulators, as `crate::velo::rnn_features` reduces them on the host.
 fn statistics(p: &Tensor, m: &[Tensor], rms: &Tensor) -> candle_core::Result<Tensor> {
     let mean_sq = mean_all_f64(&p.sqr()?)?;
     let norm = mean_sq.maximum(1e-9f32)?.sqrt()?.recip()?;
@@ -60,10 +60,10 @@ fn statistics(p: &Tensor, m: &[Tensor], rms: &Tensor) -> candle_core::Result<Ten
     Tensor::stack(&out, 0)
 }
 
-impl DeviceRule for Velo {
+impl DeviceRule for VeloOnDevice {
     type State = State;
     fn name(&self) -> &'static str {
-        beatmatch_learned::velo::ARCH
+        crate::velo::ARCH
     }
     fn init(&self, params: &[Var]) -> candle_core::Result<State> {
         let (mom, rms, fac) = self.0.decays();

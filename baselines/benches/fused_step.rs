@@ -1,17 +1,15 @@
-//! The fused device steps against what they replaced, measured in the same run: each
-//! baseline's fused step (one kernel per tensor) beside the candle-op composition the device
+//! The device steps against what they replaced, measured in the same run: each kind's device
+//! rule (one fused kernel per tensor where the kind has one) beside the candle-op composition the device
 //! path used before (Adam, as it was: one candle kernel per op), the host rule on the same
 //! values, and a plain copy of the parameters (the memory-bandwidth reference). On candle's
 //! CPU device, with the suite's allocator (mimalloc: each step's fresh state buffer is a
 //! large allocation); prints the instruction set the kernels ran with.
 //!
-//! `cargo bench -p beatmatch-device --bench fused_step`
+//! `cargo bench -p beatmatch-baselines --bench fused_step`
 
 use beatmatch_baselines::adam::AdamHp;
-use beatmatch_baselines::Config;
-use beatmatch_core::{OptimizerSpec, ParamInfo, StepContext};
-use beatmatch_device::fused::Fused;
-use beatmatch_device::{adam, lion, nadamw, rmsprop, sgd, DeviceRule};
+use beatmatch_core::{Buffers, OptimizerSpec, ParamInfo, StepContext};
+use beatmatch_device::DeviceTensors;
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -32,10 +30,11 @@ fn adam_composed(hp: &AdamHp, t: i32, w: &Var, g: &Tensor, m: &mut Tensor, v: &m
     w.set(&(w.as_tensor().detach() + u.affine(-hp.lr, 0.0)?)?)
 }
 
-fn run<R: DeviceRule>(b: &mut Bencher<'_>, rule: R, w: &Var, g: &Tensor, ctx: &StepContext<'_>) {
-    let (params, grads) = ([w.clone()], [g.clone()]);
-    let mut state = rule.init(&params).unwrap();
-    b.iter(|| rule.update(&mut state, &params, &grads, ctx).unwrap());
+/// The kind's device rule stepping `w` in place (its state on the device, as in training).
+fn run(b: &mut Bencher<'_>, spec: &OptimizerSpec, info: &[ParamInfo], w: &Var, g: &Tensor, ctx: &StepContext<'_>) {
+    let mut opt = beatmatch_baselines::build_on(std::slice::from_ref(spec), info, w.device()).unwrap();
+    let mut tensors = DeviceTensors { params: vec![w.clone()], grads: vec![g.clone()] };
+    b.iter(|| opt.update(Buffers::Device(&mut tensors), ctx).unwrap());
 }
 
 fn bench(c: &mut Criterion) {
@@ -66,23 +65,17 @@ fn bench(c: &mut Criterion) {
             })
         });
 
-        for text in
-            ["adam:lr=1e-3", "adamw:lr=1e-3", "sgdm:lr=1e-2", "nadamw:lr=1e-3,constant_fraction=0.5,warmup_fraction=0.1", "rmsprop:lr=1e-3", "lion:lr=1e-4"]
-        {
-            let spec = OptimizerSpec::parse(text).unwrap();
-            let config = beatmatch_baselines::configure(std::slice::from_ref(&spec)).unwrap();
-            group.bench_with_input(BenchmarkId::new("fused", text), &(), |b, _| match &config {
-                Config::Adam(hp) => run(b, Fused(adam::Adam::new(hp[0])), &w, &g, &ctx),
-                Config::AdamW(hp) => run(b, Fused(adam::AdamW::new(hp[0])), &w, &g, &ctx),
-                Config::Sgd(hp) => run(b, Fused(sgd::Sgd(hp[0])), &w, &g, &ctx),
-                Config::NAdamW(hp) => run(b, Fused(nadamw::NAdamW(hp[0])), &w, &g, &ctx),
-                Config::RmsProp(hp) => run(b, Fused(rmsprop::RmsProp::new(hp[0])), &w, &g, &ctx),
-                Config::Lion(hp) => run(b, Fused(lion::Lion(hp[0])), &w, &g, &ctx),
-                Config::Adafactor(_) => unreachable!("Adafactor is not a fused rule"),
-            });
+        // Every kind's device rule (fused where the kind has a kernel), at its defaults.
+        for kind in beatmatch_baselines::kinds() {
+            let spec = OptimizerSpec::new(kind.name());
+            let text = spec.to_string();
+            if beatmatch_baselines::build_on(std::slice::from_ref(&spec), &info, &dev).is_err() {
+                continue;
+            }
+            group.bench_with_input(BenchmarkId::new("device", &text), &(), |b, _| run(b, &spec, &info, &w, &g, &ctx));
             let mut host = beatmatch_baselines::build(&spec, &info).unwrap();
             let mut params = vec![0.1f32; n];
-            group.bench_with_input(BenchmarkId::new("host", text), &(), |b, _| {
+            group.bench_with_input(BenchmarkId::new("host", &text), &(), |b, _| {
                 b.iter(|| {
                     let mut p = [params.as_mut_slice()];
                     host.step(&mut p, &[grads.as_slice()], &ctx);

@@ -1,18 +1,18 @@
 //! small_fc_lopt on device tensors: momenta, a second moment and Adafactor-style factored
 //! statistics with learned decays, 28 features normalised over the tensor through the
-//! per-parameter MLP, as `beatmatch_learned::small_fc` (and its `accum`, `features`) computes
+//! per-parameter MLP, as `crate::small_fc` (and its `accum`, `features`) computes
 //! them.
 
-use crate::lopt::{fold, step, DeviceNet, EMBEDDING};
-use crate::{value, DeviceRule};
+use crate::accum::factored_dims;
+use crate::device_net::{fold, step, DeviceNet, EMBEDDING};
+use crate::features::StepRule;
+use crate::small_fc::SmallFcNet;
 use beatmatch_core::StepContext;
-use beatmatch_learned::accum::factored_dims;
-use beatmatch_learned::features::StepRule;
-use beatmatch_learned::small_fc::SmallFcNet;
+use beatmatch_device::{value, DeviceRule};
 use candle_core::{DType, Tensor, Var};
 
 /// small_fc_lopt bound to its theta (one member).
-pub struct SmallFc(pub SmallFcNet);
+pub struct SmallFcOnDevice(pub SmallFcNet);
 
 /// One tensor's factored accumulator: per decay, the row statistic (mean over `d0`, that axis
 /// kept at length 1) and the column statistic (over `d1`); or, for tensors of rank < 2, a
@@ -131,10 +131,10 @@ pub fn factored_features(st: &mut Factored, decays: &[f32], g: &Tensor, sq: &Ten
     Ok(out)
 }
 
-impl DeviceRule for SmallFc {
+impl DeviceRule for SmallFcOnDevice {
     type State = State;
     fn name(&self) -> &'static str {
-        beatmatch_learned::small_fc::ARCH
+        crate::small_fc::ARCH
     }
     fn init(&self, params: &[Var]) -> candle_core::Result<State> {
         let (mom, rms, fac) = self.0.decays();

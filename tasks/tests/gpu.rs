@@ -6,6 +6,8 @@
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
 use beatmatch_tasks::inner::{loss_and_grads, InnerRun, RunSettings};
+use beatmatch_tasks::models::mlp::MlpConfig;
+use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::{DatasetName, Problem};
 use candle_core::{Device, Tensor};
@@ -21,8 +23,8 @@ fn gpu() -> Device {
 
 fn problems() -> Vec<Problem> {
     vec![
-        Problem::new(ModelConfig::Mlp { width: 256, depth: 2, activation: Activation::Relu }, DatasetName::Mnist1d, 128, &[50]),
-        Problem::new(ModelConfig::Transformer { d_model: 64, layers: 2, heads: 4, context: 32 }, DatasetName::MobyDick, 16, &[50]),
+        Problem::new(ModelConfig::Mlp(MlpConfig { width: 256, depth: 2, activation: Activation::Relu }), DatasetName::Mnist1d, 128, &[50]),
+        Problem::new(ModelConfig::Transformer(TransformerConfig { d_model: 64, layers: 2, heads: 4, context: 32 }), DatasetName::MobyDick, 16, &[50]),
     ]
 }
 
@@ -69,7 +71,7 @@ fn fifty_steps_on_the_gpu_follow_the_cpu() {
         let spec = OptimizerSpec::parse("adam:lr=1e-3").unwrap();
         let mut curves = Vec::new();
         for dev in [&Device::Cpu, &gpu] {
-            let opt = beatmatch_device::build(&spec, &infos).unwrap();
+            let opt = beatmatch_baselines::build_on(std::slice::from_ref(&spec), &infos, &Device::Cpu).unwrap();
             let run = InnerRun::new(&p, &data, opt, RunSettings { device: dev, seed: 1, steps: 50, horizon: 50 }).unwrap();
             curves.push(run.finish().unwrap());
         }
@@ -103,8 +105,8 @@ fn the_fused_kernels_give_the_cpu_bits_on_the_gpu() {
     ] {
         let spec = OptimizerSpec::parse(text).unwrap();
         let one = std::slice::from_ref(&spec);
-        let cpu = beatmatch_testkit::synthetic_trajectory(beatmatch_device::build_on(one, &infos, &Device::Cpu).unwrap().as_mut(), &infos);
-        let on_gpu = beatmatch_testkit::synthetic_trajectory(beatmatch_device::build_on(one, &infos, &gpu).unwrap().as_mut(), &infos);
+        let cpu = beatmatch_testkit::synthetic_trajectory(beatmatch_baselines::build_on(one, &infos, &Device::Cpu).unwrap().as_mut(), &infos);
+        let on_gpu = beatmatch_testkit::synthetic_trajectory(beatmatch_baselines::build_on(one, &infos, &gpu).unwrap().as_mut(), &infos);
         for ((c, g), info) in cpu.iter().zip(&on_gpu).zip(&infos) {
             let differing = c.iter().zip(g).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
             assert_eq!(differing, 0, "{text}: {} has {differing} of {} values differing between CPU and GPU", info.name, c.len());

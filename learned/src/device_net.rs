@@ -3,9 +3,9 @@
 //! step. These materialise the feature matrix the host kernels never build (n × 28 floats for
 //! small_fc), which is what matrix products on a GPU want.
 
-use crate::{times, value};
-use beatmatch_learned::accum::tanh_embedding;
-use beatmatch_learned::features::{Mlp, StepRule};
+use crate::accum::tanh_embedding;
+use crate::features::{Mlp, StepRule};
+use beatmatch_device::{times, value};
 use candle_core::{DType, Device, Tensor, Var};
 
 /// Inputs of the step embedding, the last inputs of small_fc's and MLP-LOpt's first layer.

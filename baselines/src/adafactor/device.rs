@@ -1,15 +1,15 @@
-//! Adafactor on device tensors, as `beatmatch_baselines::adafactor` computes it: factored
+//! Adafactor on device tensors, as the host rule ([`super::Adafactor`]) computes it: factored
 //! second moments over the two largest axes (means accumulated in f64), update clipping by
 //! block RMS, scaling by the parameter's RMS. The factored statistics keep the tensor's rank
 //! with the reduced axis of length 1, so they broadcast back without index tables.
 
-use crate::{scalar, times, value, DeviceRule};
-use beatmatch_baselines::adafactor::{factored_dims, AdafactorParams};
+use super::{factored_dims, AdafactorParams, NAME};
 use beatmatch_core::StepContext;
+use beatmatch_device::{scalar, times, value, DeviceRule};
 use candle_core::{DType, Tensor, Var};
 
 /// Adafactor (one member).
-pub struct Adafactor(pub AdafactorParams);
+pub struct AdafactorOnDevice(pub AdafactorParams);
 
 /// One tensor's second-moment statistics.
 #[derive(Clone, Debug)]
@@ -54,10 +54,10 @@ fn rms(x: &Tensor) -> candle_core::Result<Tensor> {
     x.to_dtype(DType::F64)?.sqr()?.sum_all()?.broadcast_div(&n)?.sqrt()?.to_dtype(DType::F32)
 }
 
-impl DeviceRule for Adafactor {
+impl DeviceRule for AdafactorOnDevice {
     type State = State;
     fn name(&self) -> &'static str {
-        "adafactor"
+        NAME
     }
     fn init(&self, params: &[Var]) -> candle_core::Result<State> {
         let p = &self.0;

@@ -1,9 +1,10 @@
-//! The device path on candle's CPU device computes what the host rules compute, bit for bit:
+//! Every kind's device rule on candle's CPU device computes what the host rules compute, bit for bit:
 //! every kind, over tensors of every rank (Adafactor's factored and unfactored statistics
 //! included), over several steps; and a snapshot restored continues exactly.
 
 use beatmatch_core::{OptimizerSpec, ParamInfo};
 use beatmatch_testkit::synthetic_trajectory;
+use candle_core::Device;
 
 fn infos() -> Vec<ParamInfo> {
     [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/k", vec![3, 129, 131]), ("d/s", vec![])]
@@ -32,7 +33,7 @@ fn the_device_path_on_the_cpu_gives_the_host_bits() {
     for text in SPECS {
         let spec = OptimizerSpec::parse(text).unwrap();
         let host = synthetic_trajectory(beatmatch_baselines::build(&spec, &infos).unwrap().as_mut(), &infos);
-        let device = synthetic_trajectory(beatmatch_device::build(&spec, &infos).unwrap().as_mut(), &infos);
+        let device = synthetic_trajectory(beatmatch_baselines::build_on(std::slice::from_ref(&spec), &infos, &Device::Cpu).unwrap().as_mut(), &infos);
         for ((h, d), info) in host.iter().zip(&device).zip(&infos) {
             let differing = h.iter().zip(d).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
             let worst = h.iter().zip(d).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -44,6 +45,6 @@ fn the_device_path_on_the_cpu_gives_the_host_bits() {
 #[test]
 fn more_than_one_member_is_refused_with_the_reason() {
     let spec = OptimizerSpec::parse("adam:lr=0.01").unwrap();
-    let e = beatmatch_device::build_members(&[spec.clone(), spec], &infos()).err().unwrap().to_string();
+    let e = beatmatch_baselines::build_on(&[spec.clone(), spec], &infos(), &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("one member at a time"), "{e}");
 }

@@ -4,18 +4,76 @@
 //! tensor, plus an 11-wide training-step embedding, go through a 19 → 32 → 32 → 2 MLP; the step
 //! is `direction · exp(magnitude · exp_mult) · step_mult`.
 
+//! The descriptor ([`MLP_LOPT`]), the host rule ([`MlpLoptNet`]) and the device rule
+//! ([`device`]).
+
 // Lane loops index fixed-size `[f32; B]` rows by position on purpose: written so they compile
 // to straight vector instructions (and give the same bits on every instruction set).
 #![allow(clippy::needless_range_loop)]
 
+pub mod device;
+
 use crate::accum::rsqrt;
 use crate::accum::{tanh_embedding, Momentum};
+use crate::arch::{Architecture, LearnedOptimizer};
 use crate::features::{self, Block, Mlp, B, MAX_WIDTH};
 use crate::theta::{Theta, ThetaError};
-use beatmatch_core::{ParamInfo, StepContext, UpdateRule};
+use crate::{hyper_or, Hyperparameters};
+use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
+use candle_core::Device;
+use std::sync::Arc;
 
 /// Architecture name.
 pub const ARCH: &str = "mlp_lopt";
+
+/// MLP-LOpt.
+pub const MLP_LOPT: Architecture = Architecture::new(&MlpLopt);
+
+/// MLP-LOpt's descriptor.
+pub struct MlpLopt;
+
+/// MLP-LOpt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
+pub fn bind(theta: &Theta, hyper: &Hyperparameters) -> Result<MlpLoptNet, ThetaError> {
+    let d = MlpLoptConfig::default();
+    MlpLoptNet::bind(theta, MlpLoptConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) })
+}
+
+impl LearnedOptimizer for MlpLopt {
+    fn name(&self) -> &'static str {
+        ARCH
+    }
+    fn label(&self) -> &'static str {
+        "MLP-LOpt"
+    }
+    fn reference_kind(&self) -> &'static str {
+        ARCH
+    }
+    fn detect(&self, theta: &Theta) -> bool {
+        theta.tensors.contains_key("mlp/~/linear_0/w")
+    }
+    fn settable(&self) -> &'static [&'static str] {
+        &["step_mult", "exp_mult"]
+    }
+    /// One thread: MLP-LOpt's update does not split a tensor.
+    fn host(&self, theta: &Theta, hyper: &Hyperparameters, members: usize, _threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {
+        Ok(Box::new(Bound::new(Arc::new(bind(theta, hyper)?.with_members(members)), params)))
+    }
+    fn device(&self, theta: &Theta, hyper: &Hyperparameters, params: &[ParamInfo], dev: &Device) -> anyhow::Result<Box<dyn Optimizer>> {
+        Ok(beatmatch_device::on(device::MlpLoptOnDevice(bind(theta, hyper)?), params, dev))
+    }
+    /// The 19 → 32 → 32 → 2 MLP.
+    fn reference_init(&self, seed: u64) -> Option<Theta> {
+        let layers: Vec<_> = [(19, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 2)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| (format!("mlp/~/linear_{i}/w"), format!("mlp/~/linear_{i}/b"), a, b))
+            .collect();
+        Some(crate::init::linear_layers(seed, &layers))
+    }
+    fn is_horizon_free(&self) -> bool {
+        true
+    }
+}
 const DECAYS: [f32; 6] = [0.1, 0.5, 0.9, 0.99, 0.999, 0.9999];
 const HIDDEN: usize = 32;
 
