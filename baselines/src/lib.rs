@@ -13,6 +13,8 @@
 pub mod adafactor;
 pub mod adam;
 pub mod adamw;
+pub mod ademamix;
+pub mod algoperf_nadamw;
 pub mod kind;
 pub mod lion;
 pub mod nadamw;
@@ -33,8 +35,17 @@ pub use protocol::{Protocol, Selection};
 
 /// The hand-designed optimizer kinds this crate implements: the one list. A new kind is its
 /// module plus one line here.
-pub static KINDS: &[&dyn Kind] =
-    &[&adam::AdamKind, &adamw::AdamWKind, &sgd::SgdKind, &nadamw::NAdamWKind, &rmsprop::RmsPropKind, &adafactor::AdafactorKind, &lion::LionKind];
+pub static KINDS: &[&dyn Kind] = &[
+    &adam::AdamKind,
+    &adamw::AdamWKind,
+    &sgd::SgdKind,
+    &nadamw::NAdamWKind,
+    &rmsprop::RmsPropKind,
+    &adafactor::AdafactorKind,
+    &lion::LionKind,
+    &ademamix::AdemamixKind,
+    &algoperf_nadamw::AlgoperfNadamwKind,
+];
 
 /// Kinds added at run time by [`register`], after [`KINDS`].
 static REGISTERED: RwLock<Vec<&'static dyn Kind>> = RwLock::new(Vec::new());

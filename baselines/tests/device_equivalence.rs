@@ -25,12 +25,17 @@ const SPECS: &[&str] = &[
     "lion:lr=0.001,wd=0.1",
     "adafactor:lr=0.01",
     "adafactor:lr=0.01,factored=0,clipping_threshold=0,multiply_by_parameter_scale=0",
+    "ademamix:lr=0.01,wd=0.1",
+    "algoperf_nadamw:lr=0.01,warmup_factor=0.2",
 ];
 
 #[test]
 fn the_device_path_on_the_cpu_gives_the_host_bits() {
     let infos = infos();
-    for text in SPECS {
+    // The cases above, and every kind of the list with a device rule at its defaults.
+    let defaults = beatmatch_baselines::kinds().into_iter().map(|k| k.name().to_string());
+    let with_device: Vec<String> = defaults.filter(|k| beatmatch_baselines::build_on(&[OptimizerSpec::new(k)], &infos, &Device::Cpu).is_ok()).collect();
+    for text in SPECS.iter().copied().chain(with_device.iter().map(String::as_str)) {
         let spec = OptimizerSpec::parse(text).unwrap();
         let host = synthetic_trajectory(beatmatch_baselines::build(&spec, &infos).unwrap().as_mut(), &infos);
         let device = synthetic_trajectory(beatmatch_baselines::build_on(std::slice::from_ref(&spec), &infos, &Device::Cpu).unwrap().as_mut(), &infos);

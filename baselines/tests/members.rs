@@ -55,7 +55,7 @@ fn alone(spec: &OptimizerSpec, m: usize) -> Vec<Vec<f32>> {
 
 #[test]
 fn every_member_of_a_population_equals_that_member_alone() {
-    let populations: [&[&str]; 7] = [
+    let populations: [&[&str]; 9] = [
         &["adam:lr=1e-3", "adam:lr=3e-2,b1=0.8", "adam:lr=1e-1,eps=1e-6"],
         &["adamw:lr=1e-3", "adamw:lr=1e-2,wd=0.1"],
         &["sgdm:lr=1e-2", "sgdm:lr=0.3,momentum=0.5", "sgdm:lr=0.1,nesterov=1"],
@@ -63,6 +63,8 @@ fn every_member_of_a_population_equals_that_member_alone() {
         &["rmsprop:lr=1e-3", "rmsprop:lr=1e-2,decay=0.5"],
         &["adafactor:lr=1e-2", "adafactor:lr=1e-1,factored=0", "adafactor:lr=3e-2,min_dim_size_to_factor=200,multiply_by_parameter_scale=0"],
         &["lion:lr=1e-4", "lion:lr=1e-3,b1=0.5,wd=0"],
+        &["ademamix:lr=1e-3", "ademamix:lr=1e-2,alpha=2,b3=0.99", "ademamix:lr=3e-3,wd=0.1"],
+        &["algoperf_nadamw", "algoperf_nadamw:lr=1e-2,warmup_factor=0", "algoperf_nadamw:lr=3e-3,wd=0,b1=0.5"],
     ];
     for pop in populations {
         let specs: Vec<OptimizerSpec> = pop.iter().map(|s| OptimizerSpec::parse(s).unwrap()).collect();
@@ -72,6 +74,24 @@ fn every_member_of_a_population_equals_that_member_alone() {
         }
         // A population of one is the single-member optimizer.
         assert_eq!(together(&specs[..1])[0], alone(&specs[0], 0));
+    }
+}
+
+/// Every kind of the list, a new one included without a line here: a population of its defaults
+/// and two other learning rates, each member as alone.
+#[test]
+fn every_kind_at_three_learning_rates_equals_each_member_alone() {
+    for kind in beatmatch_baselines::kinds() {
+        let lr = kind.hparams().iter().find(|h| h.name == "lr").map(|h| h.default);
+        let mut specs = vec![OptimizerSpec::new(kind.name())];
+        if let Some(lr) = lr {
+            specs.push(OptimizerSpec::new(kind.name()).with("lr", lr * 3.0));
+            specs.push(OptimizerSpec::new(kind.name()).with("lr", lr * 0.5));
+        }
+        let got = together(&specs);
+        for (m, spec) in specs.iter().enumerate() {
+            assert_eq!(got[m], alone(spec, m), "{spec}: member {m} differs from the member alone");
+        }
     }
 }
 

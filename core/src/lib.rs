@@ -9,11 +9,13 @@
 //! * [`claim`]: exclusive, expiring claims on run groups, for many writers on one store.
 //! * [`hash`]: content hashing of configurations, so records are keyed by what made them.
 //!
-//! This crate depends on serde alone: the reports side links it without linking candle.
+//! This crate depends on serde (and `gemm` for [`matmul`]) alone: the reports side links it
+//! without linking candle.
 
 pub mod claim;
 pub mod files;
 pub mod hash;
+pub mod matmul;
 pub mod optimizer;
 pub mod record;
 pub mod shape;

@@ -97,10 +97,35 @@ BM_INLINE void bm_lion(BM_ARGS) {
     out[i] = g[i] * k.c[4] + s[i] * k.c[5];
 }
 
+/* AdEMAMix: c = {1-b1, b1, 1-b3, b3, 1-b2, b2, 1-b1^t, 1-b2^t, alpha, eps, wd, -lr}; slots m1 (fast
+ * EMA), m2 (slow EMA), nu. */
+BM_INLINE void bm_ademamix(BM_ARGS) {
+    float m1 = g[i] * k.c[0] + s[i] * k.c[1];
+    float m2 = g[i] * k.c[2] + s[n + i] * k.c[3];
+    float nu = (g[i] * g[i]) * k.c[4] + s[2 * n + i] * k.c[5];
+    out[i] = m1;
+    out[n + i] = m2;
+    out[2 * n + i] = nu;
+    float u = (m1 / k.c[6] + m2 * k.c[8]) / (sqrtf(nu / k.c[7]) + k.c[9]);
+    w[i] = w[i] + (u + w[i] * k.c[10]) * k.c[11];
+}
+
+/* AlgoPerf's NAdamW: c = {1-b1, b1, 1-b2, b2, 1-b1^t, 1-b2^t, eps, wd, -lr_t}; slots m, v. The
+ * Nesterov look-ahead is bias-corrected; the decay is added before the learning rate. */
+BM_INLINE void bm_algoperf_nadamw(BM_ARGS) {
+    float m = g[i] * k.c[0] + s[i] * k.c[1];
+    float v = (g[i] * g[i]) * k.c[2] + s[n + i] * k.c[3];
+    out[i] = m;
+    out[n + i] = v;
+    float m_hat = (g[i] * k.c[0] + m * k.c[1]) / k.c[4];
+    float u = m_hat / (sqrtf(v / k.c[5]) + k.c[6]);
+    w[i] = w[i] + (u + w[i] * k.c[7]) * k.c[8];
+}
+
 /* Every rule, with its state slots per parameter: the one list of fused kernels. The wrappers
  * (host.c, rules.cu) expand it, device/build.rs reads it to generate the Rust side's `Kernel`
  * enum and instruction-set tables, and ci/cuda-check.sh counts the PTX entries against it.
  * A new rule is a function above plus one entry here. Keep the list on this one line. */
-#define BM_RULES(X) X(adam, 2) X(adamw, 2) X(sgd, 1) X(nadamw, 2) X(rmsprop, 1) X(lion, 1)
+#define BM_RULES(X) X(adam, 2) X(adamw, 2) X(sgd, 1) X(nadamw, 2) X(rmsprop, 1) X(lion, 1) X(ademamix, 3) X(algoperf_nadamw, 2)
 
 #endif

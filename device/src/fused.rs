@@ -252,15 +252,18 @@ mod tests {
 
     #[test]
     fn every_instruction_set_gives_the_baselines_bits() {
-        // An odd length, so the vector loops' remainders run too; states ≥ 0 (second moments).
+        // An odd length, so the vector loops' remainders run too; states ≥ 0 (second moments),
+        // as many slots as the widest kernel reads; constants every rule reads as a valid step
+        // (decays in [0, 1), positive bias corrections and epsilons).
         let n = 1003;
+        let slots = Kernel::ALL.iter().map(|k| k.slots()).max().unwrap();
         let w0: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
         let g: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
-        let s: Vec<f32> = (0..2 * n).map(|i| (i * 29 % 89) as f32 * 0.011).collect();
-        let k = Consts::of(&[0.1, 0.9, 0.001, 0.999, 0.1, 0.001, 1e-8, -0.01, 0.01, 1.0]);
+        let s: Vec<f32> = (0..slots * n).map(|i| (i * 29 % 89) as f32 * 0.011).collect();
+        let k = Consts::of(&[0.1, 0.9, 0.05, 0.95, 0.001, 0.999, 0.1, 0.001, 0.5, 1e-8, 0.01, -0.01]);
         let run = |f: HostFn, kernel: Kernel| {
             let (mut w, mut out) = (w0.clone(), vec![0f32; kernel.slots() * n]);
-            // SAFETY: lengths n, n, slots·n, slots·n as the kernels read and write them.
+            // SAFETY: lengths n, n, ≥ slots·n and slots·n, as the kernels read and write them.
             unsafe { f(n, w.as_mut_ptr(), g.as_ptr(), s.as_ptr(), out.as_mut_ptr(), &k) };
             (w.iter().chain(&out).map(|v| v.to_bits()).collect::<Vec<_>>(), w != w0)
         };

@@ -87,9 +87,13 @@ pub fn build_on(
 /// `step_mult` and `exp_mult` of small_fc and MLP-LOpt.
 pub type Hyperparameters = std::collections::BTreeMap<String, f64>;
 
-/// Hyperparameter `key` of a checkpoint, `default` where unset.
-pub(crate) fn hyper_or(hyper: &Hyperparameters, key: &str, default: f32) -> f32 {
-    hyper.get(key).map_or(default, |&v| v as f32)
+/// The step scales small_fc and MLP-LOpt checkpoints may set (their `settable` hyperparameters).
+pub(crate) const STEP_SCALES: &[&str] = &["exp_mult", "step_mult"];
+
+/// A checkpoint's `(exp_mult, step_mult)`, each the architecture's default where unset.
+pub(crate) fn step_scales(hyper: &Hyperparameters, exp_mult: f32, step_mult: f32) -> (f32, f32) {
+    let get = |key: &str, default: f32| hyper.get(key).map_or(default, |&v| v as f32);
+    (get(STEP_SCALES[0], exp_mult), get(STEP_SCALES[1], step_mult))
 }
 
 /// Run `f(k, state_k, params_k, grads_k)` for every member `k`, where `params_k` and `grads_k`

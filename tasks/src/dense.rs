@@ -41,6 +41,7 @@ impl DenseShape {
         Self { hidden, out: classes, activation, objective: Objective::Classify }
     }
 }
+use beatmatch_core::matmul::{matmul, Layout};
 use beatmatch_core::simd::{simd_dispatch, Kernel};
 use beatmatch_core::ParamInfo;
 
@@ -223,53 +224,7 @@ impl DenseNet {
     }
 }
 
-/// `dst[m×n] = a[m×k] · b[k×n]`, all row-major, on this thread: the product the engine's
-/// layers are made of (benchmarks time it as the machine's sgemm reference).
-pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
-    matmul(m, k, n, a, Layout::RowMajor, b, Layout::RowMajor, dst);
-}
-
-/// How a matrix operand is stored.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// `[rows][cols]` as given.
-    RowMajor,
-    /// The operand is the transpose of a row-major matrix stored as given.
-    Transposed,
-}
-
-/// `dst[m×n] = a[m×k] · b[k×n]`, row-major output, operands row-major or transposed.
-#[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, k: usize, n: usize, a: &[f32], a_layout: Layout, b: &[f32], b_layout: Layout, dst: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
-    // (column stride, row stride) of each operand.
-    let (a_cs, a_rs) = if a_layout == Layout::RowMajor { (1, k as isize) } else { (m as isize, 1) };
-    let (b_cs, b_rs) = if b_layout == Layout::RowMajor { (1, n as isize) } else { (k as isize, 1) };
-    // SAFETY: the asserts above keep every index gemm forms inside the three slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
+pub use beatmatch_core::matmul::sgemm;
 
 /// `out[r][j] += bias[j]`, then the activation (kept pre-activation in `pre` where asked).
 struct BiasActivate<'a> {

@@ -18,7 +18,7 @@ use crate::accum::{tanh_embedding, Momentum};
 use crate::arch::{Architecture, LearnedOptimizer};
 use crate::features::{self, Block, Mlp, B, MAX_WIDTH};
 use crate::theta::{Theta, ThetaError};
-use crate::{hyper_or, Hyperparameters};
+use crate::{step_scales, Hyperparameters, STEP_SCALES};
 use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
 use candle_core::Device;
 use std::sync::Arc;
@@ -35,7 +35,8 @@ pub struct MlpLopt;
 /// MLP-LOpt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
 pub fn bind(theta: &Theta, hyper: &Hyperparameters) -> Result<MlpLoptNet, ThetaError> {
     let d = MlpLoptConfig::default();
-    MlpLoptNet::bind(theta, MlpLoptConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) })
+    let (exp_mult, step_mult) = step_scales(hyper, d.exp_mult, d.step_mult);
+    MlpLoptNet::bind(theta, MlpLoptConfig { exp_mult, step_mult })
 }
 
 impl LearnedOptimizer for MlpLopt {
@@ -52,7 +53,7 @@ impl LearnedOptimizer for MlpLopt {
         theta.tensors.contains_key("mlp/~/linear_0/w")
     }
     fn settable(&self) -> &'static [&'static str] {
-        &["step_mult", "exp_mult"]
+        STEP_SCALES
     }
     /// One thread: MLP-LOpt's update does not split a tensor.
     fn host(&self, theta: &Theta, hyper: &Hyperparameters, members: usize, _threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {

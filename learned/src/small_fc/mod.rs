@@ -13,7 +13,7 @@ use crate::accum::{clip_decays, learned_decays, tanh_embedding, Factored, Moment
 use crate::arch::{Architecture, LearnedOptimizer};
 use crate::features::{process_tensor_threads, Flavor, Mlp, StepRule, TensorInputs};
 use crate::theta::{Theta, ThetaError};
-use crate::{hyper_or, Hyperparameters};
+use crate::{step_scales, Hyperparameters, STEP_SCALES};
 use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
 use candle_core::Device;
 use std::sync::Arc;
@@ -30,7 +30,8 @@ pub struct SmallFc;
 /// small_fc_lopt bound to `theta` with a checkpoint's hyperparameters (defaults where unset).
 pub fn bind(theta: &Theta, hyper: &Hyperparameters) -> Result<SmallFcNet, ThetaError> {
     let d = SmallFcConfig::default();
-    SmallFcNet::bind(theta, SmallFcConfig { exp_mult: hyper_or(hyper, "exp_mult", d.exp_mult), step_mult: hyper_or(hyper, "step_mult", d.step_mult) })
+    let (exp_mult, step_mult) = step_scales(hyper, d.exp_mult, d.step_mult);
+    SmallFcNet::bind(theta, SmallFcConfig { exp_mult, step_mult })
 }
 
 impl LearnedOptimizer for SmallFc {
@@ -47,7 +48,7 @@ impl LearnedOptimizer for SmallFc {
         theta.tensors.contains_key("nn/~/w0")
     }
     fn settable(&self) -> &'static [&'static str] {
-        &["step_mult", "exp_mult"]
+        STEP_SCALES
     }
     fn host(&self, theta: &Theta, hyper: &Hyperparameters, members: usize, threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {
         Ok(Box::new(Bound::new(Arc::new(bind(theta, hyper)?.with_members(members).with_threads(threads)), params)))
