@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let ctx = StepContext { step: 0, num_steps: 1_000_000, losses: &[1.0] };
     for &n in &[10_000usize, 1_000_000, 10_000_000] {
         let shape = (n / 1000, 1000);
-        let info = [ParamInfo { name: "w".into(), shape: vec![shape.0, shape.1] }];
+        let info = [ParamInfo::new("w", vec![shape.0, shape.1])];
         let grads: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
         let w = Var::from_vec(vec![0.1f32; n], shape, &dev).unwrap();
         let g = Tensor::from_slice(&grads, shape, &dev).unwrap();

@@ -23,7 +23,7 @@ const OPTIMIZERS: [&str; 8] = [
 fn bench(c: &mut Criterion) {
     for &n in &[10_000usize, 1_000_000, 10_000_000] {
         // One [n/1000, 1000] matrix: Adafactor factors it from 1e6 parameters up.
-        let info = [ParamInfo { name: "w".into(), shape: vec![n / 1000, 1000] }];
+        let info = [ParamInfo::new("w", vec![n / 1000, 1000])];
         let mut params = vec![0.1f32; n];
         let grads: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
         let mut g = c.benchmark_group(format!("update_{n}"));

@@ -166,7 +166,7 @@ impl FromValue for usize {
 /// static SIGN_SGD: SignSgdKind = SignSgdKind;
 /// beatmatch_baselines::register(&SIGN_SGD).unwrap();
 /// let spec = beatmatch_core::OptimizerSpec::parse("doc_signsgd:lr=0.5").unwrap();
-/// let params = [ParamInfo { name: "w".into(), shape: vec![2] }];
+/// let params = [ParamInfo::new("w", vec![2])];
 /// let mut opt = beatmatch_baselines::build(&spec, &params).unwrap();
 /// let mut w = vec![1.0f32, 1.0];
 /// opt.step(&mut [&mut w], &[&[3.0, -0.1]], &StepContext { step: 0, num_steps: 1, losses: &[0.0] });

@@ -17,6 +17,7 @@ pub mod ademamix;
 pub mod algoperf_nadamw;
 pub mod kind;
 pub mod lion;
+pub mod muon;
 pub mod nadamw;
 pub mod opt_list;
 pub mod protocol;
@@ -45,6 +46,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &lion::LionKind,
     &ademamix::AdemamixKind,
     &algoperf_nadamw::AlgoperfNadamwKind,
+    &muon::MuonKind,
 ];
 
 /// Kinds added at run time by [`register`], after [`KINDS`].
@@ -157,7 +159,7 @@ fn number(v: f64) -> String {
 /// device rule, as markdown: the README's table (a test keeps it in step) and `suite kinds`.
 pub fn kinds_markdown() -> String {
     let mut out = String::from("| kind | what | hyperparameters (defaults) | device |\n|---|---|---|---|\n");
-    let probe = [ParamInfo { name: "w".into(), shape: vec![1] }];
+    let probe = [ParamInfo::new("w", vec![1])];
     for k in kinds() {
         let hp: Vec<String> = k.hparams().iter().map(|h| format!("`{}`={}", h.name, number(h.default))).collect();
         let defaults = Values::of(k.hparams(), &OptimizerSpec::new(k.name()));
@@ -173,7 +175,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_or_hparam_is_a_clear_error() {
-        let p = [ParamInfo { name: "w".into(), shape: vec![2] }];
+        let p = [ParamInfo::new("w", vec![2])];
         let e = build(&OptimizerSpec::parse("adamx:lr=1").unwrap(), &p).err().unwrap().to_string();
         assert!(e.contains("unknown optimizer `adamx`") && e.contains("adam, adamw, sgdm"), "{e}");
         let e = build(&OptimizerSpec::parse("adam:learning_rate=1").unwrap(), &p).err().unwrap().to_string();
@@ -182,7 +184,7 @@ mod tests {
 
     #[test]
     fn hyperparameters_out_of_range_are_refused_with_the_range() {
-        let p = [ParamInfo { name: "w".into(), shape: vec![2] }];
+        let p = [ParamInfo::new("w", vec![2])];
         for (spec, range) in [
             ("adam:lr=-1", "lr must be a finite number > 0"),
             ("adam:lr=0", "lr must be a finite number > 0"),

@@ -116,7 +116,7 @@ impl Protocol {
             }
         }
         // Every configuration must name real hyperparameters of the optimizer.
-        let infos = [beatmatch_core::ParamInfo { name: "check".into(), shape: vec![1] }];
+        let infos = [beatmatch_core::ParamInfo::new("check", vec![1])];
         for spec in p.configs() {
             crate::build(&spec, &infos).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         }

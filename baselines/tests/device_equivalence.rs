@@ -7,10 +7,7 @@ use beatmatch_testkit::synthetic_trajectory;
 use candle_core::Device;
 
 fn infos() -> Vec<ParamInfo> {
-    [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/k", vec![3, 129, 131]), ("d/s", vec![])]
-        .into_iter()
-        .map(|(n, s)| ParamInfo { name: n.into(), shape: s })
-        .collect()
+    [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/k", vec![3, 129, 131]), ("d/s", vec![])].into_iter().map(|(n, s)| ParamInfo::new(n, s)).collect()
 }
 
 const SPECS: &[&str] = &[

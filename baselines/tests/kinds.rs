@@ -8,7 +8,7 @@ use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRul
 use candle_core::Device;
 
 fn params() -> Vec<ParamInfo> {
-    vec![ParamInfo { name: "b".into(), shape: vec![3] }, ParamInfo { name: "w".into(), shape: vec![3, 2] }]
+    vec![ParamInfo::new("b", vec![3]), ParamInfo::new("w", vec![3, 2])]
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn a_kind_from_outside_registers_once_and_builds_like_a_built_in_one() {
     assert!(register(&PLAIN).is_err(), "registered twice");
     assert!(find("test_plain_sgd").is_some() && kinds().len() == KINDS.len() + 1);
     let members = [OptimizerSpec::parse("test_plain_sgd:lr=0.25").unwrap(), OptimizerSpec::parse("test_plain_sgd").unwrap()];
-    let infos = [ParamInfo { name: "w".into(), shape: vec![2] }];
+    let infos = [ParamInfo::new("w", vec![2])];
     let mut opt = beatmatch_baselines::build_members(&members, &infos).unwrap();
     let mut w = vec![1.0f32, 1.0, 1.0, 1.0];
     opt.step(&mut [&mut w], &[&[1.0, 2.0, 1.0, 2.0]], &StepContext { step: 0, num_steps: 1, losses: &[0.0, 0.0] });

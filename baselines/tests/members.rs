@@ -6,7 +6,7 @@ use beatmatch_core::{OptimizerSpec, ParamInfo, StepContext};
 
 fn infos() -> Vec<ParamInfo> {
     // A bias, a matrix large enough for Adafactor to factor, and a rank-3 tensor.
-    [vec![7], vec![130, 129], vec![2, 3, 4]].into_iter().enumerate().map(|(i, shape)| ParamInfo { name: format!("t{i}"), shape }).collect()
+    [vec![7], vec![130, 129], vec![2, 3, 4]].into_iter().enumerate().map(|(i, shape)| ParamInfo::new(format!("t{i}"), shape)).collect()
 }
 
 /// Deterministic pseudo-random values, different per member, tensor and step.
@@ -55,7 +55,7 @@ fn alone(spec: &OptimizerSpec, m: usize) -> Vec<Vec<f32>> {
 
 #[test]
 fn every_member_of_a_population_equals_that_member_alone() {
-    let populations: [&[&str]; 9] = [
+    let populations: [&[&str]; 10] = [
         &["adam:lr=1e-3", "adam:lr=3e-2,b1=0.8", "adam:lr=1e-1,eps=1e-6"],
         &["adamw:lr=1e-3", "adamw:lr=1e-2,wd=0.1"],
         &["sgdm:lr=1e-2", "sgdm:lr=0.3,momentum=0.5", "sgdm:lr=0.1,nesterov=1"],
@@ -65,6 +65,7 @@ fn every_member_of_a_population_equals_that_member_alone() {
         &["lion:lr=1e-4", "lion:lr=1e-3,b1=0.5,wd=0"],
         &["ademamix:lr=1e-3", "ademamix:lr=1e-2,alpha=2,b3=0.99", "ademamix:lr=3e-3,wd=0.1"],
         &["algoperf_nadamw", "algoperf_nadamw:lr=1e-2,warmup_factor=0", "algoperf_nadamw:lr=3e-3,wd=0,b1=0.5"],
+        &["muon", "muon:lr=0.05,nesterov=0,ns_steps=3", "muon:adam_lr=1e-3,wd=0.1,adam_wd=0.1"],
     ];
     for pop in populations {
         let specs: Vec<OptimizerSpec> = pop.iter().map(|s| OptimizerSpec::parse(s).unwrap()).collect();

@@ -25,16 +25,44 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// Name and shape of one parameter tensor, in the model's canonical (sorted-name) order.
+/// Name, shape and role of one parameter tensor, in the model's canonical (sorted-name) order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamInfo {
     /// `/`-joined path of the tensor in the model, e.g. `layer0/w`.
     pub name: String,
     /// Shape in elements per dimension (of one member); `[]` for a scalar.
     pub shape: Vec<usize>,
+    /// What the tensor is in its model.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a tensor is in its model, for optimizers that treat tensors by role (Muon's practice
+/// sends a model's input and output matrices to AdamW). The model declares it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Anything else: hidden weights, biases, gains.
+    #[default]
+    Hidden,
+    /// The weights that read the input: the first layer, token and position embeddings.
+    Input,
+    /// The weights that write the output: the last layer, the output head.
+    Output,
 }
 
 impl ParamInfo {
+    /// A tensor of role [`Role::Hidden`].
+    pub fn new(name: impl Into<String>, shape: Vec<usize>) -> Self {
+        Self { name: name.into(), shape, role: Role::Hidden }
+    }
+
+    /// The same tensor with role `role`.
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
     /// Number of elements of one member (1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -354,7 +382,7 @@ mod tests {
 
     #[test]
     fn bound_snapshots_restores_and_refuses_device_buffers() {
-        let infos = [ParamInfo { name: "w".into(), shape: vec![2] }];
+        let infos = [ParamInfo::new("w", vec![2])];
         let mut opt = Bound::new(Arc::new(Toy { lr: vec![0.5, 1.0] }), &infos);
         let mut p = vec![1.0f32, 1.0, 1.0, 1.0];
         let g = vec![1.0f32, 2.0, 3.0, 4.0];

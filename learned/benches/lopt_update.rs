@@ -147,7 +147,7 @@ fn grads_for(params: &[ParamInfo]) -> Vec<Vec<f32>> {
 
 fn update(c: &mut Criterion) {
     for &n in &[10_000usize, 1_000_000, 10_000_000] {
-        let info = vec![ParamInfo { name: "w".into(), shape: vec![n / 1000, 1000] }];
+        let info = vec![ParamInfo::new("w", vec![n / 1000, 1000])];
         let grads = grads_for(&info);
         let mut values = [vec![0.1f32; n]];
         let mut g = c.benchmark_group(format!("lopt_update_{n}"));

@@ -668,7 +668,7 @@ mod tests {
     #[test]
     fn row_blocks_equal_gathered_blocks() {
         for shape in [vec![4, 48], vec![64, 32], vec![3, 40]] {
-            let info = [ParamInfo { name: "w".into(), shape: shape.clone() }];
+            let info = [ParamInfo::new("w", shape.clone())];
             let n = info[0].numel();
             let v = |seed: usize| -> Vec<f32> { (0..n).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.1).collect() };
             let (g, p) = (v(1), v(2));

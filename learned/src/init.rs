@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn reference_thetas_bind_have_the_published_sizes_and_are_seeded() {
-        let params = [ParamInfo { name: "w".into(), shape: vec![3, 5] }];
+        let params = [ParamInfo::new("w", vec![3, 5])];
         let small = SMALL_FC.reference_init(1).unwrap();
         assert_eq!(small.count(), 39 * 4 + 4 + 4 * 4 + 4 + 4 * 2 + 2 + 7);
         crate::build_members(SMALL_FC, &small, 1, &params).unwrap();

@@ -196,7 +196,7 @@ fn bad_checkpoints_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let src = dir.join("mlp_lopt_case1.theta.msgpack");
     let bytes = std::fs::read(&src).unwrap();
-    let params = [beatmatch_core::ParamInfo { name: "w".into(), shape: vec![3] }];
+    let params = [beatmatch_core::ParamInfo::new("w", vec![3])];
 
     // Truncated file.
     let truncated = tmp.path().join("trunc.msgpack");

@@ -20,11 +20,7 @@ fn every_instruction_set_gives_the_same_bits() {
     let dir = fixtures_dir();
     // A bias with a tail block, a rank-2 tensor over several pass-1 chunks whose rows do not
     // align with blocks, and a rank-3 tensor (the gathered statistics path).
-    let infos = vec![
-        ParamInfo { name: "b".into(), shape: vec![37] },
-        ParamInfo { name: "w".into(), shape: vec![70, 101] },
-        ParamInfo { name: "k".into(), shape: vec![3, 5, 7] },
-    ];
+    let infos = vec![ParamInfo::new("b", vec![37]), ParamInfo::new("w", vec![70, 101]), ParamInfo::new("k", vec![3, 5, 7])];
     let mut isas = vec!["baseline"];
     let widest = simd::isa();
     if widest != "baseline" {

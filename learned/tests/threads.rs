@@ -12,7 +12,7 @@ fn two_and_three_threads_give_the_bits_of_one() {
     let dir = fixtures_dir();
     // A tensor above the threading threshold with a length that is not a multiple of the
     // block, and a small one below it.
-    let infos = [ParamInfo { name: "b".into(), shape: vec![256] }, ParamInfo { name: "w".into(), shape: vec![301, 257] }];
+    let infos = [ParamInfo::new("b", vec![256]), ParamInfo::new("w", vec![301, 257])];
     let small = checkpoint::load(&dir.join("adafac_case1.theta.msgpack"), None).unwrap();
     let velo = checkpoint::load(&dir.join("velo_case1.theta.msgpack"), None).unwrap();
     let sf = |threads| SmallFcNet::bind(&small.theta, SmallFcConfig::default()).unwrap().with_threads(threads);

@@ -125,7 +125,7 @@ impl Calibration {
             return Ok(c);
         }
         // A mid-sized layer: a [256, 256] matrix and its bias.
-        let infos = vec![ParamInfo { name: "b".into(), shape: vec![256] }, ParamInfo { name: "w".into(), shape: vec![256, 256] }];
+        let infos = vec![ParamInfo::new("b", vec![256]), ParamInfo::new("w", vec![256, 256])];
         let mut opt = optimizers.build(&job.key.optimizer, &infos)?;
         let mut values: Vec<Vec<f32>> = infos.iter().map(|p| vec![0.01; p.numel()]).collect();
         let grads: Vec<Vec<f32>> = infos.iter().map(|p| (0..p.numel()).map(|i| ((i % 7) as f32 - 3.0) * 1e-3).collect()).collect();

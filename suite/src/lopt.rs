@@ -16,7 +16,7 @@ fn arch(name: Option<&str>) -> Result<Option<Architecture>> {
 pub fn inspect(file: &Path, arch_name: Option<&str>) -> Result<ExitCode> {
     let c = checkpoint::load(file, arch(arch_name)?)?;
     // Building for a one-tensor problem checks every meta-parameter's presence and shape.
-    let probe = [beatmatch_core::ParamInfo { name: "probe".into(), shape: vec![2, 2] }];
+    let probe = [beatmatch_core::ParamInfo::new("probe", vec![2, 2])];
     let valid = match beatmatch_learned::build(&c, &probe) {
         Ok(_) => "complete (every tensor present with the expected shape)".to_string(),
         Err(e) => format!("INVALID: {e}"),

@@ -90,10 +90,8 @@ fn the_fused_kernels_give_the_cpu_bits_on_the_gpu() {
     // division and square root are correctly rounded, so the GPU should reproduce the CPU
     // compilation exactly; a difference here is a compilation that does not round as written.
     let gpu = gpu();
-    let infos: Vec<beatmatch_core::ParamInfo> = [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/s", vec![])]
-        .into_iter()
-        .map(|(n, s)| beatmatch_core::ParamInfo { name: n.into(), shape: s })
-        .collect();
+    let infos: Vec<beatmatch_core::ParamInfo> =
+        [("a/w", vec![130, 140]), ("b/b", vec![140]), ("c/s", vec![])].into_iter().map(|(n, s)| beatmatch_core::ParamInfo::new(n, s)).collect();
     for text in [
         "sgdm:lr=0.1,momentum=0.9",
         "sgdm:lr=0.1,momentum=0.9,nesterov=1",

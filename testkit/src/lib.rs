@@ -86,7 +86,7 @@ impl Case {
             .map(|n| {
                 let name = n.as_str().unwrap().to_string();
                 let shape = self.meta["param_shapes"][&name].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-                ParamInfo { name, shape }
+                ParamInfo::new(name, shape)
             })
             .collect()
     }

@@ -6,7 +6,7 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::Model;
-use beatmatch_core::ParamInfo;
+use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -57,8 +57,9 @@ impl ConvNet {
         for i in 0..depth {
             let pool = pooling != Pooling::None && h >= 2 && w >= 2;
             blocks.push((c_in, channels, pool));
-            params.push(ParamInfo { name: format!("conv{i}/b"), shape: vec![channels] });
-            params.push(ParamInfo { name: format!("conv{i}/w"), shape: vec![channels, c_in, 3, 3] });
+            params.push(ParamInfo::new(format!("conv{i}/b"), vec![channels]));
+            let role = if i == 0 { Role::Input } else { Role::Hidden };
+            params.push(ParamInfo::new(format!("conv{i}/w"), vec![channels, c_in, 3, 3]).with_role(role));
             if pool {
                 h /= 2;
                 w /= 2;
@@ -66,8 +67,8 @@ impl ConvNet {
             c_in = channels;
         }
         let features = c_in * h * w;
-        params.push(ParamInfo { name: "head/b".into(), shape: vec![classes] });
-        params.push(ParamInfo { name: "head/w".into(), shape: vec![features, classes] });
+        params.push(ParamInfo::new("head/b", vec![classes]));
+        params.push(ParamInfo::new("head/w", vec![features, classes]).with_role(Role::Output));
         Self { params, blocks, pooling, chw, features, classes }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::{normal, Model, Objective};
-use beatmatch_core::ParamInfo;
+use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
 use rand_chacha::ChaCha8Rng;
@@ -26,11 +26,11 @@ impl LstmLm {
     /// A model over `vocab` tokens.
     pub fn new(vocab: usize, hidden: usize, layers: usize) -> Self {
         assert!(layers <= 10, "layer names must sort numerically");
-        let mut params = vec![ParamInfo { name: "embed".into(), shape: vec![vocab, hidden] }];
-        params.extend([ParamInfo { name: "head/b".into(), shape: vec![vocab] }, ParamInfo { name: "head/w".into(), shape: vec![hidden, vocab] }]);
+        let mut params = vec![ParamInfo::new("embed", vec![vocab, hidden]).with_role(Role::Input)];
+        params.extend([ParamInfo::new("head/b", vec![vocab]), ParamInfo::new("head/w", vec![hidden, vocab]).with_role(Role::Output)]);
         for i in 0..layers {
-            params.push(ParamInfo { name: format!("lstm{i}/b"), shape: vec![4 * hidden] });
-            params.push(ParamInfo { name: format!("lstm{i}/w"), shape: vec![2 * hidden, 4 * hidden] });
+            params.push(ParamInfo::new(format!("lstm{i}/b"), vec![4 * hidden]));
+            params.push(ParamInfo::new(format!("lstm{i}/w"), vec![2 * hidden, 4 * hidden]));
         }
         Self { params, vocab, hidden, layers }
     }

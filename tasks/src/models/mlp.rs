@@ -7,7 +7,7 @@
 use super::family::{Bounded, Family, FamilyGrid};
 use super::Model;
 use crate::dense::DenseShape;
-use beatmatch_core::ParamInfo;
+use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -64,7 +64,15 @@ impl Mlp {
             .iter()
             .enumerate()
             .flat_map(|(i, &(fan_in, fan_out))| {
-                [ParamInfo { name: format!("layer{i}/b"), shape: vec![fan_out] }, ParamInfo { name: format!("layer{i}/w"), shape: vec![fan_in, fan_out] }]
+                // The first layer reads the input, the last writes the output.
+                let role = if i == 0 {
+                    Role::Input
+                } else if i + 1 == layers.len() {
+                    Role::Output
+                } else {
+                    Role::Hidden
+                };
+                [ParamInfo::new(format!("layer{i}/b"), vec![fan_out]), ParamInfo::new(format!("layer{i}/w"), vec![fan_in, fan_out]).with_role(role)]
             })
             .collect();
         Self { params, layers, activation }

@@ -11,7 +11,7 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::{layer_norm, normal, sorted_params, Model, Objective};
-use beatmatch_core::ParamInfo;
+use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor, D};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -37,8 +37,8 @@ impl Transformer {
         assert!(heads > 0 && d_model.is_multiple_of(heads), "heads ({heads}) must divide d_model ({d_model})");
         assert!(layers <= 100, "block names must sort numerically");
         let d = d_model;
-        let p = |name: String, shape: Vec<usize>| ParamInfo { name, shape };
-        let mut declared = vec![p("embed/tok".into(), vec![vocab, d]), p("embed/pos".into(), vec![context, d])];
+        let p = |name: String, shape: Vec<usize>| ParamInfo::new(name, shape);
+        let mut declared = vec![p("embed/tok".into(), vec![vocab, d]).with_role(Role::Input), p("embed/pos".into(), vec![context, d]).with_role(Role::Input)];
         for i in 0..layers {
             let b = format!("block{i:02}");
             declared.extend([
@@ -57,7 +57,7 @@ impl Transformer {
         declared.extend([
             p("final_ln/g".into(), vec![d]),
             p("final_ln/b".into(), vec![d]),
-            p("head/w".into(), vec![d, vocab]),
+            p("head/w".into(), vec![d, vocab]).with_role(Role::Output),
             p("head/b".into(), vec![vocab]),
         ]);
         let (params, slot) = sorted_params(declared);
