@@ -28,6 +28,8 @@ pub enum Range {
     OpenFraction,
     /// A whole number ≥ 1.
     Count,
+    /// A whole number ≥ 0 (steps, where 0 turns the term off).
+    Steps,
     /// Any finite number.
     Finite,
 }
@@ -44,6 +46,7 @@ impl Range {
                 Range::Fraction => (0.0..=1.0).contains(&value),
                 Range::OpenFraction => value > 0.0 && value <= 1.0,
                 Range::Count => value >= 1.0 && value.fract() == 0.0,
+                Range::Steps => value >= 0.0 && value.fract() == 0.0,
                 Range::Finite => true,
             }
     }
@@ -59,6 +62,7 @@ impl Range {
             Range::Fraction => "in [0, 1]",
             Range::OpenFraction => "in (0, 1]",
             Range::Count => "a whole number ≥ 1",
+            Range::Steps => "a whole number ≥ 0 (0 turns it off)",
             Range::Finite => "finite",
         }
     }

@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod reference;
 pub mod rmsprop;
 pub mod schedule;
+pub mod sfadamw;
 pub mod sgd;
 
 use anyhow::{bail, Result};
@@ -47,6 +48,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &ademamix::AdemamixKind,
     &algoperf_nadamw::AlgoperfNadamwKind,
     &muon::MuonKind,
+    &sfadamw::SfAdamwKind,
 ];
 
 /// Kinds added at run time by [`register`], after [`KINDS`].

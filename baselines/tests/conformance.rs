@@ -6,7 +6,7 @@
 //! tolerances.
 
 use beatmatch_baselines::{build, build_on, reference, schedule::Cosine};
-use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
+use beatmatch_core::{EvalAt, Optimizer, OptimizerSpec, ParamInfo, Params};
 use beatmatch_testkit::{cases, fixtures_dir, run, Case, PARAMS_RTOL, UPDATE_ATOL};
 
 /// The beatmatch spec for a case's reference optimizer, or None when the case is not ours
@@ -28,8 +28,28 @@ fn check_every_case(path: &str, build: impl Fn(&OptimizerSpec, &[ParamInfo]) -> 
     let mut failures = Vec::new();
     for (case, spec) in &mine {
         let mut opt = build(spec, &case.params());
-        let d = run(case, opt.as_mut(), |_, _, _| {});
-        eprintln!("{path:<8} {:<22} {:<60} params rel {:.2e}  update/max {:.2e}", case.name, spec.to_string(), d.params_rel, d.update_norm);
+        // Where the case records the point it is evaluated at (Schedule-Free's x), ours must be
+        // that point: the worst deviation relative to each tensor's largest |value|.
+        let mut eval_rel = 0f64;
+        let d = run(case, opt.as_mut(), |t, o, ours: &[Vec<f32>]| {
+            let infos = case.params();
+            let Some(_) = case.get(&format!("debug/eval_params/{t}/{}", infos[0].name)) else { return };
+            let slices: Vec<&[f32]> = ours.iter().map(Vec::as_slice).collect();
+            let Ok(Some(EvalAt::Host(x))) = o.eval_point(Params::Host(&slices)) else {
+                eval_rel = f64::INFINITY;
+                return;
+            };
+            for (p, ours) in infos.iter().zip(&x) {
+                let reference = case.tensor(&format!("debug/eval_params/{t}/{}", p.name));
+                let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+                let worst = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                eval_rel = eval_rel.max(f64::from(worst / scale));
+            }
+        });
+        eprintln!("{path:<8} {:<22} {:<60} params rel {:.2e}  update/max {:.2e}  eval point {eval_rel:.2e}", case.name, spec.to_string(), d.params_rel, d.update_norm);
+        if eval_rel > PARAMS_RTOL {
+            failures.push(format!("{}: the evaluation point deviates from debug/eval_params by {eval_rel:.3e} of the tensor's scale (rtol {PARAMS_RTOL:e})", case.name));
+        }
         if !d.passes() {
             failures.push(format!(
                 "{}: params rel error {:.3e} (rtol {PARAMS_RTOL:e}) at step {} {}[{}] (ours {:e}, reference {:e}), normalised update error {:.3e} (atol {UPDATE_ATOL:e})",
@@ -70,6 +90,9 @@ fn the_fixture_set_covers_the_reference_cases() {
             "nadamw_optlist1",
             "optax_ademamix",
             "algoperf_nadamw",
+            "optax_muon",
+            "optax_muon_wd",
+            "optax_schedule_free_adamw",
         ] {
             assert!(names.contains(&expected), "fixture {expected} missing from {names:?}");
         }

@@ -24,7 +24,7 @@ pub mod store;
 pub mod study;
 
 pub use hash::{content_hash, short_hash};
-pub use optimizer::{Bound, Buffers, Optimizer, OptimizerSpec, ParamInfo, Role, Snapshot, SpecError, StepContext, UpdateError, UpdateRule};
+pub use optimizer::{Bound, Buffers, EvalAt, Optimizer, OptimizerSpec, ParamInfo, Params, Role, Snapshot, SpecError, StepContext, UpdateError, UpdateRule};
 pub use record::{CurvePoint, EvalPoint, RunKey, RunRecord, RunStatus, RECORD_SCHEMA_VERSION};
 pub use store::{ShardFile, Store, StoreError, Timing};
 pub use study::{Arm, ArmRole, Cell, Split, Study, StudyTask, SPEEDUP_CAP, STUDY_SCHEMA_VERSION};

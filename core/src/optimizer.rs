@@ -103,6 +103,24 @@ pub enum Buffers<'a, 'b> {
     Device(&'a mut (dyn Any + Send)),
 }
 
+/// The parameters an optimizer reads to say where they are to be evaluated
+/// ([`Optimizer::eval_point`]).
+pub enum Params<'a> {
+    /// Flat host buffers, member-major as [`Buffers::Host`]'s.
+    Host(&'a [&'a [f32]]),
+    /// The device runner's parameters (its `Vec` of candle variables), kept opaque here.
+    Device(&'a (dyn Any + Send + Sync)),
+}
+
+/// Where an optimizer that trains at one point and is evaluated at another (Schedule-Free)
+/// asks its parameters to be evaluated.
+pub enum EvalAt {
+    /// Host buffers, member-major as the parameters are.
+    Host(Vec<Vec<f32>>),
+    /// Device tensors, in the device runner's own type.
+    Device(Box<dyn Any + Send>),
+}
+
 /// Why an update or a restore could not be done.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UpdateError {
@@ -147,6 +165,18 @@ pub trait UpdateRule: Send + Sync + 'static {
     fn init(&self, params: &[ParamInfo]) -> Self::State;
     /// One update of host buffers in place.
     fn update(&self, state: &mut Self::State, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>);
+
+    /// Whether the rule is evaluated somewhere other than at its parameters
+    /// ([`UpdateRule::eval_params`]).
+    fn evaluates_elsewhere(&self) -> bool {
+        false
+    }
+
+    /// The values to evaluate `params` at (every member, member-major), for a rule that trains
+    /// one point and is evaluated at another; `None` (the default): the parameters themselves.
+    fn eval_params(&self, _state: &Self::State, _params: &[&[f32]]) -> Option<Vec<Vec<f32>>> {
+        None
+    }
 }
 
 /// An optimizer the training loop drives: a rule bound to one run's state.
@@ -165,6 +195,18 @@ pub trait Optimizer: Send {
     /// it the tensors themselves.
     fn wants_device_tensors(&self) -> bool {
         false
+    }
+
+    /// Whether the optimizer is evaluated somewhere other than at its parameters (Schedule-Free
+    /// trains `y` and is evaluated at `x`): then every measurement of a run is taken at
+    /// [`Optimizer::eval_point`].
+    fn evaluates_elsewhere(&self) -> bool {
+        false
+    }
+
+    /// Where the parameters `params` are to be evaluated; `None` (the default): at themselves.
+    fn eval_point(&self, _params: Params<'_>) -> Result<Option<EvalAt>, UpdateError> {
+        Ok(None)
     }
 
     /// [`Optimizer::update`] on host buffers, which every optimizer supports.
@@ -231,6 +273,18 @@ impl<R: UpdateRule> Optimizer for Bound<R> {
         let s = snapshot.0.downcast_ref::<R::State>().ok_or(UpdateError::WrongSnapshot(self.rule.name()))?;
         self.state = s.clone();
         Ok(())
+    }
+
+    fn evaluates_elsewhere(&self) -> bool {
+        self.rule.evaluates_elsewhere()
+    }
+
+    fn eval_point(&self, params: Params<'_>) -> Result<Option<EvalAt>, UpdateError> {
+        match params {
+            Params::Host(p) => Ok(self.rule.eval_params(&self.state, p).map(EvalAt::Host)),
+            Params::Device(_) if self.rule.evaluates_elsewhere() => Err(UpdateError::NoDevicePath(self.rule.name())),
+            Params::Device(_) => Ok(None),
+        }
     }
 }
 

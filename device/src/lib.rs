@@ -20,7 +20,7 @@
 pub mod fused;
 
 use anyhow::{bail, Result};
-use beatmatch_core::{Buffers, Optimizer, ParamInfo, Snapshot, StepContext, UpdateError};
+use beatmatch_core::{Buffers, EvalAt, Optimizer, ParamInfo, Params, Snapshot, StepContext, UpdateError};
 use candle_core::{Device, Tensor, Var};
 use std::sync::Arc;
 
@@ -44,6 +44,17 @@ pub trait DeviceRule: Send + Sync + 'static {
     fn init(&self, params: &[Var]) -> candle_core::Result<Self::State>;
     /// One update of `params` in place.
     fn update(&self, state: &mut Self::State, params: &[Var], grads: &[Tensor], ctx: &StepContext<'_>) -> candle_core::Result<()>;
+
+    /// Whether the rule is evaluated somewhere other than at its parameters.
+    fn evaluates_elsewhere(&self) -> bool {
+        false
+    }
+
+    /// The tensors to evaluate `params` at, for a rule that trains one point and is evaluated
+    /// at another; `None` (the default): the parameters themselves.
+    fn eval_params(&self, _state: &Self::State, _params: &[Var]) -> candle_core::Result<Option<Vec<Tensor>>> {
+        Ok(None)
+    }
 }
 
 /// A device rule bound to one run's state (created at the first update, on the parameters'
@@ -120,6 +131,38 @@ impl<R: DeviceRule> Optimizer for OnDevice<R> {
 
     fn wants_device_tensors(&self) -> bool {
         true
+    }
+
+    fn evaluates_elsewhere(&self) -> bool {
+        self.rule.evaluates_elsewhere()
+    }
+
+    /// On the device: the rule's tensors for the device runner's `Vec<Var>`. Handed host
+    /// slices (the fixture harness), the same code on the upload device, copied back.
+    fn eval_point(&self, params: Params<'_>) -> Result<Option<EvalAt>, UpdateError> {
+        let name = self.rule.name();
+        let Some(state) = &self.state else { return Ok(None) };
+        let fail = |e: candle_core::Error| UpdateError::Device(name, e.to_string());
+        match params {
+            Params::Device(any) => {
+                let Some(vars) = any.downcast_ref::<Vec<Var>>() else {
+                    return Err(UpdateError::Device(name, "device parameters are not a Vec<candle_core::Var>".into()));
+                };
+                Ok(self.rule.eval_params(state, vars).map_err(fail)?.map(|t| EvalAt::Device(Box::new(t))))
+            }
+            Params::Host(slices) => {
+                let dev = self.host_device.clone();
+                let vars = slices
+                    .iter()
+                    .zip(&self.infos)
+                    .map(|(p, i)| Var::from_slice(p, i.shape.clone(), &dev))
+                    .collect::<candle_core::Result<Vec<_>>>()
+                    .map_err(fail)?;
+                let Some(tensors) = self.rule.eval_params(state, &vars).map_err(fail)? else { return Ok(None) };
+                let values = tensors.iter().map(|t| t.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>().map_err(fail)?;
+                Ok(Some(EvalAt::Host(values)))
+            }
+        }
     }
 }
 

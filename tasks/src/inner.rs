@@ -20,7 +20,7 @@ use crate::ledger::Ledger;
 use crate::models::{self, Model};
 use crate::task::Problem;
 use anyhow::{bail, Context, Result};
-use beatmatch_core::{Buffers, CurvePoint, EvalPoint, Optimizer, ParamInfo, RunStatus, Snapshot, StepContext};
+use beatmatch_core::{Buffers, CurvePoint, EvalAt, EvalPoint, Optimizer, ParamInfo, Params, RunStatus, Snapshot, StepContext};
 
 pub use crate::ledger::EXPLOSION_FACTOR;
 use beatmatch_device::DeviceTensors;
@@ -258,9 +258,61 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         Ok(())
     }
 
-    /// Measure the train loss (and, at a budget, held out) into the ledger.
+    /// The tensors measurements evaluate: the parameters, or where the optimizer asks them to
+    /// be evaluated (Schedule-Free trains `y` and is measured at `x`).
+    pub fn eval_tensors(&self) -> Result<Vec<Tensor>> {
+        if !self.optimizer.evaluates_elsewhere() {
+            return Ok(self.param_tensors());
+        }
+        let on_host = self.params.iter().all(|p| p.device().is_cpu()) && !self.optimizer.wants_device_tensors();
+        let point = if on_host {
+            let values = self.param_values()?;
+            let slices: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
+            self.optimizer.eval_point(Params::Host(&slices))?
+        } else {
+            self.optimizer.eval_point(Params::Device(&self.params))?
+        };
+        match point {
+            None => Ok(self.param_tensors()),
+            Some(EvalAt::Host(values)) => Ok(values
+                .into_iter()
+                .zip(self.model.params())
+                .map(|(v, p)| Tensor::from_vec(v, p.shape.clone(), &self.device))
+                .collect::<candle_core::Result<_>>()?),
+            Some(EvalAt::Device(any)) => match any.downcast::<Vec<Tensor>>() {
+                Ok(tensors) => Ok(*tensors),
+                Err(_) => bail!("the optimizer's evaluation point is not a Vec<candle_core::Tensor>"),
+            },
+        }
+    }
+
+    /// The training items every measurement's train loss averages over (a fixed set, the same
+    /// at every measurement).
+    pub fn measurement_items(&self) -> &[u32] {
+        &self.measure_idx
+    }
+
+    /// Mean loss (nats) over the training items `idx` of the model at `values` (one flat buffer
+    /// per tensor), in mini-batches: what a measurement computes, for checking it by hand.
+    pub fn train_loss_at(&self, values: &[Vec<f32>], idx: &[u32]) -> Result<f32> {
+        Ok(self.train_view.evaluate(self.model.as_ref(), &self.tensors_of(values)?, Some(idx), self.problem.batch_size, &self.device)?.mean_loss())
+    }
+
+    /// Held-out mean loss (nats) and accuracy of the model at `values`, as a held-out
+    /// evaluation computes them.
+    pub fn held_out_at(&self, values: &[Vec<f32>]) -> Result<(f32, Option<f32>)> {
+        let sums = self.test_view.evaluate(self.model.as_ref(), &self.tensors_of(values)?, None, self.test_view.chunk(), &self.device)?;
+        Ok((sums.mean_loss(), sums.accuracy()))
+    }
+
+    fn tensors_of(&self, values: &[Vec<f32>]) -> Result<Vec<Tensor>> {
+        Ok(values.iter().zip(self.model.params()).map(|(v, p)| Tensor::from_slice(v, p.shape.clone(), &self.device)).collect::<candle_core::Result<Vec<_>>>()?)
+    }
+
+    /// Measure the train loss (and, at a budget, held out) into the ledger, at the point the
+    /// optimizer is evaluated at.
     fn measure(&mut self, step: u64) -> Result<()> {
-        let params = self.param_tensors();
+        let params = self.eval_tensors()?;
         let loss = self.train_view.evaluate(self.model.as_ref(), &params, Some(&self.measure_idx), self.problem.batch_size, &self.device)?.mean_loss();
         let held_out = if self.ledger.evaluates_at(step) {
             Some(self.test_view.evaluate(self.model.as_ref(), &params, None, self.test_view.chunk(), &self.device)?)

@@ -23,7 +23,7 @@ use crate::ledger::Ledger;
 use crate::models::EvalSums;
 use crate::task::Problem;
 use anyhow::{bail, Result};
-use beatmatch_core::{Optimizer, RunStatus, Snapshot, StepContext};
+use beatmatch_core::{EvalAt, Optimizer, Params, RunStatus, Snapshot, StepContext};
 use std::ops::Range;
 
 /// One member's budget: steps to train and the horizon its optimizer is told.
@@ -178,7 +178,8 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// parameters, in mini-batches of the problem's size; NaN for a member that diverged.
     pub fn train_losses_on(&mut self, idx: &[u32]) -> Vec<f32> {
         let who: Vec<bool> = self.members.iter().map(|m| !matches!(m.ledger.ended(), Some(RunStatus::Diverged { .. }))).collect();
-        let sums = self.sums(false, Some(idx), self.problem.batch_size, &who);
+        let eval = self.eval_values().expect("populations evaluate on the host, where evaluation points cannot fail");
+        let sums = self.sums(eval.as_deref(), false, Some(idx), self.problem.batch_size, &who);
         sums.iter().zip(&who).map(|(s, &w)| if w { s.mean_loss() } else { f32::NAN }).collect()
     }
 
@@ -249,8 +250,35 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         self.params.iter().map(Vec::as_slice).collect()
     }
 
-    /// Summed loss of the `who` members over `items` of `view`, in chunks of `chunk` rows.
-    fn sums(&mut self, test: bool, items: Option<&[u32]>, chunk: usize, who: &[bool]) -> Vec<EvalSums> {
+    /// Every member's values to evaluate, when some optimizer group is evaluated elsewhere
+    /// (Schedule-Free): the parameters, with those members at their group's evaluation point.
+    /// `None`: every member at its parameters.
+    fn eval_values(&self) -> Result<Option<Vec<Vec<f32>>>> {
+        if !self.groups.iter().any(|g| g.optimizer.evaluates_elsewhere()) {
+            return Ok(None);
+        }
+        let k = self.members.len();
+        let mut values = self.params.clone();
+        for g in self.groups.iter().filter(|g| g.optimizer.evaluates_elsewhere()) {
+            let r = g.members.clone();
+            let slices: Vec<&[f32]> = self.params.iter().map(|v| &v[r.start * v.len() / k..r.end * v.len() / k]).collect();
+            match g.optimizer.eval_point(Params::Host(&slices))? {
+                Some(EvalAt::Host(x)) => {
+                    for (dst, src) in values.iter_mut().zip(&x) {
+                        let n = dst.len() / k;
+                        dst[r.start * n..r.end * n].copy_from_slice(src);
+                    }
+                }
+                Some(EvalAt::Device(_)) => bail!("a population evaluates on the host; the optimizer answered with device tensors"),
+                None => {}
+            }
+        }
+        Ok(Some(values))
+    }
+
+    /// Summed loss of the `who` members over `items` of `view`, in chunks of `chunk` rows, at
+    /// `values` (every member's, as [`Population::eval_values`] gives them) or the parameters.
+    fn sums(&mut self, values: Option<&[Vec<f32>]>, test: bool, items: Option<&[u32]>, chunk: usize, who: &[bool]) -> Vec<EvalSums> {
         let k = self.members.len();
         let view = if test { &self.test_view } else { &self.train_view };
         let all: Vec<u32>;
@@ -261,7 +289,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
                 all
             }
         };
-        let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
+        let params: Vec<&[f32]> = values.unwrap_or(&self.params).iter().map(Vec::as_slice).collect();
         let mut sums = vec![EvalSums::default(); k];
         let mut first = true;
         for part in items.chunks(chunk.max(1)) {
@@ -283,12 +311,13 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         let s = self.step;
         let due: Vec<bool> = self.members.iter().map(|m| m.ledger.due(s)).collect();
         if due.iter().any(|&d| d) {
+            let eval = self.eval_values()?;
             let measure_idx = std::mem::take(&mut self.measure_idx);
-            let train = self.sums(false, Some(&measure_idx), self.problem.batch_size, &due);
+            let train = self.sums(eval.as_deref(), false, Some(&measure_idx), self.problem.batch_size, &due);
             self.measure_idx = measure_idx;
             let eval_due: Vec<bool> = self.members.iter().zip(&due).map(|(m, &d)| d && m.ledger.evaluates_at(s)).collect();
             let chunk = self.test_view.chunk();
-            let held_out = if eval_due.iter().any(|&d| d) { Some(self.sums(true, None, chunk, &eval_due)) } else { None };
+            let held_out = if eval_due.iter().any(|&d| d) { Some(self.sums(eval.as_deref(), true, None, chunk, &eval_due)) } else { None };
             for (m, member) in self.members.iter_mut().enumerate().filter(|(m, _)| due[*m]) {
                 let h = held_out.as_ref().filter(|_| eval_due[m]).map(|h| &h[m]);
                 member.ledger.record(s, train[m].mean_loss(), h);
@@ -378,12 +407,12 @@ impl<O: Optimizer + ?Sized> Population<'_, O> {
         let all = vec![true; self.members.len()];
         let measure_idx = std::mem::take(&mut self.measure_idx);
         let t = std::time::Instant::now();
-        self.sums(false, Some(&measure_idx), self.problem.batch_size, &all);
+        self.sums(None, false, Some(&measure_idx), self.problem.batch_size, &all);
         let train = t.elapsed().as_secs_f64();
         self.measure_idx = measure_idx;
         let chunk = self.test_view.chunk();
         let t = std::time::Instant::now();
-        self.sums(true, None, chunk, &all);
+        self.sums(None, true, None, chunk, &all);
         (train, t.elapsed().as_secs_f64())
     }
 }

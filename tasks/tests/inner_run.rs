@@ -136,3 +136,37 @@ fn candle_and_the_native_dense_engine_agree_to_float_rounding() {
         }
     }
 }
+
+/// Schedule-Free AdamW trains `y` and is evaluated at `x`: every measurement of the run — the
+/// curve's train loss on the fixed items and the held-out loss and accuracy — equals an
+/// evaluation by hand of the optimizer's `eval_params`, and differs from one at `y`.
+#[test]
+fn schedule_free_is_measured_at_its_evaluation_point() {
+    use beatmatch_core::{EvalAt, Params};
+    let (p, d) = (problem(), data());
+    for (spec, device) in [("sfadamw:lr=1e-2,warmup_steps=5", false), ("sfadamw:lr=3e-3,b1=0.8,wd=1e-3", true)] {
+        let opt = if device { beatmatch_baselines::build_on(&[OptimizerSpec::parse(spec).unwrap()], p.build_model().params(), &Device::Cpu).unwrap() } else { optimizer(&p, spec) };
+        let mut run = InnerRun::new(&p, &d, opt, settings(30)).unwrap();
+        run.advance(30).unwrap();
+        let y = run.param_values().unwrap();
+        let x: Vec<Vec<f32>> = if device {
+            run.eval_tensors().unwrap().iter().map(|t| t.flatten_all().unwrap().to_vec1().unwrap()).collect()
+        } else {
+            let slices: Vec<&[f32]> = y.iter().map(Vec::as_slice).collect();
+            match run.optimizer().eval_point(Params::Host(&slices)).unwrap() {
+                Some(EvalAt::Host(x)) => x,
+                _ => panic!("{spec}: Schedule-Free names its evaluation point on the host"),
+            }
+        };
+        assert_ne!(x, y, "{spec}: x and y coincide, so the test would show nothing");
+        let items = run.measurement_items().to_vec();
+        let (at_x, at_y) = (run.train_loss_at(&x, &items).unwrap(), run.train_loss_at(&y, &items).unwrap());
+        let (held_x, acc_x) = run.held_out_at(&x).unwrap();
+        let out = run.into_outcome();
+        let last = out.curve.last().unwrap();
+        assert_eq!((last.step, last.train_loss), (30, Some(at_x)), "{spec}: the curve is not measured at x");
+        assert_ne!(Some(at_y), last.train_loss, "{spec}: the loss at y equals the loss at x");
+        let eval = out.evals.last().unwrap();
+        assert_eq!((eval.step, eval.eval_loss, eval.eval_accuracy), (30, Some(held_x), acc_x), "{spec}: the held-out evaluation is not at x");
+    }
+}

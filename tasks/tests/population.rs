@@ -147,3 +147,28 @@ fn a_population_advanced_in_pieces_or_restored_equals_one_run() {
     pop.advance(13).unwrap();
     assert_eq!(pop.finish().unwrap(), whole);
 }
+
+/// The 2026 baselines in one population, several members per kind with their own
+/// hyperparameters and budgets, Schedule-Free (measured at its evaluation point) among
+/// evaluated-in-place kinds: every member's record is the bytes of its run alone.
+#[test]
+fn the_2026_kinds_give_each_member_its_bytes_alone() {
+    let p = problem();
+    let data = p.dataset.load().unwrap();
+    let members = [
+        ("sfadamw:lr=1e-2,warmup_steps=5", 60),
+        ("sfadamw:lr=3e-3,b1=0.8,wd=1e-3", 60),
+        ("muon:lr=0.02", 60),
+        ("muon:lr=0.05,nesterov=0,adam_lr=3e-3,adam_io=1", 60),
+        ("ademamix:lr=1e-3", 45),
+        ("ademamix:lr=3e-3,alpha=8", 45),
+        ("algoperf_nadamw:lr=2e-3", 60),
+        ("algoperf_nadamw:lr=1e-3", 30),
+        ("sfadamw:lr=1e-3", 30),
+    ];
+    let all = population(&p, &data, &members).finish().unwrap();
+    assert!(all.iter().all(|o| o.status == RunStatus::Finished), "every member should finish: {:?}", all.iter().map(|o| &o.status).collect::<Vec<_>>());
+    for (&(spec, steps), out) in members.iter().zip(&all) {
+        assert_eq!(&alone(&p, &data, spec, steps), out, "{spec} alone differs from its record in the population");
+    }
+}
