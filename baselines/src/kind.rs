@@ -18,6 +18,8 @@ pub enum Range {
     Epsilon,
     /// In [0, 1): an exponential decay or momentum.
     Decay,
+    /// In [0, 1), or −1: unset, another hyperparameter's value is used (its doc says which).
+    DecayOrUnset,
     /// ≥ 0, where 0 turns the term off (weight decay, clipping).
     Off,
     /// 0 or 1.
@@ -41,6 +43,7 @@ impl Range {
             && match self {
                 Range::Positive | Range::Epsilon => value > 0.0,
                 Range::Decay => (0.0..1.0).contains(&value),
+                Range::DecayOrUnset => value == -1.0 || (0.0..1.0).contains(&value),
                 Range::Off => value >= 0.0,
                 Range::Flag => value == 0.0 || value == 1.0,
                 Range::Fraction => (0.0..=1.0).contains(&value),
@@ -57,6 +60,7 @@ impl Range {
             Range::Positive => "a finite number > 0",
             Range::Epsilon => "> 0",
             Range::Decay => "in [0, 1)",
+            Range::DecayOrUnset => "in [0, 1), or -1 (unset)",
             Range::Off => "≥ 0 (0 turns it off)",
             Range::Flag => "0 or 1",
             Range::Fraction => "in [0, 1]",

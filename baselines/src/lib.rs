@@ -26,6 +26,7 @@ pub mod rmsprop;
 pub mod schedule;
 pub mod sfadamw;
 pub mod sgd;
+pub mod soap;
 
 use anyhow::{bail, Result};
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
@@ -49,6 +50,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &algoperf_nadamw::AlgoperfNadamwKind,
     &muon::MuonKind,
     &sfadamw::SfAdamwKind,
+    &soap::SoapKind,
 ];
 
 /// Kinds added at run time by [`register`], after [`KINDS`].

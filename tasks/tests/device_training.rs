@@ -23,13 +23,14 @@ fn problems() -> Vec<Problem> {
 }
 
 // Schedule-Free is measured at its evaluation point: the curve compares x, host and device.
-const SPECS: [&str; 6] = [
+const SPECS: [&str; 7] = [
     "adam:lr=1e-2",
     "sgdm:lr=0.1,momentum=0.9,nesterov=1",
     "lion:lr=1e-3,wd=0.1",
     "adafactor:lr=1e-2,min_dim_size_to_factor=8",
     "sfadamw:lr=1e-2,warmup_steps=3",
     "muon:lr=0.02,conv_matrix=1,adam_lr=1e-2",
+    "soap:lr=3e-3,precondition_frequency=4,merge_dims=1",
 ];
 
 fn settings(steps: u64) -> RunSettings<'static> {

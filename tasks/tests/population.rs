@@ -165,6 +165,8 @@ fn the_2026_kinds_give_each_member_its_bytes_alone() {
         ("algoperf_nadamw:lr=2e-3", 60),
         ("algoperf_nadamw:lr=1e-3", 30),
         ("sfadamw:lr=1e-3", 30),
+        ("soap:lr=3e-3,precondition_frequency=5", 60),
+        ("soap:lr=1e-3,b1=0.9,merge_dims=1,precondition_1d=1,max_precond_dim=64,precondition_frequency=7", 45),
     ];
     let all = population(&p, &data, &members).finish().unwrap();
     assert!(all.iter().all(|o| o.status == RunStatus::Finished), "every member should finish: {:?}", all.iter().map(|o| &o.status).collect::<Vec<_>>());
