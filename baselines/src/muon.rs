@@ -16,7 +16,7 @@ pub mod device;
 use crate::adam::{zeros, MomentHp};
 use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
 use anyhow::Result;
-use beatmatch_core::matmul::{matmul, Layout};
+use beatmatch_core::matmul::{members, members_mut, Product};
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, Role, StepContext, UpdateRule};
 use candle_core::Device;
 
@@ -161,59 +161,99 @@ impl Member {
     }
 }
 
-/// Scratch of one Newton–Schulz run: the iterate and the products, reused across steps.
+/// Scratch of one Newton–Schulz run over a batch of members: the iterates and the products
+/// (`members ×` each matrix), reused across steps.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
     x: Vec<f32>,
     a: Vec<f32>,
+    scaled: Vec<f32>,
     b: Vec<f32>,
     y: Vec<f32>,
 }
 
-/// Orthogonalise the `rows × cols` row-major matrix `g` into `out` as optax does: transposed to
-/// be wide, divided by its Frobenius norm + `eps`, `steps` Newton–Schulz iterations, transposed
-/// back. The products are `core::matmul`'s, whose summation order depends on the shapes only.
-pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, steps: usize, eps: f32, s: &mut Scratch, out: &mut [f32]) {
+/// Orthogonalise `eps.len()` members' `rows × cols` row-major matrices, stored one after
+/// another in `g`, into `out` as optax does: each transposed to be wide, divided by its
+/// Frobenius norm + its member's `eps`, `steps` Newton–Schulz iterations, transposed back.
+/// Every iteration's three products run batched over the members ([`Product::batched`]);
+/// a member's products are `core::matmul`'s for its shapes, so its bits do not depend on the
+/// other members.
+pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, steps: usize, eps: &[f32], s: &mut Scratch, out: &mut [f32]) {
+    let size = rows * cols;
     let transposed = rows > cols;
     let (r, c) = if transposed { (cols, rows) } else { (rows, cols) };
-    s.x.resize(r * c, 0.0);
-    if transposed {
-        for i in 0..rows {
-            for j in 0..cols {
-                s.x[j * rows + i] = g[i * cols + j];
-            }
+    s.x.resize(eps.len() * size, 0.0);
+    for ((g, x), &eps) in g.chunks_exact(size).zip(s.x.chunks_exact_mut(size)).zip(eps) {
+        if transposed {
+            transpose(g, rows, cols, x);
+        } else {
+            x.copy_from_slice(g);
         }
-    } else {
-        s.x.copy_from_slice(g);
+        let norm = (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt() as f32) + eps;
+        x.iter_mut().for_each(|v| *v /= norm);
     }
-    let norm = (s.x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt() as f32) + eps;
-    s.x.iter_mut().for_each(|v| *v /= norm);
     let [ca, cb, cc] = NS_COEFFS;
-    s.a.resize(r * r, 0.0);
-    s.b.resize(r * r, 0.0);
-    s.y.resize(r * c, 0.0);
+    let square = eps.len() * r * r;
+    s.a.resize(square, 0.0);
+    s.scaled.resize(square, 0.0);
+    s.b.resize(square, 0.0);
+    s.y.resize(s.x.len(), 0.0);
+    let (gram, squared, apply) = (Product::times_transposed(r, c, r), Product::new(r, r, r), Product::new(r, r, c));
     for _ in 0..steps {
         // A = X·Xᵀ; B = b·A + (c·A)·A (Python's `c * a @ a`); X = a·X + B·X.
-        matmul(r, c, r, &s.x, Layout::RowMajor, &s.x, Layout::Transposed, &mut s.a);
-        let scaled: Vec<f32> = s.a.iter().map(|&v| cc * v).collect();
-        matmul(r, r, r, &scaled, Layout::RowMajor, &s.a, Layout::RowMajor, &mut s.b);
+        gram.batched(&members(&s.x, size), &members(&s.x, size), &mut members_mut(&mut s.a, r * r));
+        for (scaled, &a) in s.scaled.iter_mut().zip(&s.a) {
+            *scaled = cc * a;
+        }
+        squared.batched(&members(&s.scaled, r * r), &members(&s.a, r * r), &mut members_mut(&mut s.b, r * r));
         for (b, &a) in s.b.iter_mut().zip(&s.a) {
             *b += cb * a;
         }
-        matmul(r, r, c, &s.b, Layout::RowMajor, &s.x, Layout::RowMajor, &mut s.y);
+        apply.batched(&members(&s.b, r * r), &members(&s.x, size), &mut members_mut(&mut s.y, size));
         for (x, &y) in s.x.iter_mut().zip(&s.y) {
             *x = ca * *x + y;
         }
     }
-    if transposed {
-        for i in 0..rows {
-            for j in 0..cols {
-                out[i * cols + j] = s.x[j * rows + i];
-            }
+    for (x, out) in s.x.chunks_exact(size).zip(out.chunks_exact_mut(size)) {
+        if transposed {
+            transpose(x, cols, rows, out);
+        } else {
+            out.copy_from_slice(x);
         }
-    } else {
-        out.copy_from_slice(&s.x);
     }
+}
+
+/// `dst[c × r] = src[r × c]ᵀ`.
+fn transpose(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
+    for i in 0..r {
+        for j in 0..c {
+            dst[j * r + i] = src[i * c + j];
+        }
+    }
+}
+
+/// The members of one tensor that Newton–Schulz orthogonalises together: those with the same
+/// plan and iteration count.
+#[derive(Clone, Debug, PartialEq)]
+struct Batch {
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    ns_steps: usize,
+    members: Vec<usize>,
+}
+
+/// Group the members taking Muon on a tensor into batches (`plans[member]`).
+fn batches(members: &[Member], plans: &[Plan]) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    for (j, (c, plan)) in members.iter().zip(plans).enumerate() {
+        let Plan::Matrix { rows, cols, scale } = *plan else { continue };
+        match out.iter_mut().find(|b| (b.rows, b.cols, b.scale, b.ns_steps) == (rows, cols, scale, c.ns_steps)) {
+            Some(b) => b.members.push(j),
+            None => out.push(Batch { rows, cols, scale, ns_steps: c.ns_steps, members: vec![j] }),
+        }
+    }
+    out
 }
 
 /// Muon over one or more members.
@@ -221,14 +261,17 @@ pub struct Muon {
     members: Vec<Member>,
     /// `plans[tensor][member]`.
     plans: Vec<Vec<Plan>>,
+    /// `batches[tensor]`: the members orthogonalised together.
+    batches: Vec<Vec<Batch>>,
 }
 
 impl Muon {
     /// One member per entry of `members`, over tensors `params`.
     pub fn new(members: &[MuonHp], params: &[ParamInfo]) -> Self {
         let members: Vec<Member> = members.iter().map(Member::new).collect();
-        let plans = params.iter().map(|p| members.iter().map(|m| m.plan(p)).collect()).collect();
-        Self { members, plans }
+        let plans: Vec<Vec<Plan>> = params.iter().map(|p| members.iter().map(|m| m.plan(p)).collect()).collect();
+        let batches = plans.iter().map(|plans| batches(&members, plans)).collect();
+        Self { members, plans, batches }
     }
 }
 
@@ -270,19 +313,26 @@ impl UpdateRule for Muon {
                 continue;
             }
             for (member, (c, plan)) in self.members.iter().zip(plans).enumerate() {
-                let range = member * n..(member + 1) * n;
-                let (w, g, m) = (&mut w[range.clone()], &g[range.clone()], &mut s.mu[i][range.clone()]);
-                let Plan::Matrix { rows, cols, scale } = *plan else {
-                    c.adamw(t, w, g, m, &mut s.nu[i][range]);
-                    continue;
-                };
-                s.estimate.resize(n, 0.0);
-                s.orthogonal.resize(n, 0.0);
-                c.muon_moment(t, g, m, &mut s.estimate);
-                newton_schulz(&s.estimate, rows, cols, c.ns_steps, c.eps, &mut s.scratch, &mut s.orthogonal);
-                let neg_lr = -c.lr;
-                for (w, &u) in w.iter_mut().zip(&s.orthogonal) {
-                    *w += (scale * u + c.wd * *w) * neg_lr;
+                if *plan == Plan::Adam {
+                    let range = member * n..(member + 1) * n;
+                    c.adamw(t, &mut w[range.clone()], &g[range.clone()], &mut s.mu[i][range.clone()], &mut s.nu[i][range]);
+                }
+            }
+            for b in &self.batches[i] {
+                s.estimate.resize(b.members.len() * n, 0.0);
+                s.orthogonal.resize(b.members.len() * n, 0.0);
+                for (&member, estimate) in b.members.iter().zip(s.estimate.chunks_exact_mut(n)) {
+                    let range = member * n..(member + 1) * n;
+                    self.members[member].muon_moment(t, &g[range.clone()], &mut s.mu[i][range], estimate);
+                }
+                let eps: Vec<f32> = b.members.iter().map(|&j| self.members[j].eps).collect();
+                newton_schulz(&s.estimate, b.rows, b.cols, b.ns_steps, &eps, &mut s.scratch, &mut s.orthogonal);
+                for (&member, u) in b.members.iter().zip(s.orthogonal.chunks_exact(n)) {
+                    let c = &self.members[member];
+                    let neg_lr = -c.lr;
+                    for (w, &u) in w[member * n..(member + 1) * n].iter_mut().zip(u) {
+                        *w += (b.scale * u + c.wd * *w) * neg_lr;
+                    }
                 }
             }
         }

@@ -306,7 +306,11 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
     }
 
     fn tensors_of(&self, values: &[Vec<f32>]) -> Result<Vec<Tensor>> {
-        Ok(values.iter().zip(self.model.params()).map(|(v, p)| Tensor::from_slice(v, p.shape.clone(), &self.device)).collect::<candle_core::Result<Vec<_>>>()?)
+        Ok(values
+            .iter()
+            .zip(self.model.params())
+            .map(|(v, p)| Tensor::from_slice(v, p.shape.clone(), &self.device))
+            .collect::<candle_core::Result<Vec<_>>>()?)
     }
 
     /// Measure the train loss (and, at a budget, held out) into the ledger, at the point the

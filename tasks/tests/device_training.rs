@@ -30,7 +30,7 @@ const SPECS: [&str; 7] = [
     "adafactor:lr=1e-2,min_dim_size_to_factor=8",
     "sfadamw:lr=1e-2,warmup_steps=3",
     "muon:lr=0.02,conv_matrix=1,adam_lr=1e-2",
-    "soap:lr=3e-3,precondition_frequency=4,merge_dims=1",
+    "soap:lr=3e-3,precondition_frequency=4,merge_dims=1,max_precond_dim=64",
 ];
 
 fn settings(steps: u64) -> RunSettings<'static> {

@@ -145,7 +145,11 @@ fn schedule_free_is_measured_at_its_evaluation_point() {
     use beatmatch_core::{EvalAt, Params};
     let (p, d) = (problem(), data());
     for (spec, device) in [("sfadamw:lr=1e-2,warmup_steps=5", false), ("sfadamw:lr=3e-3,b1=0.8,wd=1e-3", true)] {
-        let opt = if device { beatmatch_baselines::build_on(&[OptimizerSpec::parse(spec).unwrap()], p.build_model().params(), &Device::Cpu).unwrap() } else { optimizer(&p, spec) };
+        let opt = if device {
+            beatmatch_baselines::build_on(&[OptimizerSpec::parse(spec).unwrap()], p.build_model().params(), &Device::Cpu).unwrap()
+        } else {
+            optimizer(&p, spec)
+        };
         let mut run = InnerRun::new(&p, &d, opt, settings(30)).unwrap();
         run.advance(30).unwrap();
         let y = run.param_values().unwrap();

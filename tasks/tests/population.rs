@@ -160,12 +160,15 @@ fn the_2026_kinds_give_each_member_its_bytes_alone() {
         ("sfadamw:lr=3e-3,b1=0.8,wd=1e-3", 60),
         ("muon:lr=0.02", 60),
         ("muon:lr=0.05,nesterov=0,adam_lr=3e-3,adam_io=1", 60),
+        ("muon:lr=0.01,ns_steps=3,eps=1e-6", 45),
         ("ademamix:lr=1e-3", 45),
         ("ademamix:lr=3e-3,alpha=8", 45),
         ("algoperf_nadamw:lr=2e-3", 60),
         ("algoperf_nadamw:lr=1e-3", 30),
         ("sfadamw:lr=1e-3", 30),
         ("soap:lr=3e-3,precondition_frequency=5", 60),
+        // The same factors as the member above (one batch), refreshing on other steps.
+        ("soap:lr=1e-2,precondition_frequency=3,wd=0", 60),
         ("soap:lr=1e-3,b1=0.9,merge_dims=1,precondition_1d=1,max_precond_dim=64,precondition_frequency=7", 45),
     ];
     let all = population(&p, &data, &members).finish().unwrap();

@@ -6,7 +6,7 @@
 //! blocked, SIMD factorizations (nalgebra's are unblocked, several times slower at the
 //! 784-wide factors of an MNIST MLP), built single-threaded without its `rayon` feature.
 
-use beatmatch_core::matmul::{matmul, Layout};
+use beatmatch_core::matmul::{matmul, members, members_mut, Layout, Product};
 use faer::{Mat, Side};
 
 /// How SOAP sees one tensor: its dimensions (merged, with `merge_dims`) and which of them
@@ -73,7 +73,7 @@ fn merge(shape: &[usize], max: usize) -> Vec<usize> {
     out
 }
 
-/// Buffers reused across projections.
+/// Buffers reused across projections (`members ×` the tensor).
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
     a: Vec<f32>,
@@ -85,21 +85,34 @@ pub struct Scratch {
 /// contracts the leading axis and appends the result as the last, so after every axis the
 /// layout is the original again. An axis without a basis is only moved to the end.
 pub fn project(x: &[f32], f: &Factors, q: &[Option<Vec<f32>>], back: bool, s: &mut Scratch, out: &mut Vec<f32>) {
-    let n = x.len();
+    out.resize(x.len(), 0.0);
+    project_batch(&[x], f, &[q], back, s, &mut [out.as_mut_slice()]);
+}
+
+/// [`project`] for a batch of members with the same factors (`x[j]`, `q[j]` → `out[j]`), each
+/// axis's contraction one [`Product::batched`] over the members.
+pub fn project_batch(x: &[&[f32]], f: &Factors, q: &[&[Option<Vec<f32>>]], back: bool, s: &mut Scratch, out: &mut [&mut [f32]]) {
+    let n = f.numel();
     s.a.clear();
-    s.a.extend_from_slice(x);
-    s.b.resize(n, 0.0);
-    for (&d, q) in f.dims.iter().zip(q) {
+    x.iter().for_each(|x| s.a.extend_from_slice(x));
+    s.b.resize(s.a.len(), 0.0);
+    for (axis, &d) in f.dims.iter().enumerate() {
         let r = n / d.max(1);
-        match q {
+        let bases: Option<Vec<&[f32]>> = q.iter().map(|q| q.get(axis).and_then(Option::as_deref)).collect();
+        if let Some(bases) = bases {
             // [d × r] → [r × d] = xᵀ·Q (xᵀ·Qᵀ back).
-            Some(q) => matmul(r, d, d, &s.a, Layout::Transposed, q, if back { Layout::Transposed } else { Layout::RowMajor }, &mut s.b),
-            None => transpose(&s.a, d, r, &mut s.b),
+            let product = Product::transposed_times(r, d, d).with_b(if back { Layout::Transposed } else { Layout::RowMajor });
+            product.batched(&members(&s.a, n), &bases, &mut members_mut(&mut s.b, n));
+        } else {
+            for (a, b) in s.a.chunks_exact(n.max(1)).zip(s.b.chunks_exact_mut(n.max(1))) {
+                transpose(a, d, r, b);
+            }
         }
         std::mem::swap(&mut s.a, &mut s.b);
     }
-    out.clear();
-    out.extend_from_slice(&s.a);
+    for (out, a) in out.iter_mut().zip(s.a.chunks_exact(n.max(1))) {
+        out.copy_from_slice(a);
+    }
 }
 
 /// `dst[c × r] = src[r × c]ᵀ`.
@@ -115,21 +128,33 @@ fn transpose(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
 /// `g` with itself over every axis but `i` (soap.py's `tensordot`), and `lerp` is torch's
 /// (`a + w·(b − a)` for `|w| < ½`, else `b − (b − a)·(1 − w)`).
 pub fn accumulate(g: &[f32], f: &Factors, gg: &mut [Option<Vec<f32>>], w: f32, s: &mut Scratch) {
-    let n = g.len();
+    accumulate_batch(&[g], f, &mut [gg], &[w], s);
+}
+
+/// [`accumulate`] for a batch of members with the same factors (`g[j]`, `gg[j]`, `w[j]`),
+/// each axis's outer products one [`Product::batched`] over the members.
+pub fn accumulate_batch(g: &[&[f32]], f: &Factors, gg: &mut [&mut [Option<Vec<f32>>]], w: &[f32], s: &mut Scratch) {
+    let n = f.numel();
     let mut before = 1;
-    for (i, (&d, gg)) in f.dims.iter().zip(gg.iter_mut()).enumerate() {
-        if let Some(gg) = gg {
+    for (i, (&d, &preconditioned)) in f.dims.iter().zip(&f.preconditioned).enumerate() {
+        if preconditioned {
             // Axis i first: g as [before × n/before], transposed → [d × n/d].
-            s.a.resize(n, 0.0);
-            if i == 0 {
-                s.a.copy_from_slice(g);
-            } else {
-                transpose(g, before, n / before, &mut s.a);
+            s.a.resize(g.len() * n, 0.0);
+            for (g, a) in g.iter().zip(s.a.chunks_exact_mut(n.max(1))) {
+                if i == 0 {
+                    a.copy_from_slice(g);
+                } else {
+                    transpose(g, before, n / before, a);
+                }
             }
-            s.b.resize(d * d, 0.0);
-            matmul(d, n / d, d, &s.a, Layout::RowMajor, &s.a, Layout::Transposed, &mut s.b);
-            for (a, &b) in gg.iter_mut().zip(&s.b) {
-                *a = if w.abs() < 0.5 { *a + w * (b - *a) } else { b - (b - *a) * (1.0 - w) };
+            s.b.resize(g.len() * d * d, 0.0);
+            let rows = members(&s.a, n);
+            Product::times_transposed(d, n / d, d).batched(&rows, &rows, &mut members_mut(&mut s.b, d * d));
+            for ((gg, &w), b) in gg.iter_mut().zip(w).zip(s.b.chunks_exact(d * d)) {
+                let gg = gg[i].as_mut().expect("a preconditioned axis has a factor");
+                for (a, &b) in gg.iter_mut().zip(b) {
+                    *a = if w.abs() < 0.5 { *a + w * (b - *a) } else { b - (b - *a) * (1.0 - w) };
+                }
             }
         }
         before *= d;
@@ -219,7 +244,16 @@ mod tests {
     fn projecting_and_back_is_the_identity_and_matches_a_dense_rotation() {
         let f = Factors::of(&[3, 4], 10000, false, false);
         // Orthogonal bases from QR of fixed matrices.
-        let basis = |d: usize| refresh(&(0..d * d).map(|i| ((i * 7 % 5) as f32) - 2.0 + if i % (d + 1) == 0 { 9.0 } else { 0.0 }).collect::<Vec<_>>(), &identity(d), &Factors::of(&[d], 99, false, true), 0, &mut vec![0.0; d], &mut Scratch::default());
+        let basis = |d: usize| {
+            refresh(
+                &(0..d * d).map(|i| ((i * 7 % 5) as f32) - 2.0 + if i % (d + 1) == 0 { 9.0 } else { 0.0 }).collect::<Vec<_>>(),
+                &identity(d),
+                &Factors::of(&[d], 99, false, true),
+                0,
+                &mut vec![0.0; d],
+                &mut Scratch::default(),
+            )
+        };
         let q = [Some(basis(3)), Some(basis(4))];
         let x: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut s = Scratch::default();

@@ -79,7 +79,12 @@ fn upload(v: Vec<f32>, d: usize, dev: &Device) -> candle_core::Result<Tensor> {
 impl SoapOnDevice {
     fn start(&self, st: &mut TensorState, f: &Factors, g: &Tensor) -> candle_core::Result<()> {
         accumulate(g, f, &mut st.gg, self.member.lerp_weight())?;
-        st.q = st.gg.iter().zip(&f.dims).map(|(gg, &d)| gg.as_ref().map(|gg| upload(basis::eigenbasis(&host(gg)?, d), d, gg.device())).transpose()).collect::<candle_core::Result<_>>()?;
+        st.q = st
+            .gg
+            .iter()
+            .zip(&f.dims)
+            .map(|(gg, &d)| gg.as_ref().map(|gg| upload(basis::eigenbasis(&host(gg)?, d), d, gg.device())).transpose())
+            .collect::<candle_core::Result<_>>()?;
         Ok(())
     }
 
@@ -103,9 +108,9 @@ impl SoapOnDevice {
         }
         w.set(&p.reshape(w.shape())?)?;
         // The preconditioner, as the host rule's `precondition`.
-        st.m = project(&st.m, f, &st.q, true)?;
         accumulate(&g, f, &mut st.gg, c.lerp_weight())?;
         if c.refreshes(t) {
+            st.m = project(&st.m, f, &st.q, true)?;
             let dev = g.device();
             let mut v = host(&st.v)?;
             let mut s = basis::Scratch::default();
@@ -116,8 +121,8 @@ impl SoapOnDevice {
                 }
             }
             st.v = Tensor::from_vec(v, f.numel(), dev)?;
+            st.m = project(&st.m, f, &st.q, false)?;
         }
-        st.m = project(&st.m, f, &st.q, false)?;
         Ok(())
     }
 }
@@ -133,7 +138,12 @@ impl DeviceRule for SoapOnDevice {
             .zip(&self.factors)
             .map(|(p, f)| {
                 let (dev, n) = (p.device(), f.numel());
-                let gg = f.dims.iter().zip(&f.preconditioned).map(|(&d, &on)| on.then(|| Tensor::zeros((d, d), candle_core::DType::F32, dev)).transpose()).collect::<candle_core::Result<_>>()?;
+                let gg = f
+                    .dims
+                    .iter()
+                    .zip(&f.preconditioned)
+                    .map(|(&d, &on)| on.then(|| Tensor::zeros((d, d), candle_core::DType::F32, dev)).transpose())
+                    .collect::<candle_core::Result<_>>()?;
                 Ok(TensorState { m: Tensor::zeros(n, candle_core::DType::F32, dev)?, v: Tensor::zeros(n, candle_core::DType::F32, dev)?, gg, q: Vec::new() })
             })
             .collect::<candle_core::Result<_>>()?;
