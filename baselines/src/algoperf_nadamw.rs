@@ -9,6 +9,7 @@
 
 use crate::adam::{zeros, MomentHp};
 use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
+use crate::schedule::warmup_cosine;
 use anyhow::{bail, Result};
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
 use beatmatch_device::fused::{Consts, Fused, FusedRule, Kernel};
@@ -37,22 +38,6 @@ crate::hyperparameters! {
     }
 }
 
-/// The schedule's learning rate at 0-based step `count` of a budget of `step_hint` steps, in
-/// f32 as XLA evaluates optax's `join_schedules([linear_schedule(0, lr, w), cosine_decay_schedule(lr,
-/// max(step_hint − w, 1))], [w])` with `w = int(warmup_factor · step_hint)`.
-pub fn learning_rate(lr: f64, warmup_factor: f64, step_hint: u64, count: u64) -> f32 {
-    let warmup = (warmup_factor * step_hint as f64) as u64;
-    if count < warmup {
-        // polynomial_schedule(init 0, end lr, power 1): (0 − lr)·(1 − count/w) + lr.
-        let frac = 1.0 - count as f32 / warmup as f32;
-        return (-lr) as f32 * frac + lr as f32;
-    }
-    let decay_steps = step_hint.saturating_sub(warmup).max(1) as f32;
-    let count = ((count - warmup) as f32).min(decay_steps);
-    let cosine = 0.5 * (1.0 + (std::f32::consts::PI * count / decay_steps).cos());
-    lr as f32 * cosine
-}
-
 /// One member's constants.
 #[derive(Clone, Copy, Debug)]
 struct Member {
@@ -69,7 +54,7 @@ impl Member {
 
     /// `-lr_t` of 0-based step `count` for a budget of `step_hint` steps.
     fn neg_lr(&self, step_hint: u64, count: u64) -> f32 {
-        -learning_rate(self.lr, self.warmup_factor, step_hint, count)
+        -warmup_cosine(self.lr, self.warmup_factor, true, step_hint, count)
     }
 }
 
@@ -196,13 +181,13 @@ mod tests {
     #[test]
     fn the_schedule_warms_up_from_zero_then_decays_to_zero_over_the_budget() {
         // 10% of 100 steps: 0, 0.1·lr, … up to lr at step 10, then a cosine to 0 at step 100.
-        let at = |t| learning_rate(2.0, 0.1, 100, t);
+        let at = |t| warmup_cosine(2.0, 0.1, true, 100, t);
         assert_eq!(at(0), 0.0);
         assert!((at(5) - 1.0).abs() < 1e-6);
         assert_eq!(at(10), 2.0);
         assert!((at(55) - 1.0).abs() < 1e-6, "half way through the cosine: {}", at(55));
         assert!(at(100).abs() < 1e-6 && at(200).abs() < 1e-6);
         // No warm-up: the cosine starts at step 0.
-        assert_eq!(learning_rate(2.0, 0.0, 100, 0), 2.0);
+        assert_eq!(warmup_cosine(2.0, 0.0, true, 100, 0), 2.0);
     }
 }

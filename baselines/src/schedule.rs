@@ -39,6 +39,27 @@ impl Cosine {
     }
 }
 
+/// A linear warm-up from 0 over `w = int(warmup_fraction · step_hint)` steps, then, with
+/// `decay`, a half cosine from `lr` to 0 at `step_hint` (else constant at `lr`): the learning rate
+/// at 0-based step `count`, in f32 as XLA evaluates optax's `join_schedules([linear_schedule(0,
+/// lr, w), cosine_decay_schedule(lr, max(step_hint − w, 1))], [w])` — which is optax's
+/// `warmup_cosine_decay_schedule(0, lr, w, step_hint)` and AlgoPerf's NAdamW baseline schedule.
+pub fn warmup_cosine(lr: f64, warmup_fraction: f64, decay: bool, step_hint: u64, count: u64) -> f32 {
+    let warmup = (warmup_fraction * step_hint as f64) as u64;
+    if count < warmup {
+        // polynomial_schedule(init 0, end lr, power 1): (0 − lr)·(1 − count/w) + lr.
+        let frac = 1.0 - count as f32 / warmup as f32;
+        return (-lr) as f32 * frac + lr as f32;
+    }
+    if !decay {
+        return lr as f32;
+    }
+    let decay_steps = step_hint.saturating_sub(warmup).max(1) as f32;
+    let count = ((count - warmup) as f32).min(decay_steps);
+    let cosine = 0.5 * (1.0 + (std::f32::consts::PI * count / decay_steps).cos());
+    lr as f32 * cosine
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,7 +48,8 @@ fn scoring(case: &Case, spec: &OptimizerSpec) -> Scoring {
         let f = Factors::of(&p.shape, spec.get("max_precond_dim", 10000.0) as usize, flag("merge_dims", 0.0), flag("precondition_1d", 0.0));
         // Steps that build a basis: the first, and every refresh (after update t, t + 1 gradients).
         for t in (0..case.steps()).filter(|&t| t == 0 || t % frequency == 0) {
-            let recorded: Vec<_> = (0..f.dims.len()).filter_map(|a| case.get(&format!("debug/q/{t}/{}/{a}", p.name)).map(|(_, q)| (t, i, a, q.to_vec()))).collect();
+            let recorded: Vec<_> =
+                (0..f.dims.len()).filter_map(|a| case.get(&format!("debug/q/{t}/{}/{a}", p.name)).map(|(_, q)| (t, i, a, q.to_vec()))).collect();
             if f.underdetermined(t + 1) && recorded.len() < f.preconditioned.iter().filter(|&&p| p).count() {
                 s.checked[i] = false;
             }
@@ -143,12 +144,21 @@ fn check_every_case(path: &str, build: impl Fn(&OptimizerSpec, &[ParamInfo]) -> 
         let mut eval_rel = 0f64;
         let (d, unscored) = check(case, spec, opt.as_mut(), &mut eval_rel);
         let note = if unscored.is_empty() { String::new() } else { format!("  unscored (underdetermined eigenbasis): {}", unscored.join(",")) };
-        eprintln!("{path:<8} {:<22} {:<60} params rel {:.2e}  update/max {:.2e}  eval point {eval_rel:.2e}{note}", case.name, spec.to_string(), d.params_rel, d.update_norm);
+        eprintln!(
+            "{path:<8} {:<22} {:<60} params rel {:.2e}  update/max {:.2e}  eval point {eval_rel:.2e}{note}",
+            case.name,
+            spec.to_string(),
+            d.params_rel,
+            d.update_norm
+        );
         if unscored.len() == case.params().len() {
             failures.push(format!("{}: no tensor could be scored", case.name));
         }
         if eval_rel > PARAMS_RTOL {
-            failures.push(format!("{}: the evaluation point deviates from debug/eval_params by {eval_rel:.3e} of the tensor's scale (rtol {PARAMS_RTOL:e})", case.name));
+            failures.push(format!(
+                "{}: the evaluation point deviates from debug/eval_params by {eval_rel:.3e} of the tensor's scale (rtol {PARAMS_RTOL:e})",
+                case.name
+            ));
         }
         if !d.passes() {
             failures.push(format!(
@@ -193,6 +203,7 @@ fn the_fixture_set_covers_the_reference_cases() {
             "optax_muon",
             "optax_muon_wd",
             "optax_schedule_free_adamw",
+            "optax_adamw_cosine",
             "soap_case1",
             "soap_case2",
             "soap_pinned_case1",
