@@ -203,6 +203,19 @@ mod tests {
             ("rmsprop:decay=1", "decay must be in [0, 1)"),
             ("adafactor:min_dim_size_to_factor=0.5", "whole number"),
             ("lion:lr=inf", "lr must be a finite number > 0"),
+            ("muon:ns_steps=0", "ns_steps must be a whole number ≥ 1"),
+            ("muon:beta=1", "beta must be in [0, 1)"),
+            ("muon:lr=-0.02", "lr must be a finite number > 0"),
+            ("muon:adam_io=2", "adam_io must be 0 or 1"),
+            ("soap:precondition_frequency=0", "precondition_frequency must be a whole number ≥ 1"),
+            ("soap:b2=1", "b2 must be in [0, 1)"),
+            ("soap:shampoo_beta=1.5", "shampoo_beta must be in [0, 1), or -1 (unset)"),
+            ("soap:max_precond_dim=0", "max_precond_dim must be a whole number ≥ 1"),
+            ("sfadamw:b1=0", "b1 must be in (0, 1]"),
+            ("sfadamw:warmup_steps=2.5", "warmup_steps must be a whole number ≥ 0"),
+            ("ademamix:b3=1", "b3 must be in [0, 1)"),
+            ("algoperf_nadamw:warmup_factor=1.5", "warmup_factor must be in [0, 1]"),
+            ("adamw:cosine=0.5", "cosine must be 0 or 1"),
         ] {
             let e = build(&OptimizerSpec::parse(spec).unwrap(), &p).err().unwrap_or_else(|| panic!("{spec} accepted")).to_string();
             assert!(e.contains(range) && e.contains("out of range"), "{spec}: {e}");

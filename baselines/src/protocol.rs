@@ -12,7 +12,49 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("baselines/protocols/sgdm-lr15.yaml", include_str!("../protocols/sgdm-lr15.yaml")),
     ("baselines/protocols/optlist-10.yaml", include_str!("../protocols/optlist-10.yaml")),
     ("baselines/protocols/nadamw-random-20.yaml", include_str!("../protocols/nadamw-random-20.yaml")),
+    ("baselines/protocols/algoperf-nadamw-5.yaml", include_str!("../protocols/algoperf-nadamw-5.yaml")),
+    ("baselines/protocols/algoperf-nadamw-1.yaml", include_str!("../protocols/algoperf-nadamw-1.yaml")),
+    ("baselines/protocols/adamw-cosine.yaml", include_str!("../protocols/adamw-cosine.yaml")),
+    ("baselines/protocols/muon-lr.yaml", include_str!("../protocols/muon-lr.yaml")),
+    ("baselines/protocols/soap-lr.yaml", include_str!("../protocols/soap-lr.yaml")),
+    ("baselines/protocols/sfadamw-lr.yaml", include_str!("../protocols/sfadamw-lr.yaml")),
+    ("baselines/protocols/ademamix-lr.yaml", include_str!("../protocols/ademamix-lr.yaml")),
 ];
+
+/// Named sets of protocols, usable wherever a protocol name is: (name, members, what it is).
+pub const SETS: &[(&str, &[&str], &str)] = &[
+    ("2020", &["adam-lr15", "sgdm-lr15"], "VeLO's Fig. 1 pair: Adam and SGD-momentum over learned_optimization's 15-value LR grid"),
+    (
+        "2026-light",
+        &["adam-lr15", "sgdm-lr15", "algoperf-nadamw-5", "algoperf-nadamw-1", "adamw-cosine", "muon-lr", "sfadamw-lr", "ademamix-lr"],
+        "the default: the 2020 pair and the 2026 protocols but SOAP's, whose 784-wide factors on Fashion-MNIST cost more than the rest together",
+    ),
+    (
+        "2026",
+        &["adam-lr15", "sgdm-lr15", "algoperf-nadamw-5", "algoperf-nadamw-1", "adamw-cosine", "muon-lr", "soap-lr", "sfadamw-lr", "ademamix-lr"],
+        "the 2020 pair and every 2026 protocol: AlgoPerf's NAdamW (external and self-tuning), AdamW with warm-up and cosine, Muon, SOAP, Schedule-Free AdamW, AdEMAMix",
+    ),
+];
+
+/// The baselines `suite run` tunes unless told otherwise (a set of [`SETS`]).
+pub const DEFAULT_BASELINES: &str = "2026-light";
+
+/// `names` with every set name replaced by its members, first occurrences kept in order.
+pub fn expand_sets(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let members: Vec<String> = match SETS.iter().find(|(s, _, _)| s == n) {
+            Some((_, m, _)) => m.iter().map(|x| x.to_string()).collect(),
+            None => vec![n.clone()],
+        };
+        for m in members {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
 
 /// How the tuned configuration is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +174,8 @@ impl Protocol {
             }
         }
         let hint = if name.starts_with("optlist-") { " (other optlist-K sizes need `--opt-list PATH` to a full opt_list.json)" } else { "" };
-        bail!("unknown protocol `{name}`; known: {}{hint}", Self::embedded_names().join(", "))
+        let sets: Vec<&str> = SETS.iter().map(|s| s.0).collect();
+        bail!("unknown protocol `{name}`; known: {}; sets: {}{hint}", Self::embedded_names().join(", "), sets.join(", "))
     }
 
     /// Names of the embedded protocols.
@@ -180,30 +223,39 @@ impl Protocol {
     }
 
     /// Every configuration the protocol tries: the explicit list, the random draws, or the
-    /// grid (last key fastest).
+    /// grid (last key fastest). A key `one_minus_X` (in `fixed`, `configs` or `grid`) sets
+    /// `X = 1 − value`, the parametrisation AlgoPerf's search spaces use for β₁.
     pub fn configs(&self) -> Vec<OptimizerSpec> {
         let base = OptimizerSpec { kind: self.optimizer.clone(), hparams: self.fixed.clone(), checkpoint: None };
-        if !self.configs.is_empty() {
-            return self
-                .configs
-                .iter()
-                .map(|c| OptimizerSpec { hparams: base.hparams.clone().into_iter().chain(c.clone()).collect(), ..base.clone() })
-                .collect();
-        }
-        if let Some(r) = &self.random {
-            return r.draw(&base);
-        }
-        let mut specs = vec![base];
-        for (key, values) in &self.grid {
-            specs = specs.into_iter().flat_map(|s| values.iter().map(move |&v| s.clone().with(key, v))).collect();
-        }
-        specs
+        let specs = if !self.configs.is_empty() {
+            self.configs.iter().map(|c| OptimizerSpec { hparams: base.hparams.clone().into_iter().chain(c.clone()).collect(), ..base.clone() }).collect()
+        } else if let Some(r) = &self.random {
+            r.draw(&base)
+        } else {
+            let mut specs = vec![base];
+            for (key, values) in &self.grid {
+                specs = specs.into_iter().flat_map(|s| values.iter().map(move |&v| s.clone().with(key, v))).collect();
+            }
+            specs
+        };
+        specs.into_iter().map(complements).collect()
     }
 
     /// Legend label with trial count, as in VeLO's Fig. 1: `AdamLR (15 trials)`.
     pub fn legend(&self) -> String {
-        format!("{} ({} trials)", self.label, self.configs().len())
+        let n = self.configs().len();
+        format!("{} ({n} {})", self.label, if n == 1 { "trial" } else { "trials" })
     }
+}
+
+/// `one_minus_X = v` → `X = 1 − v`.
+fn complements(mut spec: OptimizerSpec) -> OptimizerSpec {
+    let keys: Vec<String> = spec.hparams.keys().filter(|k| k.starts_with("one_minus_")).cloned().collect();
+    for k in keys {
+        let v = spec.hparams.remove(&k).expect("listed above");
+        spec.hparams.insert(k["one_minus_".len()..].to_string(), 1.0 - v);
+    }
+    spec
 }
 
 #[cfg(test)]
@@ -236,6 +288,30 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert_eq!(a, r.configs(), "fixed seed gives the same draws");
         assert!(a.iter().all(|s| (1e-8..=10.0).contains(&s.get("lr", -1.0)) && s.get("b1", 2.0) < 1.0 && s.get("l2_wd", 1.0) == 0.0));
+    }
+
+    #[test]
+    fn the_2026_protocols_parse_and_share_algoperfs_self_tuning_point() {
+        let five = Protocol::embedded("algoperf-nadamw-5").unwrap().configs();
+        let one = Protocol::embedded("algoperf-nadamw-1").unwrap().configs();
+        assert_eq!(five.len(), 4, "points 1 and 3 differ only in label smoothing");
+        assert!(five.contains(&one[0]), "the self-tuning point is one of the five: the runs are shared");
+        // one_minus_b1 became b1, computed as the kind's default is.
+        let defaults = crate::algoperf_nadamw::AlgoperfNadamwHp::HPARAMS;
+        let b1 = defaults.iter().find(|h| h.name == "b1").unwrap().default;
+        assert_eq!(one[0].get("b1", 0.0).to_bits(), b1.to_bits());
+        assert!(!one[0].hparams.contains_key("one_minus_b1"));
+        for (set, members, _) in SETS {
+            for m in *members {
+                assert!(Protocol::embedded(m).is_ok(), "set {set}: {m}");
+            }
+        }
+        let expanded = expand_sets(&["adam-lr15".into(), "2026".into(), "x.yaml".into()]);
+        assert_eq!(expanded[0], "adam-lr15");
+        assert_eq!(expanded.iter().filter(|n| *n == "adam-lr15").count(), 1);
+        assert_eq!(expanded.last().unwrap(), "x.yaml");
+        assert!(expanded.contains(&"soap-lr".to_string()) && !expand_sets(&[DEFAULT_BASELINES.into()]).contains(&"soap-lr".to_string()));
+        assert!(Protocol::embedded("2027").unwrap_err().to_string().contains("sets: 2020"));
     }
 
     #[test]

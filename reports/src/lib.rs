@@ -12,6 +12,7 @@ pub mod compare;
 pub mod export;
 pub mod figures;
 pub mod metrics;
+pub mod protocols;
 pub mod stats;
 pub mod win_rate;
 
@@ -107,7 +108,8 @@ fn write_report_into(dir: &Path, out: &Path, opts: &ReportOptions) -> Result<Rep
         figs.push((figure.title(), shown));
     }
 
-    let extras = export::markdown::Extras::compute(&rows, &data.profiles, &data.taus, opts);
+    let extras = export::markdown::Extras::compute(study, &rows, &data.profiles, &data.taus, opts);
+    export::csv::write_protocols(study, &extras, &out.join("protocols.csv"))?;
     let mut summary = export::markdown::summary(study, &rows, &bins, &headline, &extras);
     if versions.len() > 1 {
         summary.push_str(&format!(

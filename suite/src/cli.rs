@@ -90,6 +90,16 @@ fn candidate_help() -> String {
     )
 }
 
+/// `--baselines`' help, from the embedded protocols and the sets.
+fn baselines_help() -> String {
+    let sets: Vec<String> = beatmatch_baselines::protocol::SETS.iter().map(|(n, m, what)| format!("`{n}` ({}: {what})", m.join(", "))).collect();
+    format!(
+        "Comma-separated tuning protocols for the baselines: built-in names ({}), YAML files, or sets: {}",
+        beatmatch_baselines::Protocol::embedded_names().join(", "),
+        sets.join("; ")
+    )
+}
+
 /// `--arch`'s help, from the list of architectures.
 fn arch_help() -> String {
     format!("Architecture, when the file's tensors do not say ({})", beatmatch_learned::Architecture::names())
@@ -280,9 +290,7 @@ struct RunArgs {
     out: Option<PathBuf>,
     #[arg(long, default_value = beatmatch_suite::factory::DEFAULT_CANDIDATE, help = candidate_help())]
     candidate: String,
-    /// Comma-separated tuning protocols for the baselines: built-in names (adam-lr15,
-    /// sgdm-lr15, optlist-10, nadamw-random-20) or YAML files.
-    #[arg(long, default_value = "adam-lr15,sgdm-lr15", value_delimiter = ',')]
+    #[arg(long, default_value = beatmatch_baselines::protocol::DEFAULT_BASELINES, value_delimiter = ',', help = baselines_help())]
     baselines: Vec<String>,
     /// A full opt_list JSON (learned_optimization's `opt_list.json`): `optlist-K` then takes its
     /// first K entries.

@@ -34,7 +34,8 @@ pub struct Calibration {
     /// Problem costs by `problem hash/code version/cpu`.
     #[serde(default)]
     pub problem_costs: BTreeMap<String, ProblemCost>,
-    /// Optimizer update cost in seconds per parameter per step, by `optimizer hash/code version/cpu`.
+    /// Optimizer update cost in seconds per parameter per step, by `optimizer hash+problem
+    /// hash/code version/cpu`.
     #[serde(default)]
     pub optimizers: BTreeMap<String, f64>,
     #[serde(skip)]
@@ -119,18 +120,23 @@ impl Calibration {
         Ok(c)
     }
 
+    /// The update cost of the job's optimizer on the job's problem (seconds per parameter per
+    /// step), timed on the problem's own tensors: Muon's and SOAP's costs grow faster than the
+    /// parameter count (Newton–Schulz is O(m·n·min(m, n)) per matrix), so a cost taken on
+    /// another shape would misestimate them. The first update is not timed (SOAP's builds its
+    /// preconditioner); the ten timed ones include one eigenbasis refresh at SOAP's default
+    /// frequency.
     fn optimizer(&mut self, job: &Job, optimizers: &OptimizerFactory, target: &Target) -> Result<f64> {
-        let key = self.key(&job.key.optimizer_hash, target);
+        let key = self.key(&format!("{}+{}", job.key.optimizer_hash, job.key.problem_hash), target);
         if let Some(&c) = self.optimizers.get(&key) {
             return Ok(c);
         }
-        // A mid-sized layer: a [256, 256] matrix and its bias.
-        let infos = vec![ParamInfo::new("b", vec![256]), ParamInfo::new("w", vec![256, 256])];
+        let infos = job.problem.build_model().params().to_vec();
         let mut opt = optimizers.build(&job.key.optimizer, &infos)?;
-        let mut values: Vec<Vec<f32>> = infos.iter().map(|p| vec![0.01; p.numel()]).collect();
+        let mut values: Vec<Vec<f32>> = infos.iter().map(|p| (0..p.numel()).map(|i| ((i % 13) as f32 - 6.0) * 1e-2).collect()).collect();
         let grads: Vec<Vec<f32>> = infos.iter().map(|p| (0..p.numel()).map(|i| ((i % 7) as f32 - 3.0) * 1e-3).collect()).collect();
         let n: usize = infos.iter().map(ParamInfo::numel).sum();
-        let steps = 20;
+        let steps = 11;
         let mut on_device = if opt.wants_device_tensors() {
             let dev = target.device();
             let params = values.iter().zip(&infos).map(|(v, i)| Var::from_slice(v, i.shape.clone(), dev)).collect::<candle_core::Result<Vec<_>>>()?;
@@ -139,8 +145,12 @@ impl Calibration {
         } else {
             None
         };
-        let start = Instant::now();
+        let mut start = Instant::now();
         for step in 0..steps {
+            if step == 1 {
+                target.device().synchronize()?;
+                start = Instant::now();
+            }
             let ctx = StepContext { step, num_steps: 1000, losses: &[1.0] };
             match on_device.as_mut() {
                 Some(t) => opt.update(Buffers::Device(t), &ctx)?,
@@ -152,7 +162,7 @@ impl Calibration {
             }
         }
         target.device().synchronize()?;
-        let per_param = start.elapsed().as_secs_f64() / (steps as f64 * n as f64);
+        let per_param = start.elapsed().as_secs_f64() / ((steps - 1) as f64 * n.max(1) as f64);
         self.optimizers.insert(key, per_param);
         self.dirty = true;
         Ok(per_param)

@@ -74,13 +74,14 @@ pub struct StudyOptions {
 
 impl StudyOptions {
     /// The defaults of `suite run`: quick tier, the shipped meta-trained small_fc_lopt
-    /// ([`crate::factory::DEFAULT_CANDIDATE`]) against adam-lr15 and sgdm-lr15, on the CPU.
+    /// ([`crate::factory::DEFAULT_CANDIDATE`]) against the default baselines
+    /// ([`beatmatch_baselines::protocol::DEFAULT_BASELINES`]), on the CPU.
     pub fn new(tier: Tier) -> Self {
         Self {
             selection: Selection { tier, registry: None, only: None },
             out: None,
             candidate: crate::factory::DEFAULT_CANDIDATE.into(),
-            baselines: vec!["adam-lr15".into(), "sgdm-lr15".into()],
+            baselines: vec![beatmatch_baselines::protocol::DEFAULT_BASELINES.into()],
             opt_list: None,
             seeds: None,
             jobs: None,
@@ -201,7 +202,8 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     let candidate = factory.parse_candidate(&opts.candidate).with_context(|| format!("--candidate {}", opts.candidate))?;
     // Fail on a bad candidate before training anything.
     factory.build(&candidate, tasks[0].problem.build_model().params()).with_context(|| format!("--candidate {}", opts.candidate))?;
-    let mut protocols: Vec<Protocol> = opts.baselines.iter().map(|b| Protocol::resolve_with(b, opts.opt_list.as_deref())).collect::<Result<_>>()?;
+    let names = beatmatch_baselines::protocol::expand_sets(&opts.baselines);
+    let mut protocols: Vec<Protocol> = names.iter().map(|b| Protocol::resolve_with(b, opts.opt_list.as_deref())).collect::<Result<_>>()?;
     if let Some(n) = opts.seeds {
         if n == 0 {
             bail!("--seeds must be at least 1");

@@ -32,6 +32,7 @@ pub fn tasks_frame(study: &Study, rows: &[TaskRow]) -> Result<DataFrame> {
             "tuned_config".into(),
             rows.iter().map(|r| study.arms[r.best_baseline].configs[r.arms[r.best_baseline].tuned_config].to_string()).collect::<Vec<_>>(),
         ),
+        Column::new("tuned_protocol".into(), rows.iter().map(|r| study.arms[r.best_baseline].name.clone()).collect::<Vec<_>>()),
         Column::new("tolerance".into(), rows.iter().map(|r| r.tolerance).collect::<Vec<_>>()),
         Column::new("outcome".into(), rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>()),
         Column::new("speedup".into(), rows.iter().map(|r| fmt_speedup(r.arms[cand].speedup)).collect::<Vec<_>>()),
@@ -73,6 +74,36 @@ pub fn write_wall_clock(rows: &[TaskRow], path: &Path) -> Result<()> {
             Column::new("adam_seconds_per_step".into(), rows.iter().map(|r| get(r, r.reference)).collect::<Vec<_>>()),
             Column::new("step_speedup".into(), rows.iter().map(|r| r.arms[r.candidate].speedup.map(|s| s.value)).collect::<Vec<_>>()),
             Column::new("wall_clock_speedup".into(), rows.iter().map(|r| r.wall_clock_speedup()).collect::<Vec<_>>()),
+        ],
+    )?;
+    write(&mut df, path)
+}
+
+/// Write `protocols.csv`: per arm, AlgoPerf's profile score and, for each baseline protocol, the
+/// candidate against it alone (region tasks, beat / match / lose, the rate and its 95% CI) and
+/// the tasks it was the tuned best on, and those whose tuned configuration sat at an edge of its
+/// grid (empty for protocols that are not grids).
+pub fn write_protocols(study: &Study, extras: &crate::export::markdown::Extras, path: &Path) -> Result<()> {
+    let arms = &study.arms;
+    let find = |a: usize| extras.protocols.iter().find(|p| p.arm == a);
+    let num = |a: usize, f: &dyn Fn(&crate::protocols::ProtocolResult) -> f64| find(a).map(f);
+    let mut df = DataFrame::new(
+        arms.len(),
+        vec![
+            Column::new("arm".into(), arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>()),
+            Column::new(
+                "role".into(),
+                arms.iter().map(|a| if a.role == beatmatch_core::ArmRole::Candidate { "candidate" } else { "baseline" }).collect::<Vec<_>>(),
+            ),
+            Column::new("algoperf_score".into(), extras.algoperf.clone()),
+            Column::new("n".into(), (0..arms.len()).map(|a| find(a).map(|p| p.n as u64)).collect::<Vec<_>>()),
+            Column::new("beat".into(), (0..arms.len()).map(|a| find(a).map(|p| p.beat as u64)).collect::<Vec<_>>()),
+            Column::new("match".into(), (0..arms.len()).map(|a| find(a).map(|p| p.matched as u64)).collect::<Vec<_>>()),
+            Column::new("win_rate".into(), (0..arms.len()).map(|a| num(a, &|p| p.rate.point)).collect::<Vec<_>>()),
+            Column::new("win_rate_lower".into(), (0..arms.len()).map(|a| num(a, &|p| p.rate.lower)).collect::<Vec<_>>()),
+            Column::new("win_rate_upper".into(), (0..arms.len()).map(|a| num(a, &|p| p.rate.upper)).collect::<Vec<_>>()),
+            Column::new("tuned_best_tasks".into(), (0..arms.len()).map(|a| find(a).map(|p| p.tuned_best as u64)).collect::<Vec<_>>()),
+            Column::new("tuned_at_grid_edge_tasks".into(), (0..arms.len()).map(|a| find(a).and_then(|p| p.at_grid_edge.map(|n| n as u64))).collect::<Vec<_>>()),
         ],
     )?;
     write(&mut df, path)

@@ -42,11 +42,15 @@ pub struct Extras {
     pub profile_rows: Vec<(f64, Vec<f64>)>,
     /// The headline within each side of the meta split.
     pub by_split: Vec<(beatmatch_core::Split, usize, Estimate)>,
+    /// The candidate against each baseline protocol on its own.
+    pub protocols: Vec<crate::protocols::ProtocolResult>,
+    /// AlgoPerf's performance-profile score per arm, in study order.
+    pub algoperf: Vec<f64>,
 }
 
 impl Extras {
     /// Compute from the rows and profiles.
-    pub fn compute(rows: &[TaskRow], profiles: &[Vec<f64>], taus: &[f64], opts: &crate::ReportOptions) -> Self {
+    pub fn compute(study: &Study, rows: &[TaskRow], profiles: &[Vec<f64>], taus: &[f64], opts: &crate::ReportOptions) -> Self {
         let sp: Vec<f64> = rows.iter().filter_map(|r| r.arms[r.candidate].speedup.map(|s| s.value)).collect();
         let wc: Vec<f64> = rows.iter().filter_map(|r| r.wall_clock_speedup()).collect();
         let pick = |t: f64| taus.iter().position(|&x| (x - t).abs() < 1e-9 || x >= t).unwrap_or(taus.len() - 1);
@@ -56,6 +60,8 @@ impl Extras {
             tasks_only: crate::win_rate::headline_tasks_only(rows, opts.region, opts.bootstrap_seed),
             profile_rows: [1.0, 1.1, 1.5, 2.0, 4.0].iter().map(|&t| (t, profiles.iter().map(|p| p[pick(t)]).collect())).collect(),
             by_split: crate::win_rate::headline_by_split(rows, opts.region, opts.bootstrap_seed),
+            protocols: crate::protocols::per_protocol(study, rows, opts.region, opts.bootstrap_seed),
+            algoperf: crate::protocols::algoperf_scores(rows),
         }
     }
 }
@@ -73,6 +79,44 @@ pub fn wall_clock(extras: &Extras, rows: &[TaskRow]) -> String {
             e.upper
         ),
         None => "# Wall-clock-adjusted speedup\n\nNo timings recorded for these runs.\n".to_string(),
+    }
+}
+
+/// The candidate against each protocol, the tuned best per task, AlgoPerf's scores.
+fn protocol_sections(s: &mut String, study: &Study, extras: &Extras) {
+    if extras.protocols.len() > 1 {
+        let _ = writeln!(s, "\n## Against each protocol on its own\n");
+        let _ = writeln!(
+            s,
+            "The same rule against one protocol's tuned configuration instead of the best of all (headline region; \"vs {}\" is VeLO's claim). *Tuned best on*: tasks where that protocol's tuned configuration was the best baseline. *At a grid edge*: tasks where it sat at the smallest or largest value of one of its grid's axes (of 3 or more values) — when that is most tasks, the grid was too narrow and the protocol not tuned; – for protocols that are not grids.\n",
+            study.arms.get(extras.protocols[0].arm).map_or("?", |a| a.name.as_str())
+        );
+        let _ = writeln!(
+            s,
+            "| protocol | n | beat | match | lose | beats or matches (95% CI) | tuned best on | at a grid edge |\n|---|---:|---:|---:|---:|---|---:|---:|"
+        );
+        for p in &extras.protocols {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.1}% ({:.1}%–{:.1}%) | {} | {} |",
+                study.arms[p.arm].legend,
+                p.n,
+                p.beat,
+                p.matched,
+                p.n - p.beat - p.matched,
+                100.0 * p.rate.point,
+                100.0 * p.rate.lower,
+                100.0 * p.rate.upper,
+                p.tuned_best,
+                p.at_grid_edge.map_or("–".to_string(), |n| n.to_string())
+            );
+        }
+    }
+    let _ = writeln!(s, "\n## AlgoPerf performance-profile score\n");
+    let _ = writeln!(s, "Each optimizer's performance profile ρ(τ) (the fraction of tasks whose final train loss is within τ × the best optimizer's) integrated over τ ∈ [1, 4] and divided by 3, as AlgoPerf scores submissions — with final-loss ratios in place of AlgoPerf's time-to-target ratios, since beatmatch's budgets are fixed. 1: best on every task.\n");
+    let _ = writeln!(s, "| optimizer | score |\n|---|---:|");
+    for (a, score) in study.arms.iter().zip(&extras.algoperf) {
+        let _ = writeln!(s, "| {}{} | {:.3} |", if a.role == ArmRole::Candidate { "candidate: " } else { "" }, a.legend, score);
     }
 }
 
@@ -102,6 +146,7 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
             if a.speedup_reference { "; speedup reference (LR-tuned Adam envelope)" } else { "" }
         );
     }
+    protocol_sections(&mut s, study, extras);
     let (beat, matched) = (
         rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Beat).count(),
         rows.iter().filter(|r| r.outcome == crate::metrics::Outcome::Match).count(),
@@ -152,20 +197,21 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
             100.0 * b.win_rate()
         );
     }
-    let _ = writeln!(s, "\n## Tasks\n\n| task | split | params | steps | candidate | tuned | tuned config | outcome | speedup | diverged runs (cand/base) |\n|---|---|---:|---:|---:|---:|---|---|---:|---|");
+    let _ = writeln!(s, "\n## Tasks\n\n| task | split | params | steps | candidate | tuned | tuned by | tuned config | outcome | speedup | diverged runs (cand/base) |\n|---|---|---:|---:|---:|---:|---|---|---|---:|---|");
     for r in rows {
         let sp = r.arms[cand].speedup.map_or("–".into(), |x| if x.at_cap { format!("≥{}", x.value) } else { format!("{:.2}", x.value) });
         let tuned = &r.arms[r.best_baseline];
         let base_div: usize = r.arms.iter().enumerate().filter(|(i, _)| *i != cand).map(|(_, a)| a.diverged_runs).sum();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {sp} | {}/{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {sp} | {}/{} |",
             r.id,
             r.split.as_str(),
             r.params,
             r.steps,
             loss(r.arms[cand].mean),
             loss(tuned.mean),
+            study.arms[r.best_baseline].name,
             study.arms[r.best_baseline].configs[tuned.tuned_config],
             r.outcome.as_str(),
             r.arms[cand].diverged_runs,
