@@ -37,10 +37,8 @@ crate::hyperparameters! {
 
 impl AdamWHp {
     /// The learning rate at 0-based step `count` of a `budget`-step run.
+    /// (Unscheduled, `warmup_cosine` gives `lr` itself.)
     fn lr_at(&self, budget: u64, count: u64) -> f32 {
-        if self.warmup_fraction == 0.0 && !self.cosine {
-            return self.lr as f32;
-        }
         crate::schedule::warmup_cosine(self.lr, self.warmup_fraction, self.cosine, budget, count)
     }
 

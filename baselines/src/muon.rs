@@ -16,7 +16,7 @@ pub mod device;
 use crate::adam::{zeros, MomentHp};
 use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
 use anyhow::Result;
-use beatmatch_core::matmul::{members, members_mut, Product};
+use beatmatch_core::matmul::{members, members_mut, transpose, Product};
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, Role, StepContext, UpdateRule};
 use candle_core::Device;
 
@@ -223,15 +223,6 @@ pub fn newton_schulz(g: &[f32], rows: usize, cols: usize, steps: usize, eps: &[f
     }
 }
 
-/// `dst[c × r] = src[r × c]ᵀ`.
-fn transpose(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
-    for i in 0..r {
-        for j in 0..c {
-            dst[j * r + i] = src[i * c + j];
-        }
-    }
-}
-
 /// The members of one tensor that Newton–Schulz orthogonalises together: those with the same
 /// plan and iteration count.
 #[derive(Clone, Debug, PartialEq)]
@@ -241,6 +232,8 @@ struct Batch {
     scale: f32,
     ns_steps: usize,
     members: Vec<usize>,
+    /// Each member's eps, in `members`' order.
+    eps: Vec<f32>,
 }
 
 /// Group the members taking Muon on a tensor into batches (`plans[member]`).
@@ -249,8 +242,11 @@ fn batches(members: &[Member], plans: &[Plan]) -> Vec<Batch> {
     for (j, (c, plan)) in members.iter().zip(plans).enumerate() {
         let Plan::Matrix { rows, cols, scale } = *plan else { continue };
         match out.iter_mut().find(|b| (b.rows, b.cols, b.scale, b.ns_steps) == (rows, cols, scale, c.ns_steps)) {
-            Some(b) => b.members.push(j),
-            None => out.push(Batch { rows, cols, scale, ns_steps: c.ns_steps, members: vec![j] }),
+            Some(b) => {
+                b.members.push(j);
+                b.eps.push(c.eps);
+            }
+            None => out.push(Batch { rows, cols, scale, ns_steps: c.ns_steps, members: vec![j], eps: vec![c.eps] }),
         }
     }
     out
@@ -325,8 +321,7 @@ impl UpdateRule for Muon {
                     let range = member * n..(member + 1) * n;
                     self.members[member].muon_moment(t, &g[range.clone()], &mut s.mu[i][range], estimate);
                 }
-                let eps: Vec<f32> = b.members.iter().map(|&j| self.members[j].eps).collect();
-                newton_schulz(&s.estimate, b.rows, b.cols, b.ns_steps, &eps, &mut s.scratch, &mut s.orthogonal);
+                newton_schulz(&s.estimate, b.rows, b.cols, b.ns_steps, &b.eps, &mut s.scratch, &mut s.orthogonal);
                 for (&member, u) in b.members.iter().zip(s.orthogonal.chunks_exact(n)) {
                     let c = &self.members[member];
                     let neg_lr = -c.lr;

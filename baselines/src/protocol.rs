@@ -27,7 +27,7 @@ pub const SETS: &[(&str, &[&str], &str)] = &[
     (
         "2026-light",
         &["adam-lr15", "sgdm-lr15", "algoperf-nadamw-5", "algoperf-nadamw-1", "adamw-cosine", "muon-lr", "sfadamw-lr", "ademamix-lr"],
-        "the default: the 2020 pair and the 2026 protocols but SOAP's, whose 784-wide factors on Fashion-MNIST cost more than the rest together",
+        "the default: the 2020 pair and the 2026 protocols but SOAP's, the costliest to tune (its 784-wide factors on Fashion-MNIST)",
     ),
     (
         "2026",

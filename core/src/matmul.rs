@@ -52,6 +52,16 @@ pub fn matmul(m: usize, k: usize, n: usize, a: &[f32], a_layout: Layout, b: &[f3
     }
 }
 
+/// `dst[c × r] = src[r × c]ᵀ`, both row-major: the copy Muon's Newton–Schulz and SOAP's
+/// projections make where an axis must come first.
+pub fn transpose(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
+    for i in 0..r {
+        for j in 0..c {
+            dst[j * r + i] = src[i * c + j];
+        }
+    }
+}
+
 /// One product's shape and operand layouts, `dst[m×n] = a[m×k] · b[k×n]`, to run for one
 /// member or for a batch of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! blocked, SIMD factorizations (nalgebra's are unblocked, several times slower at the
 //! 784-wide factors of an MNIST MLP), built single-threaded without its `rayon` feature.
 
-use beatmatch_core::matmul::{matmul, members, members_mut, Layout, Product};
+use beatmatch_core::matmul::{matmul, members, members_mut, transpose, Layout, Product};
 use faer::{Mat, Side};
 
 /// How SOAP sees one tensor: its dimensions (merged, with `merge_dims`) and which of them
@@ -112,15 +112,6 @@ pub fn project_batch(x: &[&[f32]], f: &Factors, q: &[&[Option<Vec<f32>>]], back:
     }
     for (out, a) in out.iter_mut().zip(s.a.chunks_exact(n.max(1))) {
         out.copy_from_slice(a);
-    }
-}
-
-/// `dst[c × r] = src[r × c]ᵀ`.
-fn transpose(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
-    for i in 0..r {
-        for j in 0..c {
-            dst[j * r + i] = src[i * c + j];
-        }
     }
 }
 
