@@ -16,6 +16,7 @@ pub mod claim;
 pub mod files;
 pub mod hash;
 pub mod matmul;
+pub mod newton_schulz;
 pub mod optimizer;
 pub mod record;
 pub mod shape;

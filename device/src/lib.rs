@@ -21,7 +21,7 @@ pub mod fused;
 
 use anyhow::{bail, Result};
 use beatmatch_core::{Buffers, EvalAt, Optimizer, ParamInfo, Params, Snapshot, StepContext, UpdateError};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use std::sync::Arc;
 
 /// The tensors a device-resident optimizer receives through [`Buffers::Device`].
@@ -208,4 +208,23 @@ pub fn times(x: &Tensor, c: f32) -> candle_core::Result<Tensor> {
 /// tensors derived from it would otherwise chain every past step).
 pub fn value(w: &Var) -> Tensor {
     w.as_tensor().detach()
+}
+
+/// Orthogonalise `g` as the `rows × cols` matrix its values are, as `beatmatch_core::newton_schulz`
+/// does on the host; the result has `g`'s shape.
+pub fn newton_schulz(g: &Tensor, rows: usize, cols: usize, steps: usize, eps: f32) -> candle_core::Result<Tensor> {
+    let g = g.reshape((rows, cols))?;
+    let mut x = if rows > cols { g.t()?.contiguous()? } else { g.clone() };
+    let norm = x.to_dtype(DType::F64)?.sqr()?.sum_all()?.sqrt()?.to_dtype(DType::F32)?;
+    x = x.broadcast_div(&(norm + f64::from(eps))?)?;
+    let [ca, cb, cc] = beatmatch_core::newton_schulz::NS_COEFFS;
+    for _ in 0..steps {
+        let a = x.matmul(&x.t()?)?;
+        let b = (times(&a, cc)?.matmul(&a)? + times(&a, cb)?)?;
+        x = (times(&x, ca)? + b.matmul(&x)?)?;
+    }
+    if rows > cols {
+        x = x.t()?.contiguous()?;
+    }
+    Ok(x)
 }

@@ -51,6 +51,19 @@ pub trait LearnedOptimizer: Send + Sync {
 
     /// Whether the update ignores the training horizon, so one run serves every budget.
     fn is_horizon_free(&self) -> bool;
+
+    /// The checkpoint its authors published, shipped in this repository (a path relative to
+    /// the workspace root, with its licence and provenance beside it in
+    /// `learned/checkpoints/published/`): what `--candidate NAME` loads without a path.
+    fn published(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Who published [`Self::published`]'s checkpoint and what it was meta-trained on, for
+    /// reports (one sentence).
+    fn provenance(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A handle on one architecture's descriptor: compared, printed and (de)serialised by name.

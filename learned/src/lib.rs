@@ -15,10 +15,15 @@
 
 pub mod accum;
 pub mod arch;
+pub mod celo;
+pub mod celo2;
+pub mod celo_adam;
 pub mod checkpoint;
+mod dense;
 pub mod device_net;
 pub mod features;
 pub mod init;
+mod lstm;
 pub mod mlp_lopt;
 pub mod small_fc;
 pub mod theta;
@@ -34,7 +39,7 @@ pub use arch::{Architecture, LearnedOptimizer};
 
 /// The learned architectures this crate implements: the one list. A new architecture is its
 /// module plus one line here.
-pub static ARCHS: &[Architecture] = &[velo::VELO, small_fc::SMALL_FC, mlp_lopt::MLP_LOPT];
+pub static ARCHS: &[Architecture] = &[velo::VELO, celo::CELO, celo_adam::CELO_ADAM, celo2::CELO2, small_fc::SMALL_FC, mlp_lopt::MLP_LOPT];
 
 /// Architectures added at run time by [`register`], after [`ARCHS`].
 static REGISTERED: RwLock<Vec<Architecture>> = RwLock::new(Vec::new());

@@ -6,6 +6,9 @@
 //! `BEATMATCH_TEST_DEVICE`, `cuda` or `cuda:N`: what `ci/gpu/verify.sh` sets).
 
 use beatmatch_core::{Bound, Optimizer};
+use beatmatch_learned::celo::scheduler::Schedule;
+use beatmatch_learned::celo::{CeloConfig, CeloNet, CELO};
+use beatmatch_learned::celo_adam::{CeloAdamNet, CELO_ADAM};
 use beatmatch_learned::checkpoint::{self, native};
 use beatmatch_learned::theta::{Tensor, Theta};
 use beatmatch_learned::velo::{VeloConfig, VeloNet};
@@ -52,12 +55,55 @@ fn check_constructor(case: &Case, arch: Architecture) {
             ("initial_rms_decays", json!([0.999])),
             ("initial_adafactor_decays", json!([0.9, 0.99, 0.999])),
         ],
+        "celo" => vec![
+            ("lstm_hidden_size", json!(64)),
+            ("param_inits", json!(1)),
+            ("train_phase", json!(2)),
+            ("initial_momentum_decays", json!([0.9, 0.99, 0.999])),
+            ("initial_rms_decays", json!([0.999])),
+            ("initial_adafactor_decays", json!([0.9, 0.99, 0.999])),
+        ],
+        "celo_adam" => vec![
+            ("lstm_hidden_size", json!(64)),
+            ("initial_epsilon", json!(1e-8)),
+            ("initial_momentum_decays", json!([0.9])),
+            ("initial_rms_decays", json!([0.999])),
+        ],
+        "celo2" => vec![
+            ("ff_hidden_size", json!(8)),
+            ("initial_momentum_decays", json!([0.9, 0.99, 0.999])),
+            ("initial_rms_decays", json!([0.95])),
+            ("initial_adafactor_decays", json!([0.9, 0.99, 0.999])),
+            ("exp_mult", json!(0.0)),
+            ("rmsmult", json!(1.0)),
+            ("orthogonalize", json!(true)),
+            ("ns_iters", json!(5)),
+            ("ns_eps", json!(1e-8)),
+            ("normalize_input", json!(true)),
+            ("normalize_output", json!(true)),
+            ("mlp_activation", json!("relu")),
+            ("bias_correction", json!(false)),
+            ("param_scale_mult", json!(false)),
+            ("adamw_b1", json!(0.9)),
+            ("adamw_b2", json!(0.95)),
+            ("adamw_eps", json!(1e-8)),
+        ],
         "mlp_lopt" => vec![("hidden_size", json!(32)), ("hidden_layers", json!(2)), ("exp_mult", json!(0.001)), ("step_mult", json!(0.001))],
         other => panic!("{}: no constructor check for architecture {other}", case.name),
     };
     for (k, v) in expect {
         assert_eq!(a[k], v, "{}: constructor argument {k} = {} is not implemented (expected {v})", case.name, a[k]);
     }
+}
+
+/// The hyperparameters a case sets that a checkpoint may carry: Celo2's learning rate and
+/// weight decay (`lr`, `weight_decay` in the sidecar's constructor arguments).
+fn case_hyperparameters(case: &Case) -> Vec<(String, f64)> {
+    let a = &case.meta["constructor_args"];
+    if case.meta["kind"] != "celo2" {
+        return Vec::new();
+    }
+    vec![("lr".into(), a["lr"].as_f64().unwrap()), ("wd".into(), a["weight_decay"].as_f64().unwrap())]
 }
 
 fn theta_from_safetensors(case: &Case) -> Theta {
@@ -91,8 +137,9 @@ fn check_every_case(path: &str, build: impl Fn(&checkpoint::Checkpoint, &Case) -
     let mut failures = Vec::new();
     for (case, arch) in &all {
         check_constructor(case, *arch);
-        let ckpt = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(*arch)).unwrap();
+        let mut ckpt = checkpoint::load(&dir.join(case.theta_file()), Some(*arch)).unwrap();
         assert_eq!(ckpt.arch, *arch);
+        ckpt.hyperparameters.extend(case_hyperparameters(case));
         let mut opt = build(&ckpt, case);
         let d = run(case, opt.as_mut(), |_, _, _| {});
         eprint!("{path:<8} ");
@@ -115,12 +162,24 @@ fn every_learned_fixture_matches_the_reference_on_the_device_path() {
 }
 
 #[test]
-fn the_fixture_set_covers_the_six_reference_cases() {
+fn the_fixture_set_covers_the_learned_reference_cases() {
     if std::env::var_os("BEATMATCH_FIXTURES").is_some() {
         return; // a user's folder may hold any subset
     }
     let names: Vec<String> = learned_cases().into_iter().map(|(c, _)| c.name).collect();
-    for expected in ["velo_case1", "velo_case2", "adafac_case1", "adafac_case2", "mlp_lopt_case1", "mlp_lopt_case2"] {
+    for expected in [
+        "velo_case1",
+        "velo_case2",
+        "celo_case1",
+        "celo_case2",
+        "celo_adam_case1",
+        "celo2_case1",
+        "celo2_case2",
+        "adafac_case1",
+        "adafac_case2",
+        "mlp_lopt_case1",
+        "mlp_lopt_case2",
+    ] {
         assert!(names.iter().any(|n| n == expected), "fixture {expected} missing from {names:?}");
     }
 }
@@ -132,9 +191,9 @@ fn msgpack_safetensors_and_native_checkpoints_agree() {
     let dir = fixtures_dir();
     let tmp = tempfile::tempdir().unwrap();
     for (case, arch) in learned_cases() {
-        let from_msgpack = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
+        let from_msgpack = checkpoint::load(&dir.join(case.theta_file()), Some(arch)).unwrap();
         assert_eq!(from_msgpack.theta, theta_from_safetensors(&case), "{}: msgpack and safetensors theta differ", case.name);
-        assert_eq!(from_msgpack.sha256, case.meta["theta_msgpack"]["sha256"].as_str().unwrap(), "{}: sha256", case.name);
+        assert_eq!(from_msgpack.sha256, case.theta_sha256().unwrap(), "{}: sha256", case.name);
         let native_path = tmp.path().join(format!("{}.safetensors", case.name));
         native::write(
             &native_path,
@@ -171,7 +230,7 @@ fn close(what: &str, case: &str, t: usize, ours: &[f32], reference: &[f32], rtol
 fn velo_intermediates_match_the_reference_debug_tensors() {
     let mut checked = 0;
     for (case, arch) in learned_cases().into_iter().filter(|(_, a)| *a == VELO) {
-        let ckpt = checkpoint::load(&fixtures_dir().join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
+        let ckpt = checkpoint::load(&fixtures_dir().join(case.theta_file()), Some(arch)).unwrap();
         let mut velo = Bound::new(Arc::new(VeloNet::bind(&ckpt.theta, VeloConfig::default()).unwrap().with_debug(true)), &case.params());
         run(&case, &mut velo, |t, v: &Bound<VeloNet>, _| {
             let d = v.state()[0].debug.as_ref().expect("the rule records intermediates");
@@ -187,6 +246,59 @@ fn velo_intermediates_match_the_reference_debug_tensors() {
         checked += 1;
     }
     assert!(checked > 0, "no VeLO case");
+}
+
+/// Celo's and Celo-Adam's scheduler against the reference's debug tensors (loss features,
+/// fraction trained, the LSTM state of every tensor, the multiplier of every tensor).
+#[test]
+fn celo_scheduler_matches_the_reference_debug_tensors() {
+    let mut checked = 0;
+    for (case, arch) in learned_cases().into_iter().filter(|(_, a)| *a == CELO || *a == CELO_ADAM) {
+        let ckpt = checkpoint::load(&fixtures_dir().join(case.theta_file()), Some(arch)).unwrap();
+        let n = case.params().len();
+        let check = |t: usize, d: &Schedule| {
+            let rows = |row: &[f32]| row.repeat(n);
+            close("loss_features", &case.name, t, &d.loss_features, case.tensor(&format!("debug/loss_features/{t}")), 1e-4, 1.0);
+            close("fraction_trained", &case.name, t, &[d.fraction_trained], case.tensor(&format!("debug/fraction_trained/{t}")), 1e-6, 1e-6);
+            close("lstm_cell", &case.name, t, &rows(&d.cell), case.tensor(&format!("debug/lstm_cell/{t}")), 1e-4, 1e-6);
+            close("lstm_hidden", &case.name, t, &rows(&d.hidden), case.tensor(&format!("debug/lstm_hidden/{t}")), 1e-4, 1e-6);
+            close("lr_mult", &case.name, t, &vec![d.lr_mult; n], case.tensor(&format!("debug/lr_mult/{t}")), 1e-4, 1e-6);
+        };
+        if arch == CELO {
+            let mut opt = Bound::new(Arc::new(CeloNet::bind(&ckpt.theta, CeloConfig::default()).unwrap().with_debug(true)), &case.params());
+            run(&case, &mut opt, |t, o: &Bound<CeloNet>, _| check(t, &o.state()[0].debug.as_ref().expect("recorded").schedule));
+        } else {
+            let mut opt = Bound::new(Arc::new(CeloAdamNet::bind(&ckpt.theta).unwrap().with_debug(true)), &case.params());
+            run(&case, &mut opt, |t, o: &Bound<CeloAdamNet>, _| check(t, o.state()[0].debug.as_ref().expect("recorded")));
+        }
+        checked += 1;
+    }
+    if std::env::var_os("BEATMATCH_FIXTURES").is_none() {
+        assert!(checked >= 3, "only {checked} Celo cases");
+    }
+}
+
+/// One corrupted meta-parameter (the bias of the step's output: Celo's MLP direction, the
+/// scheduler's or VeLO's step size) makes every such case fail conformance, so the checks
+/// above do read theta.
+#[test]
+fn a_corrupted_theta_value_fails_conformance() {
+    let mut checked = 0;
+    for (case, arch) in learned_cases() {
+        let name = match arch.as_str() {
+            "celo" | "celo2" => "ff_mod_stack/~/b2",
+            "celo_adam" | "velo" => "rnn_params/step_size/b",
+            _ => continue,
+        };
+        let mut ckpt = checkpoint::load(&fixtures_dir().join(case.theta_file()), Some(arch)).unwrap();
+        ckpt.theta.tensors.get_mut(name).unwrap().data[0] += 1.0;
+        ckpt.hyperparameters.extend(case_hyperparameters(&case));
+        let mut opt = beatmatch_learned::build(&ckpt, &case.params()).unwrap();
+        let d = run(&case, opt.as_mut(), |_, _, _| {});
+        assert!(!d.passes(), "{}: {name}[0] + 1 still passes (params rel {:e})", case.name, d.params_rel);
+        checked += 1;
+    }
+    assert!(checked > 0, "no VeLO or Celo case");
 }
 
 /// A corrupted or mismatched checkpoint is a clear error, never a panic.
@@ -230,7 +342,7 @@ fn bad_checkpoints_are_clear_errors() {
     .unwrap();
     std::fs::write(native::sidecar_path(&native_path), "architecture: adam\n").unwrap();
     let e = format!("{:#}", checkpoint::load(&native_path, None).unwrap_err());
-    assert!(e.contains("x.yaml:1:") && e.contains("unknown architecture `adam`") && e.contains("velo, small_fc, mlp_lopt"), "{e}");
+    assert!(e.contains("x.yaml:1:") && e.contains("unknown architecture `adam`") && e.contains("velo, celo, celo_adam, celo2, small_fc, mlp_lopt"), "{e}");
     std::fs::remove_file(native::sidecar_path(&native_path)).unwrap();
     let e = format!("{:#}", checkpoint::load(&native_path, None).unwrap_err());
     assert!(e.contains("no sidecar") && e.contains("x.yaml"), "{e}");

@@ -25,7 +25,7 @@ fn pylo_files_written_from_the_fixture_thetas_give_the_fixture_trajectories() {
     for case in cases(&dir) {
         // The cases of the architectures PyLO publishes (not MLP-LOpt).
         let Some(arch) = case.meta["kind"].as_str().and_then(Architecture::for_reference_kind).filter(|a| [VELO, SMALL_FC].contains(a)) else { continue };
-        let reference = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
+        let reference = checkpoint::load(&dir.join(case.theta_file()), Some(arch)).unwrap();
         let files = pylo::to_pylo(&reference.theta, reference.arch).unwrap();
         let path = match reference.arch {
             a if a == VELO => {

@@ -2,6 +2,9 @@
 //! θ′; rebinding mid-run keeps the state; a population sharing θ equals its members alone.
 
 use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
+use beatmatch_learned::celo::{CeloConfig, CeloNet};
+use beatmatch_learned::celo2::{Celo2Config, Celo2Net};
+use beatmatch_learned::celo_adam::CeloAdamNet;
 use beatmatch_learned::checkpoint;
 use beatmatch_learned::mlp_lopt::{MlpLoptConfig, MlpLoptNet};
 use beatmatch_learned::small_fc::{SmallFcConfig, SmallFcNet};
@@ -63,9 +66,12 @@ fn rebound_theta_equals_freshly_built_and_keeps_state_mid_run() {
     let mut checked = 0;
     for case in cases(&dir) {
         let Some(arch) = case.meta["kind"].as_str().and_then(Architecture::for_reference_kind) else { continue };
-        let ckpt = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), Some(arch)).unwrap();
+        let ckpt = checkpoint::load(&dir.join(case.theta_file()), Some(arch)).unwrap();
         match arch.as_str() {
             "velo" => check(&case, &ckpt.theta, |t| VeloNet::bind(t, VeloConfig::default()).unwrap()),
+            "celo" => check(&case, &ckpt.theta, |t| CeloNet::bind(t, CeloConfig::default()).unwrap()),
+            "celo_adam" => check(&case, &ckpt.theta, |t| CeloAdamNet::bind(t).unwrap()),
+            "celo2" => check(&case, &ckpt.theta, |t| Celo2Net::bind(t, Celo2Config::default()).unwrap()),
             "small_fc" => check(&case, &ckpt.theta, |t| SmallFcNet::bind(t, SmallFcConfig::default()).unwrap()),
             "mlp_lopt" => check(&case, &ckpt.theta, |t| MlpLoptNet::bind(t, MlpLoptConfig::default()).unwrap()),
             other => panic!("{}: no rebind check for architecture {other}", case.name),
@@ -80,7 +86,7 @@ fn a_population_sharing_theta_equals_each_member_alone() {
     let dir = fixtures_dir();
     for arch in Architecture::all() {
         let case = cases(&dir).into_iter().find(|c| c.meta["kind"].as_str().and_then(Architecture::for_reference_kind) == Some(arch)).unwrap();
-        let ckpt = checkpoint::load(&dir.join(format!("{}.theta.msgpack", case.name)), None).unwrap();
+        let ckpt = checkpoint::load(&dir.join(case.theta_file()), None).unwrap();
         let infos: Vec<ParamInfo> = case.params();
         let k = 3;
         let mut pop = beatmatch_learned::build_members(arch, &ckpt.theta, k, &infos).unwrap();

@@ -23,6 +23,13 @@ pub enum Target {
     NativeCheckpoint,
     /// learned_optimization's msgpack checkpoint.
     Msgpack,
+    /// A msgpack theta (learned_optimization's, or a bare flax map as Celo publishes) read,
+    /// its architecture detected, bound into that architecture's host rule and stepped once:
+    /// the path from a published file's bytes to a training step.
+    LearnedTheta,
+    /// A PyTorch `.pt` state dict (PyLO's Celo2 weights) through `checkpoint::load`: candle's
+    /// zip and pickle readers, then the mapping onto Celo2's theta.
+    TorchPt,
     /// An IDX u8 file (MNIST, Fashion-MNIST).
     Idx,
     /// A CIFAR-10 binary batch.
@@ -37,12 +44,14 @@ pub enum Target {
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 10] = [
+    pub const ALL: [Target; 12] = [
         Target::Registry,
         Target::Protocol,
         Target::Recipe,
         Target::NativeCheckpoint,
         Target::Msgpack,
+        Target::LearnedTheta,
+        Target::TorchPt,
         Target::Idx,
         Target::Cifar,
         Target::DigitsCsv,
@@ -58,6 +67,8 @@ impl Target {
             Target::Recipe => "recipe_yaml",
             Target::NativeCheckpoint => "native_checkpoint",
             Target::Msgpack => "msgpack_checkpoint",
+            Target::LearnedTheta => "learned_theta",
+            Target::TorchPt => "torch_pt",
             Target::Idx => "idx",
             Target::Cifar => "cifar",
             Target::DigitsCsv => "digits_csv",
@@ -96,6 +107,8 @@ pub fn feed(target: Target, bytes: &[u8]) -> Accepted {
             text(sidecar).is_some_and(|s| beatmatch_learned::checkpoint::native::parse(Path::new("fuzz.safetensors"), weights, s).is_ok())
         }
         Target::Msgpack => beatmatch_learned::checkpoint::msgpack::read(bytes).is_ok(),
+        Target::LearnedTheta => learned_theta(bytes),
+        Target::TorchPt => torch_pt(bytes),
         Target::Idx => beatmatch_tasks::datasets::idx::parse_u8(bytes).is_ok(),
         Target::Cifar => beatmatch_tasks::datasets::cifar10::parse("fuzz.bin", bytes).is_ok(),
         Target::DigitsCsv => text(bytes).is_some_and(|t| beatmatch_tasks::datasets::digits::parse(t).is_ok()),
@@ -106,4 +119,26 @@ pub fn feed(target: Target, bytes: &[u8]) -> Accepted {
             beatmatch_core::store::parse_versioned::<beatmatch_core::Study>(Path::new("study.json"), bytes, beatmatch_core::STUDY_SCHEMA_VERSION).is_ok()
         }
     }
+}
+
+/// Read a msgpack theta, bind the architecture it holds, and take one step on two small tensors.
+fn learned_theta(bytes: &[u8]) -> Accepted {
+    use beatmatch_core::{ParamInfo, StepContext};
+    let Ok(theta) = beatmatch_learned::checkpoint::msgpack::read(bytes) else { return false };
+    let Some(arch) = beatmatch_learned::Architecture::detect(&theta) else { return false };
+    let infos = [ParamInfo::new("w", vec![3, 2]), ParamInfo::new("b", vec![2])];
+    let Ok(mut opt) = arch.host(&theta, &Default::default(), 1, 1, &infos) else { return false };
+    let (mut w, mut b) = (vec![0.5f32, -0.25, 1.0, 0.0, 2.0, -1.0], vec![0.1f32, -0.1]);
+    let (gw, gb) = ([0.01f32, -0.2, 3.0, 0.0, -1e4, 1e-6], [0.5f32, -0.5]);
+    opt.step(&mut [&mut w, &mut b], &[&gw, &gb], &StepContext { step: 0, num_steps: 10, losses: &[1.5] });
+    true
+}
+
+/// Load `bytes` as a `.pt` checkpoint (candle's reader takes a path: a per-process file).
+fn torch_pt(bytes: &[u8]) -> Accepted {
+    let path = std::env::temp_dir().join(format!("beatmatch-fuzz-{}.pt", std::process::id()));
+    if std::fs::write(&path, bytes).is_err() {
+        return false;
+    }
+    beatmatch_learned::checkpoint::load(&path, None).is_ok()
 }

@@ -44,3 +44,14 @@ fn inputs_that_found_bugs_are_rejected_with_an_error() {
     }
     assert!(n > 0, "the regression inputs are missing");
 }
+
+/// The learned-theta seeds (Celo- and Celo-Adam-shaped thetas with an LSTM 2 wide, so they fit
+/// libFuzzer's input limit) each bind and step: the fuzzer starts from the Celo code paths.
+#[test]
+fn every_learned_theta_seed_binds_and_steps() {
+    let seeds = inputs("corpus", Target::LearnedTheta);
+    assert!(seeds.len() >= 2, "{} learned_theta seeds", seeds.len());
+    for p in &seeds {
+        assert!(fed(Target::LearnedTheta, p), "{} was rejected", p.display());
+    }
+}

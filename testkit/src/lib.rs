@@ -119,6 +119,17 @@ impl Case {
             .unwrap_or_default()
     }
 
+    /// The file holding a learned case's meta-parameters, in the fixtures folder: the sidecar's
+    /// `theta_file` (e.g. a PyTorch `.pt`), else `<case>.theta.msgpack`.
+    pub fn theta_file(&self) -> String {
+        self.meta["theta_file"]["file"].as_str().map_or_else(|| format!("{}.theta.msgpack", self.name), str::to_string)
+    }
+
+    /// The SHA-256 the sidecar gives the theta file (`theta_file` or `theta_msgpack`).
+    pub fn theta_sha256(&self) -> Option<&str> {
+        self.meta["theta_file"]["sha256"].as_str().or_else(|| self.meta["theta_msgpack"]["sha256"].as_str())
+    }
+
     /// Loss fed at step `t` (learned optimizers), else 0.
     pub fn loss(&self, t: usize) -> f32 {
         self.get("loss").map_or(0.0, |(_, v)| v[t])

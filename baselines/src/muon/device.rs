@@ -2,10 +2,10 @@
 //! AdamW's moments elementwise, rounding where the host rule rounds (products as `affine`,
 //! divisions by a 0-d tensor), Newton–Schulz as matrix products on the device.
 
-use super::{Member, Plan, NAME, NS_COEFFS};
+use super::{Member, Plan, NAME};
 use beatmatch_core::StepContext;
-use beatmatch_device::{scalar, times, value, DeviceRule};
-use candle_core::{DType, Tensor, Var};
+use beatmatch_device::{newton_schulz, scalar, times, value, DeviceRule};
+use candle_core::{Tensor, Var};
 
 /// Muon (one member): its constants and how it updates each tensor.
 pub struct MuonOnDevice {
@@ -23,25 +23,6 @@ pub struct State {
     pub nu: Vec<Option<Tensor>>,
     /// Steps taken.
     pub count: i32,
-}
-
-/// Orthogonalise `g` as the `rows × cols` matrix its values are, as [`super::newton_schulz`]
-/// does; the result has `g`'s shape.
-fn newton_schulz(g: &Tensor, rows: usize, cols: usize, steps: usize, eps: f32) -> candle_core::Result<Tensor> {
-    let g = g.reshape((rows, cols))?;
-    let mut x = if rows > cols { g.t()?.contiguous()? } else { g.clone() };
-    let norm = x.to_dtype(DType::F64)?.sqr()?.sum_all()?.sqrt()?.to_dtype(DType::F32)?;
-    x = x.broadcast_div(&(norm + f64::from(eps))?)?;
-    let [ca, cb, cc] = NS_COEFFS;
-    for _ in 0..steps {
-        let a = x.matmul(&x.t()?)?;
-        let b = (times(&a, cc)?.matmul(&a)? + times(&a, cb)?)?;
-        x = (times(&x, ca)? + b.matmul(&x)?)?;
-    }
-    if rows > cols {
-        x = x.t()?.contiguous()?;
-    }
-    Ok(x)
 }
 
 impl DeviceRule for MuonOnDevice {

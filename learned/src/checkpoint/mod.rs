@@ -1,7 +1,7 @@
 //! Readers (and writers) of learned-optimizer checkpoints; what an architecture is lives in
 //! [`crate::arch`]. Three formats:
-//! * learned_optimization's own msgpack (`.msgpack`, or the published VeLO file `params`), read
-//!   natively — see [`msgpack`];
+//! * learned_optimization's own msgpack (`.msgpack`, or the published VeLO file `params`), and
+//!   the bare flax theta maps Celo publishes (`theta.state`), read natively — see [`msgpack`];
 //! * beatmatch's native format — see [`native`]: safetensors plus a YAML sidecar naming the
 //!   architecture and its hyperparameters;
 //! * PyLO's safetensors (Belilovsky-Lab/pylo: VeLO's `VeLO_RNN` + `VeLO_MLP`, μLO's `MetaMLP`),
@@ -10,6 +10,7 @@
 pub mod msgpack;
 pub mod native;
 pub mod pylo;
+pub mod torch_pt;
 
 use crate::arch::Architecture;
 use crate::theta::{Tensor, Theta};
@@ -38,12 +39,16 @@ pub struct Checkpoint {
 /// A checkpoint's file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// learned_optimization's msgpack.
+    /// learned_optimization's msgpack (`ParameterCheckpoint`).
     Msgpack,
+    /// A bare flax msgpack theta map (Celo's published `theta.state`).
+    FlaxTheta,
     /// beatmatch's safetensors + YAML sidecar.
     Native,
     /// PyLO's safetensors (PyTorch names and layouts).
     Pylo,
+    /// A PyTorch `.pt` state dict (PyLO's Celo2 `celo2_weights.pt`).
+    TorchPt,
 }
 
 impl Format {
@@ -51,8 +56,10 @@ impl Format {
     pub fn describe(self) -> &'static str {
         match self {
             Format::Msgpack => "learned_optimization msgpack",
+            Format::FlaxTheta => "flax msgpack theta (Celo's theta.state)",
             Format::Native => "beatmatch native (safetensors + YAML sidecar)",
             Format::Pylo => "PyLO safetensors (PyTorch names, mapped)",
+            Format::TorchPt => "PyTorch .pt state dict (PyLO's Celo2 names, mapped)",
         }
     }
 }
@@ -103,16 +110,28 @@ pub fn load(path: &Path, expected: Option<Architecture>) -> Result<Checkpoint> {
         }
         return Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha, hyperparameters, format: Format::Pylo });
     }
+    if path.extension().is_some_and(|e| e == "pt") {
+        let theta = torch_pt::celo2_theta(path, &torch_pt::read_state_dict(path)?)?;
+        let arch = crate::celo2::CELO2;
+        if let Some(e) = expected.filter(|&e| e != arch) {
+            bail!("{}: expected a {} checkpoint, but the .pt file holds {}", path.display(), e.as_str(), arch.as_str());
+        }
+        let sha = sha256(&std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?);
+        return Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha, hyperparameters: Default::default(), format: Format::TorchPt });
+    }
     let bytes = std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
     let is_native = path.extension().is_some_and(|e| e == "safetensors");
     let mut hyperparameters = crate::Hyperparameters::default();
+    let mut wrapped = true;
     let (theta, declared) = if is_native {
         let (theta, sidecar) = native::read(path, &bytes)?;
         sidecar.architecture.check_hyperparameters(&sidecar.hyperparameters).with_context(|| format!("{}", native::sidecar_path(path).display()))?;
         hyperparameters = sidecar.hyperparameters;
         (theta, Some(sidecar.architecture))
     } else {
-        (msgpack::read(&bytes).with_context(|| format!("{}", path.display()))?, None)
+        let (theta, w) = msgpack::read_tree(&bytes).with_context(|| format!("{}", path.display()))?;
+        wrapped = w;
+        (theta, None)
     };
     let detected = Architecture::detect(&theta);
     let arch = match (expected, declared.or(detected)) {
@@ -123,6 +142,10 @@ pub fn load(path: &Path, expected: Option<Architecture>) -> Result<Checkpoint> {
         (_, Some(found)) => found,
         (None, None) => bail!("{}: cannot tell the architecture (no tensors of {}); name it as `ARCH:PATH`", path.display(), Architecture::names()),
     };
-    let format = if is_native { Format::Native } else { Format::Msgpack };
+    let format = match (is_native, wrapped) {
+        (true, _) => Format::Native,
+        (false, true) => Format::Msgpack,
+        (false, false) => Format::FlaxTheta,
+    };
     Ok(Checkpoint { path: path.to_path_buf(), arch, theta, sha256: sha256(&bytes), hyperparameters, format })
 }

@@ -10,14 +10,24 @@ use rmpv::Value;
 
 /// Read a learned_optimization checkpoint (or a bare params tree) from bytes.
 pub fn read(bytes: &[u8]) -> Result<Theta> {
+    read_tree(bytes).map(|(theta, _)| theta)
+}
+
+/// Read a checkpoint, and whether it was wrapped in learned_optimization's
+/// `ParameterCheckpoint` (`{params, gen_id, step}`) rather than a bare flax theta map (Celo's
+/// `theta.state`).
+pub fn read_tree(bytes: &[u8]) -> Result<(Theta, bool)> {
     let mut cursor = bytes;
-    let root = rmpv::decode::read_value(&mut cursor).map_err(|e| anyhow::anyhow!("not a msgpack checkpoint (truncated or corrupt): {e}"))?;
+    let root = rmpv::decode::read_value(&mut cursor).map_err(|e| {
+        let at = bytes.len() - cursor.len();
+        anyhow::anyhow!("not a msgpack checkpoint (truncated or corrupt): decoding stopped at byte {at} of {} ({e})", bytes.len())
+    })?;
     if !cursor.is_empty() {
-        bail!("{} trailing bytes after the msgpack checkpoint", cursor.len());
+        bail!("{} trailing bytes after the msgpack checkpoint (from byte {})", cursor.len(), bytes.len() - cursor.len());
     }
-    let params = match map_get(&root, "params") {
-        Some(p) => p,
-        None if matches!(root, Value::Map(_)) => &root,
+    let (params, wrapped) = match map_get(&root, "params") {
+        Some(p) => (p, true),
+        None if matches!(root, Value::Map(_)) => (&root, false),
         None => bail!("checkpoint root is not a map"),
     };
     let mut theta = Theta::default();
@@ -25,7 +35,7 @@ pub fn read(bytes: &[u8]) -> Result<Theta> {
     if theta.tensors.is_empty() {
         bail!("checkpoint holds no arrays");
     }
-    Ok(theta)
+    Ok((theta, wrapped))
 }
 
 fn map_get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {

@@ -110,30 +110,54 @@ impl DeviceRule for VeloOnDevice {
         let (controls, lr_mult) = self.0.lstm(&mut s.hidden, &mut s.cell, &inputs);
 
         for (i, (w, g)) in params.iter().zip(&grads).enumerate() {
-            let (m, v) = (&mut s.m[i], &mut s.v[i]);
-            fold(m, mom, g)?;
-            let g2 = g.sqr()?;
-            fold(v, rms, &g2)?;
-            let FactoredFeatures { fac_g, stats, stat_rsqrt, pre_m } = factored_features(&mut s.fac[i], fac, g, &g2.affine(1.0, 1e-30)?, m, true)?;
-            let rs = v[0].affine(1.0, 1e-6)?.sqrt()?.recip()?;
-            let mut features = vec![g.clone(), g.clamp(-0.1f32, 0.1f32)?, olds[i].clone()];
-            features.extend(m.iter().cloned());
-            features.push(v[0].clone());
-            for mj in m.iter() {
-                features.push(mj.mul(&rs)?);
-            }
-            features.push(rs.clone());
-            features.extend(fac_g);
-            features.push(g.mul(&rs)?);
-            features.extend(stats);
-            features.extend(stat_rsqrt);
-            features.extend(pre_m);
             let net = DeviceNet::upload(&self.0.interpolate(&controls[i]), 0, &dev)?;
             let param_scale = (per_tensor[i][0] + 1e-9).sqrt();
             let rule = StepRule::Velo { exp_mult: cfg.exp_mult, step_mult: cfg.step_mult, param_scale, lr_mult: lr_mult[i] };
-            step(w, &features, &net, None, rule)?;
+            let acc = Accumulators { m: &mut s.m[i], v: &mut s.v[i], fac: &mut s.fac[i] };
+            per_parameter_step(acc, (mom, rms, fac), w, g, &olds[i], &net, rule)?;
         }
         s.iteration += 1;
         Ok(())
     }
+}
+
+/// One tensor's accumulators on the device: momenta, second moment, factored statistics.
+pub(crate) struct Accumulators<'a> {
+    pub(crate) m: &'a mut Vec<Tensor>,
+    pub(crate) v: &'a mut Vec<Tensor>,
+    pub(crate) fac: &'a mut Factored,
+}
+
+/// VeLO's per-parameter part for one tensor (Celo's too): fold the clipped gradient `g` into
+/// the accumulators (momentum, second-moment and factored `decays`), build the 30 features
+/// from them and the old parameters `old`, and write `w − step` through `net` and `rule`.
+pub(crate) fn per_parameter_step(
+    acc: Accumulators<'_>,
+    decays: (&[f32], &[f32], &[f32]),
+    w: &Var,
+    g: &Tensor,
+    old: &Tensor,
+    net: &DeviceNet,
+    rule: StepRule,
+) -> candle_core::Result<()> {
+    let (mom, rms, fac) = decays;
+    let (m, v) = (acc.m, acc.v);
+    fold(m, mom, g)?;
+    let g2 = g.sqr()?;
+    fold(v, rms, &g2)?;
+    let FactoredFeatures { fac_g, stats, stat_rsqrt, pre_m } = factored_features(acc.fac, fac, g, &g2.affine(1.0, 1e-30)?, m, true)?;
+    let rs = v[0].affine(1.0, 1e-6)?.sqrt()?.recip()?;
+    let mut features = vec![g.clone(), g.clamp(-0.1f32, 0.1f32)?, old.clone()];
+    features.extend(m.iter().cloned());
+    features.push(v[0].clone());
+    for mj in m.iter() {
+        features.push(mj.mul(&rs)?);
+    }
+    features.push(rs.clone());
+    features.extend(fac_g);
+    features.push(g.mul(&rs)?);
+    features.extend(stats);
+    features.extend(stat_rsqrt);
+    features.extend(pre_m);
+    step(w, &features, net, None, rule)
 }

@@ -19,7 +19,9 @@ pub mod device;
 
 use crate::accum::{clip_decays, learned_decays, Factored, Momentum, SecondMoment};
 use crate::arch::{Architecture, LearnedOptimizer};
-use crate::features::{lane_sum, process_tensor_threads, simd_dispatch, sum_squares, Flavor, Kernel, Mlp, StepRule, TensorInputs, B};
+use crate::dense::Dense;
+use crate::features::{lane_sum, process_tensor_threads, simd_dispatch, sum_squares, Flavor, Kernel, Mlp, StepRule, TensorInputs};
+use crate::lstm::MixLstm;
 use crate::theta::{Theta, ThetaError};
 use crate::Hyperparameters;
 use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
@@ -45,8 +47,9 @@ impl LearnedOptimizer for Velo {
     fn reference_kind(&self) -> &'static str {
         ARCH
     }
+    /// VeLO's mix layers read 30 per-tensor inputs (Celo's read 18).
     fn detect(&self, theta: &Theta) -> bool {
-        theta.tensors.contains_key("rnn_params/rnn/linear/w")
+        theta.tensors.contains_key("rnn_params/rnn/linear/w") && theta.tensors.get("rnn_params/linear_1/w").is_none_or(|t| t.shape.first() == Some(&RNN_INPUTS))
     }
     fn host(&self, theta: &Theta, _hyper: &Hyperparameters, members: usize, threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {
         Ok(Box::new(Bound::new(Arc::new(VeloNet::bind(theta, VeloConfig::default())?.with_members(members).with_threads(threads)), params)))
@@ -88,107 +91,53 @@ impl Default for VeloConfig {
     }
 }
 
-struct Dense {
-    /// Weights `[in][out]` repacked into 16-column tiles, `[out / 16][in][16]` (the last tile
-    /// zero-padded), so one tile's weights are one contiguous stream.
-    packed: Vec<f32>,
-    /// Biases zero-padded to whole tiles.
-    b_padded: Vec<f32>,
-    n_in: usize,
-    n_out: usize,
+/// A bank of `k` per-parameter MLPs (30 → 4 → 4 → 3) from theta's `ff_mod_stack/~/…`: per
+/// layer, weights `[k][in][out]` and biases `[k][out]`. VeLO and Celo interpolate a tensor's
+/// MLP from it with that tensor's controls.
+pub(crate) struct Bank {
+    layers: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    k: usize,
 }
 
-impl Dense {
-    fn load(theta: &Theta, name: &str, n_in: usize, n_out: usize) -> Result<Self, ThetaError> {
-        let w = theta.get(ARCH, &format!("{name}/w"), &[n_in, n_out])?;
-        let mut packed = vec![0f32; n_out.div_ceil(B) * n_in * B];
-        for i in 0..n_in {
-            for j in 0..n_out {
-                packed[((j / B) * n_in + i) * B + j % B] = w[i * n_out + j];
-            }
-        }
-        let mut b_padded = theta.get(ARCH, &format!("{name}/b"), &[n_out])?.to_vec();
-        b_padded.resize(n_out.div_ceil(B) * B, 0.0);
-        Ok(Self { packed, b_padded, n_in, n_out })
-    }
-
-    /// `x @ w + b` for `rows` rows of `x` (`[rows][n_in]`). The batch is the number of tensors
-    /// (a handful): per 16-column tile, up to 6 rows' outputs stay in registers while the
-    /// tile's weights stream past once (no packing per call, as a GEMM library would redo for
-    /// the up to 8 MB of weights). Each output is its bias plus its products added in input
-    /// order, a multiply then an add each: the bits of the plain triple loop.
-    fn batch(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        assert_eq!(x.len(), rows * self.n_in);
-        let tiles = self.n_out.div_ceil(B);
-        let mut padded = vec![0f32; rows * tiles * B];
-        simd_dispatch(&mut TiledRows { d: self, x, out: &mut padded, rows });
-        (0..rows).flat_map(|t| padded[t * tiles * B..t * tiles * B + self.n_out].iter().copied()).collect()
-    }
-}
-
-struct TiledRows<'a> {
-    d: &'a Dense,
-    x: &'a [f32],
-    out: &'a mut [f32],
-    rows: usize,
-}
-
-impl TiledRows<'_> {
-    /// Rows `t0..t0 + R`, every column tile, into `self.out` (`[rows][tiles · 16]`).
-    #[inline(always)]
-    fn group<const R: usize>(&mut self, t0: usize) {
-        let (n_in, tiles) = (self.d.n_in, self.d.n_out.div_ceil(B));
-        let xr: [&[f32]; R] = std::array::from_fn(|r| &self.x[(t0 + r) * n_in..(t0 + r + 1) * n_in]);
-        for tile in 0..tiles {
-            let bias: &[f32; B] = self.d.b_padded[tile * B..(tile + 1) * B].try_into().unwrap();
-            let mut acc = [*bias; R];
-            let wt = &self.d.packed[tile * n_in * B..(tile + 1) * n_in * B];
-            for (i, w) in wt.chunks_exact(B).enumerate() {
-                let w: &[f32; B] = w.try_into().unwrap();
-                for r in 0..R {
-                    axpy_row(&mut acc[r], w, xr[r][i]);
+impl Bank {
+    /// Bind a bank of `k`; `arch` names the architecture in errors.
+    pub(crate) fn load(theta: &Theta, arch: &'static str, k: usize) -> Result<Self, ThetaError> {
+        // First layer: the 14 group matrices stacked along the input axis → [k][30][4].
+        let mut w0 = vec![0f32; k * FF_INPUTS * 4];
+        let mut row = 0;
+        for (gi, &width) in GROUPS.iter().enumerate() {
+            let wg = theta.get(arch, &format!("ff_mod_stack/~/w0__{gi}"), &[k, width, 4])?;
+            for kk in 0..k {
+                for r in 0..width {
+                    for c in 0..4 {
+                        w0[(kk * FF_INPUTS + row + r) * 4 + c] = wg[(kk * width + r) * 4 + c];
+                    }
                 }
             }
-            for (r, a) in acc.iter().enumerate() {
-                let o: &mut [f32; B] = (&mut self.out[((t0 + r) * tiles + tile) * B..((t0 + r) * tiles + tile + 1) * B]).try_into().unwrap();
-                *o = *a;
-            }
+            row += width;
         }
+        let layers = vec![
+            (w0, theta.get(arch, "ff_mod_stack/~/b0", &[k, 4])?.to_vec(), FF_INPUTS, 4),
+            (theta.get(arch, "ff_mod_stack/~/w1", &[k, 4, 4])?.to_vec(), theta.get(arch, "ff_mod_stack/~/b1", &[k, 4])?.to_vec(), 4, 4),
+            (theta.get(arch, "ff_mod_stack/~/w2", &[k, 4, 3])?.to_vec(), theta.get(arch, "ff_mod_stack/~/b2", &[k, 3])?.to_vec(), 4, 3),
+        ];
+        Ok(Self { layers, k })
     }
-}
 
-/// `a ← a + x · w`, lane by lane (a multiply, then an add).
-#[inline(always)]
-fn axpy_row(a: &mut [f32; B], w: &[f32; B], x: f32) {
-    for c in 0..B {
-        a[c] += x * w[c];
-    }
-}
-
-impl Kernel for TiledRows<'_> {
-    #[inline(always)]
-    fn run(&mut self) {
-        let mut t0 = 0;
-        while t0 < self.rows {
-            t0 += match self.rows - t0 {
-                6.. => {
-                    self.group::<6>(t0);
-                    6
-                }
-                3.. => {
-                    self.group::<3>(t0);
-                    3
-                }
-                2 => {
-                    self.group::<2>(t0);
-                    2
-                }
-                _ => {
-                    self.group::<1>(t0);
-                    1
-                }
-            };
-        }
+    /// The MLP `mult · mean_k(control_k · bank_k)` (VeLO: `mult` 100; Celo: 1).
+    pub(crate) fn interpolate(&self, control: &[f32], mult: f64) -> Mlp {
+        let k = self.k;
+        let layers = self
+            .layers
+            .iter()
+            .map(|(w, b, n_in, n_out)| {
+                let mix = |stack: &[f32], len: usize| -> Vec<f32> {
+                    (0..len).map(|i| (mult * (0..k).map(|kk| f64::from(stack[kk * len + i] * control[kk])).sum::<f64>() / k as f64) as f32).collect()
+                };
+                (mix(w, n_in * n_out), mix(b, *n_out), *n_in, *n_out)
+            })
+            .collect();
+        Mlp { layers }
     }
 }
 
@@ -353,13 +302,11 @@ pub struct VeloDebug {
 /// VeLO's meta-parameters bound into its layers: the update rule, shared by every run.
 pub struct VeloNet {
     cfg: VeloConfig,
-    mix: Dense,
-    proj: Dense,
-    lstm: Dense,
+    core: MixLstm,
     to_controls: Dense,
     step_size: Dense,
-    /// Bank of per-parameter MLPs: per layer (weights `[256][in][out]`, biases `[256][out]`).
-    bank: Vec<(Vec<f32>, Vec<f32>, usize, usize)>,
+    /// Bank of per-parameter MLPs.
+    bank: Bank,
     init_h: Vec<f32>,
     init_c: Vec<f32>,
     mom: Vec<f32>,
@@ -395,39 +342,15 @@ impl VeloNet {
     /// Bind `theta`, checking every meta-parameter's presence and shape; one member.
     pub fn bind(theta: &Theta, cfg: VeloConfig) -> Result<Self, ThetaError> {
         let (h, k) = (cfg.lstm_hidden, cfg.param_inits);
-        // The discarded first mix layer must still be in a valid checkpoint.
-        Dense::load(theta, "rnn_params/linear", RNN_INPUTS, h)?;
-        let mix = Dense::load(theta, "rnn_params/linear_1", RNN_INPUTS, h)?;
-        let proj = Dense::load(theta, "rnn_params/linear_2", RNN_INPUTS, h)?;
-        let lstm = Dense::load(theta, "rnn_params/rnn/linear", 2 * h, 4 * h)?;
-        let to_controls = Dense::load(theta, "rnn_params/rnn_to_controls", h, k)?;
-        let step_size = Dense::load(theta, "rnn_params/step_size", h, 1)?;
+        let core = MixLstm::bind(theta, ARCH, RNN_INPUTS, h)?;
+        let to_controls = Dense::load(theta, ARCH, "rnn_params/rnn_to_controls", h, k)?;
+        let step_size = Dense::load(theta, ARCH, "rnn_params/step_size", h, 1)?;
         let init_h = theta.get(ARCH, "lstm_init_state/hidden", &[1, h])?.to_vec();
         let init_c = theta.get(ARCH, "lstm_init_state/cell", &[1, h])?.to_vec();
-        // First layer: the 14 group matrices stacked along the input axis → [k][30][4].
-        let mut w0 = vec![0f32; k * FF_INPUTS * 4];
-        let mut row = 0;
-        for (gi, &width) in GROUPS.iter().enumerate() {
-            let wg = theta.get(ARCH, &format!("ff_mod_stack/~/w0__{gi}"), &[k, width, 4])?;
-            for kk in 0..k {
-                for r in 0..width {
-                    for c in 0..4 {
-                        w0[(kk * FF_INPUTS + row + r) * 4 + c] = wg[(kk * width + r) * 4 + c];
-                    }
-                }
-            }
-            row += width;
-        }
-        let bank = vec![
-            (w0, theta.get(ARCH, "ff_mod_stack/~/b0", &[k, 4])?.to_vec(), FF_INPUTS, 4),
-            (theta.get(ARCH, "ff_mod_stack/~/w1", &[k, 4, 4])?.to_vec(), theta.get(ARCH, "ff_mod_stack/~/b1", &[k, 4])?.to_vec(), 4, 4),
-            (theta.get(ARCH, "ff_mod_stack/~/w2", &[k, 4, 3])?.to_vec(), theta.get(ARCH, "ff_mod_stack/~/b2", &[k, 3])?.to_vec(), 4, 3),
-        ];
+        let bank = Bank::load(theta, ARCH, k)?;
         Ok(Self {
             cfg,
-            mix,
-            proj,
-            lstm,
+            core,
             to_controls,
             step_size,
             bank,
@@ -482,34 +405,9 @@ impl VeloNet {
     /// (controls, lr_mult) and advances the LSTM state `hidden`, `cell` (one row per tensor).
     /// Each weight matrix is streamed once for all tensors.
     pub fn lstm(&self, hidden: &mut [Vec<f32>], cell: &mut [Vec<f32>], inputs: &[[f32; RNN_INPUTS]]) -> (Vec<Vec<f32>>, Vec<f32>) {
-        let h = self.cfg.lstm_hidden;
         let n = inputs.len();
         let x: Vec<f32> = inputs.iter().flat_map(|r| r.iter().copied()).collect();
-        let mut mixed = self.mix.batch(&x, n);
-        mixed.iter_mut().for_each(|v| *v = v.max(0.0));
-        let v: Vec<f32> = (0..h).map(|j| (0..n).map(|t| mixed[t * h + j]).fold(f32::NEG_INFINITY, f32::max)).collect();
-        let proj = self.proj.batch(&x, n);
-        let mut xh = vec![0f32; n * 2 * h];
-        for t in 0..n {
-            for j in 0..h {
-                xh[t * 2 * h + j] = proj[t * h + j] + v[j];
-            }
-            xh[t * 2 * h + h..(t + 1) * 2 * h].copy_from_slice(&hidden[t]);
-        }
-        let gates = self.lstm.batch(&xh, n);
-        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
-        for t in 0..n {
-            let g = &gates[t * 4 * h..(t + 1) * 4 * h];
-            let (i_g, rest) = g.split_at(h);
-            let (g_g, rest) = rest.split_at(h);
-            let (f_g, o_g) = rest.split_at(h);
-            for j in 0..h {
-                let c = sigmoid(f_g[j] + 1.0) * cell[t][j] + sigmoid(i_g[j]) * g_g[j].tanh();
-                cell[t][j] = c;
-                hidden[t][j] = sigmoid(o_g[j]) * c.tanh();
-            }
-        }
-        let hidden: Vec<f32> = hidden.concat();
+        let hidden = self.core.step(hidden, cell, &x, n);
         let ctrl = self.to_controls.batch(&hidden, n);
         let lr = self.step_size.batch(&hidden, n);
         let k = self.cfg.param_inits;
@@ -518,18 +416,7 @@ impl VeloNet {
 
     /// The per-parameter MLP for one tensor: `100 · mean_k(control_k · bank_k)`.
     pub fn interpolate(&self, control: &[f32]) -> Mlp {
-        let k = self.cfg.param_inits;
-        let layers = self
-            .bank
-            .iter()
-            .map(|(w, b, n_in, n_out)| {
-                let mix = |stack: &[f32], len: usize| -> Vec<f32> {
-                    (0..len).map(|i| (100.0 * (0..k).map(|kk| f64::from(stack[kk * len + i] * control[kk])).sum::<f64>() / k as f64) as f32).collect()
-                };
-                (mix(w, n_in * n_out), mix(b, *n_out), *n_in, *n_out)
-            })
-            .collect();
-        Mlp { layers }
+        self.bank.interpolate(control, 100.0)
     }
 
     fn update_member(&self, st: &mut VeloMember, params: &mut [&mut [f32]], grads: &[&[f32]], loss: f32, num_steps: u64) {
