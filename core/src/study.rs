@@ -93,6 +93,10 @@ pub struct Arm {
     /// Whether this arm's runs extend past each budget to build the speedup reference
     /// (the LR-tuned Adam envelope).
     pub speedup_reference: bool,
+    /// Where the optimizer comes from, when that bears on the meta split: a published learned
+    /// optimizer's authors and what it was meta-trained on (every task here held out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 /// One cell: the record answering (task, arm, config, seed), read at `steps`.

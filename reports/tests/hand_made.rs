@@ -54,8 +54,17 @@ fn write_study(dir: &Path, candidate: &str, candidate_a: [f32; 2]) {
             configs: vec![cand.clone()],
             seeds: 2,
             speedup_reference: false,
+            provenance: None,
         },
-        Arm { name: "adam-lr".into(), legend: "AdamLR (2 trials)".into(), role: ArmRole::Baseline, configs: adam.to_vec(), seeds: 2, speedup_reference: true },
+        Arm {
+            name: "adam-lr".into(),
+            legend: "AdamLR (2 trials)".into(),
+            role: ArmRole::Baseline,
+            configs: adam.to_vec(),
+            seeds: 2,
+            speedup_reference: true,
+            provenance: None,
+        },
         Arm {
             name: "sgdm-lr".into(),
             legend: "SGDLR (1 trial)".into(),
@@ -63,6 +72,7 @@ fn write_study(dir: &Path, candidate: &str, candidate_a: [f32; 2]) {
             configs: vec![sgd.clone()],
             seeds: 2,
             speedup_reference: false,
+            provenance: None,
         },
     ];
     let tasks = vec![

@@ -12,10 +12,9 @@ use std::process::ExitCode;
 
 /// beatmatch: does an optimizer beat or match the tuned baselines?
 ///
-/// With no command, runs the default `quick` tier: the shipped meta-trained small_fc_lopt
-/// (learned/checkpoints/small_fc_es_mnist1d.safetensors) against Adam and SGD-momentum tuned
-/// over learned_optimization's 15-value learning-rate grid, then writes the report to
-/// `results/quick`.
+/// With no command, runs the default `quick` tier: Celo with its authors' published weights
+/// (learned/checkpoints/published/celo) against the default baselines (`--baselines`), then
+/// writes the report to `results/quick`.
 #[derive(Parser)]
 #[command(name = "suite", version, about, long_about)]
 struct Cli {
@@ -84,9 +83,10 @@ enum Command {
 /// `--candidate`'s help, from the lists of kinds and architectures.
 fn candidate_help() -> String {
     format!(
-        "The optimizer under test: `kind:key=value,...` (a hand-designed kind: {}; `suite kinds` lists their hyperparameters) or a learned optimizer `ARCH:PATH` ({}) — learned_optimization's checkpoint, e.g. the published VeLO `params`, a PyLO safetensors file, or a native `.safetensors` with its `.yaml`",
+        "The optimizer under test: `kind:key=value,...` (a hand-designed kind: {}; `suite kinds` lists their hyperparameters), a learned optimizer `ARCH:PATH` ({}) — learned_optimization's or Celo's checkpoint, e.g. the published VeLO `params`, a PyLO safetensors file, or a native `.safetensors` with its `.yaml` — or a published learned optimizer shipped with beatmatch, by name alone ({})",
         beatmatch_baselines::kind_names(),
-        beatmatch_learned::Architecture::names()
+        beatmatch_learned::Architecture::names(),
+        beatmatch_learned::Architecture::all().iter().filter(|a| a.published().is_some()).map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
     )
 }
 

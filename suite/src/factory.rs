@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The default candidate of `suite run` and `suite ci`: small_fc_lopt meta-trained here by
-/// `learned/recipes/small_fc_es_mnist1d.yaml` (see the README for how it scores).
-pub const DEFAULT_CANDIDATE: &str = "small_fc:learned/checkpoints/small_fc_es_mnist1d.safetensors";
+/// The default candidate of `suite run` and `suite ci`: Celo with its authors' published
+/// weights (`learned/checkpoints/published/celo/`), meta-trained on none of beatmatch's tasks.
+pub const DEFAULT_CANDIDATE: &str = "celo";
 
 /// `path` as given when it exists, else relative to the workspace the binary was built from (so
 /// the shipped checkpoints are found from any working directory).
@@ -59,8 +59,21 @@ impl OptimizerFactory {
     }
 
     /// Parse a candidate: `kind:key=value,...` for hand-designed optimizers, `ARCH:PATH` for
-    /// learned ones (the checkpoint is loaded and checked now).
+    /// learned ones, or a bare `ARCH` whose authors' checkpoint ships with beatmatch (`celo`);
+    /// the checkpoint is loaded and checked now.
+    ///
+    /// A published optimizer that takes hyperparameters (Celo2's `lr`, `wd`) may set them as a
+    /// hand-designed kind does: `celo2:lr=3e-3`.
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
+        let (name, rest) = text.split_once(':').unwrap_or((text, ""));
+        if let Some((arch, path)) = Architecture::parse(name).and_then(|a| a.published().map(|p| (a, p))) {
+            if rest.is_empty() || (rest.contains('=') && !Path::new(rest).exists()) {
+                let hparams = OptimizerSpec::parse(text)?.hparams;
+                arch.check_hyperparameters(&hparams)?;
+                let ckpt = checkpoint::load(&resolve_shipped(Path::new(path)), Some(arch))?;
+                return Ok(OptimizerSpec { hparams, ..self.add_checkpoint(ckpt) });
+            }
+        }
         if let Some((kind, path)) = text.split_once(':') {
             if let Some(arch) = Architecture::parse(kind) {
                 let ckpt = checkpoint::load(&resolve_shipped(Path::new(path)), Some(arch))?;
@@ -95,7 +108,14 @@ impl OptimizerFactory {
                 if ckpt.arch.as_str() != first.kind {
                     bail!("checkpoint {sha} is {}, not {}", ckpt.arch.as_str(), first.kind);
                 }
-                self.engine.build_learned(ckpt, specs.len(), self.learned_threads.max(1), params)
+                if first.hparams.is_empty() {
+                    return self.engine.build_learned(ckpt, specs.len(), self.learned_threads.max(1), params);
+                }
+                // The spec's hyperparameters over the checkpoint's.
+                ckpt.arch.check_hyperparameters(&first.hparams)?;
+                let mut set = Checkpoint::clone(ckpt);
+                set.hyperparameters.extend(first.hparams.clone());
+                self.engine.build_learned(&set, specs.len(), self.learned_threads.max(1), params)
             }
             None => self.engine.build_kind(specs, params),
         }
@@ -109,11 +129,31 @@ impl OptimizerFactory {
         }
     }
 
-    /// Legend label: learned optimizers are "hyperparameter-free (1 trial)"; a hand-designed
+    /// The provenance of a published learned optimizer run from its authors' checkpoint (the
+    /// shipped file, by SHA-256): who published it and what it was meta-trained on.
+    pub fn provenance(spec: &OptimizerSpec) -> Option<String> {
+        let arch = Architecture::parse(&spec.kind)?;
+        let path = resolve_shipped(Path::new(arch.published()?));
+        let shipped = checkpoint::sha256(&std::fs::read(path).ok()?);
+        (spec.checkpoint.as_deref() == Some(shipped.as_str())).then(|| arch.provenance().map(str::to_string)).flatten()
+    }
+
+    /// Legend label: a learned optimizer is "hyperparameter-free (1 trial)" unless it takes a
+    /// learning rate (Celo2: "at its defaults (1 trial)", or the values set); a hand-designed
     /// configuration's is its kind's.
     pub fn legend(spec: &OptimizerSpec) -> String {
         match (Architecture::parse(&spec.kind), spec.checkpoint.as_deref()) {
-            (Some(arch), Some(sha)) => format!("{} {}, hyperparameter-free (1 trial)", arch.label(), &sha[..8.min(sha.len())]),
+            (Some(arch), Some(sha)) => {
+                let sha = &sha[..8.min(sha.len())];
+                if !spec.hparams.is_empty() {
+                    let set: Vec<String> = spec.hparams.iter().map(|(k, v)| format!("{k}={v:e}")).collect();
+                    format!("{} {sha}, {} (1 trial)", arch.label(), set.join(", "))
+                } else if arch.settable().contains(&"lr") {
+                    format!("{} {sha}, at its defaults (1 trial)", arch.label())
+                } else {
+                    format!("{} {sha}, hyperparameter-free (1 trial)", arch.label())
+                }
+            }
             _ => match beatmatch_baselines::find(&spec.kind) {
                 Some(kind) => kind.legend(spec),
                 None => format!("{spec} (1 trial)"),

@@ -60,6 +60,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
         configs: vec![req.candidate.clone()],
         seeds: req.candidate_seeds,
         speedup_reference: false,
+        provenance: OptimizerFactory::provenance(&req.candidate),
     }];
     for p in req.baselines {
         arms.push(Arm {
@@ -69,6 +70,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
             configs: p.configs(),
             seeds: p.seeds,
             speedup_reference: p.optimizer == beatmatch_baselines::adam::NAME && p.grid.keys().eq(["lr"]) && p.fixed.is_empty(),
+            provenance: None,
         });
     }
     // Problems and their longest budgets.

@@ -54,7 +54,7 @@ fn slow_smoke_run_writes_report_and_reruns_bit_identically() {
 
     // Re-running skips every finished run.
     let log = run_smoke(&a, &[]);
-    assert!(log.contains("0 trained") && log.contains("316 already done"), "{log}");
+    assert!(log.contains("0 trained") && log.contains("320 already done"), "{log}");
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn slow_kill_9_then_rerun_loses_nothing_and_reports_the_same() {
     child.wait().unwrap();
     let before = dir_bytes(&runs);
     let finished_before = before.iter().filter(|(n, _)| n.ends_with(".json")).count();
-    assert!((20..316).contains(&finished_before), "killed after {finished_before} records; the test wants a partial run");
+    assert!((20..320).contains(&finished_before), "killed after {finished_before} records; the test wants a partial run");
     // Every record on disk is whole: it parses.
     for (name, bytes) in &before {
         if name.ends_with(".json") {
@@ -323,12 +323,12 @@ fn slow_plan_counts_cached_runs_and_estimates_time() {
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     let before = plan();
-    assert!(before.contains("runs: 316 planned, 0 already in") && before.contains("316 to run"), "{before}");
+    assert!(before.contains("runs: 320 planned, 0 already in") && before.contains("320 to run"), "{before}");
     assert!(before.contains("cpu: ") && before.contains("2 problems measured now, 0 cached"), "{before}");
     assert!(tmp.path().join(".cache/beatmatch/calibration.json").is_file());
     run_smoke(&out, &[]);
     let after = plan();
-    assert!(after.contains("316 already in") && after.contains(", 0 to run"), "{after}");
+    assert!(after.contains("320 already in") && after.contains(", 0 to run"), "{after}");
 }
 
 #[test]
@@ -358,7 +358,7 @@ fn slow_progress_lines_in_a_log_and_quiet_silences_them() {
     assert!(o.status.success(), "{log}");
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("progress: ")).collect();
     assert!(!lines.is_empty(), "no progress line in:\n{log}");
-    assert!(lines.iter().all(|l| l.contains("/316 runs") && l.contains("diverged") && l.contains("ETA")), "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("/320 runs") && l.contains("diverged") && l.contains("ETA")), "{lines:?}");
     let o = suite()
         .args(["run", "--tier", "smoke", "--no-report", "--quiet", "--out"])
         .arg(tmp.path().join("b"))

@@ -127,7 +127,18 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     let _ = writeln!(s, "# beatmatch report — {}\n", study.selection);
     let _ = writeln!(s, "**{headline}**\n");
     if !extras.by_split.is_empty() {
-        let _ = writeln!(s, "By meta split (a learned optimizer is meta-trained on `meta_train` problems only, so `meta_test` measures generalisation):\n");
+        match &study.arms[cand].provenance {
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "By meta split — the registry's, for comparison with optimizers meta-trained here on `meta_train` problems; the candidate is {p}:\n"
+                );
+            }
+            None => {
+                let _ =
+                    writeln!(s, "By meta split (a learned optimizer is meta-trained on `meta_train` problems only, so `meta_test` measures generalisation):\n");
+            }
+        }
         for (split, n, e) in &extras.by_split {
             let _ =
                 writeln!(s, "- {}: {:.1}% of {n} tasks (95% bootstrap CI {:.1}%–{:.1}%)", split.as_str(), 100.0 * e.point, 100.0 * e.lower, 100.0 * e.upper);
@@ -228,6 +239,9 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     }
     let n_records: std::collections::BTreeSet<&str> = study.cells.iter().map(|c| c.record.as_str()).collect();
     let _ = writeln!(s, "\n## Provenance\n\nCode version `{}`, device `{}`. Computed from {} run records listed in `records.txt` (files `runs/<hash>.json`), manifest `study.json`.", study.code_version, study.device, n_records.len());
+    for a in study.arms.iter().filter(|a| a.provenance.is_some()) {
+        let _ = writeln!(s, "\n{}: {}.", a.legend, a.provenance.as_deref().unwrap_or_default());
+    }
     s
 }
 
