@@ -161,3 +161,44 @@ impl OptimizerFactory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_optimizers_need_no_path_and_say_what_they_were_given() {
+        let mut f = OptimizerFactory::default();
+        let celo = f.parse_candidate("celo").unwrap();
+        assert_eq!(celo.kind, "celo");
+        assert!(OptimizerFactory::legend(&celo).ends_with("hyperparameter-free (1 trial)"), "{}", OptimizerFactory::legend(&celo));
+        assert!(OptimizerFactory::provenance(&celo).unwrap().contains("every task here is held out"));
+
+        let celo2 = f.parse_candidate("celo2").unwrap();
+        assert!(OptimizerFactory::legend(&celo2).ends_with("at its defaults (1 trial)"), "{}", OptimizerFactory::legend(&celo2));
+        let tuned = f.parse_candidate("celo2:lr=3e-3").unwrap();
+        assert_eq!(tuned.hparams.get("lr"), Some(&3e-3));
+        assert_eq!(tuned.checkpoint, celo2.checkpoint);
+        assert!(OptimizerFactory::legend(&tuned).ends_with("lr=3e-3 (1 trial)"), "{}", OptimizerFactory::legend(&tuned));
+
+        // The learning rate reaches the update: one step moves a hidden matrix 3× as far.
+        let params = [ParamInfo::new("in", vec![4, 3]), ParamInfo::new("hidden", vec![3, 3]), ParamInfo::new("out", vec![3, 2])];
+        let step = |spec: &OptimizerSpec| {
+            let mut opt = f.build(spec, &params).unwrap();
+            let mut w: Vec<Vec<f32>> = params.iter().map(|p| (0..p.numel()).map(|i| (i as f32 * 0.37).sin()).collect()).collect();
+            let before = w[1].clone();
+            let g: Vec<Vec<f32>> = params.iter().map(|p| (0..p.numel()).map(|i| (i as f32 * 0.11).cos()).collect()).collect();
+            let mut p: Vec<&mut [f32]> = w.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let gs: Vec<&[f32]> = g.iter().map(|v| v.as_slice()).collect();
+            opt.step(&mut p, &gs, &beatmatch_core::StepContext { step: 0, num_steps: 10, losses: &[1.0] });
+            w[1].iter().zip(&before).map(|(a, b)| f64::from(a - b).abs()).sum::<f64>()
+        };
+        let ratio = step(&tuned) / step(&celo2);
+        assert!((ratio - 3.0).abs() < 1e-3, "moved {ratio}× as far");
+
+        let e = f.parse_candidate("celo2:momentum=0.9").unwrap_err().to_string();
+        assert!(e.contains("momentum") && e.contains("settable"), "{e}");
+        let e = f.parse_candidate("celo:lr=1e-3").unwrap_err().to_string();
+        assert!(e.contains("not settable for celo"), "{e}");
+    }
+}

@@ -68,9 +68,11 @@ pub struct PopulationRunner<'a> {
     pub factory: &'a OptimizerFactory,
 }
 
-/// How members are grouped under one optimizer: same kind (and checkpoint) and horizon.
+/// How members are grouped under one optimizer: same kind and horizon; a learned optimizer's
+/// members also share its checkpoint and hyperparameters (one bound rule serves them all).
 fn optimizer_key(job: &Job) -> (String, Option<String>, u64) {
-    (job.key.optimizer.kind.clone(), job.key.optimizer.checkpoint.clone(), job.key.horizon)
+    let o = &job.key.optimizer;
+    (o.kind.clone(), o.checkpoint.as_ref().map(|sha| format!("{sha}{:?}", o.hparams)), job.key.horizon)
 }
 
 impl Runner for PopulationRunner<'_> {
