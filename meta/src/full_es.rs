@@ -9,7 +9,7 @@
 
 use crate::inner::{unroll_length, InnerTasks};
 use crate::recipe::MetaLoss;
-use crate::{epsilon, finite_delta, mean, parallel_map, perturbed, stream, Purpose};
+use crate::{epsilon_frozen, finite_delta, mean, parallel_map, perturbed, stream, Purpose};
 use anyhow::Result;
 use rand::Rng;
 
@@ -28,6 +28,8 @@ pub struct FullEsConfig {
     pub recompute_batches: usize,
     /// Seed of every random stream.
     pub seed: u64,
+    /// Entries of theta held fixed (not perturbed); empty: none.
+    pub frozen: Vec<bool>,
 }
 
 /// One pair's episode: which task, from which inner seed, for how many steps.
@@ -95,7 +97,7 @@ pub fn estimate<T: InnerTasks>(tasks: &T, theta: &[f32], cfg: &FullEsConfig, t: 
     let n = theta.len();
     let mut pairs: Vec<u64> = (0..cfg.pairs as u64).collect();
     let results = parallel_map(&mut pairs, jobs, |_, &mut i| -> PairResult {
-        let eps = epsilon(cfg.seed, t, i, n, cfg.sigma);
+        let eps = epsilon_frozen(cfg.seed, t, i, n, cfg.sigma, &cfg.frozen);
         let ep = draw_episode(cfg.seed, t, i, tasks.len(), cfg.unroll);
         let thetas = [perturbed(theta, &eps, 1.0), perturbed(theta, &eps, -1.0)];
         let mut run = tasks.start(ep.task, ep.seed, ep.steps, &thetas)?;

@@ -67,6 +67,8 @@ pub trait InnerTasks: Sync {
 /// the architecture bound to that member's theta.
 pub struct RegistryTasks {
     arch: Architecture,
+    /// The recipe's hyperparameters, every member's.
+    hyper: beatmatch_learned::Hyperparameters,
     template: Theta,
     tasks: Vec<(Task, Arc<Dataset>)>,
 }
@@ -107,13 +109,13 @@ pub struct RegistryRun<'a> {
 impl RegistryTasks {
     /// Tasks `tasks` (with their loaded data) for architecture `arch`, whose thetas have the
     /// names and shapes of `template`.
-    pub fn new(arch: Architecture, template: Theta, tasks: Vec<(Task, Arc<Dataset>)>) -> Result<Self> {
+    pub fn new(arch: Architecture, hyper: beatmatch_learned::Hyperparameters, template: Theta, tasks: Vec<(Task, Arc<Dataset>)>) -> Result<Self> {
         for (t, _) in &tasks {
             if !Population::<dyn beatmatch_core::Optimizer>::supports(&t.problem) {
                 bail!("{}: meta-training trains dense networks only (logreg, mlp, autoencoder)", t.id());
             }
         }
-        Ok(Self { arch, template, tasks })
+        Ok(Self { arch, hyper, template, tasks })
     }
 
     /// The tasks.
@@ -123,7 +125,7 @@ impl RegistryTasks {
 
     fn optimizer(&self, theta: &[f32], params: &[ParamInfo]) -> Result<Box<dyn beatmatch_core::Optimizer>> {
         let t = self.template.with_flat(theta)?;
-        Ok(beatmatch_learned::build_members(self.arch, &t, 1, params)?)
+        Ok(self.arch.host(&t, &self.hyper, 1, 1, params)?)
     }
 }
 

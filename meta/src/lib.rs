@@ -48,6 +48,20 @@ pub fn stream(seed: u64, t: u64, i: u64, purpose: Purpose) -> ChaCha8Rng {
 
 /// A perturbation: `n` draws from N(0, σ²).
 pub fn epsilon(seed: u64, t: u64, i: u64, n: usize, sigma: f32) -> Vec<f32> {
+    epsilon_frozen(seed, t, i, n, sigma, &[])
+}
+
+/// [`epsilon`] with the entries `frozen` marks set to 0 (drawn all the same, so the other
+/// entries are those of an unfrozen run); `frozen` empty freezes nothing.
+pub fn epsilon_frozen(seed: u64, t: u64, i: u64, n: usize, sigma: f32, frozen: &[bool]) -> Vec<f32> {
+    let mut eps = epsilon_all(seed, t, i, n, sigma);
+    for (e, _) in eps.iter_mut().zip(frozen).filter(|(_, &f)| f) {
+        *e = 0.0;
+    }
+    eps
+}
+
+fn epsilon_all(seed: u64, t: u64, i: u64, n: usize, sigma: f32) -> Vec<f32> {
     use rand_distr::{Distribution, StandardNormal};
     let mut r = stream(seed, t, i, Purpose::Epsilon);
     (0..n)

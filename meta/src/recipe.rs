@@ -18,7 +18,15 @@
 //! outer: { lr: 0.003, warmup: 20, final_fraction: 0.1, clip: { elementwise: 3.0 } }
 //! checkpoint_every: 25             # outer steps
 //! seed: 0
+//! frozen: [rnn_params, lstm_init_state]   # optional: theta tensors (path prefixes) kept as initialised
+//! hyperparameters: { train_phase: 1 }     # optional: the architecture's settable hyperparameters
 //! ```
+//!
+//! `frozen` and `hyperparameters` meta-train an architecture in phases, as Celo is: phase 1
+//! trains the per-parameter MLP with the scheduler frozen and unused (`train_phase: 1`), phase 2
+//! starts from phase 1's checkpoint and trains the scheduler with the MLP frozen. An
+//! architecture without a reference initialisation (Celo's published weights) can be
+//! meta-trained further from a checkpoint (`init: { checkpoint: PATH }`).
 
 use crate::outer::OuterConfig;
 use anyhow::{anyhow, bail, Result};
@@ -202,6 +210,12 @@ pub struct Recipe {
     /// Seed of every random stream.
     #[serde(default)]
     pub seed: u64,
+    /// Theta tensors (path prefixes, e.g. `rnn_params`) held at their initial values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen: Vec<String>,
+    /// The architecture's settable hyperparameters, for training and the checkpoints written.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hyperparameters: beatmatch_learned::Hyperparameters,
 }
 
 fn avg() -> MetaLoss {
@@ -239,11 +253,18 @@ pub fn parse(file: &str, text: &str, registry: &[Task]) -> Result<Resolved> {
     if !(r.sigma > 0.0 && r.sigma.is_finite()) {
         return Err(at("sigma", format!("sigma {} must be a positive number (the perturbation's standard deviation, e.g. 0.01)", r.sigma)));
     }
-    if !r.architecture.meta_trainable() {
+    if let Err(e) = r.architecture.check_hyperparameters(&r.hyperparameters) {
+        return Err(at("hyperparameters", format!("{e:#}")));
+    }
+    if !r.architecture.meta_trainable() && !matches!(r.init, Init::Checkpoint(_)) {
         let trainable: Vec<&str> = Architecture::all().into_iter().filter(|a| a.meta_trainable()).map(|a| a.as_str()).collect();
         return Err(at(
             "architecture",
-            format!("{} is not meta-trained here (it has no reference initialisation); expected one of: {}", r.architecture.label(), trainable.join(", ")),
+            format!(
+                "{} has no reference initialisation here: start it from a checkpoint (`init: {{ checkpoint: PATH }}`) or use one of: {}",
+                r.architecture.label(),
+                trainable.join(", ")
+            ),
         ));
     }
     if r.pairs == 0 {
@@ -407,7 +428,12 @@ checkpoint_every: 5
         let e = err(&GOOD.replace("estimator: full_es", "estimator: truncated_pes\ntruncation: 7"));
         assert!(e.contains("recipe.yaml:5:") && e.contains("multiple of truncation 7"), "{e}");
         let e = err(&GOOD.replace("architecture: small_fc", "architecture: velo"));
-        assert!(e.starts_with("recipe.yaml:2:") && e.contains("VeLO is not meta-trained here") && e.contains("small_fc, mlp_lopt"), "{e}");
+        assert!(
+            e.starts_with("recipe.yaml:2:")
+                && e.contains("VeLO has no reference initialisation here: start it from a checkpoint")
+                && e.contains("small_fc, mlp_lopt"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("{ min: 10, max: 30 }", "{ min: 30, max: 10 }"));
         assert!(e.starts_with("recipe.yaml:8:") && e.contains("min ≤ max"), "{e}");
         let e = err(&GOOD.replace("[logreg.mnist1d.b32.s40]", "[mlp-w8-d1-relu.mnist1d.b32.s30]"));

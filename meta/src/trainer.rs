@@ -134,14 +134,32 @@ pub fn initial_theta(r: &Resolved) -> Result<Theta> {
     }
 }
 
+/// Per entry of the flat theta ([`Theta::flatten`] order), whether the recipe's `frozen`
+/// prefixes hold it fixed; a prefix that names no tensor is an error.
+pub fn frozen_mask(r: &Resolved, template: &Theta) -> Result<Vec<bool>> {
+    let matches = |name: &str, prefix: &str| name == prefix || name.starts_with(&format!("{prefix}/"));
+    for prefix in &r.recipe.frozen {
+        if !template.tensors.keys().any(|n| matches(n, prefix)) {
+            let roots: std::collections::BTreeSet<&str> = template.tensors.keys().map(|n| n.split('/').next().unwrap_or(n)).collect();
+            bail!(
+                "{}: frozen `{prefix}` names no meta-parameter of {} (its tensors start with: {})",
+                r.path.display(),
+                r.recipe.architecture.as_str(),
+                roots.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(template.tensors.iter().flat_map(|(name, t)| std::iter::repeat_n(r.recipe.frozen.iter().any(|p| matches(name, p)), t.data.len())).collect())
+}
+
 /// Training and validation tasks of a recipe, their data loaded.
 pub fn registry_tasks(r: &Resolved, template: &Theta) -> Result<(RegistryTasks, RegistryTasks)> {
     let load = |tasks: &[beatmatch_tasks::Task]| -> Result<Vec<_>> {
         tasks.iter().map(|t| Ok((t.clone(), t.problem.dataset.load().with_context(|| format!("data for {}", t.id()))?))).collect()
     };
     Ok((
-        RegistryTasks::new(r.recipe.architecture, template.clone(), load(&r.train)?)?,
-        RegistryTasks::new(r.recipe.architecture, template.clone(), load(&r.validation)?)?,
+        RegistryTasks::new(r.recipe.architecture, r.recipe.hyperparameters.clone(), template.clone(), load(&r.train)?)?,
+        RegistryTasks::new(r.recipe.architecture, r.recipe.hyperparameters.clone(), template.clone(), load(&r.validation)?)?,
     ))
 }
 
@@ -164,7 +182,7 @@ fn write_checkpoint(path: &Path, r: &Resolved, template: &Theta, theta: &[f32], 
     }
     let sidecar = Sidecar {
         architecture: r.recipe.architecture,
-        hyperparameters: Default::default(),
+        hyperparameters: r.recipe.hyperparameters.clone(),
         source: format!("meta-trained by recipe {} ({})", r.recipe.name, r.path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()),
         meta_training: Some(MetaProvenance {
             recipe: r.recipe.name.clone(),
@@ -263,6 +281,7 @@ pub fn run<T: InnerTasks>(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let resumed_from = st.step;
     let sigma = rc.sigma as f32;
+    let frozen = frozen_mask(r, template)?;
     let es = FullEsConfig {
         pairs: rc.pairs,
         sigma,
@@ -270,8 +289,10 @@ pub fn run<T: InnerTasks>(
         meta_loss: rc.meta_loss,
         recompute_batches: rc.recompute_batches,
         seed: rc.seed,
+        frozen: frozen.clone(),
     };
-    let pes_cfg = PesConfig { pairs: rc.pairs, sigma, episode: rc.unroll.min, truncation: rc.truncation.unwrap_or(rc.unroll.min), seed: rc.seed };
+    let pes_cfg =
+        PesConfig { pairs: rc.pairs, sigma, episode: rc.unroll.min, truncation: rc.truncation.unwrap_or(rc.unroll.min), seed: rc.seed, frozen: frozen.clone() };
     let mut pes: PesState<'_, T> = PesState::fresh(&pes_cfg, st.theta.len());
     let mut checkpoint_due = false;
     let stop = until.unwrap_or(rc.outer_steps).min(rc.outer_steps);
@@ -282,9 +303,18 @@ pub fn run<T: InnerTasks>(
             Estimator::TruncatedPes => truncated_pes::estimate(train, &mut pes, &st.theta, &pes_cfg, t, jobs)?,
         };
         let mut grad = est.grad;
+        // Frozen entries: no gradient (their perturbations were 0 already) and, whatever the
+        // outer optimizer does, their values restored.
+        let held: Vec<(usize, f32)> = frozen.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| (i, st.theta[i])).collect();
+        for &(i, _) in &held {
+            grad[i] = 0.0;
+        }
         let grad_norm = Adam::clip(rc.outer.clip, &mut grad);
         let lr = Adam::lr(&rc.outer, t, rc.outer_steps);
         st.adam.step(&rc.outer, &mut st.theta, &grad, lr);
+        for (i, v) in held {
+            st.theta[i] = v;
+        }
         if st.theta.iter().any(|x| !x.is_finite()) {
             bail!("outer step {}: theta became non-finite (meta-gradient norm {grad_norm}); lower outer.lr or clip harder", t + 1);
         }

@@ -23,7 +23,7 @@
 
 use crate::full_es::{draw_episode, reduce, Episode, Estimate, PairResult};
 use crate::inner::InnerTasks;
-use crate::{epsilon, mean, parallel_map, perturbed};
+use crate::{epsilon_frozen, mean, parallel_map, perturbed};
 use anyhow::{bail, Result};
 
 /// The settings PES reads.
@@ -39,6 +39,8 @@ pub struct PesConfig {
     pub truncation: u64,
     /// Seed of every random stream.
     pub seed: u64,
+    /// Entries of theta held fixed (not perturbed); empty: none.
+    pub frozen: Vec<bool>,
 }
 
 /// One pair's persistent state.
@@ -75,7 +77,7 @@ pub fn estimate<'a, T: InnerTasks>(tasks: &'a T, state: &mut PesState<'a, T>, th
     let n = theta.len();
     // Per pair: (L⁺, L⁻) of the truncation, inner steps, A + ε.
     let results = parallel_map(&mut state.pairs, jobs, |i, pair| -> PairResult {
-        let eps = epsilon(cfg.seed, t, i as u64, n, cfg.sigma);
+        let eps = epsilon_frozen(cfg.seed, t, i as u64, n, cfg.sigma, &cfg.frozen);
         let thetas = [perturbed(theta, &eps, 1.0), perturbed(theta, &eps, -1.0)];
         match &mut pair.run {
             Some(run) => tasks.rebind(run, &thetas)?,

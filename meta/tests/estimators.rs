@@ -118,7 +118,7 @@ fn cosine(a: &[f32], b: &[f64]) -> f64 {
 }
 
 fn es(pairs: usize, steps: u64) -> FullEsConfig {
-    FullEsConfig { pairs, sigma: 0.01, unroll: (steps, steps), meta_loss: MetaLoss::Avg, recompute_batches: 1, seed: 7 }
+    FullEsConfig { pairs, sigma: 0.01, unroll: (steps, steps), meta_loss: MetaLoss::Avg, recompute_batches: 1, seed: 7, frozen: Vec::new() }
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn full_es_does_not_depend_on_the_thread_count() {
 fn pes_with_one_truncation_spanning_the_episode_equals_full_es_avg() {
     let q = tasks();
     let theta = [0.3f32, -0.5, 0.1, 1.0];
-    let cfg = PesConfig { pairs: 16, sigma: 0.01, episode: 25, truncation: 25, seed: 7 };
+    let cfg = PesConfig { pairs: 16, sigma: 0.01, episode: 25, truncation: 25, seed: 7, frozen: Vec::new() };
     let mut state = PesState::fresh(&cfg, D);
     let pes = truncated_pes::estimate(&q, &mut state, &theta, &cfg, 0, 2).unwrap();
     let full = full_es::estimate(&q, &theta, &es(16, 25), 0, 1).unwrap();
@@ -163,7 +163,7 @@ fn pes_with_one_truncation_spanning_the_episode_equals_full_es_avg() {
 fn pes_truncations_keep_the_episode_and_reset_at_its_end() {
     let q = tasks();
     let theta = [0.3f32, -0.5, 0.1, 1.0];
-    let cfg = PesConfig { pairs: 256, sigma: 0.01, episode: 30, truncation: 10, seed: 1 };
+    let cfg = PesConfig { pairs: 256, sigma: 0.01, episode: 30, truncation: 10, seed: 1, frozen: Vec::new() };
     let mut state = PesState::fresh(&cfg, D);
     let truth = true_gradient(&q, &theta, 30);
     let mut sum = vec![0f32; D];

@@ -95,3 +95,59 @@ fn swapping_the_perturbation_sign_swaps_the_members_exactly() {
         assert_eq!(a[0].len(), 25);
     }
 }
+
+/// Celo's two phases from its published weights: phase 1 (`train_phase: 1`) moves only the
+/// per-parameter MLP, phase 2 only the scheduler; the checkpoints carry the phase.
+#[test]
+fn a_phase_moves_only_what_it_does_not_freeze() {
+    let published = Path::new(env!("CARGO_MANIFEST_DIR")).join("../learned/checkpoints/published/celo/theta.state");
+    let start = beatmatch_learned::checkpoint::load(&published, None).unwrap().theta;
+    for (frozen, phase) in [(&["rnn_params", "lstm_init_state"][..], 1), (&["ff_mod_stack"][..], 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = common::recipe("full_es", 2)
+            .replace("architecture: small_fc", "architecture: celo")
+            .replace("init: { seed: 3 }", &format!("init: {{ checkpoint: {} }}", published.display()))
+            + &format!("frozen: [{}]\nhyperparameters: {{ train_phase: {phase} }}\n", frozen.join(", "));
+        run(&text, dir.path(), 2, None);
+        let layout = Layout::new(dir.path());
+        let end = beatmatch_learned::checkpoint::load(&layout.final_checkpoint(), None).unwrap();
+        assert_eq!(end.hyperparameters.get("train_phase"), Some(&f64::from(phase)));
+        for (name, t) in &start.tensors {
+            let moved = end.theta.tensors[name] != *t;
+            let held = frozen.iter().any(|p| name.starts_with(&format!("{p}/")));
+            assert_eq!(moved, !held, "phase {phase}: {name} moved = {moved}, frozen = {held}");
+        }
+    }
+}
+
+#[test]
+fn frozen_and_hyperparameters_are_checked_against_the_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("recipe.yaml");
+    std::fs::write(&file, common::recipe("full_es", 2) + "hyperparameters: { train_phase: 1 }\n").unwrap();
+    let e = format!("{:#}", recipe::load(&file, &common::registry()).unwrap_err());
+    assert!(e.contains("recipe.yaml:") && e.contains("train_phase") && e.contains("not settable for small_fc"), "{e}");
+    std::fs::write(&file, common::recipe("full_es", 2) + "frozen: [rnn_params]\n").unwrap();
+    let r = recipe::load(&file, &common::registry()).unwrap();
+    let e = trainer::frozen_mask(&r, &trainer::initial_theta(&r).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("frozen `rnn_params` names no meta-parameter of small_fc") && e.contains("nn"), "{e}");
+}
+
+/// Every shipped recipe parses against the built-in registry, its initial theta loads and its
+/// frozen prefixes name tensors of its architecture.
+#[test]
+fn every_shipped_recipe_resolves() {
+    let registry = beatmatch_tasks::registry::embedded().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../learned/recipes");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let r = recipe::load(&path, &registry).unwrap_or_else(|e| panic!("{e:#}"));
+            let theta = trainer::initial_theta(&r).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            trainer::frozen_mask(&r, &theta).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} recipes");
+}
