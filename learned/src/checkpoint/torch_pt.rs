@@ -16,14 +16,28 @@ use std::path::Path;
 const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
 
 /// Every float32 tensor of the `.pt` file at `path`, by its state-dict key.
+///
+/// The file is untrusted: before candle's reader sees it, every length its pickle declares
+/// must fit in the pickle, and every tensor's declared extent in its storage entry — so
+/// nothing is allocated that the file's own size does not justify (fuzzing found candle's
+/// reader allocating a declared string length of 1.7 GB).
 pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    let all = candle_core::pickle::read_all(path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: not a readable PyTorch .pt file ({len} bytes: truncated or corrupt; a .pt is a zip whose directory ends the file): {e}",
-            path.display()
-        )
-    })?;
+    let corrupt = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{}: not a readable PyTorch .pt file ({len} bytes: truncated or corrupt; a .pt is a zip whose directory ends the file): {e}", path.display())
+    };
+    let entries = check_archive(path).map_err(|e| corrupt(&format!("{e:#}")))?;
+    let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| corrupt(&e))?;
+    let mut all = Vec::new();
+    for (name, info) in pth.tensor_infos() {
+        let bytes = info.layout.shape().dims().iter().try_fold(info.dtype.size_in_bytes(), |a, &d| a.checked_mul(d)).and_then(|b| b.checked_add(info.layout.start_offset()));
+        let stored = entries.get(&info.path).copied().unwrap_or(0);
+        if bytes.is_none_or(|b| b as u64 > stored) {
+            bail!("{}: tensor `{name}` declares shape {:?} at offset {}, beyond its storage `{}` of {stored} bytes", path.display(), info.layout.dims(), info.layout.start_offset(), info.path);
+        }
+        let t = pth.get(name).map_err(|e| corrupt(&e))?.with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+        all.push((name.clone(), t));
+    }
     let mut out = BTreeMap::new();
     for (name, t) in all {
         if t.dtype() != candle_core::DType::F32 {
@@ -36,6 +50,75 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         bail!("{}: the .pt file holds no tensors", path.display());
     }
     Ok(out)
+}
+
+/// Open the archive, check its pickle (see [`check_pickle`]) and return each entry's size.
+fn check_archive(path: &Path) -> Result<BTreeMap<String, u64>> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(std::fs::File::open(path)?))?;
+    let file_len = std::fs::metadata(path)?.len();
+    let mut sizes = BTreeMap::new();
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i)?;
+        let name = entry.name()?.to_string();
+        // PyTorch stores its entries uncompressed: none can be larger than the file.
+        if entry.size() > file_len {
+            bail!("`{name}` declares {} bytes in a file of {file_len}", entry.size());
+        }
+        sizes.insert(name, entry.size());
+    }
+    for (name, &size) in &sizes {
+        if name.ends_with("data.pkl") {
+            let mut pickle = Vec::with_capacity(size as usize);
+            zip.by_name(name)?.take(size).read_to_end(&mut pickle)?;
+            check_pickle(&pickle).with_context(|| format!("`{name}`"))?;
+        }
+    }
+    Ok(sizes)
+}
+
+/// Walk the pickle's opcodes (those candle's reader knows) and check that every argument —
+/// above all every declared string length — lies within the pickle.
+fn check_pickle(p: &[u8]) -> Result<()> {
+    let mut at = 0usize;
+    let need = |at: usize, n: usize| -> Result<()> {
+        if at.checked_add(n).is_none_or(|end| end > p.len()) {
+            bail!("an argument of {n} bytes at byte {at} runs past the pickle's end ({} bytes)", p.len());
+        }
+        Ok(())
+    };
+    while at < p.len() {
+        let op = p[at];
+        at += 1;
+        let arg = match op {
+            0x80 | b'q' | b'K' | b'h' => 1,
+            b'M' => 2,
+            b'r' | b'J' | b'j' => 4,
+            b'G' => 8,
+            b'X' => {
+                need(at, 4)?;
+                4 + u32::from_le_bytes(p[at..at + 4].try_into().expect("4 bytes")) as usize
+            }
+            0x8a => {
+                need(at, 1)?;
+                1 + p[at] as usize
+            }
+            b'c' => {
+                // Two newline-terminated names.
+                let mut n = 0;
+                for _ in 0..2 {
+                    n += p[at + n..].iter().position(|&b| b == b'\n').with_context(|| format!("an unterminated GLOBAL name at byte {at}"))? + 1;
+                }
+                n
+            }
+            b')' | b'R' | b'(' | b't' | b'Q' | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | b'N' | b's' | b'u' | b'}' | b'd' | b'b' | 0x81 | b']' | b'a' | b'e' => 0,
+            b'.' => return Ok(()),
+            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", at - 1),
+        };
+        need(at, arg)?;
+        at += arg;
+    }
+    bail!("the pickle ends without its STOP opcode")
 }
 
 fn take<'a>(sd: &'a BTreeMap<String, Tensor>, path: &Path, key: &str, rank: usize) -> Result<&'a Tensor> {
