@@ -169,3 +169,20 @@ pub fn celo2_theta(path: &Path, sd: &BTreeMap<String, Tensor>) -> Result<Theta> 
     put("b2", take(sd, path, "output.bias", 1)?.clone());
     Ok(theta)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_pickle;
+
+    #[test]
+    fn declared_lengths_must_fit_in_the_pickle() {
+        // PROTO 2, BINUNICODE "ab", STOP.
+        assert!(check_pickle(b"\x80\x02X\x02\x00\x00\x00ab.").is_ok());
+        let e = check_pickle(b"\x80\x02X\x00\x00\x00\x40ab.").unwrap_err().to_string();
+        assert!(e.contains("1073741828 bytes at byte 3") && e.contains("past the pickle's end"), "{e}");
+        let e = check_pickle(b"\x80\x02\xff.").unwrap_err().to_string();
+        assert!(e.contains("unsupported pickle opcode 0xff at byte 2"), "{e}");
+        assert!(check_pickle(b"\x80\x02").unwrap_err().to_string().contains("without its STOP"));
+        assert!(check_pickle(b"ctorch\nFloat").unwrap_err().to_string().contains("unterminated GLOBAL"));
+    }
+}
