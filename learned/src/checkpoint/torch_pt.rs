@@ -1,5 +1,5 @@
 //! PyTorch `.pt` state dicts — a zip of a pickle (`data.pkl`) and raw little-endian storages —
-//! read natively through candle's pickle reader, no Python: PyLO's Celo2 weights
+//! read natively by a small checked unpickler (no Python, no torch): PyLO's Celo2 weights
 //! (`pylo/models/celo2_weights.pt`, its `Celo2MLP`). Names and `nn.Linear` layouts (`weight`
 //! is `[out, in]`) are mapped onto the JAX reference's haiku tree, the exact inverse of PyLO's
 //! `scripts/convert_celo2_checkpoint.py`: `first_layer_weights.i` `[H, g]` (or the dense
@@ -17,34 +17,21 @@ const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
 
 /// Every float32 tensor of the `.pt` file at `path`, by its state-dict key.
 ///
-/// The file is untrusted: before candle's reader sees it, every length its pickle declares
-/// must fit in the pickle, and every tensor's declared extent in its storage entry — so
-/// nothing is allocated that the file's own size does not justify (fuzzing found candle's
-/// reader allocating a declared string length of 1.7 GB).
+/// The file is untrusted, so it is read by beatmatch's own small unpickler (fuzzing found
+/// candle's reader allocating a declared string length of 1.7 GB from a 7 KB file, and
+/// panicking on short argument tuples): only the opcodes a `torch.save`d state dict uses, every
+/// declared length checked against the pickle, every tuple's arity checked, every tensor's
+/// extent checked against its storage entry, which must fit in the file.
 pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    let corrupt = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!("{}: not a readable PyTorch .pt file ({len} bytes: truncated or corrupt; a .pt is a zip whose directory ends the file): {e}", path.display())
-    };
-    let entries = check_archive(path).map_err(|e| corrupt(&format!("{e:#}")))?;
-    let pth = candle_core::pickle::PthTensors::new(path, None).map_err(|e| corrupt(&e))?;
-    let mut all = Vec::new();
-    for (name, info) in pth.tensor_infos() {
-        let bytes = info.layout.shape().dims().iter().try_fold(info.dtype.size_in_bytes(), |a, &d| a.checked_mul(d)).and_then(|b| b.checked_add(info.layout.start_offset()));
-        let stored = entries.get(&info.path).copied().unwrap_or(0);
-        if bytes.is_none_or(|b| b as u64 > stored) {
-            bail!("{}: tensor `{name}` declares shape {:?} at offset {}, beyond its storage `{}` of {stored} bytes", path.display(), info.layout.dims(), info.layout.start_offset(), info.path);
-        }
-        let t = pth.get(name).map_err(|e| corrupt(&e))?.with_context(|| format!("{}: tensor `{name}`", path.display()))?;
-        all.push((name.clone(), t));
-    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let corrupt =
+        |e: anyhow::Error| anyhow::anyhow!("{}: not a readable PyTorch .pt file ({} bytes: truncated or corrupt): {e:#}", path.display(), bytes.len());
+    let archive = Archive::open(&bytes).map_err(corrupt)?;
+    let dict = unpickle(&archive.pickle).context("data.pkl").map_err(corrupt)?;
     let mut out = BTreeMap::new();
-    for (name, t) in all {
-        if t.dtype() != candle_core::DType::F32 {
-            bail!("{}: tensor `{name}` is {:?}; expected float32", path.display(), t.dtype());
-        }
-        let data = t.flatten_all().and_then(|f| f.to_vec1::<f32>()).with_context(|| format!("{}: tensor `{name}`", path.display()))?;
-        out.insert(name, Tensor { shape: t.dims().to_vec(), data });
+    for (name, value) in dict {
+        let t = value.tensor(&archive).with_context(|| format!("tensor `{name}`")).map_err(corrupt)?;
+        out.insert(name, t);
     }
     if out.is_empty() {
         bail!("{}: the .pt file holds no tensors", path.display());
@@ -52,73 +39,271 @@ pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(out)
 }
 
-/// Open the archive, check its pickle (see [`check_pickle`]) and return each entry's size.
-fn check_archive(path: &Path) -> Result<BTreeMap<String, u64>> {
-    use std::io::Read;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(std::fs::File::open(path)?))?;
-    let file_len = std::fs::metadata(path)?.len();
-    let mut sizes = BTreeMap::new();
-    for i in 0..zip.len() {
-        let entry = zip.by_index(i)?;
-        let name = entry.name()?.to_string();
-        // PyTorch stores its entries uncompressed: none can be larger than the file.
-        if entry.size() > file_len {
-            bail!("`{name}` declares {} bytes in a file of {file_len}", entry.size());
-        }
-        sizes.insert(name, entry.size());
-    }
-    for (name, &size) in &sizes {
-        if name.ends_with("data.pkl") {
-            let mut pickle = Vec::with_capacity(size as usize);
-            zip.by_name(name)?.take(size).read_to_end(&mut pickle)?;
-            check_pickle(&pickle).with_context(|| format!("`{name}`"))?;
-        }
-    }
-    Ok(sizes)
+/// A `.pt` zip archive's pickle and storages (PyTorch stores its entries uncompressed).
+struct Archive {
+    pickle: Vec<u8>,
+    /// Storage key (`data/<key>`) → its bytes.
+    storages: BTreeMap<String, Vec<u8>>,
 }
 
-/// Walk the pickle's opcodes (those candle's reader knows) and check that every argument —
-/// above all every declared string length — lies within the pickle.
-fn check_pickle(p: &[u8]) -> Result<()> {
-    let mut at = 0usize;
-    let need = |at: usize, n: usize| -> Result<()> {
-        if at.checked_add(n).is_none_or(|end| end > p.len()) {
-            bail!("an argument of {n} bytes at byte {at} runs past the pickle's end ({} bytes)", p.len());
-        }
-        Ok(())
-    };
-    while at < p.len() {
-        let op = p[at];
-        at += 1;
-        let arg = match op {
-            0x80 | b'q' | b'K' | b'h' => 1,
-            b'M' => 2,
-            b'r' | b'J' | b'j' => 4,
-            b'G' => 8,
-            b'X' => {
-                need(at, 4)?;
-                4 + u32::from_le_bytes(p[at..at + 4].try_into().expect("4 bytes")) as usize
+impl Archive {
+    fn open(bytes: &[u8]) -> Result<Self> {
+        use std::io::Read;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| anyhow::anyhow!("a .pt is a zip whose directory ends the file: {e}"))?;
+        let mut pickle = None;
+        let mut storages = BTreeMap::new();
+        for i in 0..zip.len() {
+            let entry = zip.by_index(i)?;
+            let name = entry.name()?.to_string();
+            if entry.size() > bytes.len() as u64 {
+                bail!("`{name}` declares {} bytes in a file of {}", entry.size(), bytes.len());
             }
-            0x8a => {
-                need(at, 1)?;
-                1 + p[at] as usize
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            let size = entry.size();
+            entry.take(size).read_to_end(&mut data).with_context(|| format!("`{name}`"))?;
+            if name.ends_with("/data.pkl") || name == "data.pkl" {
+                pickle = Some(data);
+            } else if let Some((_, key)) = name.rsplit_once("/data/") {
+                storages.insert(key.to_string(), data);
+            }
+        }
+        Ok(Self { pickle: pickle.context("no data.pkl in the archive")?, storages })
+    }
+}
+
+/// The pickle values a state dict is made of.
+#[derive(Clone, Debug)]
+enum Value {
+    Mark,
+    None,
+    Bool,
+    Int(i64),
+    Float,
+    Str(String),
+    Tuple(Vec<Value>),
+    List(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+    Global(String, String),
+    /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, …)`.
+    Tensor {
+        key: String,
+        offset: usize,
+        size: Vec<usize>,
+        stride: Vec<usize>,
+    },
+    /// `("storage", FloatStorage, key, location, numel)`.
+    Storage(String),
+}
+
+impl Value {
+    fn int(&self) -> Result<i64> {
+        match self {
+            Value::Int(i) => Ok(*i),
+            other => bail!("expected an integer, found {other:?}"),
+        }
+    }
+
+    fn dims(&self) -> Result<Vec<usize>> {
+        let Value::Tuple(items) = self else { bail!("expected a tuple of dimensions, found {self:?}") };
+        items.iter().map(|v| usize::try_from(v.int()?).context("a negative dimension")).collect()
+    }
+
+    /// The float32 tensor this value rebuilds, read from its storage.
+    fn tensor(&self, archive: &Archive) -> Result<Tensor> {
+        let Value::Tensor { key, offset, size, stride } = self else { bail!("not a tensor: {self:?}") };
+        let numel = size.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("shape overflows")?;
+        let contiguous: Vec<usize> = (0..size.len()).map(|i| size[i + 1..].iter().product()).collect();
+        if numel > 0 && *stride != contiguous {
+            bail!("stride {stride:?} of shape {size:?} is not contiguous");
+        }
+        let data = archive.storages.get(key).with_context(|| format!("no storage `data/{key}`"))?;
+        let end = offset.checked_add(numel).and_then(|e| e.checked_mul(4)).context("extent overflows")?;
+        if end > data.len() {
+            bail!("shape {size:?} at offset {offset} needs {end} bytes of storage `data/{key}`, which has {}", data.len());
+        }
+        let data = data[offset * 4..end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        Ok(Tensor { shape: size.clone(), data })
+    }
+}
+
+/// Run the pickle `p` and return the state dict it builds (name → value).
+fn unpickle(p: &[u8]) -> Result<Vec<(String, Value)>> {
+    let mut stack: Vec<Value> = Vec::new();
+    let mut memo: BTreeMap<u32, Value> = BTreeMap::new();
+    let mut at = 0usize;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+        let end = at
+            .checked_add(n)
+            .filter(|&e| e <= p.len())
+            .with_context(|| format!("an argument of {n} bytes at byte {at} runs past the pickle's end ({} bytes)", p.len()))?;
+        let s = &p[*at..end];
+        *at = end;
+        Ok(s)
+    };
+    let pop = |stack: &mut Vec<Value>, at: usize| stack.pop().with_context(|| format!("stack underflow at byte {at}"));
+    let pop_mark = |stack: &mut Vec<Value>, at: usize| -> Result<Vec<Value>> {
+        let m = stack.iter().rposition(|v| matches!(v, Value::Mark)).with_context(|| format!("no MARK before byte {at}"))?;
+        let items = stack.split_off(m + 1);
+        stack.pop();
+        Ok(items)
+    };
+    loop {
+        let op_at = at;
+        let op = *take(&mut at, 1)?.first().expect("one byte");
+        match op {
+            0x80 => {
+                take(&mut at, 1)?;
             }
             b'c' => {
-                // Two newline-terminated names.
-                let mut n = 0;
+                let mut names = Vec::new();
                 for _ in 0..2 {
-                    n += p[at + n..].iter().position(|&b| b == b'\n').with_context(|| format!("an unterminated GLOBAL name at byte {at}"))? + 1;
+                    let n = p[at..].iter().position(|&b| b == b'\n').with_context(|| format!("an unterminated GLOBAL name at byte {at}"))?;
+                    names.push(String::from_utf8_lossy(take(&mut at, n + 1)?.split_last().expect("newline").1).into_owned());
                 }
-                n
+                stack.push(Value::Global(names[0].clone(), names[1].clone()));
             }
-            b')' | b'R' | b'(' | b't' | b'Q' | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | b'N' | b's' | b'u' | b'}' | b'd' | b'b' | 0x81 | b']' | b'a' | b'e' => 0,
-            b'.' => return Ok(()),
-            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", at - 1),
-        };
-        need(at, arg)?;
-        at += arg;
+            b'q' => {
+                let k = u32::from(take(&mut at, 1)?[0]);
+                memo.insert(k, stack.last().with_context(|| format!("BINPUT on an empty stack at byte {op_at}"))?.clone());
+            }
+            b'r' => {
+                let k = u32::from_le_bytes(take(&mut at, 4)?.try_into().expect("4 bytes"));
+                memo.insert(k, stack.last().with_context(|| format!("LONG_BINPUT on an empty stack at byte {op_at}"))?.clone());
+            }
+            b'h' | b'j' => {
+                let k = if op == b'h' { u32::from(take(&mut at, 1)?[0]) } else { u32::from_le_bytes(take(&mut at, 4)?.try_into().expect("4 bytes")) };
+                stack.push(memo.get(&k).with_context(|| format!("memo {k} unset at byte {op_at}"))?.clone());
+            }
+            b'(' => stack.push(Value::Mark),
+            b')' => stack.push(Value::Tuple(Vec::new())),
+            b']' => stack.push(Value::List(Vec::new())),
+            b'}' => stack.push(Value::Dict(Vec::new())),
+            b'N' => stack.push(Value::None),
+            0x88 | 0x89 => stack.push(Value::Bool),
+            b'K' => stack.push(Value::Int(i64::from(take(&mut at, 1)?[0]))),
+            b'M' => stack.push(Value::Int(i64::from(u16::from_le_bytes(take(&mut at, 2)?.try_into().expect("2 bytes"))))),
+            b'J' => stack.push(Value::Int(i64::from(i32::from_le_bytes(take(&mut at, 4)?.try_into().expect("4 bytes"))))),
+            0x8a => {
+                let n = take(&mut at, 1)?[0] as usize;
+                let b = take(&mut at, n)?;
+                if n > 8 {
+                    bail!("a LONG1 of {n} bytes at byte {op_at}");
+                }
+                let mut v = 0i64;
+                for (i, &x) in b.iter().enumerate() {
+                    v |= i64::from(x) << (8 * i);
+                }
+                stack.push(Value::Int(v));
+            }
+            b'G' => {
+                take(&mut at, 8)?;
+                stack.push(Value::Float);
+            }
+            b'X' => {
+                let n = u32::from_le_bytes(take(&mut at, 4)?.try_into().expect("4 bytes")) as usize;
+                stack.push(Value::Str(String::from_utf8(take(&mut at, n)?.to_vec()).with_context(|| format!("a string at byte {op_at} is not UTF-8"))?));
+            }
+            b't' => {
+                let items = pop_mark(&mut stack, op_at)?;
+                stack.push(Value::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = usize::from(op - 0x84);
+                if stack.len() < n {
+                    bail!("TUPLE{n} with {} values on the stack at byte {op_at}", stack.len());
+                }
+                let items = stack.split_off(stack.len() - n);
+                stack.push(Value::Tuple(items));
+            }
+            b'a' => {
+                let v = pop(&mut stack, op_at)?;
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.push(v),
+                    _ => bail!("APPEND to a non-list at byte {op_at}"),
+                }
+            }
+            b'e' => {
+                let items = pop_mark(&mut stack, op_at)?;
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.extend(items),
+                    _ => bail!("APPENDS to a non-list at byte {op_at}"),
+                }
+            }
+            b's' | b'u' | b'd' => {
+                let items = if op == b's' {
+                    if stack.len() < 2 {
+                        bail!("SETITEM with {} values on the stack at byte {op_at}", stack.len());
+                    }
+                    stack.split_off(stack.len() - 2)
+                } else {
+                    pop_mark(&mut stack, op_at)?
+                };
+                if items.len() % 2 != 0 {
+                    bail!("an odd number of dict items at byte {op_at}");
+                }
+                let pairs: Vec<(Value, Value)> = items.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+                if op == b'd' {
+                    stack.push(Value::Dict(pairs));
+                } else {
+                    match stack.last_mut() {
+                        Some(Value::Dict(d)) => d.extend(pairs),
+                        _ => bail!("SETITEM(S) on a non-dict at byte {op_at}"),
+                    }
+                }
+            }
+            b'Q' => {
+                let pid = pop(&mut stack, op_at)?;
+                let Value::Tuple(t) = &pid else { bail!("persistent id at byte {op_at} is not a tuple") };
+                match t.as_slice() {
+                    [Value::Str(kind), Value::Global(_, class), Value::Str(key), _, _] if kind == "storage" => {
+                        if class != "FloatStorage" {
+                            bail!("storage `{key}` is a {class}; expected float32 (FloatStorage)");
+                        }
+                        stack.push(Value::Storage(key.clone()));
+                    }
+                    _ => bail!("persistent id at byte {op_at} is not (\"storage\", FloatStorage, key, location, numel)"),
+                }
+            }
+            b'R' => {
+                let args = pop(&mut stack, op_at)?;
+                let callable = pop(&mut stack, op_at)?;
+                let Value::Tuple(args) = args else { bail!("REDUCE arguments at byte {op_at} are not a tuple") };
+                let v = match &callable {
+                    Value::Global(m, n) if m == "collections" && n == "OrderedDict" => Value::Dict(Vec::new()),
+                    Value::Global(m, n) if m == "torch._utils" && n == "_rebuild_tensor_v2" => match args.as_slice() {
+                        [Value::Storage(key), offset, size, stride, ..] => Value::Tensor {
+                            key: key.clone(),
+                            offset: usize::try_from(offset.int()?).context("a negative storage offset")?,
+                            size: size.dims()?,
+                            stride: stride.dims()?,
+                        },
+                        _ => bail!("_rebuild_tensor_v2 at byte {op_at} takes (storage, offset, size, stride, …)"),
+                    },
+                    other => bail!("REDUCE of {other:?} at byte {op_at}: only OrderedDict and _rebuild_tensor_v2 are read"),
+                };
+                stack.push(v);
+            }
+            b'b' => {
+                // BUILD: state set on an object (OrderedDict metadata); the object is kept.
+                pop(&mut stack, op_at)?;
+                if stack.is_empty() {
+                    bail!("BUILD without an object at byte {op_at}");
+                }
+            }
+            b'.' => {
+                let top = pop(&mut stack, op_at)?;
+                let Value::Dict(pairs) = top else { bail!("the pickle's value is not a dict (a state dict)") };
+                return pairs
+                    .into_iter()
+                    .map(|(k, v)| match k {
+                        Value::Str(k) => Ok((k, v)),
+                        other => bail!("a state-dict key is not a string: {other:?}"),
+                    })
+                    .collect();
+            }
+            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {op_at}"),
+        }
     }
-    bail!("the pickle ends without its STOP opcode")
 }
 
 fn take<'a>(sd: &'a BTreeMap<String, Tensor>, path: &Path, key: &str, rank: usize) -> Result<&'a Tensor> {
@@ -172,17 +357,23 @@ pub fn celo2_theta(path: &Path, sd: &BTreeMap<String, Tensor>) -> Result<Theta> 
 
 #[cfg(test)]
 mod tests {
-    use super::check_pickle;
+    use super::unpickle;
 
     #[test]
-    fn declared_lengths_must_fit_in_the_pickle() {
-        // PROTO 2, BINUNICODE "ab", STOP.
-        assert!(check_pickle(b"\x80\x02X\x02\x00\x00\x00ab.").is_ok());
-        let e = check_pickle(b"\x80\x02X\x00\x00\x00\x40ab.").unwrap_err().to_string();
-        assert!(e.contains("1073741828 bytes at byte 3") && e.contains("past the pickle's end"), "{e}");
-        let e = check_pickle(b"\x80\x02\xff.").unwrap_err().to_string();
+    fn the_unpickler_checks_lengths_arities_and_opcodes() {
+        // PROTO 2, EMPTY_DICT, BINUNICODE "ab", NONE, SETITEM, STOP.
+        let d = unpickle(b"\x80\x02}X\x02\x00\x00\x00abNs.").unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, "ab");
+        let e = unpickle(b"\x80\x02X\x00\x00\x00\x40ab.").unwrap_err().to_string();
+        assert!(e.contains("1073741824 bytes at byte 7") && e.contains("past the pickle's end"), "{e}");
+        let e = unpickle(b"\x80\x02\xff.").unwrap_err().to_string();
         assert!(e.contains("unsupported pickle opcode 0xff at byte 2"), "{e}");
-        assert!(check_pickle(b"\x80\x02").unwrap_err().to_string().contains("without its STOP"));
-        assert!(check_pickle(b"ctorch\nFloat").unwrap_err().to_string().contains("unterminated GLOBAL"));
+        assert!(unpickle(b"\x80\x02}").unwrap_err().to_string().contains("runs past"));
+        assert!(unpickle(b"ctorch\nFloat").unwrap_err().to_string().contains("unterminated GLOBAL"));
+        // _rebuild_tensor_v2 with too few arguments: an error, not a panic.
+        let e = unpickle(b"ctorch._utils\n_rebuild_tensor_v2\n)R.").unwrap_err().to_string();
+        assert!(e.contains("takes (storage, offset, size, stride"), "{e}");
+        assert!(unpickle(b"\x86.").unwrap_err().to_string().contains("TUPLE2 with 0 values"));
     }
 }
