@@ -85,7 +85,11 @@ fn rebound_theta_equals_freshly_built_and_keeps_state_mid_run() {
 fn a_population_sharing_theta_equals_each_member_alone() {
     let dir = fixtures_dir();
     for arch in Architecture::all() {
-        let case = cases(&dir).into_iter().find(|c| c.meta["kind"].as_str().and_then(Architecture::for_reference_kind) == Some(arch)).unwrap();
+        let Some(case) = cases(&dir).into_iter().find(|c| c.meta["kind"].as_str().and_then(Architecture::for_reference_kind) == Some(arch)) else {
+            // A user's folder (BEATMATCH_FIXTURES) may lack an architecture's cases; ours may not.
+            assert!(std::env::var_os("BEATMATCH_FIXTURES").is_some(), "no fixture case for {arch} in {}", dir.display());
+            continue;
+        };
         let ckpt = checkpoint::load(&dir.join(case.theta_file()), None).unwrap();
         let infos: Vec<ParamInfo> = case.params();
         let k = 3;
