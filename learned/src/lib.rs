@@ -101,6 +101,16 @@ pub(crate) fn step_scales(hyper: &Hyperparameters, exp_mult: f32, step_mult: f32
     (get(STEP_SCALES[0], exp_mult), get(STEP_SCALES[1], step_mult))
 }
 
+/// `grads` clipped to ±1000 (the learned optimizers' gradient clip) into `clipped`, one buffer
+/// per tensor, reused across steps.
+pub(crate) fn clip_gradients<'g>(clipped: &mut Vec<Vec<f32>>, grads: impl ExactSizeIterator<Item = &'g [f32]>) {
+    clipped.resize_with(grads.len(), Vec::new);
+    for (c, g) in clipped.iter_mut().zip(grads) {
+        c.clear();
+        c.extend(g.iter().map(|x| x.clamp(-1000.0, 1000.0)));
+    }
+}
+
 /// Run `f(k, state_k, params_k, grads_k)` for every member `k`, where `params_k` and `grads_k`
 /// are member k's parts of the member-major buffers. One member gets the buffers as they are.
 pub(crate) fn for_each_member<S>(

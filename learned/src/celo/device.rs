@@ -8,10 +8,10 @@ use crate::celo::scheduler::SchedulerState;
 use crate::celo::CeloNet;
 use crate::device_net::DeviceNet;
 use crate::small_fc::device::Factored;
-use crate::velo::device::{per_parameter_step, Accumulators};
+use crate::velo::device::{mean_all_f64, per_parameter_step, Accumulators};
 use beatmatch_core::StepContext;
 use beatmatch_device::{value, DeviceRule};
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 /// Celo bound to its theta (one member).
 pub struct CeloOnDevice(pub CeloNet);
@@ -60,10 +60,4 @@ impl DeviceRule for CeloOnDevice {
         }
         Ok(())
     }
-}
-
-/// Mean of `x` over the whole tensor, summed in f64, rounded to f32: a 0-d tensor.
-pub(crate) fn mean_all_f64(x: &Tensor) -> candle_core::Result<Tensor> {
-    let n = Tensor::new(x.elem_count() as f64, x.device())?;
-    x.to_dtype(DType::F64)?.sum_all()?.broadcast_div(&n)?.to_dtype(DType::F32)
 }

@@ -207,11 +207,7 @@ impl CeloNet {
     fn update_member(&self, st: &mut CeloMember, params: &mut [&mut [f32]], grads: &[&[f32]], loss: f32, num_steps: u64) {
         let schedule = self.scheduler.step(&mut st.sched, loss, num_steps);
         let mut clipped = std::mem::take(&mut st.clipped);
-        clipped.resize_with(grads.len(), Vec::new);
-        for (c, g) in clipped.iter_mut().zip(grads) {
-            c.clear();
-            c.extend(g.iter().map(|x| x.clamp(-1000.0, 1000.0)));
-        }
+        crate::clip_gradients(&mut clipped, grads.iter().copied());
         let grads: Vec<&[f32]> = clipped.iter().map(Vec::as_slice).collect();
         let mean_sq: Vec<f32> = params.iter().map(|p| (sum_squares(p) / p.len() as f64) as f32).collect();
         crate::features::simd_dispatch(&mut crate::accum::Accumulators {

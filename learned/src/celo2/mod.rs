@@ -23,6 +23,7 @@ pub mod device;
 use crate::accum::{clip_decays, learned_decays, rsqrt, Factored, FactoredState, Momentum, SecondMoment};
 use crate::arch::{Architecture, LearnedOptimizer};
 use crate::theta::{Theta, ThetaError};
+use crate::velo::GROUPS;
 use crate::Hyperparameters;
 use beatmatch_core::newton_schulz::{newton_schulz, Scratch};
 use beatmatch_core::{Bound, Optimizer, ParamInfo, StepContext, UpdateRule};
@@ -82,7 +83,6 @@ const RMS: [f64; 1] = [0.95];
 const FAC: [f64; 3] = [0.9, 0.99, 0.999];
 /// Per-parameter feature width.
 pub const FEATURES: usize = 30;
-const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
 
 /// Celo2's hyperparameters (PyLO's `Celo2_naive` defaults; the learned rule's are
 /// `factory.py`'s "celo2").
@@ -284,11 +284,7 @@ impl Celo2Net {
     fn update_member(&self, st: &mut Celo2Member, params: &mut [&mut [f32]], grads: &[&[f32]]) {
         st.count += 1;
         let learned: Vec<usize> = (0..params.len()).filter(|&i| st.routes[i] == Route::Learned).collect();
-        st.clipped.resize_with(learned.len(), Vec::new);
-        for (c, &i) in st.clipped.iter_mut().zip(&learned) {
-            c.clear();
-            c.extend(grads[i].iter().map(|x| x.clamp(-1000.0, 1000.0)));
-        }
+        crate::clip_gradients(&mut st.clipped, learned.iter().map(|&i| grads[i]));
         let g: Vec<&[f32]> = st.clipped.iter().map(Vec::as_slice).collect();
         st.mom.update(&self.mom, &g);
         st.rms.update(&self.rms, &g);

@@ -20,6 +20,7 @@
 
 use crate::arch::Architecture;
 use crate::theta::{Tensor, Theta};
+use crate::velo::GROUPS;
 use crate::Hyperparameters;
 use crate::{small_fc::SMALL_FC, velo::VELO};
 use anyhow::{bail, Context, Result};
@@ -33,9 +34,6 @@ pub const MULO_DECAYS: ([f32; 3], [f32; 1], [f32; 3]) =
 pub const MULO_STEP_MULT: f64 = 0.01;
 /// See [`MULO_STEP_MULT`].
 pub const MULO_EXP_MULT: f64 = 0.001;
-
-/// VeLO's first-layer input groups (widths), in order.
-const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
 
 type Named = BTreeMap<String, Tensor>;
 
@@ -52,7 +50,7 @@ fn read_file(path: &Path, into: &mut Named, meta: &mut BTreeMap<String, String>)
 }
 
 /// `[out, in]` → `[in, out]`.
-fn transpose(t: &Tensor) -> Tensor {
+pub(super) fn transpose(t: &Tensor) -> Tensor {
     let (o, i) = (t.shape[0], t.shape[1]);
     let mut data = vec![0.0; o * i];
     for r in 0..o {

@@ -7,13 +7,12 @@
 //! `[g, H]`, `first_layer_bias` → `b0`, `hidden.weight`/`.bias` → `w1`/`b1`,
 //! `output.weight`/`.bias` → `w2`/`b2`. Only names, shapes and transposes change.
 
+use super::pylo::transpose;
 use crate::theta::{Tensor, Theta};
+use crate::velo::GROUPS;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// The per-parameter MLP's 14 input groups (widths), in order: VeLO's and Celo2's.
-const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
 
 /// Every float32 tensor of the `.pt` file at `path`, by its state-dict key.
 ///
@@ -314,24 +313,12 @@ fn take<'a>(sd: &'a BTreeMap<String, Tensor>, path: &Path, key: &str, rank: usiz
     Ok(t)
 }
 
-/// `[out, in]` → `[in, out]`.
-fn transposed(t: &Tensor) -> Tensor {
-    let (o, i) = (t.shape[0], t.shape[1]);
-    let mut data = vec![0.0; o * i];
-    for r in 0..o {
-        for c in 0..i {
-            data[c * o + r] = t.data[r * i + c];
-        }
-    }
-    Tensor { shape: vec![i, o], data }
-}
-
 /// PyLO's `Celo2MLP` state dict (per-group or dense first layer) as the haiku theta.
 pub fn celo2_theta(path: &Path, sd: &BTreeMap<String, Tensor>) -> Result<Theta> {
     let mut theta = Theta::default();
     let mut put = |name: &str, t: Tensor| theta.tensors.insert(format!("ff_mod_stack/~/{name}"), t);
     if sd.contains_key("first_layer.weight") {
-        let w = transposed(take(sd, path, "first_layer.weight", 2)?);
+        let w = transpose(take(sd, path, "first_layer.weight", 2)?);
         if w.shape[0] != GROUPS.iter().sum::<usize>() {
             bail!("{}: tensor `first_layer.weight` has shape {:?}; expected [H, 30]", path.display(), [w.shape[1], w.shape[0]]);
         }
@@ -344,13 +331,13 @@ pub fn celo2_theta(path: &Path, sd: &BTreeMap<String, Tensor>) -> Result<Theta> 
         put("b0", take(sd, path, "first_layer.bias", 1)?.clone());
     } else {
         for i in 0..GROUPS.len() {
-            put(&format!("w0__{i}"), transposed(take(sd, path, &format!("first_layer_weights.{i}"), 2)?));
+            put(&format!("w0__{i}"), transpose(take(sd, path, &format!("first_layer_weights.{i}"), 2)?));
         }
         put("b0", take(sd, path, "first_layer_bias", 1)?.clone());
     }
-    put("w1", transposed(take(sd, path, "hidden.weight", 2)?));
+    put("w1", transpose(take(sd, path, "hidden.weight", 2)?));
     put("b1", take(sd, path, "hidden.bias", 1)?.clone());
-    put("w2", transposed(take(sd, path, "output.weight", 2)?));
+    put("w2", transpose(take(sd, path, "output.weight", 2)?));
     put("b2", take(sd, path, "output.bias", 1)?.clone());
     Ok(theta)
 }

@@ -37,7 +37,7 @@ pub struct State {
 }
 
 /// Mean of `x` over the whole tensor, summed in f64, rounded to f32: a 0-d tensor.
-fn mean_all_f64(x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn mean_all_f64(x: &Tensor) -> candle_core::Result<Tensor> {
     let n = Tensor::new(x.elem_count() as f64, x.device())?;
     x.to_dtype(DType::F64)?.sum_all()?.broadcast_div(&n)?.to_dtype(DType::F32)
 }

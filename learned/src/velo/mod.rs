@@ -69,8 +69,9 @@ const FAC: [f64; 3] = [0.9, 0.99, 0.999];
 pub const RNN_INPUTS: usize = 30;
 /// Per-parameter feature width.
 pub const FF_INPUTS: usize = 30;
-/// Widths of the 14 per-parameter feature groups (`w0__0` … `w0__13`).
-const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
+/// Widths of the 14 per-parameter feature groups (`w0__0` … `w0__13`): VeLO's, Celo's and
+/// Celo2's first layer, and PyLO's files of them.
+pub(crate) const GROUPS: [usize; 14] = [1, 1, 1, 3, 1, 3, 1, 3, 1, 3, 3, 3, 3, 3];
 
 /// Hyperparameters of the published VeLO.
 #[derive(Clone, Copy, Debug)]
@@ -429,11 +430,7 @@ impl VeloNet {
         buffer.update(loss);
         let loss_features = buffer.features();
         let mut clipped = std::mem::take(&mut st.clipped);
-        clipped.resize_with(grads.len(), Vec::new);
-        for (c, g) in clipped.iter_mut().zip(grads) {
-            c.clear();
-            c.extend(g.iter().map(|x| x.clamp(-1000.0, 1000.0)));
-        }
+        crate::clip_gradients(&mut clipped, grads.iter().copied());
         let grads: Vec<&[f32]> = clipped.iter().map(Vec::as_slice).collect();
         let fraction_trained = st.iteration as f32 / num_steps as f32;
         let (mut inputs, mut mean_sq) = (Vec::with_capacity(params.len()), Vec::with_capacity(params.len()));
