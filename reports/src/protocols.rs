@@ -98,6 +98,13 @@ pub fn per_protocol(study: &Study, rows: &[TaskRow], region: Region, seed: u64) 
         .collect()
 }
 
+/// Tasks whose tuned configuration of the candidate sits at an edge of its grid, when the
+/// candidate was tuned over one (`--candidate PROTOCOL`).
+pub fn candidate_grid_edges(study: &Study, rows: &[TaskRow]) -> Option<usize> {
+    let cand = study.arms.iter().position(|a| a.role == ArmRole::Candidate)?;
+    grid_edges(&study.arms[cand].configs, rows, cand)
+}
+
 /// Tasks whose tuned configuration of `arm` sits at an edge of its grid (see
 /// [`ProtocolResult::at_grid_edge`]).
 fn grid_edges(configs: &[OptimizerSpec], rows: &[TaskRow], arm: usize) -> Option<usize> {

@@ -10,6 +10,7 @@
 
 use crate::engine::Engine;
 use anyhow::{bail, Context, Result};
+use beatmatch_baselines::Protocol;
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_learned::checkpoint::{self, Checkpoint};
 use beatmatch_learned::Architecture;
@@ -81,6 +82,34 @@ impl OptimizerFactory {
             }
         }
         Ok(OptimizerSpec::parse(text)?)
+    }
+
+    /// The configurations protocol `p` tries, each bound to what builds it: a hand-designed
+    /// kind's as they are; a published learned optimizer's (`celo2-lr`) on its shipped
+    /// checkpoint, each configuration's hyperparameters checked against the architecture's.
+    pub fn bind_protocol(&mut self, p: &Protocol) -> Result<Vec<OptimizerSpec>> {
+        let configs = p.configs();
+        if beatmatch_baselines::find(&p.optimizer).is_some() {
+            return Ok(configs);
+        }
+        let Some((arch, path)) = Architecture::parse(&p.optimizer).and_then(|a| a.published().map(|f| (a, f))) else {
+            let published: Vec<&str> = Architecture::all().into_iter().filter(|a| a.published().is_some()).map(Architecture::as_str).collect();
+            bail!(
+                "protocol {}: optimizer `{}` is neither a hand-designed kind ({}) nor a published learned optimizer ({})",
+                p.name,
+                p.optimizer,
+                beatmatch_baselines::kind_names(),
+                published.join(", ")
+            );
+        };
+        let base = self.add_checkpoint(checkpoint::load(&resolve_shipped(Path::new(path)), Some(arch))?);
+        configs
+            .into_iter()
+            .map(|c| {
+                arch.check_hyperparameters(&c.hparams).with_context(|| format!("protocol {}", p.name))?;
+                Ok(OptimizerSpec { hparams: c.hparams, ..base.clone() })
+            })
+            .collect()
     }
 
     /// Register a loaded checkpoint; returns the spec that names it.
@@ -200,5 +229,31 @@ mod tests {
         assert!(e.contains("momentum") && e.contains("settable"), "{e}");
         let e = f.parse_candidate("celo:lr=1e-3").unwrap_err().to_string();
         assert!(e.contains("not settable for celo"), "{e}");
+    }
+
+    #[test]
+    fn a_protocol_of_a_published_learned_optimizer_binds_each_trial_to_its_weights() {
+        let mut f = OptimizerFactory::default();
+        let p = Protocol::embedded("celo2-lr").unwrap();
+        let configs = f.bind_protocol(&p).unwrap();
+        let alone = f.parse_candidate("celo2").unwrap();
+        assert_eq!(configs.len(), 5);
+        assert!(configs.iter().all(|c| c.kind == "celo2" && c.checkpoint == alone.checkpoint && c.hparams.keys().eq(["lr"])));
+        assert_eq!(p.legend(), "Celo2 LR (5 trials)");
+        // A trial is the same spec, so the same run, as the configuration named alone.
+        assert_eq!(configs[1], f.parse_candidate("celo2:lr=1e-3").unwrap());
+        // Hand-designed protocols are untouched.
+        let adam = Protocol::embedded("adam-lr15").unwrap();
+        assert_eq!(f.bind_protocol(&adam).unwrap(), adam.configs());
+
+        let yaml = |opt: &str, key: &str| {
+            format!("name: x\nlabel: X\nsource: s\noptimizer: {opt}\ngrid: {{ {key}: [0.1] }}\nseeds: 1\nselection: lowest_mean_final_train_loss\n")
+        };
+        let e = format!("{:#}", f.bind_protocol(&Protocol::parse("x.yaml", &yaml("celo2", "momentum")).unwrap()).unwrap_err());
+        assert!(e.contains("protocol x") && e.contains("momentum") && e.contains("settable"), "{e}");
+        let e = f.bind_protocol(&Protocol::parse("x.yaml", &yaml("celo3", "lr")).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("`celo3` is neither") && e.contains("adam") && e.contains("celo2"), "{e}");
+        // Celo has nothing to tune: a grid over its learning rate is refused.
+        assert!(f.bind_protocol(&Protocol::parse("x.yaml", &yaml("celo", "lr")).unwrap()).is_err());
     }
 }

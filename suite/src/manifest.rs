@@ -183,7 +183,7 @@ fn busy_claims(claims: &Claims) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{plan, PlanRequest};
+    use crate::plan::{baseline_arm, candidate_arm, plan, PlanRequest};
     use beatmatch_baselines::Protocol;
     use beatmatch_core::claim::Holder;
 
@@ -201,17 +201,10 @@ mod tests {
 ";
 
     fn planner<'a>(candidate: &'a str, protocols: &'a [Protocol]) -> impl Fn(&[Task], Vec<(String, String)>) -> Result<Planned> + 'a {
-        move |tasks, skipped| {
-            plan(&PlanRequest {
-                tasks,
-                selection: "test".into(),
-                candidate: beatmatch_core::OptimizerSpec::parse(candidate).unwrap(),
-                candidate_seeds: 1,
-                baselines: protocols,
-                device: "cpu".into(),
-                skipped,
-            })
-        }
+        let mut f = crate::factory::OptimizerFactory::default();
+        let mut arms = vec![candidate_arm(&mut f, candidate, None, 1).unwrap()];
+        arms.extend(protocols.iter().map(|p| baseline_arm(&mut f, p).unwrap()));
+        move |tasks, skipped| plan(&PlanRequest { tasks, selection: "test".into(), arms: &arms, device: "cpu".into(), skipped })
     }
 
     fn ids(s: &Study) -> Vec<String> {

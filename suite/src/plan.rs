@@ -9,7 +9,7 @@
 use crate::factory::OptimizerFactory;
 use anyhow::Result;
 use beatmatch_baselines::Protocol;
-use beatmatch_core::{content_hash, Arm, ArmRole, Cell, OptimizerSpec, RunKey, Study, StudyTask, SPEEDUP_CAP, STUDY_SCHEMA_VERSION};
+use beatmatch_core::{content_hash, Arm, ArmRole, Cell, RunKey, Study, StudyTask, SPEEDUP_CAP, STUDY_SCHEMA_VERSION};
 use beatmatch_tasks::{Problem, Task};
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,41 +38,61 @@ pub struct PlanRequest<'a> {
     pub tasks: &'a [Task],
     /// Label of the task selection, e.g. `quick`.
     pub selection: String,
-    /// The optimizer under test.
-    pub candidate: OptimizerSpec,
-    /// Seeds for the candidate.
-    pub candidate_seeds: u32,
-    /// Baseline protocols (seeds already overridden if asked).
-    pub baselines: &'a [Protocol],
+    /// The candidate's arm first ([`candidate_arm`]), then the baselines' ([`baseline_arm`]).
+    pub arms: &'a [Arm],
     /// Device name, e.g. `cpu`.
     pub device: String,
     /// Tasks skipped before planning, with reasons.
     pub skipped: Vec<(String, String)>,
 }
 
+/// Whether `--candidate TEXT` names a tuning protocol (an embedded one's name or a YAML file)
+/// rather than one configuration.
+pub fn is_protocol(text: &str) -> bool {
+    text.ends_with(".yaml") || text.ends_with(".yml") || Protocol::embedded_names().iter().any(|n| n == text)
+}
+
+/// The arm of the optimizer under test, from `--candidate TEXT`: one configuration (a spec,
+/// `ARCH:PATH`, or a published `ARCH`), or a protocol's configurations tuned as a baseline's
+/// are, its legend counting its trials (`Celo2 LR (5 trials)`). `seeds` overrides the
+/// protocol's; a single configuration takes `default_seeds`.
+pub fn candidate_arm(factory: &mut OptimizerFactory, text: &str, seeds: Option<u32>, default_seeds: u32) -> Result<Arm> {
+    let (legend, configs, seeds) = if is_protocol(text) {
+        let p = Protocol::resolve(text)?;
+        (p.legend(), factory.bind_protocol(&p)?, seeds.unwrap_or(p.seeds))
+    } else {
+        let spec = factory.parse_candidate(text)?;
+        (OptimizerFactory::legend(&spec), vec![spec], seeds.unwrap_or(default_seeds))
+    };
+    Ok(Arm {
+        name: "candidate".into(),
+        legend,
+        role: ArmRole::Candidate,
+        provenance: OptimizerFactory::provenance(&configs[0]),
+        configs,
+        seeds,
+        speedup_reference: false,
+    })
+}
+
+/// A baseline's arm: protocol `p`'s configurations (seeds as `p` says), the speedup reference
+/// when it is Adam over a learning-rate grid alone.
+pub fn baseline_arm(factory: &mut OptimizerFactory, p: &Protocol) -> Result<Arm> {
+    Ok(Arm {
+        name: p.name.clone(),
+        legend: p.legend(),
+        role: ArmRole::Baseline,
+        configs: factory.bind_protocol(p)?,
+        seeds: p.seeds,
+        speedup_reference: p.optimizer == beatmatch_baselines::adam::NAME && p.grid.keys().eq(["lr"]) && p.fixed.is_empty(),
+        provenance: None,
+    })
+}
+
 /// The manifest and the unique runs it needs, largest first.
 pub fn plan(req: &PlanRequest<'_>) -> Result<(Study, Vec<Job>)> {
     let code_version = beatmatch_core::code_version();
-    let mut arms = vec![Arm {
-        name: "candidate".into(),
-        legend: candidate_legend(&req.candidate),
-        role: ArmRole::Candidate,
-        configs: vec![req.candidate.clone()],
-        seeds: req.candidate_seeds,
-        speedup_reference: false,
-        provenance: OptimizerFactory::provenance(&req.candidate),
-    }];
-    for p in req.baselines {
-        arms.push(Arm {
-            name: p.name.clone(),
-            legend: p.legend(),
-            role: ArmRole::Baseline,
-            configs: p.configs(),
-            seeds: p.seeds,
-            speedup_reference: p.optimizer == beatmatch_baselines::adam::NAME && p.grid.keys().eq(["lr"]) && p.fixed.is_empty(),
-            provenance: None,
-        });
-    }
+    let arms = req.arms.to_vec();
     // Problems and their longest budgets.
     let mut longest: HashMap<String, u64> = HashMap::new();
     for t in req.tasks {
@@ -140,10 +160,6 @@ pub fn cost(job: &Job) -> f64 {
     job.key.steps as f64 * (job.params as f64 * job.problem.batch_size as f64 + 2.0e6)
 }
 
-fn candidate_legend(spec: &OptimizerSpec) -> String {
-    OptimizerFactory::legend(spec)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,17 +171,13 @@ mod tests {
             "families:\n  - tier: smoke\n    logreg: {}\n    datasets: [mnist1d]\n    batch_sizes: [32]\n    steps: [10, 20]\n",
         )
         .unwrap();
-        let adam = Protocol::embedded("adam-lr15").unwrap();
-        let sgd = Protocol::embedded("sgdm-lr15").unwrap();
-        let req = PlanRequest {
-            tasks: &tasks,
-            selection: "test".into(),
-            candidate: OptimizerSpec::parse("adam:lr=1e-3").unwrap(),
-            candidate_seeds: 2,
-            baselines: &[adam, sgd],
-            device: "cpu".into(),
-            skipped: vec![],
-        };
+        let mut f = OptimizerFactory::default();
+        let arms = [
+            candidate_arm(&mut f, "adam:lr=1e-3", None, 2).unwrap(),
+            baseline_arm(&mut f, &Protocol::embedded("adam-lr15").unwrap()).unwrap(),
+            baseline_arm(&mut f, &Protocol::embedded("sgdm-lr15").unwrap()).unwrap(),
+        ];
+        let req = PlanRequest { tasks: &tasks, selection: "test".into(), arms: &arms, device: "cpu".into(), skipped: vec![] };
         let (study, jobs) = plan(&req).unwrap();
         assert_eq!(study.tasks.len(), 2);
         assert_eq!(study.cells.len(), 2 * (2 + 15 * 2 + 15 * 2));

@@ -11,7 +11,7 @@ use crate::target::Target;
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
 use beatmatch_core::claim::{default_ttl, group_key, Holder};
-use beatmatch_core::{OptimizerSpec, ShardFile, Store, Study};
+use beatmatch_core::{Arm, ShardFile, Store, Study};
 use beatmatch_tasks::{registry, DeviceReq, Task, Tier};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -107,12 +107,10 @@ pub struct Prepared {
     /// Every task of the selection this build can run, its data present or not (what shards
     /// are dealt from, so hosts agree).
     pub selected: Vec<Task>,
-    /// The candidate.
-    pub candidate: OptimizerSpec,
-    /// Seeds of the candidate.
-    pub candidate_seeds: u32,
-    /// The baselines' protocols.
-    pub protocols: Vec<Protocol>,
+    /// What `--candidate` said (a configuration or a protocol's name).
+    pub candidate: String,
+    /// The candidate's arm, then the baselines', their configurations bound to checkpoints.
+    pub arms: Vec<Arm>,
     /// Selection label and device, as planned.
     pub selection: String,
     /// Device name.
@@ -199,9 +197,6 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         }
     }
     let mut factory = OptimizerFactory::new(target.engine.clone());
-    let candidate = factory.parse_candidate(&opts.candidate).with_context(|| format!("--candidate {}", opts.candidate))?;
-    // Fail on a bad candidate before training anything.
-    factory.build(&candidate, tasks[0].problem.build_model().params()).with_context(|| format!("--candidate {}", opts.candidate))?;
     let names = beatmatch_baselines::protocol::expand_sets(&opts.baselines);
     let mut protocols: Vec<Protocol> = names.iter().map(|b| Protocol::resolve_with(b, opts.opt_list.as_deref())).collect::<Result<_>>()?;
     if let Some(n) = opts.seeds {
@@ -210,13 +205,22 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         }
         protocols.iter_mut().for_each(|p| p.seeds = n);
     }
-    let seeds = opts.seeds.unwrap_or_else(|| protocols.iter().map(|p| p.seeds).max().unwrap_or(1));
+    let seeds = protocols.iter().map(|p| p.seeds).max().unwrap_or(1);
+    let with = |what: String| move || format!("--candidate {what}");
+    let mut arms = vec![crate::plan::candidate_arm(&mut factory, &opts.candidate, opts.seeds, seeds).with_context(with(opts.candidate.clone()))?];
+    for p in &protocols {
+        arms.push(crate::plan::baseline_arm(&mut factory, p).with_context(|| format!("--baselines {}", p.name))?);
+    }
+    // Fail on a bad candidate before training anything.
+    let params = tasks[0].problem.build_model().params().to_vec();
+    for spec in &arms[0].configs {
+        factory.build(spec, &params).with_context(with(spec.to_string()))?;
+    }
     let mut prepared = Prepared {
         tasks: Vec::new(),
         selected,
-        candidate,
-        candidate_seeds: seeds,
-        protocols,
+        candidate: opts.candidate.clone(),
+        arms,
         selection: opts.selection.tier.as_str().to_string(),
         device: target.key.clone(),
         target: target.clone(),
@@ -247,15 +251,7 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
 impl Prepared {
     /// Plan `tasks` (a subset of the selection, in its order) with this study's optimizers.
     pub fn plan_tasks(&self, tasks: &[Task], skipped: Vec<(String, String)>) -> Result<(Study, Vec<Job>)> {
-        plan(&PlanRequest {
-            tasks,
-            selection: self.selection.clone(),
-            candidate: self.candidate.clone(),
-            candidate_seeds: self.candidate_seeds,
-            baselines: &self.protocols,
-            device: self.device.clone(),
-            skipped,
-        })
+        plan(&PlanRequest { tasks, selection: self.selection.clone(), arms: &self.arms, device: self.device.clone(), skipped })
     }
 
     /// Each run group of the whole selection (claim key, estimated cost), what shards are dealt.

@@ -195,6 +195,41 @@ fn slow_smoke_run_with_a_learned_candidate() {
 }
 
 #[test]
+fn slow_a_published_learned_optimizer_tuned_as_a_protocol_is_labelled_with_its_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = tmp.path().join("reg");
+    std::fs::create_dir(&reg).unwrap();
+    std::fs::write(
+        reg.join("r.yaml"),
+        "families:\n  - tier: smoke\n    mlp: { width: [8], depth: [2], activation: [relu] }\n    datasets: [mnist1d]\n    batch_sizes: [32]\n    steps: [30]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("r");
+    let common = ["--registry", reg.to_str().unwrap(), "--baselines", "adam-lr15", "--seeds", "1"];
+    let log = run_smoke(&out, &[&common[..], &["--candidate", "celo2-lr"]].concat());
+    assert!(log.contains("Celo2 LR (5 trials)"), "{log}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("Celo2 LR (5 trials)") && summary.contains("held out"), "{summary}");
+    assert!(summary.contains("The candidate was tuned as the baselines are: 5 configurations") && summary.contains("edge of its grid on"), "{summary}");
+    let csv = std::fs::read_to_string(out.join("tasks.csv")).unwrap();
+    let (head, row) = (csv.lines().next().unwrap(), csv.lines().nth(1).unwrap());
+    let col = head.split(',').position(|c| c == "candidate.config").expect("candidate.config column");
+    let tuned = row.split(',').nth(col).unwrap();
+    assert!(tuned.starts_with("celo2@") && tuned.contains(":lr="), "{tuned}");
+    // The tuned trial is the run `--candidate celo2:lr=…` alone makes: the same record.
+    let lr = tuned.split("lr=").nth(1).unwrap();
+    let alone = tmp.path().join("alone");
+    run_smoke(&alone, &[&common[..], &["--candidate", &format!("celo2:lr={lr}")]].concat());
+    let cand = |dir: &Path| {
+        let csv = std::fs::read_to_string(dir.join("tasks.csv")).unwrap();
+        let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let row: Vec<String> = csv.lines().nth(1).unwrap().split(',').map(str::to_string).collect();
+        row[head.iter().position(|c| *c == "candidate_loss").unwrap()].clone()
+    };
+    assert_eq!(cand(&out), cand(&alone));
+}
+
+#[test]
 fn slow_ci_gate_passes_on_rerun_and_fails_when_the_candidate_is_worse() {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference.json");

@@ -55,6 +55,13 @@ impl LearnedOptimizer for Celo {
     fn settable(&self) -> &'static [&'static str] {
         &[TRAIN_PHASE]
     }
+    /// `Celo.init` (celo.py) in distribution, with the published file's shapes (a bank of one,
+    /// LSTM width 64): the MLP's layers truncated-normal with σ = 1/√fan_in of the whole layer
+    /// (30 for every first-layer group, 4 after), the scheduler's haiku `Linear`s likewise, every
+    /// bias and the LSTM's initial state zero.
+    fn reference_init(&self, seed: u64) -> Option<Theta> {
+        Some(reference_theta(seed))
+    }
     fn host(&self, theta: &Theta, hyper: &Hyperparameters, members: usize, threads: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>, ThetaError> {
         Ok(Box::new(Bound::new(Arc::new(CeloNet::bind(theta, CeloConfig::from(hyper))?.with_members(members).with_threads(threads)), params)))
     }
@@ -71,6 +78,38 @@ impl LearnedOptimizer for Celo {
     fn published(&self) -> Option<&'static str> {
         Some("learned/checkpoints/published/celo/theta.state")
     }
+}
+
+/// [`Celo::reference_init`]'s theta.
+fn reference_theta(seed: u64) -> Theta {
+    use crate::init::{zeros, Draws};
+    use crate::velo::{FF_INPUTS, GROUPS};
+    const HIDDEN: usize = 64;
+    let mut d = Draws::new(seed);
+    let mut theta = Theta::default();
+    let mut put = |name: &str, t| theta.tensors.insert(name.to_string(), t);
+    for (gi, &width) in GROUPS.iter().enumerate() {
+        put(&format!("ff_mod_stack/~/w0__{gi}"), d.truncated(vec![1, width, 4], 1.0 / (FF_INPUTS as f64).sqrt()));
+    }
+    put("ff_mod_stack/~/w1", d.truncated(vec![1, 4, 4], 0.5));
+    put("ff_mod_stack/~/w2", d.truncated(vec![1, 4, 3], 0.5));
+    for (b, n) in [("b0", 4), ("b1", 4), ("b2", 3)] {
+        put(&format!("ff_mod_stack/~/{b}"), zeros(vec![1, n]));
+    }
+    put("lstm_init_state/hidden", zeros(vec![1, HIDDEN]));
+    put("lstm_init_state/cell", zeros(vec![1, HIDDEN]));
+    let layers = [
+        ("linear", scheduler::INPUTS, HIDDEN),
+        ("linear_1", scheduler::INPUTS, HIDDEN),
+        ("linear_2", scheduler::INPUTS, HIDDEN),
+        ("rnn/linear", 2 * HIDDEN, 4 * HIDDEN),
+        ("rnn_to_controls", HIDDEN, 1),
+        ("step_size", HIDDEN, 1),
+    ];
+    for (name, fan_in, fan_out) in layers {
+        d.linear(&mut theta, &format!("rnn_params/{name}/w"), &format!("rnn_params/{name}/b"), fan_in, fan_out);
+    }
+    theta
 }
 
 const MOM: [f64; 3] = [0.9, 0.99, 0.999];

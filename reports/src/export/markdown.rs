@@ -46,6 +46,9 @@ pub struct Extras {
     pub protocols: Vec<crate::protocols::ProtocolResult>,
     /// AlgoPerf's performance-profile score per arm, in study order.
     pub algoperf: Vec<f64>,
+    /// When the candidate was tuned over a grid (`--candidate PROTOCOL`): the tasks whose tuned
+    /// configuration sits at an edge of it, as for the baselines.
+    pub candidate_at_grid_edge: Option<usize>,
 }
 
 impl Extras {
@@ -62,6 +65,7 @@ impl Extras {
             by_split: crate::win_rate::headline_by_split(rows, opts.region, opts.bootstrap_seed),
             protocols: crate::protocols::per_protocol(study, rows, opts.region, opts.bootstrap_seed),
             algoperf: crate::protocols::algoperf_scores(rows),
+            candidate_at_grid_edge: crate::protocols::candidate_grid_edges(study, rows),
         }
     }
 }
@@ -147,6 +151,16 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
     }
     let _ = writeln!(s, "Outcome per task: *beat* if candidate < tuned − tol, *match* if |candidate − tuned| ≤ tol, else *lose*; tol = the tuned configuration's seed std (floor 1e-4 × |tuned|). Loss = seed-mean final train loss; a diverged run counts as +∞ (a loss). Tuned = the lowest seed-mean over each protocol's configurations, best over all baselines.\n");
     let _ = writeln!(s, "## Optimizers\n");
+    if study.arms[cand].configs.len() > 1 {
+        let edge = extras
+            .candidate_at_grid_edge
+            .map_or(String::new(), |n| format!("; its tuned configuration sits at an edge of its grid on {n} of {} tasks", rows.len()));
+        let _ = writeln!(
+            s,
+            "The candidate was tuned as the baselines are: {} configurations, the lowest seed-mean final train loss chosen per task{edge}.\n",
+            study.arms[cand].configs.len()
+        );
+    }
     for a in &study.arms {
         let role = if a.role == ArmRole::Candidate { "candidate" } else { "baseline" };
         let _ = writeln!(
