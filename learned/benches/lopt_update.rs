@@ -31,6 +31,9 @@ fn optimizers(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
         ("velo", beatmatch_learned::build(&load("velo_case1.theta.msgpack"), params).unwrap()),
         ("small_fc", beatmatch_learned::build(&load("adafac_case1.theta.msgpack"), params).unwrap()),
         ("mlp_lopt", beatmatch_learned::build(&load("mlp_lopt_case1.theta.msgpack"), params).unwrap()),
+        ("celo", beatmatch_learned::build(&load("celo_case1.theta.msgpack"), params).unwrap()),
+        ("celo_adam", beatmatch_learned::build(&load("celo_adam_case1.theta.msgpack"), params).unwrap()),
+        ("celo2", beatmatch_learned::build(&load("celo2_case1.theta.pt"), params).unwrap()),
     ]
 }
 
@@ -50,11 +53,14 @@ fn threaded(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
 /// training-step embedding is folded into the first layer's bias once per step, so small_fc's
 /// first layer reads 28 inputs and MLP-LOpt's 8), the accumulator updates; bytes: the nine
 /// per-parameter streams read twice, the accumulators read and written once, the parameter
-/// written.
+/// written. Celo's per-parameter work is VeLO's (its scheduler runs once per step); Celo-Adam's
+/// is Adam's; Celo2's counts its features and 30 → 8 → 8 → 3 MLP but not Newton–Schulz (so its
+/// GFLOP/s is a lower bound).
 fn work_per_param(name: &str) -> (f64, f64) {
     match name.trim_end_matches("_2threads") {
-        "adam" => (10.0, 20.0),
-        "velo" => (2.0 * 60.0 + 2.0 * (30.0 * 4.0 + 16.0 + 12.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
+        "adam" | "celo_adam" => (10.0, 20.0),
+        "celo2" => (2.0 * 60.0 + 2.0 * (30.0 * 8.0 + 64.0 + 24.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
+        "velo" | "celo" => (2.0 * 60.0 + 2.0 * (30.0 * 4.0 + 16.0 + 12.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
         "small_fc" => (2.0 * 56.0 + 2.0 * (28.0 * 4.0 + 16.0 + 8.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
         _ => (2.0 * 16.0 + 2.0 * (8.0 * 32.0 + 32.0 * 32.0 + 64.0) + 12.0, 2.0 * 8.0 * 4.0 + 6.0 * 8.0 + 4.0),
     }
