@@ -241,7 +241,7 @@ mod tests {
         assert!(configs.iter().all(|c| c.kind == "celo2" && c.checkpoint == alone.checkpoint && c.hparams.keys().eq(["lr"])));
         assert_eq!(p.legend(), "Celo2 LR (5 trials)");
         // A trial is the same spec, so the same run, as the configuration named alone.
-        assert_eq!(configs[1], f.parse_candidate("celo2:lr=1e-3").unwrap());
+        assert_eq!(configs[0], f.parse_candidate("celo2:lr=1e-3").unwrap());
         // Hand-designed protocols are untouched.
         let adam = Protocol::embedded("adam-lr15").unwrap();
         assert_eq!(f.bind_protocol(&adam).unwrap(), adam.configs());
