@@ -1,7 +1,7 @@
 //! Win rates: binned by log10 parameters × log10 step budget, and the headline region.
 
 use crate::analysis::TaskRow;
-use crate::metrics::{outcome, seed_stats, tolerance};
+use crate::metrics::{outcome, seed_stats};
 use crate::stats::bootstrap::{mean_ci, percentile, Estimate};
 use beatmatch_core::Split;
 use rand::{Rng, SeedableRng};
@@ -76,9 +76,13 @@ pub fn headline(rows: &[TaskRow], region: Region, seed: u64) -> (usize, Estimate
             let mut wins = 0usize;
             for _ in 0..n {
                 let r = inside[rng.random_range(0..n)];
+                // The match tolerance is the task's, from all its seeds, held fixed: re-estimating
+                // it from each resample would give every resample that draws one seed twice a
+                // zero spread (half of them with 2 seeds), turn near-ties into losses and pull
+                // the interval below its own point.
                 let cand = seed_stats(&draw(&r.arms[r.candidate].finals, &mut rng)).0;
-                let (tuned, std) = seed_stats(&draw(&r.arms[r.best_baseline].finals, &mut rng));
-                wins += usize::from(outcome(cand, tuned, tolerance(tuned, std)).is_win());
+                let tuned = seed_stats(&draw(&r.arms[r.best_baseline].finals, &mut rng)).0;
+                wins += usize::from(outcome(cand, tuned, r.tolerance).is_win());
             }
             wins as f64 / n as f64
         })
@@ -109,4 +113,57 @@ pub fn headline_tasks_only(rows: &[TaskRow], region: Region, seed: u64) -> Estim
         .map(|r| if r.outcome.is_win() { 1.0 } else { 0.0 })
         .collect();
     mean_ci(&wins, 0.95, 10_000, seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::ArmResult;
+    use crate::metrics::{tolerance, Outcome};
+
+    fn arm(finals: [f64; 2]) -> ArmResult {
+        let (mean, std) = seed_stats(&finals);
+        ArmResult {
+            tuned_config: 0,
+            mean,
+            std,
+            eval_loss: mean,
+            eval_accuracy: f64::NAN,
+            diverged_runs: 0,
+            runs: 2,
+            speedup: None,
+            finals: finals.to_vec(),
+            seconds_per_step: None,
+            records: vec![],
+        }
+    }
+
+    /// 46 tasks on which the candidate ties the tuned baseline within its seed spread (2 seeds
+    /// each): every task a match, so the interval must reach its point, 100%.
+    #[test]
+    fn the_interval_of_near_ties_contains_its_point() {
+        let rows: Vec<TaskRow> = (0..46)
+            .map(|i| {
+                let (cand, tuned) = (arm([0.705, 0.715]), arm([0.70, 0.72]));
+                let tol = tolerance(tuned.mean, tuned.std);
+                let out = outcome(cand.mean, tuned.mean, tol);
+                assert_eq!(out, Outcome::Match);
+                TaskRow {
+                    id: format!("t{i}"),
+                    params: 1000,
+                    steps: 100,
+                    split: Split::MetaTrain,
+                    arms: vec![cand, tuned],
+                    best_baseline: 1,
+                    tolerance: tol,
+                    outcome: out,
+                    candidate: 0,
+                    reference: None,
+                }
+            })
+            .collect();
+        let (n, e) = headline(&rows, Region::default(), 0);
+        assert_eq!((n, e.point), (46, 1.0));
+        assert!(e.lower <= e.point && e.point <= e.upper, "{e:?}");
+    }
 }
