@@ -57,6 +57,28 @@ pub struct TaskRow {
     pub reference: Option<usize>,
 }
 
+#[cfg(test)]
+impl ArmResult {
+    /// An arm tuned to its first configuration with these seed finals (mean and std as
+    /// [`analyse`] computes them), for tests.
+    pub(crate) fn of_finals(finals: &[f64]) -> Self {
+        let (mean, std) = seed_stats(finals);
+        ArmResult {
+            tuned_config: 0,
+            mean,
+            std,
+            eval_loss: f64::NAN,
+            eval_accuracy: f64::NAN,
+            diverged_runs: 0,
+            runs: finals.len(),
+            speedup: None,
+            finals: finals.to_vec(),
+            seconds_per_step: None,
+            records: Vec::new(),
+        }
+    }
+}
+
 impl TaskRow {
     /// Step speedup divided by the candidate's per-step cost relative to the reference
     /// (LR-tuned Adam) on this task: the speedup in wall-clock time.

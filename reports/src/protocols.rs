@@ -130,19 +130,7 @@ mod tests {
     use beatmatch_core::Split;
 
     fn arm(mean: f64, std: f64) -> ArmResult {
-        ArmResult {
-            tuned_config: 0,
-            mean,
-            std,
-            eval_loss: f64::NAN,
-            eval_accuracy: f64::NAN,
-            diverged_runs: 0,
-            runs: 2,
-            speedup: None,
-            finals: vec![mean - std, mean + std],
-            seconds_per_step: None,
-            records: Vec::new(),
-        }
+        ArmResult { mean, std, ..ArmResult::of_finals(&[mean - std, mean + std]) }
     }
 
     /// Candidate 1.0 ± 0; baseline A 1.0 ± 0.01 (a match), baseline B 0.5 (a loss, and B is

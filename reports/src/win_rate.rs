@@ -122,20 +122,7 @@ mod tests {
     use crate::metrics::{tolerance, Outcome};
 
     fn arm(finals: [f64; 2]) -> ArmResult {
-        let (mean, std) = seed_stats(&finals);
-        ArmResult {
-            tuned_config: 0,
-            mean,
-            std,
-            eval_loss: mean,
-            eval_accuracy: f64::NAN,
-            diverged_runs: 0,
-            runs: 2,
-            speedup: None,
-            finals: finals.to_vec(),
-            seconds_per_step: None,
-            records: vec![],
-        }
+        ArmResult::of_finals(&finals)
     }
 
     /// 46 tasks on which the candidate ties the tuned baseline within its seed spread (2 seeds

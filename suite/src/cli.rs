@@ -86,7 +86,7 @@ fn candidate_help() -> String {
         "The optimizer under test: `kind:key=value,...` (a hand-designed kind: {}; `suite kinds` lists their hyperparameters), a learned optimizer `ARCH:PATH` ({}) — learned_optimization's or Celo's checkpoint, e.g. the published VeLO `params`, a PyLO safetensors file, or a native `.safetensors` with its `.yaml` — or a published learned optimizer shipped with beatmatch, by name alone ({}), its hyperparameters settable (`celo2:lr=3e-3`); or a tuning protocol (a built-in name, e.g. `celo2-lr`, or a YAML file), tuned as the baselines are and labelled with its number of trials",
         beatmatch_baselines::kind_names(),
         beatmatch_learned::Architecture::names(),
-        beatmatch_learned::Architecture::all().iter().filter(|a| a.published().is_some()).map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+        beatmatch_suite::factory::published_names()
     )
 }
 

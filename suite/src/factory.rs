@@ -37,6 +37,18 @@ pub fn resolve_shipped(path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// The published learned optimizer called `name` (an architecture whose authors' checkpoint
+/// ships with beatmatch) and where that checkpoint is.
+fn published(name: &str) -> Option<(Architecture, std::path::PathBuf)> {
+    let arch = Architecture::parse(name)?;
+    Some((arch, resolve_shipped(Path::new(arch.published()?))))
+}
+
+/// The names of the published learned optimizers, comma-separated, for messages and help.
+pub fn published_names() -> String {
+    Architecture::all().into_iter().filter(|a| a.published().is_some()).map(Architecture::as_str).collect::<Vec<_>>().join(", ")
+}
+
 /// Builds optimizers from specs; holds the learned checkpoints loaded so far, by SHA-256.
 #[derive(Clone)]
 pub struct OptimizerFactory {
@@ -67,11 +79,11 @@ impl OptimizerFactory {
     /// hand-designed kind does: `celo2:lr=3e-3`.
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
         let (name, rest) = text.split_once(':').unwrap_or((text, ""));
-        if let Some((arch, path)) = Architecture::parse(name).and_then(|a| a.published().map(|p| (a, p))) {
+        if let Some((arch, path)) = published(name) {
             if rest.is_empty() || (rest.contains('=') && !Path::new(rest).exists()) {
                 let hparams = OptimizerSpec::parse(text)?.hparams;
                 arch.check_hyperparameters(&hparams)?;
-                let ckpt = checkpoint::load(&resolve_shipped(Path::new(path)), Some(arch))?;
+                let ckpt = checkpoint::load(&path, Some(arch))?;
                 return Ok(OptimizerSpec { hparams, ..self.add_checkpoint(ckpt) });
             }
         }
@@ -92,17 +104,16 @@ impl OptimizerFactory {
         if beatmatch_baselines::find(&p.optimizer).is_some() {
             return Ok(configs);
         }
-        let Some((arch, path)) = Architecture::parse(&p.optimizer).and_then(|a| a.published().map(|f| (a, f))) else {
-            let published: Vec<&str> = Architecture::all().into_iter().filter(|a| a.published().is_some()).map(Architecture::as_str).collect();
+        let Some((arch, path)) = published(&p.optimizer) else {
             bail!(
                 "protocol {}: optimizer `{}` is neither a hand-designed kind ({}) nor a published learned optimizer ({})",
                 p.name,
                 p.optimizer,
                 beatmatch_baselines::kind_names(),
-                published.join(", ")
+                published_names()
             );
         };
-        let base = self.add_checkpoint(checkpoint::load(&resolve_shipped(Path::new(path)), Some(arch))?);
+        let base = self.add_checkpoint(checkpoint::load(&path, Some(arch))?);
         configs
             .into_iter()
             .map(|c| {
@@ -161,8 +172,7 @@ impl OptimizerFactory {
     /// The provenance of a published learned optimizer run from its authors' checkpoint (the
     /// shipped file, by SHA-256): who published it and what it was meta-trained on.
     pub fn provenance(spec: &OptimizerSpec) -> Option<String> {
-        let arch = Architecture::parse(&spec.kind)?;
-        let path = resolve_shipped(Path::new(arch.published()?));
+        let (arch, path) = published(&spec.kind)?;
         let shipped = checkpoint::sha256(&std::fs::read(path).ok()?);
         (spec.checkpoint.as_deref() == Some(shipped.as_str())).then(|| arch.provenance().map(str::to_string)).flatten()
     }
