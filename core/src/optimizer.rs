@@ -133,6 +133,9 @@ pub enum UpdateError {
     /// A snapshot of another optimizer's state was given to `restore`.
     #[error("snapshot does not hold `{0}` state")]
     WrongSnapshot(&'static str),
+    /// An optimizer in another process (the step protocol) failed, timed out or exited.
+    #[error("{0}")]
+    Worker(String),
 }
 
 /// One optimizer's state, taken by [`Optimizer::snapshot`] and given back to

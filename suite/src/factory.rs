@@ -53,6 +53,8 @@ pub fn published_names() -> String {
 #[derive(Clone)]
 pub struct OptimizerFactory {
     by_sha: HashMap<String, Arc<Checkpoint>>,
+    /// Optimizers run by a step-protocol worker (draft): key `SHA256:FACTORY` → (file, factory).
+    foreign: HashMap<String, (std::path::PathBuf, String)>,
     /// Threads a learned optimizer's update may use (1 unless the run has cores to itself).
     pub learned_threads: usize,
     /// Where the optimizers run: their host or their device rules.
@@ -68,7 +70,7 @@ impl Default for OptimizerFactory {
 impl OptimizerFactory {
     /// A factory building for `engine`, no checkpoint loaded yet.
     pub fn new(engine: Engine) -> Self {
-        Self { by_sha: HashMap::new(), learned_threads: 1, engine }
+        Self { by_sha: HashMap::new(), foreign: HashMap::new(), learned_threads: 1, engine }
     }
 
     /// Parse a candidate: `kind:key=value,...` for hand-designed optimizers, `ARCH:PATH` for
@@ -78,6 +80,9 @@ impl OptimizerFactory {
     /// A published optimizer that takes hyperparameters (Celo2's `lr`, `wd`) may set them as a
     /// hand-designed kind does: `celo2:lr=3e-3`.
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
+        if let Some(rest) = text.strip_prefix("python:") {
+            return self.add_python(rest);
+        }
         let (name, rest) = text.split_once(':').unwrap_or((text, ""));
         if let Some((arch, path)) = published(name) {
             if rest.is_empty() || (rest.contains('=') && !Path::new(rest).exists()) {
@@ -123,6 +128,42 @@ impl OptimizerFactory {
             .collect()
     }
 
+    /// `python:PATH[:FACTORY]` (draft): the file's SHA-256 and the factory name key its runs.
+    fn add_python(&mut self, rest: &str) -> Result<OptimizerSpec> {
+        let (path, factory) = match rest.rsplit_once(':') {
+            Some((p, f)) if !f.contains('/') && !f.ends_with(".py") => (p, f),
+            _ => (rest, "make"),
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("python:{rest}: reading {path} (expected a Python file defining `{factory}`)"))?;
+        let key = format!("{}:{factory}", checkpoint::sha256(&bytes));
+        self.foreign.insert(key.clone(), (std::fs::canonicalize(path)?, factory.to_string()));
+        Ok(OptimizerSpec { checkpoint: Some(key), ..OptimizerSpec::new("python") })
+    }
+
+    /// Start the worker of a `python:` spec for `members` members.
+    fn build_python(&self, spec: &OptimizerSpec, members: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
+        use crate::foreign::{optimizer::Foreign, worker};
+        let key = spec.checkpoint.as_deref().unwrap_or_default();
+        let (file, factory) = self.foreign.get(key).with_context(|| format!("python optimizer {key} was not registered"))?;
+        let python = std::env::var("BEATMATCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut cmd = std::process::Command::new(python);
+        cmd.args(["-m", "beatmatch_worker"]).env("PYTHONPATH", resolve_shipped(Path::new("python")));
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shm = std::env::temp_dir().join(format!("beatmatch-{}-{n}.shm", std::process::id()));
+        let s = worker::Spec {
+            file,
+            factory,
+            hyperparameters: &spec.hparams,
+            horizon: 0,
+            members,
+            tensors: params,
+            shm,
+            timeout: std::time::Duration::from_secs(60),
+        };
+        Ok(Box::new(Foreign::new(worker::Worker::start(cmd, &s)?, members, params)))
+    }
+
     /// Register a loaded checkpoint; returns the spec that names it.
     pub fn add_checkpoint(&mut self, ckpt: Checkpoint) -> OptimizerSpec {
         let spec = OptimizerSpec { checkpoint: Some(ckpt.sha256.clone()), ..OptimizerSpec::new(ckpt.arch.as_str()) };
@@ -139,6 +180,9 @@ impl OptimizerFactory {
     /// one hand-designed kind, or copies of one learned checkpoint.
     pub fn build_members(&self, specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
         let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
+        if first.kind == "python" {
+            return self.build_python(first, specs.len(), params);
+        }
         match &first.checkpoint {
             Some(sha) => {
                 if let Some(other) = specs.iter().find(|s| s != &first) {

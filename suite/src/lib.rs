@@ -18,6 +18,7 @@ pub mod engine;
 pub mod estimate;
 pub mod executor;
 pub mod factory;
+pub mod foreign;
 pub mod lopt;
 pub mod manifest;
 pub mod meta_train;
