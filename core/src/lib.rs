@@ -21,6 +21,7 @@ pub mod optimizer;
 pub mod record;
 pub mod shape;
 pub mod simd;
+pub mod step_protocol;
 pub mod store;
 pub mod study;
 

@@ -6,6 +6,7 @@
 
 use crate::{content_hash, OptimizerSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Version of this schema; bumped on any incompatible change.
 pub const RECORD_SCHEMA_VERSION: u32 = 1;
@@ -100,6 +101,10 @@ pub struct RunRecord {
     pub curve: Vec<CurvePoint>,
     /// Held-out evaluations, ascending by step (at each step budget the run covers).
     pub evals: Vec<EvalPoint>,
+    /// Library name → version, as the step-protocol worker that ran the optimizer reported them
+    /// (`python`, `numpy`, `torch`, …); empty for optimizers that run inside the suite.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub worker_versions: BTreeMap<String, String>,
 }
 
 impl RunRecord {

@@ -336,7 +336,16 @@ mod tests {
             code_version: "v".into(),
             device: "cpu".into(),
         };
-        RunRecord { schema_version: RECORD_SCHEMA_VERSION, hash: key.hash(), key, params: 3, status, curve: vec![], evals: vec![] }
+        RunRecord {
+            schema_version: RECORD_SCHEMA_VERSION,
+            hash: key.hash(),
+            key,
+            params: 3,
+            status,
+            curve: vec![],
+            evals: vec![],
+            worker_versions: Default::default(),
+        }
     }
 
     fn temporaries(dir: &Path) -> usize {

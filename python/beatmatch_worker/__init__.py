@@ -82,10 +82,15 @@ class Shared:
 
 
 class NumpyAdapter:
-    """A step function (or an object with `init` and `step`), one instance per member."""
+    """A step function (or an object with `step`), one instance per member.
+
+    An object may also have `init(params)`, called once before the first step, and
+    `eval_params(params)` returning the arrays to evaluate the model at (Schedule-Free's x).
+    """
 
     def __init__(self, made, factory, hyper, members):
         self.rules = [made] + [factory(**hyper) for _ in range(members - 1)]
+        self.eval_params = hasattr(made, "eval_params")
 
     def init(self, shared):
         for rule, params in zip(self.rules, shared.params):
@@ -97,9 +102,18 @@ class NumpyAdapter:
             fn = rule.step if hasattr(rule, "step") else rule
             fn(shared.params[m], shared.grads[m], step, float(losses[m]))
 
+    def evaluate(self, shared):
+        for m, rule in enumerate(self.rules):
+            for dst, src in zip(shared.eval[m], rule.eval_params(shared.params[m])):
+                put(dst, src)
+
 
 class TorchAdapter:
-    """`factory(params, **hyper)` returning a torch.optim.Optimizer, over views of the file."""
+    """`factory(params, **hyper)` returning a torch.optim.Optimizer, over views of the file.
+
+    An optimizer with `eval()` and `train()` (schedulefree's) is evaluated where `eval()`
+    moves its parameters, and moved back with `train()`.
+    """
 
     def __init__(self, factory, hyper, shared):
         import torch
@@ -108,6 +122,7 @@ class TorchAdapter:
         self.params = [[torch.from_numpy(p) for p in member] for member in shared.params]
         self.grads = [[torch.from_numpy(g) for g in member] for member in shared.grads]
         self.opts = [factory(ps, **hyper) for ps in self.params]
+        self.eval_params = all(hasattr(o, "eval") and hasattr(o, "train") for o in self.opts)
 
     def init(self, shared):
         pass
@@ -119,9 +134,19 @@ class TorchAdapter:
                     p.grad = g
                 opt.step()
 
+    def evaluate(self, shared):
+        with self.torch.no_grad():
+            for m, opt in enumerate(self.opts):
+                opt.eval()
+                for dst, src in zip(shared.eval[m], shared.params[m]):
+                    put(dst, src)
+                opt.train()
+
 
 class OptaxAdapter:
     """An optax GradientTransformation: state kept here, parameters copied back to the file."""
+
+    eval_params = False
 
     def __init__(self, tx, shared):
         import jax
@@ -139,16 +164,29 @@ class OptaxAdapter:
         self.update = update
         self.states = None
 
+    def arrays(self, views):
+        # Copies: on the CPU JAX may alias a numpy buffer, and the state (Schedule-Free's z
+        # starts as the parameters themselves) must not change when the file does.
+        return [self.jnp.array(v, copy=True) for v in views]
+
     def init(self, shared):
-        self.states = [self.tx.init([self.jnp.asarray(p) for p in member]) for member in shared.params]
+        self.states = [self.tx.init(self.arrays(member)) for member in shared.params]
 
     def step(self, shared, step, losses):
         for m, member in enumerate(shared.params):
-            params = [self.jnp.asarray(p) for p in member]
-            grads = [self.jnp.asarray(g) for g in shared.grads[m]]
+            params = self.arrays(member)
+            grads = self.arrays(shared.grads[m])
             new, self.states[m] = self.update(params, grads, self.states[m])
             for dst, src in zip(member, new):
-                dst[...] = np.asarray(src)
+                put(dst, src)
+
+
+def put(dst: np.ndarray, src) -> None:
+    """Copy `src` into the shared array `dst`; a wrong shape is an error, never a broadcast."""
+    src = np.asarray(src)
+    if src.shape != dst.shape:
+        raise ValueError(f"the optimizer returned shape {src.shape} for a tensor of shape {dst.shape}")
+    dst[...] = src
 
 
 def adapter_for(factory, hyper, shared, members):
@@ -181,13 +219,17 @@ def versions() -> dict:
     return out
 
 
+def last_lines() -> bytes:
+    return "".join(traceback.format_exc().splitlines(True)[-12:]).encode()
+
+
 def serve(inp, out) -> int:
     kind, body = read_frame(inp)
     if kind != b"H":
         raise ProtocolError(f"expected a hello frame `H` first, got {kind!r}")
     hello = json.loads(body)
     if hello.get("protocol") != PROTOCOL:
-        write_frame(out, b"X", f"protocol {hello.get('protocol')} asked; this worker speaks {PROTOCOL}".encode())
+        write_frame(out, b"X", f"this worker speaks step protocol {PROTOCOL}; the suite asked for {hello.get('protocol')}".encode())
         return 2
     try:
         shared = Shared(hello)
@@ -195,23 +237,26 @@ def serve(inp, out) -> int:
         adapter = adapter_for(factory, hello.get("hyperparameters", {}), shared, hello["members"])
         adapter.init(shared)
     except Exception:
-        write_frame(out, b"X", "".join(traceback.format_exc().splitlines(True)[-12:]).encode())
+        write_frame(out, b"X", last_lines())
         return 1
-    write_frame(out, b"R", json.dumps({"protocol": PROTOCOL, "versions": versions(), "eval_params": False}).encode())
+    ready = {"protocol": PROTOCOL, "versions": versions(), "eval_params": bool(adapter.eval_params)}
+    write_frame(out, b"R", json.dumps(ready).encode())
     while True:
         kind, body = read_frame(inp)
         if kind in (b"", b"Q"):
             return 0
-        if kind != b"S":
-            raise ProtocolError(f"expected a step `S` or quit `Q` frame, got {kind!r}")
-        step, k = struct.unpack_from("<QI", body)
-        if len(body) != 12 + 4 * k:
-            raise ProtocolError(f"step frame of {len(body)} bytes for {k} losses")
-        losses = struct.unpack_from(f"<{k}f", body, 12)
         try:
-            adapter.step(shared, step, losses)
+            if kind == b"S":
+                step, k = struct.unpack_from("<QI", body)
+                if len(body) != 12 + 4 * k or k != len(shared.params):
+                    raise ProtocolError(f"step frame of {len(body)} bytes for {k} losses and {len(shared.params)} members")
+                adapter.step(shared, step, struct.unpack_from(f"<{k}f", body, 12))
+            elif kind == b"V" and shared.eval is not None:
+                adapter.evaluate(shared)
+            else:
+                raise ProtocolError(f"expected a step `S`, evaluation `V` or quit `Q` frame, got {kind!r}")
         except Exception:
-            write_frame(out, b"X", "".join(traceback.format_exc().splitlines(True)[-12:]).encode())
+            write_frame(out, b"X", last_lines())
             return 1
         write_frame(out, b"D")
 

@@ -149,6 +149,7 @@ mod tests {
             status: diverged_at.map_or(RunStatus::Finished, |step| RunStatus::Diverged { step, reason: String::new() }),
             curve: losses.iter().map(|&(step, l)| CurvePoint { step, train_loss: Some(l) }).collect(),
             evals: vec![],
+            worker_versions: Default::default(),
         }
     }
 

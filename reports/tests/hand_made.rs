@@ -37,7 +37,16 @@ fn record(problem: &str, spec: &OptimizerSpec, seed: u64, steps: u64, points: &[
         device: "cpu".into(),
     };
     let evals = vec![EvalPoint { step: 10, eval_loss: points.iter().find(|p| p.0 == 10).map(|p| p.1 + 0.1), eval_accuracy: Some(0.5) }];
-    RunRecord { schema_version: beatmatch_core::RECORD_SCHEMA_VERSION, hash: key.hash(), key, params: 100, status, curve: curve(points), evals }
+    RunRecord {
+        schema_version: beatmatch_core::RECORD_SCHEMA_VERSION,
+        hash: key.hash(),
+        key,
+        params: 100,
+        status,
+        curve: curve(points),
+        evals,
+        worker_versions: Default::default(),
+    }
 }
 
 /// Write the study into `dir`; `candidate_a` is the candidate's two final losses on task a.

@@ -9,14 +9,22 @@
 //! its device rule.
 
 use crate::engine::Engine;
+use crate::foreign::optimizer::{Foreign, Launch};
+use crate::foreign::source::{is_foreign, Source};
+use crate::foreign::worker::Timeouts;
 use anyhow::{bail, Context, Result};
 use beatmatch_baselines::Protocol;
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_learned::checkpoint::{self, Checkpoint};
 use beatmatch_learned::Architecture;
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What tells foreign configurations apart: the source's key and the hyperparameters.
+fn foreign_key(spec: &OptimizerSpec) -> String {
+    format!("{}{:?}", spec.checkpoint.as_deref().unwrap_or_default(), spec.hparams)
+}
 
 /// The default candidate of `suite run` and `suite ci`: Celo with its authors' published
 /// weights (`learned/checkpoints/published/celo/`), meta-trained on none of beatmatch's tasks.
@@ -53,8 +61,11 @@ pub fn published_names() -> String {
 #[derive(Clone)]
 pub struct OptimizerFactory {
     by_sha: HashMap<String, Arc<Checkpoint>>,
-    /// Optimizers run by a step-protocol worker (draft): key `SHA256:FACTORY` → (file, factory).
-    foreign: HashMap<String, (std::path::PathBuf, String)>,
+    /// Optimizers run by step-protocol workers, by [`foreign_key`].
+    foreign: HashMap<String, Arc<Launch>>,
+    /// Where workers get their shared files, logs and the copies of Python files: the study's
+    /// `workers/` directory (a temporary directory's when unset).
+    pub worker_dir: Option<PathBuf>,
     /// Threads a learned optimizer's update may use (1 unless the run has cores to itself).
     pub learned_threads: usize,
     /// Where the optimizers run: their host or their device rules.
@@ -70,7 +81,7 @@ impl Default for OptimizerFactory {
 impl OptimizerFactory {
     /// A factory building for `engine`, no checkpoint loaded yet.
     pub fn new(engine: Engine) -> Self {
-        Self { by_sha: HashMap::new(), foreign: HashMap::new(), learned_threads: 1, engine }
+        Self { by_sha: HashMap::new(), foreign: HashMap::new(), worker_dir: None, learned_threads: 1, engine }
     }
 
     /// Parse a candidate: `kind:key=value,...` for hand-designed optimizers, `ARCH:PATH` for
@@ -80,8 +91,9 @@ impl OptimizerFactory {
     /// A published optimizer that takes hyperparameters (Celo2's `lr`, `wd`) may set them as a
     /// hand-designed kind does: `celo2:lr=3e-3`.
     pub fn parse_candidate(&mut self, text: &str) -> Result<OptimizerSpec> {
-        if let Some(rest) = text.strip_prefix("python:") {
-            return self.add_python(rest);
+        if let Some(parsed) = Source::parse(text) {
+            let (source, hparams) = parsed?;
+            return self.add_foreign(source, hparams);
         }
         let (name, rest) = text.split_once(':').unwrap_or((text, ""));
         if let Some((arch, path)) = published(name) {
@@ -128,40 +140,62 @@ impl OptimizerFactory {
             .collect()
     }
 
-    /// `python:PATH[:FACTORY]` (draft): the file's SHA-256 and the factory name key its runs.
-    fn add_python(&mut self, rest: &str) -> Result<OptimizerSpec> {
-        let (path, factory) = match rest.rsplit_once(':') {
-            Some((p, f)) if !f.contains('/') && !f.ends_with(".py") => (p, f),
-            _ => (rest, "make"),
+    /// Register a `python:` or `exec:` optimizer: its Python file is copied into the worker
+    /// directory; its runs are keyed by the file's SHA-256 and factory (or the command's
+    /// SHA-256) and the hyperparameters.
+    fn add_foreign(&mut self, source: Source, hparams: BTreeMap<String, f64>) -> Result<OptimizerSpec> {
+        let spec = OptimizerSpec { checkpoint: Some(source.key()), hparams, ..OptimizerSpec::new(source.kind()) };
+        let dir = self.worker_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("beatmatch-workers"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let launch = Launch {
+            file: source.place(&dir)?,
+            source,
+            hyperparameters: spec.hparams.clone(),
+            dir,
+            python_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../python"),
+            timeouts: Timeouts::from_env()?,
+            ready: Default::default(),
         };
-        let bytes = std::fs::read(path).with_context(|| format!("python:{rest}: reading {path} (expected a Python file defining `{factory}`)"))?;
-        let key = format!("{}:{factory}", checkpoint::sha256(&bytes));
-        self.foreign.insert(key.clone(), (std::fs::canonicalize(path)?, factory.to_string()));
-        Ok(OptimizerSpec { checkpoint: Some(key), ..OptimizerSpec::new("python") })
+        self.foreign.entry(foreign_key(&spec)).or_insert_with(|| Arc::new(launch));
+        Ok(spec)
     }
 
-    /// Start the worker of a `python:` spec for `members` members.
-    fn build_python(&self, spec: &OptimizerSpec, members: usize, params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
-        use crate::foreign::{optimizer::Foreign, worker};
-        let key = spec.checkpoint.as_deref().unwrap_or_default();
-        let (file, factory) = self.foreign.get(key).with_context(|| format!("python optimizer {key} was not registered"))?;
-        let python = std::env::var("BEATMATCH_PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut cmd = std::process::Command::new(python);
-        cmd.args(["-m", "beatmatch_worker"]).env("PYTHONPATH", resolve_shipped(Path::new("python")));
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let shm = std::env::temp_dir().join(format!("beatmatch-{}-{n}.shm", std::process::id()));
-        let s = worker::Spec {
-            file,
-            factory,
-            hyperparameters: &spec.hparams,
-            horizon: 0,
-            members,
-            tensors: params,
-            shm,
-            timeout: std::time::Duration::from_secs(60),
+    fn launch(&self, spec: &OptimizerSpec) -> Result<&Arc<Launch>> {
+        self.foreign.get(&foreign_key(spec)).with_context(|| format!("{spec} was not registered (parse it with `parse_candidate` first)"))
+    }
+
+    /// Check that `spec` builds for tensors `params`; a foreign optimizer's worker is started
+    /// once and stopped ([`Launch::probe`]): its file, factory, hyperparameters and protocol
+    /// version are checked before anything trains.
+    pub fn check(&self, spec: &OptimizerSpec, params: &[ParamInfo]) -> Result<()> {
+        self.build(spec, params)?;
+        if is_foreign(spec) {
+            self.launch(spec)?.probe(params)?;
+        }
+        Ok(())
+    }
+
+    /// The library versions the worker of a foreign `spec` reported (empty for others, or before
+    /// a worker of it started).
+    pub fn worker_versions(&self, spec: &OptimizerSpec) -> BTreeMap<String, String> {
+        if !is_foreign(spec) {
+            return BTreeMap::new();
+        }
+        self.launch(spec).ok().and_then(|l| l.ready.get()).map(|r| r.versions.clone()).unwrap_or_default()
+    }
+
+    /// A foreign optimizer's legend and provenance: how it was named, its hyperparameters and
+    /// content hash; `None` for others.
+    pub fn foreign_legend(&self, spec: &OptimizerSpec) -> Option<(String, String)> {
+        let launch = self.launch(spec).ok().filter(|_| is_foreign(spec))?;
+        let set: Vec<String> = spec.hparams.iter().map(|(k, v)| format!("{k}={v:e}")).collect();
+        let label = launch.source.label();
+        let legend = if set.is_empty() { format!("{label} (1 trial)") } else { format!("{label}, {} (1 trial)", set.join(", ")) };
+        let origin = match &launch.source {
+            Source::Python { file, .. } => format!("{} (SHA-256 {})", file.display(), spec.checkpoint.as_deref().unwrap_or_default()),
+            Source::Exec { .. } => format!("the command's SHA-256 {}", spec.checkpoint.as_deref().unwrap_or_default()),
         };
-        Ok(Box::new(Foreign::new(worker::Worker::start(cmd, &s)?, members, params)))
+        Some((legend, format!("{label}: {origin}, run by a step-protocol worker (docs/step-protocol.md)")))
     }
 
     /// Register a loaded checkpoint; returns the spec that names it.
@@ -180,8 +214,11 @@ impl OptimizerFactory {
     /// one hand-designed kind, or copies of one learned checkpoint.
     pub fn build_members(&self, specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
         let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
-        if first.kind == "python" {
-            return self.build_python(first, specs.len(), params);
+        if is_foreign(first) {
+            if let Some(other) = specs.iter().find(|s| s != &first) {
+                bail!("members of one worker share its configuration: `{other}` differs from `{first}`");
+            }
+            return Ok(Box::new(Foreign::new(self.launch(first)?.clone(), specs.len(), params)));
         }
         match &first.checkpoint {
             Some(sha) => {

@@ -62,17 +62,11 @@ pub fn candidate_arm(factory: &mut OptimizerFactory, text: &str, seeds: Option<u
         (p.legend(), factory.bind_protocol(&p)?, seeds.unwrap_or(p.seeds))
     } else {
         let spec = factory.parse_candidate(text)?;
-        (OptimizerFactory::legend(&spec), vec![spec], seeds.unwrap_or(default_seeds))
+        let legend = factory.foreign_legend(&spec).map_or_else(|| OptimizerFactory::legend(&spec), |(l, _)| l);
+        (legend, vec![spec], seeds.unwrap_or(default_seeds))
     };
-    Ok(Arm {
-        name: "candidate".into(),
-        legend,
-        role: ArmRole::Candidate,
-        provenance: OptimizerFactory::provenance(&configs[0]),
-        configs,
-        seeds,
-        speedup_reference: false,
-    })
+    let provenance = factory.foreign_legend(&configs[0]).map(|(_, p)| p).or_else(|| OptimizerFactory::provenance(&configs[0]));
+    Ok(Arm { name: "candidate".into(), legend, role: ArmRole::Candidate, provenance, configs, seeds, speedup_reference: false })
 }
 
 /// A baseline's arm: protocol `p`'s configurations (seeds as `p` says), the speedup reference

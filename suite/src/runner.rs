@@ -7,6 +7,7 @@
 //! retried next time) — neither stops the other runs.
 
 use crate::factory::OptimizerFactory;
+use crate::foreign::source::is_foreign;
 use crate::plan::Job;
 use anyhow::Result;
 use beatmatch_core::{RunRecord, RunStatus, Timing, RECORD_SCHEMA_VERSION};
@@ -14,6 +15,7 @@ use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::train::{train, RunSettings, TrainOutcome};
 use beatmatch_tasks::Problem;
 use candle_core::Device;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// The jobs of one run group: one problem trained from one seed by one or more optimizers.
@@ -84,6 +86,18 @@ impl Runner for PopulationRunner<'_> {
         if !Population::<dyn beatmatch_core::Optimizer>::supports(group.problem) {
             return OneByOne { device: Device::Cpu, factory: self.factory }.run_group(group, progress, done);
         }
+        // A worker that fails ends the population it is in: each foreign configuration trains
+        // in a population of its own, so it takes no other optimizer's runs down with it.
+        let mut parts: BTreeMap<Option<(String, Option<String>, u64)>, Vec<&Job>> = BTreeMap::new();
+        for &j in &group.jobs {
+            parts.entry(is_foreign(&j.key.optimizer).then(|| optimizer_key(j))).or_default().push(j);
+        }
+        if parts.len() > 1 {
+            for (_, jobs) in parts {
+                self.run_group(&JobGroup { problem: group.problem, seed: group.seed, jobs }, progress, done);
+            }
+            return;
+        }
         // Members in optimizer-group order; `finished[i]` once job i's record is out.
         let mut jobs: Vec<&Job> = group.jobs.clone();
         jobs.sort_by_key(|j| optimizer_key(j));
@@ -117,7 +131,8 @@ impl Runner for PopulationRunner<'_> {
                 for m in live.into_iter().filter(|&m| pop.ended(m).is_some()) {
                     let o = pop.outcome(m);
                     finished[m] = true;
-                    done(jobs[m], record(jobs[m], o.status, o.curve, o.evals), Timing { seconds: seconds[m], steps: jobs[m].key.steps });
+                    let r = stamped(self.factory, record(jobs[m], o.status, o.curve, o.evals));
+                    done(jobs[m], r, Timing { seconds: seconds[m], steps: jobs[m].key.steps });
                 }
             }
             Ok(())
@@ -126,7 +141,7 @@ impl Runner for PopulationRunner<'_> {
             let msg = format!("{e:#}");
             let secs = started.elapsed().as_secs_f64();
             for (job, _) in jobs.iter().zip(&finished).filter(|(_, f)| !**f) {
-                done(job, failed(job, msg.clone()), Timing { seconds: secs / jobs.len() as f64, steps: 0 });
+                done(job, stamped(self.factory, failed(job, msg.clone())), Timing { seconds: secs / jobs.len() as f64, steps: 0 });
             }
         }
     }
@@ -141,11 +156,18 @@ pub fn run_one(job: &Job, device: &Device, factory: &OptimizerFactory, on_progre
         let settings = RunSettings { device, seed: job.key.seed, steps: job.key.steps, horizon: job.key.horizon };
         train(&job.problem, &data, opt, settings, on_progress)
     }));
-    match outcome {
+    let r = match outcome {
         Ok(Ok(o)) => record(job, o.status, o.curve, o.evals),
         Ok(Err(e)) => failed(job, format!("{e:#}")),
         Err(panic) => failed(job, format!("panic: {}", panic_message(panic.as_ref()))),
-    }
+    };
+    stamped(factory, r)
+}
+
+/// `r` with the library versions its step-protocol worker reported, if it had one.
+fn stamped(factory: &OptimizerFactory, mut r: RunRecord) -> RunRecord {
+    r.worker_versions = factory.worker_versions(&r.key.optimizer);
+    r
 }
 
 /// A panic's message, where it carried one.
@@ -155,7 +177,16 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// `job`'s record with the given results.
 pub fn record(job: &Job, status: RunStatus, curve: Vec<beatmatch_core::CurvePoint>, evals: Vec<beatmatch_core::EvalPoint>) -> RunRecord {
-    RunRecord { schema_version: RECORD_SCHEMA_VERSION, hash: job.key.hash(), key: job.key.clone(), params: job.params, status, curve, evals }
+    RunRecord {
+        schema_version: RECORD_SCHEMA_VERSION,
+        hash: job.key.hash(),
+        key: job.key.clone(),
+        params: job.params,
+        status,
+        curve,
+        evals,
+        worker_versions: Default::default(),
+    }
 }
 
 /// `job`'s record of a failed run.

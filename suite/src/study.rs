@@ -197,6 +197,8 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
         }
     }
     let mut factory = OptimizerFactory::new(target.engine.clone());
+    let workers = opts.out_dir().join("workers");
+    factory.worker_dir = Some(std::path::absolute(&workers).unwrap_or(workers));
     let names = beatmatch_baselines::protocol::expand_sets(&opts.baselines);
     let mut protocols: Vec<Protocol> = names.iter().map(|b| Protocol::resolve_with(b, opts.opt_list.as_deref())).collect::<Result<_>>()?;
     if let Some(n) = opts.seeds {
@@ -214,7 +216,7 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     // Fail on a bad candidate before training anything.
     let params = tasks[0].problem.build_model().params().to_vec();
     for spec in &arms[0].configs {
-        factory.build(spec, &params).with_context(with(spec.to_string()))?;
+        factory.check(spec, &params).with_context(with(spec.to_string()))?;
     }
     let mut prepared = Prepared {
         tasks: Vec::new(),
