@@ -23,7 +23,7 @@ use crate::ledger::Ledger;
 use crate::models::EvalSums;
 use crate::task::Problem;
 use anyhow::{bail, Result};
-use beatmatch_core::{EvalAt, Optimizer, Params, RunStatus, Snapshot, StepContext};
+use beatmatch_core::{Buffers, EvalAt, Optimizer, Params, RunStatus, Snapshot, StepContext};
 use std::ops::Range;
 
 /// One member's budget: steps to train and the horizon its optimizer is told.
@@ -383,7 +383,8 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
                 })
                 .collect();
             let ctx = StepContext { step: s, num_steps: self.members[r.start].horizon, losses: &losses[r.clone()] };
-            group.optimizer.step(&mut p, &g, &ctx);
+            // An optimizer in another process can fail (the step protocol): the error, not a panic.
+            group.optimizer.update(Buffers::Host { params: &mut p, grads: &g }, &ctx)?;
         }
         self.step += 1;
         Ok(())
