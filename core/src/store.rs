@@ -301,6 +301,17 @@ impl Loaded {
         }
         out
     }
+
+    /// For each optimizer run by a step-protocol worker (its spec as displayed), the records
+    /// per set of library versions its workers reported (`numpy 2.4.6, python 3.11.7`).
+    pub fn worker_versions(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
+        let mut out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for r in self.records.values().filter(|r| !r.worker_versions.is_empty()) {
+            let set: Vec<String> = r.worker_versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            *out.entry(r.key.optimizer.to_string()).or_default().entry(set.join(", ")).or_insert(0) += 1;
+        }
+        out
+    }
 }
 
 fn read_versioned<T: DeserializeOwned>(path: &Path, expected: u32) -> Result<T, StoreError> {

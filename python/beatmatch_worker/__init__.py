@@ -25,6 +25,11 @@ class ProtocolError(Exception):
     """The other side sent something the protocol does not allow."""
 
 
+class FactoryError(Exception):
+    """The file, the factory or the hyperparameters are not what the candidate said: reported
+    as one line, without a traceback."""
+
+
 def read_frame(stream) -> tuple[bytes, bytes]:
     """One frame from `stream`: (kind, body). EOF before a frame starts gives (b"", b"")."""
     head = stream.read(4)
@@ -48,15 +53,27 @@ def write_frame(stream, kind: bytes, body: bytes = b"") -> None:
 
 def load_factory(path: str, name: str):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file (expected a Python file defining `{name}`)")
+        raise FactoryError(f"{path}: no such file (expected a Python file defining `{name}`)")
     spec = importlib.util.spec_from_file_location("beatmatch_user_optimizer", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     factory = getattr(module, name, None)
     if not callable(factory):
-        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise AttributeError(f"{path}: no callable `{name}`; callables there: {', '.join(found) or 'none'}")
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        raise FactoryError(f"no callable `{name}` in the file; callables defined there: {', '.join(found) or 'none'}")
     return factory
+
+
+def check_hyperparameters(factory, name: str, hyper: dict, torch_style: bool) -> None:
+    """Refuse hyperparameters the factory does not take, naming the ones it does."""
+    import inspect
+
+    sig = inspect.signature(factory)
+    try:
+        sig.bind(None, **hyper) if torch_style else sig.bind(**hyper)
+    except TypeError as e:
+        takes = [p for i, p in enumerate(sig.parameters) if not (torch_style and i == 0)]
+        raise FactoryError(f"`{name}` cannot take {', '.join(sorted(hyper)) or 'no hyperparameters'} ({e}); its parameters: {', '.join(takes) or 'none'}") from None
 
 
 class Shared:
@@ -189,7 +206,7 @@ def put(dst: np.ndarray, src) -> None:
     dst[...] = src
 
 
-def adapter_for(factory, hyper, shared, members):
+def adapter_for(factory, hyper, shared, members, name="make"):
     """Call the factory the way it asks to be called; return the adapter.
 
     A factory whose first parameter is named `params` is a PyTorch one: it receives the
@@ -200,6 +217,7 @@ def adapter_for(factory, hyper, shared, members):
     import inspect
 
     first = next(iter(inspect.signature(factory).parameters), None)
+    check_hyperparameters(factory, name, hyper, first == "params")
     if first == "params":
         return TorchAdapter(factory, hyper, shared)
     made = factory(**hyper)
@@ -233,9 +251,13 @@ def serve(inp, out) -> int:
         return 2
     try:
         shared = Shared(hello)
-        factory = load_factory(hello["file"], hello.get("factory") or "make")
-        adapter = adapter_for(factory, hello.get("hyperparameters", {}), shared, hello["members"])
+        name = hello.get("factory") or "make"
+        factory = load_factory(hello["file"], name)
+        adapter = adapter_for(factory, hello.get("hyperparameters", {}), shared, hello["members"], name)
         adapter.init(shared)
+    except FactoryError as e:
+        write_frame(out, b"X", str(e).encode())
+        return 1
     except Exception:
         write_frame(out, b"X", last_lines())
         return 1

@@ -40,11 +40,14 @@ pub enum Target {
     Record,
     /// A study manifest (`study.json`).
     Study,
+    /// What a step-protocol worker writes to the suite: a ready frame, then done or error
+    /// frames (`beatmatch_core::step_protocol`).
+    StepFrames,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 12] = [
+    pub const ALL: [Target; 13] = [
         Target::Registry,
         Target::Protocol,
         Target::Recipe,
@@ -57,6 +60,7 @@ impl Target {
         Target::DigitsCsv,
         Target::Record,
         Target::Study,
+        Target::StepFrames,
     ];
 
     /// The fuzz target's name (its file `fuzz/fuzz_targets/<name>.rs` and corpus folder).
@@ -74,6 +78,7 @@ impl Target {
             Target::DigitsCsv => "digits_csv",
             Target::Record => "record_json",
             Target::Study => "study_json",
+            Target::StepFrames => "step_frames",
         }
     }
 
@@ -118,6 +123,7 @@ pub fn feed(target: Target, bytes: &[u8]) -> Accepted {
         Target::Study => {
             beatmatch_core::store::parse_versioned::<beatmatch_core::Study>(Path::new("study.json"), bytes, beatmatch_core::STUDY_SCHEMA_VERSION).is_ok()
         }
+        Target::StepFrames => beatmatch_core::step_protocol::read_worker_stream(bytes).is_ok(),
     }
 }
 

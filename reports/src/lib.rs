@@ -117,6 +117,7 @@ fn write_report_into(dir: &Path, out: &Path, opts: &ReportOptions) -> Result<Rep
             export::markdown::versions_line(&versions)
         ));
     }
+    summary.push_str(&export::markdown::worker_versions(&loaded.worker_versions()));
     std::fs::write(out.join("summary.md"), &summary)?;
     let wall = export::markdown::wall_clock(&extras, &rows);
     std::fs::write(out.join("wall_clock.md"), &wall)?;

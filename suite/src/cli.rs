@@ -83,7 +83,7 @@ enum Command {
 /// `--candidate`'s help, from the lists of kinds and architectures.
 fn candidate_help() -> String {
     format!(
-        "The optimizer under test: `kind:key=value,...` (a hand-designed kind: {}; `suite kinds` lists their hyperparameters), a learned optimizer `ARCH:PATH` ({}) — learned_optimization's or Celo's checkpoint, e.g. the published VeLO `params`, a PyLO safetensors file, or a native `.safetensors` with its `.yaml` — or a published learned optimizer shipped with beatmatch, by name alone ({}), its hyperparameters settable (`celo2:lr=3e-3`); or a tuning protocol (a built-in name, e.g. `celo2-lr`, or a YAML file), tuned as the baselines are and labelled with its number of trials",
+        "The optimizer under test: `kind:key=value,...` (a hand-designed kind: {}; `suite kinds` lists their hyperparameters), a learned optimizer `ARCH:PATH` ({}) — learned_optimization's or Celo's checkpoint, e.g. the published VeLO `params`, a PyLO safetensors file, or a native `.safetensors` with its `.yaml` — or a published learned optimizer shipped with beatmatch, by name alone ({}), its hyperparameters settable (`celo2:lr=3e-3`); or a tuning protocol (a built-in name, e.g. `celo2-lr`, or a YAML file), tuned as the baselines are and labelled with its number of trials; or an optimizer in another process: `python:PATH[:FACTORY][:KEY=VALUE,...]` (a numpy step function, a torch.optim.Optimizer or an optax GradientTransformation; BEATMATCH_PYTHON names the interpreter) or `exec:COMMAND[:KEY=VALUE,...]`, over the step protocol (docs/step-protocol.md)",
         beatmatch_baselines::kind_names(),
         beatmatch_learned::Architecture::names(),
         beatmatch_suite::factory::published_names()

@@ -215,6 +215,9 @@ impl OptimizerFactory {
     pub fn build_members(&self, specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Box<dyn Optimizer>> {
         let Some(first) = specs.first() else { bail!("an optimizer needs at least one member") };
         if is_foreign(first) {
+            if self.engine.is_device() {
+                bail!("`{first}` runs in a step-protocol worker, which trains on the host path only; run it without --device");
+            }
             if let Some(other) = specs.iter().find(|s| s != &first) {
                 bail!("members of one worker share its configuration: `{other}` differs from `{first}`");
             }

@@ -70,9 +70,12 @@ pub struct PopulationRunner<'a> {
     pub factory: &'a OptimizerFactory,
 }
 
+/// Kind, checkpoint with hyperparameters, horizon: what [`optimizer_key`] compares.
+type OptimizerKey = (String, Option<String>, u64);
+
 /// How members are grouped under one optimizer: same kind and horizon; a learned optimizer's
 /// members also share its checkpoint and hyperparameters (one bound rule serves them all).
-fn optimizer_key(job: &Job) -> (String, Option<String>, u64) {
+fn optimizer_key(job: &Job) -> OptimizerKey {
     let o = &job.key.optimizer;
     (o.kind.clone(), o.checkpoint.as_ref().map(|sha| format!("{sha}{:?}", o.hparams)), job.key.horizon)
 }
@@ -88,7 +91,7 @@ impl Runner for PopulationRunner<'_> {
         }
         // A worker that fails ends the population it is in: each foreign configuration trains
         // in a population of its own, so it takes no other optimizer's runs down with it.
-        let mut parts: BTreeMap<Option<(String, Option<String>, u64)>, Vec<&Job>> = BTreeMap::new();
+        let mut parts: BTreeMap<Option<OptimizerKey>, Vec<&Job>> = BTreeMap::new();
         for &j in &group.jobs {
             parts.entry(is_foreign(&j.key.optimizer).then(|| optimizer_key(j))).or_default().push(j);
         }

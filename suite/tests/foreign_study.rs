@@ -98,6 +98,22 @@ fn slow_a_python_adam_is_judged_like_the_native_one_and_its_records_carry_its_ve
     assert!(compared > 20, "{compared} points compared");
     let study = std::fs::read_to_string(out.join("study.json")).unwrap();
     assert!(study.contains("run by a step-protocol worker"), "the candidate's provenance");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("Worker versions of `python@") && summary.contains("numpy "), "{summary}");
+
+    // One record made under another numpy (as a rerun after an upgrade would): the report says so.
+    let path = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("worker_versions")))
+        .unwrap();
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    r["worker_versions"]["numpy"] = "0.0.1".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    let o = suite(&py).arg("report").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("**Mixed worker versions**") && summary.contains("numpy 0.0.1") && summary.contains("(1 records)"), "{summary}");
 }
 
 #[test]

@@ -263,3 +263,39 @@ pub fn summary(study: &Study, rows: &[TaskRow], bins: &[Bin], headline: &str, ex
 pub fn versions_line(versions: &std::collections::BTreeMap<String, usize>) -> String {
     versions.iter().map(|(v, n)| format!("{v} ({n} records)")).collect::<Vec<_>>().join(", ")
 }
+
+/// What the step-protocol workers of the study reported, per optimizer; a warning in bold when
+/// one optimizer's records come from more than one set of library versions (a rerun after an
+/// upgrade mixes them: the records stay, each naming its own). Empty when no worker ran.
+pub fn worker_versions(by_optimizer: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>) -> String {
+    let mut s = String::new();
+    for (optimizer, sets) in by_optimizer {
+        let listed: Vec<String> = sets.iter().map(|(v, n)| format!("{v} ({n} records)")).collect();
+        if sets.len() > 1 {
+            let _ = writeln!(
+                s,
+                "\n**Mixed worker versions**: the records of `{optimizer}` come from {} sets of library versions: {}.",
+                sets.len(),
+                listed.join("; ")
+            );
+        } else {
+            let _ = writeln!(s, "\nWorker versions of `{optimizer}`: {}.", listed.join("; "));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod worker_versions_tests {
+    use super::worker_versions;
+
+    #[test]
+    fn mixed_worker_versions_are_named_in_bold_and_one_set_is_stated() {
+        let one = [("python@abc".to_string(), [("numpy 2.4.6".to_string(), 12)].into())].into();
+        assert_eq!(worker_versions(&one), "\nWorker versions of `python@abc`: numpy 2.4.6 (12 records).\n");
+        let two = [("python@abc".to_string(), [("numpy 2.4.6".to_string(), 12), ("numpy 2.5.0".to_string(), 3)].into())].into();
+        let s = worker_versions(&two);
+        assert!(s.contains("**Mixed worker versions**") && s.contains("numpy 2.4.6 (12 records); numpy 2.5.0 (3 records)"), "{s}");
+        assert_eq!(worker_versions(&Default::default()), "");
+    }
+}

@@ -70,7 +70,7 @@ impl Source {
         if path.is_empty() {
             bail!("python:{body}: expected python:PATH[:FACTORY][:KEY=VALUE,...], a Python file defining `{factory}`");
         }
-        let bytes = std::fs::read(path).with_context(|| format!("python:{body}: cannot read {path} (expected a Python file defining `{factory}`)"))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path} (expected a Python file defining `{factory}`)"))?;
         Ok(Source::Python { file: PathBuf::from(path), bytes, factory: factory.to_string() })
     }
 

@@ -149,7 +149,8 @@ impl Worker {
             });
         }
         let program = format!("{:?}", cmd.get_program());
-        let mut child = cmd.spawn().with_context(|| format!("starting the worker {program} (set BEATMATCH_PYTHON to choose the interpreter)"))?;
+        let hint = if spec.file.is_some() { " (BEATMATCH_PYTHON names the Python interpreter)" } else { "" };
+        let mut child = cmd.spawn().with_context(|| format!("starting the worker {program}{hint}"))?;
         let stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
