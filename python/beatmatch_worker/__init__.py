@@ -161,11 +161,15 @@ class TorchAdapter:
 
 
 class OptaxAdapter:
-    """An optax GradientTransformation: state kept here, parameters copied back to the file."""
+    """An optax GradientTransformation: state kept here, parameters copied back to the file.
 
-    eval_params = False
+    With `eval_fn(state, params)` (the factory returned `(tx, eval_fn)`, e.g.
+    `optax.contrib.schedule_free_eval_params`) the model is evaluated where it says.
+    """
 
-    def __init__(self, tx, shared):
+    def __init__(self, tx, shared, eval_fn=None):
+        self.eval_fn = eval_fn
+        self.eval_params = eval_fn is not None
         import jax
         import jax.numpy as jnp
         import optax
@@ -197,6 +201,11 @@ class OptaxAdapter:
             for dst, src in zip(member, new):
                 put(dst, src)
 
+    def evaluate(self, shared):
+        for m, member in enumerate(shared.params):
+            for dst, src in zip(shared.eval[m], self.eval_fn(self.states[m], self.arrays(member))):
+                put(dst, src)
+
 
 def put(dst: np.ndarray, src) -> None:
     """Copy `src` into the shared array `dst`; a wrong shape is an error, never a broadcast."""
@@ -212,7 +221,8 @@ def adapter_for(factory, hyper, shared, members, name="make"):
     A factory whose first parameter is named `params` is a PyTorch one: it receives the
     member's parameters (torch views of the file) and returns a torch.optim.Optimizer. Any
     other is called with the hyperparameters alone and returns an optax GradientTransformation
-    (a tuple with `init` and `update`), a step function, or an object with `step`.
+    (a tuple with `init` and `update`) or `(transformation, eval_fn)`, a step function, or an
+    object with `step`.
     """
     import inspect
 
@@ -223,6 +233,8 @@ def adapter_for(factory, hyper, shared, members, name="make"):
     made = factory(**hyper)
     if isinstance(made, tuple) and hasattr(made, "init") and hasattr(made, "update"):
         return OptaxAdapter(made, shared)
+    if isinstance(made, tuple) and len(made) == 2 and hasattr(made[0], "update") and callable(made[1]):
+        return OptaxAdapter(made[0], shared, eval_fn=made[1])
     if callable(made) or hasattr(made, "step"):
         return NumpyAdapter(made, factory, hyper, members)
     raise TypeError(f"the factory returned {type(made).__name__}: expected a step function, an object with `step`, or an optax GradientTransformation")

@@ -121,9 +121,15 @@ impl OptimizerFactory {
         if beatmatch_baselines::find(&p.optimizer).is_some() {
             return Ok(configs);
         }
+        // An optimizer in another process: each configuration its own worker (its file's path
+        // relative to where `suite` runs).
+        if let Some(parsed) = Source::parse(&p.optimizer) {
+            let (source, named) = parsed.with_context(|| format!("protocol {}", p.name))?;
+            return configs.into_iter().map(|c| self.add_foreign(source.clone(), named.clone().into_iter().chain(c.hparams).collect())).collect();
+        }
         let Some((arch, path)) = published(&p.optimizer) else {
             bail!(
-                "protocol {}: optimizer `{}` is neither a hand-designed kind ({}) nor a published learned optimizer ({})",
+                "protocol {}: optimizer `{}` is neither a hand-designed kind ({}), a published learned optimizer ({}), nor `python:PATH[:FACTORY]` or `exec:COMMAND`",
                 p.name,
                 p.optimizer,
                 beatmatch_baselines::kind_names(),

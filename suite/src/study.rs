@@ -218,6 +218,10 @@ pub fn prepare(opts: &StudyOptions) -> Result<Prepared> {
     for spec in &arms[0].configs {
         factory.check(spec, &params).with_context(with(spec.to_string()))?;
     }
+    // A baseline run by a worker is checked likewise (a native one was when its protocol parsed).
+    for (arm, spec) in arms[1..].iter().flat_map(|a| a.configs.iter().map(move |s| (a, s))).filter(|(_, s)| crate::foreign::source::is_foreign(s)) {
+        factory.check(spec, &params).with_context(|| format!("--baselines {}: {spec}", arm.name))?;
+    }
     let mut prepared = Prepared {
         tasks: Vec::new(),
         selected,

@@ -204,3 +204,24 @@ fn slow_kill_9_of_the_suite_leaves_no_worker_and_the_rerun_resumes() {
     assert_eq!(after.len(), 320);
     assert!(after.iter().all(|r| r["status"]["kind"] != "failed"), "a run failed after the resume");
 }
+
+#[test]
+fn slow_a_python_optimizer_tuned_as_a_protocol_is_labelled_with_its_trials() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let adam = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/examples/adam_numpy.py");
+    let proto = tmp.path().join("numpy-adam-lr.yaml");
+    std::fs::write(
+        &proto,
+        format!("name: numpy-adam-lr\nlabel: numpy Adam LR\nsource: python/examples/adam_numpy.py\noptimizer: python:{}\ngrid:\n  lr: [1.0e-3, 1.0e-2]\nseeds: 1\nselection: lowest_mean_final_train_loss\n", adam.display()),
+    )
+    .unwrap();
+    let out = tmp.path().join("r");
+    let log = run_smoke(&py, &out, proto.to_str().unwrap());
+    assert!(log.contains("numpy Adam LR (2 trials)"), "{log}");
+    let lrs: std::collections::BTreeSet<String> =
+        records(&out).iter().filter(|r| kind(r) == "python").map(|r| r["key"]["optimizer"]["hparams"]["lr"].to_string()).collect();
+    assert_eq!(lrs.into_iter().collect::<Vec<_>>(), ["0.001", "0.01"]);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("The candidate was tuned as the baselines are: 2 configurations"), "{summary}");
+}

@@ -272,3 +272,45 @@ fn a_worker_may_evaluate_elsewhere_and_a_wrong_shape_is_an_error() {
     let e = e.to_string();
     assert!(e.contains("shape (3,) for a tensor of shape (2, 2)"), "{e}");
 }
+
+/// optax's Schedule-Free AdamW through `python/examples/schedule_free_optax.py`: its training
+/// iterate y passes the fixture's checks, and the evaluation point the worker writes is the
+/// fixture's x (`debug/eval_params/<t>`, schedule_free_eval_params) at every step.
+#[test]
+fn optax_schedule_free_through_the_protocol_is_evaluated_at_its_average() {
+    if python(&["numpy", "jax", "optax"]).is_none() {
+        return;
+    }
+    let case = Case::load(&fixtures_dir(), "optax_schedule_free_adamw");
+    let args = &case.meta["constructor_args"];
+    let hp = |k: &str| args[k].as_f64().unwrap();
+    let candidate = format!(
+        "{}:lr={},warmup_steps={},b1={},b2={},eps={},wd={},weight_lr_power={}",
+        example("schedule_free_optax.py"),
+        hp("learning_rate"),
+        hp("warmup_steps"),
+        hp("b1"),
+        hp("b2"),
+        hp("eps"),
+        hp("weight_decay"),
+        hp("weight_lr_power")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let infos = case.params();
+    let mut opt = foreign(tmp.path(), &candidate, 1, &infos).unwrap();
+    assert!(opt.evaluates_elsewhere());
+    let mut worst = 0f32;
+    let dev = beatmatch_testkit::run(&case, opt.as_mut(), |t, opt, ours| {
+        let slices: Vec<&[f32]> = ours.iter().map(Vec::as_slice).collect();
+        let Some(beatmatch_core::EvalAt::Host(x)) = opt.eval_point(beatmatch_core::Params::Host(&slices)).unwrap() else {
+            panic!("no evaluation point at step {t}")
+        };
+        for (p, got) in infos.iter().zip(&x) {
+            let want = case.tensor(&format!("debug/eval_params/{t}/{}", p.name));
+            let scale = want.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
+            worst = worst.max(got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale);
+        }
+    });
+    assert!(dev.passes(), "{dev:?}");
+    assert!(worst <= 1e-5, "evaluation point off by {worst} of the tensor's scale");
+}
