@@ -298,34 +298,61 @@ struct CrossEntropy<'a> {
     correct: u64,
 }
 
+/// Rows one pass of [`CrossEntropy`] handles side by side: one vector lane each.
+const CE_LANES: usize = 8;
+/// Classes up to which [`CrossEntropy`] keeps each row's exponentials for its gradient (more
+/// are computed again: the same bits, on the stack either way).
+const CE_KEPT: usize = 32;
+
 impl Kernel for CrossEntropy<'_> {
+    /// Rows in blocks of [`CE_LANES`], each row in its own lane: its maximum, sum of
+    /// exponentials and gradient are computed exactly as row by row (classes in order, the
+    /// same `exp`), so the bits are those of one row at a time — but the `exp`s of eight rows
+    /// run as one vector instead of a scalar loop over a row's few classes.
     #[inline(always)]
     fn run(&mut self) {
         let c = self.classes;
         let rows = self.logits.len() / c;
         let scale = 1.0 / rows as f32;
-        for r in 0..rows {
-            let z = &self.logits[r * c..(r + 1) * c];
-            let label = self.y[r] as usize;
-            let (mut max, mut arg) = (f32::NEG_INFINITY, 0);
-            for (j, &v) in z.iter().enumerate() {
-                if v > max {
-                    max = v;
-                    arg = j;
+        let mut e = [0f32; CE_LANES * CE_KEPT];
+        let keep = c <= CE_KEPT;
+        for r0 in (0..rows).step_by(CE_LANES) {
+            let lanes = CE_LANES.min(rows - r0);
+            let z = &self.logits[r0 * c..(r0 + lanes) * c];
+            let (mut max, mut arg) = ([f32::NEG_INFINITY; CE_LANES], [0usize; CE_LANES]);
+            for j in 0..c {
+                for l in 0..lanes {
+                    let v = z[l * c + j];
+                    if v > max[l] {
+                        max[l] = v;
+                        arg[l] = j;
+                    }
                 }
             }
-            let mut sum = 0f32;
-            for &v in z {
-                sum += exp(v - max);
+            let mut sum = [0f32; CE_LANES];
+            for j in 0..c {
+                for l in 0..lanes {
+                    let x = exp(z[l * c + j] - max[l]);
+                    if keep {
+                        e[j * CE_LANES + l] = x;
+                    }
+                    sum[l] += x;
+                }
             }
-            let lse = max + sum.ln();
-            self.loss_sum += f64::from(lse - z[label]);
-            self.correct += u64::from(arg == label);
+            for l in 0..lanes {
+                let label = self.y[r0 + l] as usize;
+                let lse = max[l] + sum[l].ln();
+                self.loss_sum += f64::from(lse - z[l * c + label]);
+                self.correct += u64::from(arg[l] == label);
+            }
             if let Some(g) = self.grad.as_deref_mut() {
-                let inv = 1.0 / sum;
-                for (j, (g, &v)) in g[r * c..(r + 1) * c].iter_mut().zip(z).enumerate() {
-                    let p = exp(v - max) * inv;
-                    *g = (p - if j == label { 1.0 } else { 0.0 }) * scale;
+                for l in 0..lanes {
+                    let (label, inv) = (self.y[r0 + l] as usize, 1.0 / sum[l]);
+                    for (j, g) in g[(r0 + l) * c..(r0 + l + 1) * c].iter_mut().enumerate() {
+                        let x = if keep { e[j * CE_LANES + l] } else { exp(z[l * c + j] - max[l]) };
+                        let p = x * inv;
+                        *g = (p - if j == label { 1.0 } else { 0.0 }) * scale;
+                    }
                 }
             }
         }
@@ -381,6 +408,49 @@ pub fn gelu_grad(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    /// The cross-entropy one row at a time, as it was written before its rows shared vector
+    /// lanes: (loss sum, correct, gradient).
+    fn cross_entropy_by_row(logits: &[f32], y: &[u32], c: usize) -> (f64, u64, Vec<f32>) {
+        let rows = logits.len() / c;
+        let (mut loss, mut correct, mut grad) = (0f64, 0u64, vec![0f32; logits.len()]);
+        for r in 0..rows {
+            let z = &logits[r * c..(r + 1) * c];
+            let label = y[r] as usize;
+            let (mut max, mut arg) = (f32::NEG_INFINITY, 0);
+            for (j, &v) in z.iter().enumerate() {
+                if v > max {
+                    max = v;
+                    arg = j;
+                }
+            }
+            let mut sum = 0f32;
+            for &v in z {
+                sum += super::exp(v - max);
+            }
+            loss += f64::from(max + sum.ln() - z[label]);
+            correct += u64::from(arg == label);
+            for (j, (g, &v)) in grad[r * c..(r + 1) * c].iter_mut().zip(z).enumerate() {
+                *g = (super::exp(v - max) * (1.0 / sum) - if j == label { 1.0 } else { 0.0 }) * (1.0 / rows as f32);
+            }
+        }
+        (loss, correct, grad)
+    }
+
+    #[test]
+    fn cross_entropy_in_lanes_gives_the_bits_of_one_row_at_a_time() {
+        for (rows, c) in [(32, 10), (13, 10), (7, 3), (20, 40), (1, 1)] {
+            let logits: Vec<f32> = (0..rows * c).map(|i| (((i * 2654435761usize) >> 9) % 2001) as f32 / 100.0 - 10.0).collect();
+            let y: Vec<u32> = (0..rows).map(|r| ((r * 7) % c) as u32).collect();
+            let mut grad = vec![0f32; rows * c];
+            let mut k = super::CrossEntropy { logits: &logits, y: &y, classes: c, grad: Some(&mut grad), loss_sum: 0.0, correct: 0 };
+            super::simd_dispatch(&mut k);
+            let (loss, correct) = (k.loss_sum, k.correct);
+            let (want_loss, want_correct, want_grad) = cross_entropy_by_row(&logits, &y, c);
+            assert_eq!((loss.to_bits(), correct), (want_loss.to_bits(), want_correct), "rows {rows}, classes {c}");
+            assert!(grad.iter().zip(&want_grad).all(|(a, b)| a.to_bits() == b.to_bits()), "rows {rows}, classes {c}: gradients differ");
+        }
+    }
+
     use super::*;
 
     fn grid() -> impl Iterator<Item = f32> {
