@@ -308,35 +308,58 @@ impl Kernel for CrossEntropy<'_> {
     /// Rows in blocks of [`CE_LANES`], each row in its own lane: its maximum, sum of
     /// exponentials and gradient are computed exactly as row by row (classes in order, the
     /// same `exp`), so the bits are those of one row at a time — but the `exp`s of eight rows
-    /// run as one vector instead of a scalar loop over a row's few classes.
+    /// run as one vector instead of a scalar loop over a row's few classes. Up to [`CE_KEPT`]
+    /// classes, a block is first transposed (class-major, eight lanes always: rows past the
+    /// end are zeros whose results are dropped), so the loops are plain vector code.
     #[inline(always)]
     fn run(&mut self) {
         let c = self.classes;
         let rows = self.logits.len() / c;
         let scale = 1.0 / rows as f32;
-        let mut e = [0f32; CE_LANES * CE_KEPT];
         let keep = c <= CE_KEPT;
+        // Class-major blocks: `zt[j * CE_LANES + l]` is class j of the block's row l; `e` its
+        // exponential.
+        let (mut zt, mut e) = ([0f32; CE_LANES * CE_KEPT], [0f32; CE_LANES * CE_KEPT]);
         for r0 in (0..rows).step_by(CE_LANES) {
             let lanes = CE_LANES.min(rows - r0);
             let z = &self.logits[r0 * c..(r0 + lanes) * c];
             let (mut max, mut arg) = ([f32::NEG_INFINITY; CE_LANES], [0usize; CE_LANES]);
-            for j in 0..c {
-                for l in 0..lanes {
-                    let v = z[l * c + j];
-                    if v > max[l] {
-                        max[l] = v;
-                        arg[l] = j;
+            let mut sum = [0f32; CE_LANES];
+            if keep {
+                for j in 0..c {
+                    for l in 0..CE_LANES {
+                        zt[j * CE_LANES + l] = if l < lanes { z[l * c + j] } else { 0.0 };
                     }
                 }
-            }
-            let mut sum = [0f32; CE_LANES];
-            for j in 0..c {
-                for l in 0..lanes {
-                    let x = exp(z[l * c + j] - max[l]);
-                    if keep {
-                        e[j * CE_LANES + l] = x;
+                for j in 0..c {
+                    let col = &zt[j * CE_LANES..][..CE_LANES];
+                    for l in 0..CE_LANES {
+                        let gt = col[l] > max[l];
+                        max[l] = if gt { col[l] } else { max[l] };
+                        arg[l] = if gt { j } else { arg[l] };
                     }
-                    sum[l] += x;
+                }
+                for j in 0..c {
+                    for l in 0..CE_LANES {
+                        let x = exp(zt[j * CE_LANES + l] - max[l]);
+                        e[j * CE_LANES + l] = x;
+                        sum[l] += x;
+                    }
+                }
+            } else {
+                for j in 0..c {
+                    for l in 0..lanes {
+                        let v = z[l * c + j];
+                        if v > max[l] {
+                            max[l] = v;
+                            arg[l] = j;
+                        }
+                    }
+                }
+                for j in 0..c {
+                    for l in 0..lanes {
+                        sum[l] += exp(z[l * c + j] - max[l]);
+                    }
                 }
             }
             for l in 0..lanes {
