@@ -221,6 +221,13 @@ impl Worker {
 
     /// The error of a worker that exited or closed its stdout, with its last stderr lines.
     fn gone(&mut self, what: &str) -> anyhow::Error {
+        // What it wrote before it went says why, when it wrote anything: an error frame, or
+        // text on stdout (a write to a worker that has exited fails before its output is read).
+        let said = match self.frames.recv_timeout(Duration::from_millis(200)) {
+            Ok(Ok(Some(f))) if f.kind == kind::ERROR => Some(format!("the worker failed: {}", String::from_utf8_lossy(&f.body).trim_end())),
+            Ok(Err(e)) => Some(e.to_string()),
+            _ => None,
+        };
         let until = Instant::now() + Duration::from_secs(1);
         let status = loop {
             match self.child.try_wait() {
@@ -232,7 +239,10 @@ impl Worker {
                 }
             }
         };
-        anyhow!("the worker exited at {what} ({status}){}", self.last_lines())
+        match said {
+            Some(said) => anyhow!("at {what}: {said} (the worker exited: {status}){}", self.last_lines()),
+            None => anyhow!("the worker exited at {what} ({status}){}", self.last_lines()),
+        }
     }
 
     /// The worker's last lines of stderr, once its stderr has closed (or after 0.5 s).
