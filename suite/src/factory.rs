@@ -190,18 +190,15 @@ impl OptimizerFactory {
         self.launch(spec).ok().and_then(|l| l.ready.get()).map(|r| r.versions.clone()).unwrap_or_default()
     }
 
-    /// A foreign optimizer's legend and provenance: how it was named, its hyperparameters and
-    /// content hash; `None` for others.
-    pub fn foreign_legend(&self, spec: &OptimizerSpec) -> Option<(String, String)> {
+    /// A foreign optimizer's label and where it came from; `None` for others.
+    fn foreign_origin(&self, spec: &OptimizerSpec) -> Option<(String, String)> {
         let launch = self.launch(spec).ok().filter(|_| is_foreign(spec))?;
-        let set: Vec<String> = spec.hparams.iter().map(|(k, v)| format!("{k}={v:e}")).collect();
-        let label = launch.source.label();
-        let legend = if set.is_empty() { format!("{label} (1 trial)") } else { format!("{label}, {} (1 trial)", set.join(", ")) };
+        let sha = spec.checkpoint.as_deref().unwrap_or_default();
         let origin = match &launch.source {
-            Source::Python { file, .. } => format!("{} (SHA-256 {})", file.display(), spec.checkpoint.as_deref().unwrap_or_default()),
-            Source::Exec { .. } => format!("the command's SHA-256 {}", spec.checkpoint.as_deref().unwrap_or_default()),
+            Source::Python { file, .. } => format!("{} (SHA-256 {sha})", file.display()),
+            Source::Exec { .. } => format!("the command's SHA-256 {sha}"),
         };
-        Some((legend, format!("{label}: {origin}, run by a step-protocol worker (docs/step-protocol.md)")))
+        Some((launch.source.label(), origin))
     }
 
     /// Register a loaded checkpoint; returns the spec that names it.
@@ -261,7 +258,11 @@ impl OptimizerFactory {
 
     /// The provenance of a published learned optimizer run from its authors' checkpoint (the
     /// shipped file, by SHA-256): who published it and what it was meta-trained on.
-    pub fn provenance(spec: &OptimizerSpec) -> Option<String> {
+    /// A foreign optimizer's: its file (or command) and content hash.
+    pub fn provenance(&self, spec: &OptimizerSpec) -> Option<String> {
+        if let Some((label, origin)) = self.foreign_origin(spec) {
+            return Some(format!("{label}: {origin}, run by a step-protocol worker (docs/step-protocol.md)"));
+        }
         let (arch, path) = published(&spec.kind)?;
         let shipped = checkpoint::sha256(&std::fs::read(path).ok()?);
         (spec.checkpoint.as_deref() == Some(shipped.as_str())).then(|| arch.provenance().map(str::to_string)).flatten()
@@ -270,13 +271,16 @@ impl OptimizerFactory {
     /// Legend label: a learned optimizer is "hyperparameter-free (1 trial)" unless it takes a
     /// learning rate (Celo2: "at its defaults (1 trial)", or the values set); a hand-designed
     /// configuration's is its kind's.
-    pub fn legend(spec: &OptimizerSpec) -> String {
+    pub fn legend(&self, spec: &OptimizerSpec) -> String {
+        let set = || spec.hparams.iter().map(|(k, v)| format!("{k}={v:e}")).collect::<Vec<_>>().join(", ");
+        if let Some((label, _)) = self.foreign_origin(spec) {
+            return if spec.hparams.is_empty() { format!("{label} (1 trial)") } else { format!("{label}, {} (1 trial)", set()) };
+        }
         match (Architecture::parse(&spec.kind), spec.checkpoint.as_deref()) {
             (Some(arch), Some(sha)) => {
                 let sha = &sha[..8.min(sha.len())];
                 if !spec.hparams.is_empty() {
-                    let set: Vec<String> = spec.hparams.iter().map(|(k, v)| format!("{k}={v:e}")).collect();
-                    format!("{} {sha}, {} (1 trial)", arch.label(), set.join(", "))
+                    format!("{} {sha}, {} (1 trial)", arch.label(), set())
                 } else if arch.settable().contains(&"lr") {
                     format!("{} {sha}, at its defaults (1 trial)", arch.label())
                 } else {
@@ -300,15 +304,15 @@ mod tests {
         let mut f = OptimizerFactory::default();
         let celo = f.parse_candidate("celo").unwrap();
         assert_eq!(celo.kind, "celo");
-        assert!(OptimizerFactory::legend(&celo).ends_with("hyperparameter-free (1 trial)"), "{}", OptimizerFactory::legend(&celo));
-        assert!(OptimizerFactory::provenance(&celo).unwrap().contains("every task here is held out"));
+        assert!(f.legend(&celo).ends_with("hyperparameter-free (1 trial)"), "{}", f.legend(&celo));
+        assert!(f.provenance(&celo).unwrap().contains("every task here is held out"));
 
         let celo2 = f.parse_candidate("celo2").unwrap();
-        assert!(OptimizerFactory::legend(&celo2).ends_with("at its defaults (1 trial)"), "{}", OptimizerFactory::legend(&celo2));
+        assert!(f.legend(&celo2).ends_with("at its defaults (1 trial)"), "{}", f.legend(&celo2));
         let tuned = f.parse_candidate("celo2:lr=3e-3").unwrap();
         assert_eq!(tuned.hparams.get("lr"), Some(&3e-3));
         assert_eq!(tuned.checkpoint, celo2.checkpoint);
-        assert!(OptimizerFactory::legend(&tuned).ends_with("lr=3e-3 (1 trial)"), "{}", OptimizerFactory::legend(&tuned));
+        assert!(f.legend(&tuned).ends_with("lr=3e-3 (1 trial)"), "{}", f.legend(&tuned));
 
         // The learning rate reaches the update: one step moves a hidden matrix 3× as far.
         let params = [ParamInfo::new("in", vec![4, 3]), ParamInfo::new("hidden", vec![3, 3]), ParamInfo::new("out", vec![3, 2])];

@@ -62,10 +62,9 @@ pub fn candidate_arm(factory: &mut OptimizerFactory, text: &str, seeds: Option<u
         (p.legend(), factory.bind_protocol(&p)?, seeds.unwrap_or(p.seeds))
     } else {
         let spec = factory.parse_candidate(text)?;
-        let legend = factory.foreign_legend(&spec).map_or_else(|| OptimizerFactory::legend(&spec), |(l, _)| l);
-        (legend, vec![spec], seeds.unwrap_or(default_seeds))
+        (factory.legend(&spec), vec![spec], seeds.unwrap_or(default_seeds))
     };
-    let provenance = factory.foreign_legend(&configs[0]).map(|(_, p)| p).or_else(|| OptimizerFactory::provenance(&configs[0]));
+    let provenance = factory.provenance(&configs[0]);
     Ok(Arm { name: "candidate".into(), legend, role: ArmRole::Candidate, provenance, configs, seeds, speedup_reference: false })
 }
 

@@ -89,6 +89,8 @@ pub struct Foreign {
     launch: Arc<Launch>,
     members: usize,
     infos: Vec<ParamInfo>,
+    /// Values per tensor (one member's).
+    numel: Vec<usize>,
     worker: Mutex<Option<Worker>>,
 }
 
@@ -96,19 +98,19 @@ impl Foreign {
     /// An optimizer for `members` members of tensors `params`; its worker starts at the first
     /// step.
     pub fn new(launch: Arc<Launch>, members: usize, params: &[ParamInfo]) -> Self {
-        Self { launch, members, infos: params.to_vec(), worker: Mutex::new(None) }
+        Self { launch, members, infos: params.to_vec(), numel: params.iter().map(ParamInfo::numel).collect(), worker: Mutex::new(None) }
     }
 
     fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) -> Result<()> {
         // Tensor-major buffers, member-major within: per-member lists of tensors.
-        let numel: Vec<usize> = self.infos.iter().map(ParamInfo::numel).collect();
+        let numel = &self.numel;
         let mut per_member: Vec<Vec<&mut [f32]>> = (0..self.members).map(|_| Vec::with_capacity(numel.len())).collect();
-        for (buf, &n) in params.iter_mut().zip(&numel) {
+        for (buf, &n) in params.iter_mut().zip(numel) {
             for (m, chunk) in buf.chunks_mut(n).enumerate() {
                 per_member[m].push(chunk);
             }
         }
-        let grads: Vec<Vec<&[f32]>> = (0..self.members).map(|m| grads.iter().zip(&numel).map(|(g, &n)| &g[m * n..(m + 1) * n]).collect()).collect();
+        let grads: Vec<Vec<&[f32]>> = (0..self.members).map(|m| grads.iter().zip(numel).map(|(g, &n)| &g[m * n..(m + 1) * n]).collect()).collect();
         let losses: Vec<f32> = (0..self.members).map(|m| ctx.loss(m)).collect();
         let worker = self.worker.get_mut().unwrap_or_else(|e| e.into_inner());
         if worker.is_none() {
