@@ -1,18 +1,21 @@
-//! Training throughput of the quick tier's MLP shapes: one run alone (steps/s) and a sweep of
-//! 30 members — 15 learning rates × 2 seeds, as two populations of 15 (one per seed) —
-//! (run-steps/s), Adam, one thread; and the achieved GFLOP/s next to this machine's single-
-//! thread sgemm peak measured in the same run. Prints one JSON object per line; `bench/peer/
-//! run.sh` puts them beside JAX's.
+//! Training throughput of the quick tier's MLP shapes and the cpu tier's ConvNets: one run
+//! alone (steps/s) and a sweep of 30 members — 15 learning rates × 2 seeds, as two populations
+//! of 15 (one per seed) — (run-steps/s), Adam, one thread; and the achieved GFLOP/s next to
+//! this machine's single-thread sgemm peak measured in the same run. ConvNets also print one
+//! run's rate through candle (`candle_steps_per_s`: how they trained before the native engine
+//! had them, and how the device path still trains them). Prints one JSON object per line;
+//! `bench/peer/run.sh` puts them beside JAX's.
 //!
 //! `cargo bench -p beatmatch-tasks --bench population [-- SHAPE_FILTER]`
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
+use beatmatch_tasks::models::conv::{ConvConfig, Pooling};
 use beatmatch_tasks::models::logreg::Logreg;
 use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
-use beatmatch_tasks::{DatasetName, Problem};
+use beatmatch_tasks::{DatasetName, InnerRun, Problem, RunSettings};
 use std::time::Instant;
 
 #[global_allocator]
@@ -47,6 +50,49 @@ fn population_rate(problem: &Problem, data: &Dataset, lrs: &[f64], seed: u64, st
     (steps - 4) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Steps per second of one Adam run through candle (the device path's engine, on the CPU).
+fn candle_rate(problem: &Problem, data: &Dataset, steps: u64) -> f64 {
+    let infos = problem.build_model().params().to_vec();
+    let opt = beatmatch_baselines::build(&OptimizerSpec::new("adam").with("lr", 1e-3), &infos).unwrap();
+    let settings = RunSettings { device: &candle_core::Device::Cpu, seed: 0, steps, horizon: steps };
+    let mut run = InnerRun::new(problem, data, opt, settings).unwrap();
+    run.advance(2).unwrap();
+    let start = Instant::now();
+    run.advance(steps - 4).unwrap();
+    (steps - 4) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Multiply-adds of one example's forward pass, per layer.
+fn layer_macs(model: &ModelConfig, shape: &[usize], classes: usize) -> Vec<f64> {
+    match model {
+        ModelConfig::Conv(c) => {
+            let (mut ch, mut h, mut w) = match shape {
+                [h, w] => (1, *h, *w),
+                [c, h, w] => (*c, *h, *w),
+                _ => unreachable!("images"),
+            };
+            let mut macs = Vec::new();
+            for _ in 0..c.depth {
+                macs.push((h * w * ch * 9 * c.channels) as f64);
+                ch = c.channels;
+                if c.pooling != Pooling::None && h >= 2 && w >= 2 {
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
+            macs.push((ch * h * w * classes) as f64);
+            macs
+        }
+        _ => {
+            let mut dims = vec![shape.iter().product::<usize>()];
+            if let ModelConfig::Mlp(MlpConfig { width, depth, .. }) = model {
+                dims.extend(std::iter::repeat_n(*width, *depth));
+            }
+            dims.push(classes);
+            dims.windows(2).map(|w| (w[0] * w[1]) as f64).collect()
+        }
+    }
+}
+
 fn sgemm_peak() -> f64 {
     let n = 512;
     let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
@@ -68,41 +114,46 @@ fn main() {
     println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", beatmatch_core::simd::isa());
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
     let fashion = synthetic(&[28, 28], 4096);
-    let shapes: Vec<(&str, ModelConfig, bool, usize)> = vec![
-        ("mlp-w32-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), false, 128),
-        ("mlp-w32-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 2, activation: Activation::Tanh }), false, 128),
-        ("mlp-w64-d2-gelu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 64, depth: 2, activation: Activation::Gelu }), false, 128),
-        ("mlp-w128-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), false, 128),
-        ("mlp-w128-d2-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Relu }), false, 128),
-        ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Tanh }), false, 128),
-        ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), false, 32),
-        ("logreg.fashion_mnist.b128", ModelConfig::Logreg(Logreg {}), true, 128),
-        ("mlp-w32-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), true, 128),
-        ("mlp-w128-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), true, 128),
+    let digits = DatasetName::Digits.load().unwrap();
+    let conv = |channels, depth, pooling| ModelConfig::Conv(ConvConfig { channels, depth, pooling });
+    let shapes: Vec<(&str, ModelConfig, DatasetName, usize)> = vec![
+        ("mlp-w32-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), DatasetName::Mnist1d, 128),
+        ("mlp-w32-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 128),
+        ("mlp-w64-d2-gelu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 64, depth: 2, activation: Activation::Gelu }), DatasetName::Mnist1d, 128),
+        ("mlp-w128-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), DatasetName::Mnist1d, 128),
+        ("mlp-w128-d2-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Relu }), DatasetName::Mnist1d, 128),
+        ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 128),
+        ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), DatasetName::Mnist1d, 32),
+        ("logreg.fashion_mnist.b128", ModelConfig::Logreg(Logreg {}), DatasetName::FashionMnist, 128),
+        ("mlp-w32-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), DatasetName::FashionMnist, 128),
+        ("mlp-w128-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), DatasetName::FashionMnist, 128),
+        ("conv-c8-d1-max.digits.b64", conv(8, 1, Pooling::Max), DatasetName::Digits, 64),
+        ("conv-c16-d2-avg.digits.b64", conv(16, 2, Pooling::Avg), DatasetName::Digits, 64),
+        ("conv-c16-d2-max.mnist.b128", conv(16, 2, Pooling::Max), DatasetName::Mnist, 128),
     ];
-    for (name, model, on_fashion, batch) in shapes {
+    for (name, model, dataset, batch) in shapes {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let dataset = if on_fashion { DatasetName::FashionMnist } else { DatasetName::Mnist1d };
+        let is_conv = matches!(model, ModelConfig::Conv(_));
         let problem = Problem::new(model, dataset, batch, &[1_000_000]);
-        let data = if on_fashion { &fashion } else { &*mnist1d };
-        let steps = 2000;
+        let data = match dataset {
+            DatasetName::FashionMnist | DatasetName::Mnist => &fashion,
+            DatasetName::Digits => &*digits,
+            _ => &*mnist1d,
+        };
+        let steps = if is_conv { 400 } else { 2000 };
         let single = population_rate(&problem, data, &[1e-3], 0, steps);
         let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(&problem, data, &LRS, seed, steps / 2)).sum::<f64>();
         let sweep = 30.0 / sweep_time;
-        // FLOPs per run-step: forward 2·b·Σ in·out, weight gradients as much again, input
+        // FLOPs per run-step: forward 2·b·Σ macs, weight gradients as much again, input
         // gradients for every layer but the first.
         let (shape, classes) = dataset.signature();
-        let mut dims = vec![shape.iter().product::<usize>()];
-        if let ModelConfig::Mlp(MlpConfig { width, depth, .. }) = problem.model {
-            dims.extend(std::iter::repeat_n(width, depth));
-        }
-        dims.push(classes);
-        let macs: Vec<f64> = dims.windows(2).map(|w| (w[0] * w[1]) as f64).collect();
+        let macs = layer_macs(&problem.model, &shape, classes);
         let flops = 2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + macs[1..].iter().sum::<f64>());
+        let candle = if is_conv { format!(", \"candle_steps_per_s\": {:.1}", candle_rate(&problem, data, 60)) } else { String::new() };
         println!(
-            "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",
+            "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}{candle}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",
             single * flops / 1e9,
             sweep * flops / 1e9,
             beatmatch_core::simd::isa()

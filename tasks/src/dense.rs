@@ -54,15 +54,8 @@ pub struct DenseNet {
     params: Vec<ParamInfo>,
 }
 
-/// Where a member's batch comes from: `x` is `[batch][input]`; `y` the labels (classifiers).
-pub struct Batch<'a> {
-    /// Inputs, row-major.
-    pub x: &'a [f32],
-    /// Class labels, one per row (ignored by autoencoders).
-    pub y: &'a [u32],
-    /// Rows.
-    pub rows: usize,
-}
+pub use crate::native::Batch;
+use crate::native::NativeNet;
 
 /// Reused buffers of one population's steps (no allocation after the first).
 #[derive(Default, Clone, Debug)]
@@ -80,13 +73,18 @@ impl DenseNet {
     /// The dense network `config` builds for inputs of `input` values and `classes` outputs, or
     /// `None` for the families candle trains.
     pub fn for_config(config: &ModelConfig, input: usize, classes: usize) -> Option<Self> {
-        let DenseShape { hidden, out, activation, objective } = config.dense(input, classes)?;
+        Some(Self::new(input, config.dense(input, classes)?))
+    }
+
+    /// The dense network of `shape` for inputs of `input` values.
+    pub fn new(input: usize, shape: DenseShape) -> Self {
+        let DenseShape { hidden, out, activation, objective } = shape;
         let mut dims = vec![input];
         dims.extend(hidden);
         dims.push(out);
         // The candle models' parameters, in the same canonical order (`layer{i}/b`, `layer{i}/w`).
         let params = crate::models::Model::params(&crate::models::mlp::Mlp::new(input, &dims[1..dims.len() - 1], out, activation)).to_vec();
-        Some(Self { dims, activation, objective, params })
+        Self { dims, activation, objective, params }
     }
 
     /// Parameter tensors in canonical order (of one member).
@@ -142,9 +140,8 @@ impl DenseNet {
         let out = &ws.out[self.layers() - 1][m * rows * out_dim..(m + 1) * rows * out_dim];
         match self.objective {
             Objective::Classify => {
-                let mut k = CrossEntropy { logits: out, y: batch.y, classes: out_dim, grad: None, loss_sum: 0.0, correct: 0 };
-                simd_dispatch(&mut k);
-                EvalSums { loss_sum: k.loss_sum, items: rows as u64, correct: Some(k.correct) }
+                let (loss_sum, correct) = cross_entropy(out, batch.y, out_dim, None);
+                EvalSums { loss_sum, items: rows as u64, correct: Some(correct) }
             }
             Objective::Reconstruct => {
                 // Per example, the mean over its values; summed over examples.
@@ -172,11 +169,7 @@ impl DenseNet {
             ws.delta.resize(rows * out_dim, 0.0);
             let out = &ws.out[layers - 1][m * rows * out_dim..(m + 1) * rows * out_dim];
             losses[m] = match self.objective {
-                Objective::Classify => {
-                    let mut ce = CrossEntropy { logits: out, y: batch.y, classes: out_dim, grad: Some(&mut ws.delta), loss_sum: 0.0, correct: 0 };
-                    simd_dispatch(&mut ce);
-                    (ce.loss_sum / rows as f64) as f32
-                }
+                Objective::Classify => (cross_entropy(out, batch.y, out_dim, Some(&mut ws.delta)).0 / rows as f64) as f32,
                 Objective::Reconstruct => {
                     let n = (rows * out_dim) as f32;
                     let mut sum = 0f32;
@@ -226,12 +219,48 @@ impl DenseNet {
 
 pub use beatmatch_core::matmul::sgemm;
 
+/// A [`DenseNet`] with its reused buffers: the native engine's dense networks.
+pub struct DenseEngine {
+    net: DenseNet,
+    ws: Workspace,
+}
+
+impl DenseEngine {
+    /// The engine of `net`.
+    pub fn new(net: DenseNet) -> Self {
+        Self { net, ws: Workspace::default() }
+    }
+}
+
+impl NativeNet for DenseEngine {
+    fn params(&self) -> &[ParamInfo] {
+        self.net.params()
+    }
+
+    fn eval(&mut self, k: usize, who: &[bool], params: &[&[f32]], batch: &Batch<'_>) -> Vec<EvalSums> {
+        self.net.forward(k, who, params, batch, &mut self.ws);
+        (0..k).map(|m| if who[m] { self.net.sums(m, batch, &self.ws) } else { EvalSums::default() }).collect()
+    }
+
+    fn loss_and_grads(&mut self, k: usize, live: &[bool], params: &[&[f32]], batch: &Batch<'_>, grads: &mut [&mut [f32]]) -> Vec<f32> {
+        self.net.loss_and_grads(k, live, params, batch, grads, &mut self.ws)
+    }
+}
+
+/// Summed cross-entropy (nats) of `logits` (`[rows][classes]`) against `y`, and the rows whose
+/// arg-max is the label; the gradient of the *mean* into `grad` where asked.
+pub(crate) fn cross_entropy(logits: &[f32], y: &[u32], classes: usize, grad: Option<&mut Vec<f32>>) -> (f64, u64) {
+    let mut k = CrossEntropy { logits, y, classes, grad, loss_sum: 0.0, correct: 0 };
+    simd_dispatch(&mut k);
+    (k.loss_sum, k.correct)
+}
+
 /// `out[r][j] += bias[j]`, then the activation (kept pre-activation in `pre` where asked).
-struct BiasActivate<'a> {
-    out: &'a mut [f32],
-    bias: &'a [f32],
-    act: Option<Activation>,
-    pre: Option<&'a mut [f32]>,
+pub(crate) struct BiasActivate<'a> {
+    pub(crate) out: &'a mut [f32],
+    pub(crate) bias: &'a [f32],
+    pub(crate) act: Option<Activation>,
+    pub(crate) pre: Option<&'a mut [f32]>,
 }
 
 impl Kernel for BiasActivate<'_> {

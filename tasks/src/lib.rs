@@ -6,11 +6,13 @@
 
 pub mod data;
 pub mod datasets;
+pub mod convnet;
 pub mod dense;
 pub mod inner;
 pub mod ledger;
 pub mod memory;
 pub mod models;
+pub mod native;
 pub mod population;
 pub mod registry;
 pub mod task;

@@ -1,6 +1,6 @@
 //! A population: the members of one run group — one problem trained from one seed, each member
 //! with its own optimizer configuration and step budget — trained as one computation on a
-//! [`DenseNet`].
+//! [`NativeNet`] (a dense network or a ConvNet).
 //!
 //! Members share the initialisation (the seed's), every mini-batch (one batch stream) and the
 //! measurement batches, and keep their own parameters (`[K, …]` member-major buffers),
@@ -17,7 +17,7 @@
 
 use crate::data::{rng, BatchStream, View, STREAM_INIT};
 use crate::datasets::Dataset;
-use crate::dense::{Batch, DenseNet, Workspace};
+use crate::native::{Batch, NativeNet};
 use crate::inner::TrainOutcome;
 use crate::ledger::Ledger;
 use crate::models::EvalSums;
@@ -62,7 +62,7 @@ pub struct PopulationSnapshot {
 /// A population in progress.
 pub struct Population<'d, O: Optimizer + ?Sized = dyn Optimizer> {
     problem: &'d Problem,
-    net: DenseNet,
+    net: Box<dyn NativeNet>,
     train_view: View<'d>,
     test_view: View<'d>,
     params: Vec<Vec<f32>>,
@@ -72,7 +72,6 @@ pub struct Population<'d, O: Optimizer + ?Sized = dyn Optimizer> {
     batches: BatchStream,
     measure_idx: Vec<u32>,
     step: u64,
-    ws: Workspace,
     idx: Vec<u32>,
     xb: Vec<f32>,
     yb: Vec<u32>,
@@ -81,14 +80,14 @@ pub struct Population<'d, O: Optimizer + ?Sized = dyn Optimizer> {
 impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// Whether `problem` trains on a dense network (and so as a population).
     pub fn supports(problem: &Problem) -> bool {
-        dense_net(problem).is_some()
+        native_net(problem).is_some()
     }
 
     /// A fresh population from `seed`: member `m` trains for `members[m]`, updated by the group
     /// whose range holds it (groups must cover `0..members.len()` in order, each optimizer with
     /// as many members as its range, and every member of a group the same horizon).
     pub fn new(problem: &'d Problem, data: &'d Dataset, seed: u64, members: &[MemberPlan], groups: Vec<OptimizerGroup<O>>) -> Result<Self> {
-        let Some(net) = dense_net(problem) else { bail!("{}: only dense networks (logreg, mlp, autoencoder) train as a population", problem.id()) };
+        let Some(net) = native_net(problem) else { bail!("{}: only dense networks (logreg, mlp, autoencoder) and ConvNets train as a population", problem.id()) };
         let k = members.len();
         let mut at = 0;
         for g in &groups {
@@ -122,7 +121,6 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
             groups,
             members,
             step: 0,
-            ws: Workspace::default(),
             idx: Vec::with_capacity(problem.batch_size),
             xb: Vec::new(),
             yb: Vec::new(),
@@ -295,10 +293,9 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         for part in items.chunks(chunk.max(1)) {
             view.rows_into(part, &mut self.xb, &mut self.yb).expect("dense networks read labelled rows");
             let batch = Batch { x: &self.xb, y: &self.yb, rows: part.len() };
-            self.net.forward(k, who, &params, &batch, &mut self.ws);
+            let part_sums = self.net.eval(k, who, &params, &batch);
             for m in (0..k).filter(|&m| who[m]) {
-                let s = self.net.sums(m, &batch, &self.ws);
-                sums[m] = if first { s } else { sums[m].merge(s) };
+                sums[m] = if first { part_sums[m] } else { sums[m].merge(part_sums[m]) };
             }
             first = false;
         }
@@ -339,7 +336,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         let batch = Batch { x: &self.xb, y: &self.yb, rows: self.idx.len() };
         let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
         let mut grads: Vec<&mut [f32]> = self.grads.iter_mut().map(Vec::as_mut_slice).collect();
-        let losses = self.net.loss_and_grads(k, &live, &params, &batch, &mut grads, &mut self.ws);
+        let losses = self.net.loss_and_grads(k, &live, &params, &batch, &mut grads);
         drop((params, grads));
         for (m, member) in self.members.iter_mut().enumerate() {
             if !live[m] {
@@ -391,9 +388,9 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     }
 }
 
-fn dense_net(problem: &Problem) -> Option<DenseNet> {
+fn native_net(problem: &Problem) -> Option<Box<dyn NativeNet>> {
     let (shape, classes) = problem.dataset.signature();
-    DenseNet::for_config(&problem.model, shape.iter().product(), classes)
+    problem.model.native(&shape, classes)
 }
 
 impl<O: Optimizer + ?Sized> Population<'_, O> {

@@ -6,6 +6,8 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::Model;
+use crate::convnet::ConvEngine;
+use crate::native::NativeNet;
 use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
@@ -70,6 +72,28 @@ impl ConvNet {
         params.push(ParamInfo::new("head/b", vec![classes]));
         params.push(ParamInfo::new("head/w", vec![features, classes]).with_role(Role::Output));
         Self { params, blocks, pooling, chw, features, classes }
+    }
+}
+
+impl ConvNet {
+    /// Input (channels, height, width).
+    pub fn chw(&self) -> (usize, usize, usize) {
+        self.chw
+    }
+
+    /// Each block's (input channels, output channels, whether it pools), input side first.
+    pub fn blocks(&self) -> impl Iterator<Item = (usize, usize, bool)> + '_ {
+        self.blocks.iter().copied()
+    }
+
+    /// The pooling after each block that pools.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Output classes.
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 }
 
@@ -144,6 +168,18 @@ pub struct ConvGrid {
     pooling: Vec<Pooling>,
 }
 
+impl ConvConfig {
+    /// The network for inputs of `shape` (`[c, h, w]`, `[h, w]`, or a vector as one row).
+    fn net(&self, shape: &[usize], classes: usize) -> ConvNet {
+        let chw = match shape {
+            [c, h, w] => (*c, *h, *w),
+            [h, w] => (1, *h, *w),
+            other => (1, 1, other.iter().product()),
+        };
+        ConvNet::new(chw, self.channels, self.depth, self.pooling, classes)
+    }
+}
+
 impl FamilyGrid for ConvConfig {
     type Grid = ConvGrid;
     fn expand(g: &ConvGrid) -> Vec<Self> {
@@ -159,12 +195,10 @@ impl Family for ConvConfig {
         format!("conv-c{}-d{}-{}", self.channels, self.depth, self.pooling.as_str())
     }
     fn build(&self, shape: &[usize], classes: usize) -> Box<dyn Model> {
-        let chw = match shape {
-            [c, h, w] => (*c, *h, *w),
-            [h, w] => (1, *h, *w),
-            other => (1, 1, other.iter().product()),
-        };
-        Box::new(ConvNet::new(chw, self.channels, self.depth, self.pooling, classes))
+        Box::new(self.net(shape, classes))
+    }
+    fn native(&self, shape: &[usize], classes: usize) -> Option<Box<dyn NativeNet>> {
+        Some(Box::new(ConvEngine::new(&self.net(shape, classes))))
     }
     /// Each block's conv output, its activation and the pooled map, at full resolution (an
     /// upper bound: pooling shrinks later blocks).

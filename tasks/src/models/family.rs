@@ -1,13 +1,14 @@
 //! What a model family is, as one descriptor: its configuration (a struct, serialised under
 //! the family's tag in [`super::ModelConfig`] so content hashes stay what they were), the
 //! registry's grid of it and that grid's expansion, the network it builds, the activation
-//! memory one example keeps, the context length of a language model, the dense engine's
-//! shape where it trains as a population, and how meta-training normalises its losses
+//! memory one example keeps, the context length of a language model, the native engine's
+//! network where it trains as a population, and how meta-training normalises its losses
 //! (learned_optimization's `Task.normalizer`). Each family's module implements [`Family`] and
 //! [`FamilyGrid`] for its configuration; [`crate::with_families!`] is the one list.
 
 use super::Model;
-use crate::dense::DenseShape;
+use crate::dense::{DenseEngine, DenseNet, DenseShape};
+use crate::native::NativeNet;
 use serde::{Deserialize, Deserializer};
 
 /// A model family's configuration and everything derived from it.
@@ -44,6 +45,15 @@ pub trait Family {
     /// outputs, when the family trains there (as populations); `None` for candle's families.
     fn dense(&self, _input: usize, _classes: usize) -> Option<DenseShape> {
         None
+    }
+
+    /// The native engine's network for inputs of `shape` and `classes` outputs, when the family
+    /// trains there (as populations); `None` for the families only candle trains. The default:
+    /// the dense network of [`Family::dense`].
+    fn native(&self, shape: &[usize], classes: usize) -> Option<Box<dyn NativeNet>> {
+        let input = shape.iter().product();
+        let shape = self.dense(input, classes)?;
+        Some(Box::new(DenseEngine::new(DenseNet::new(input, shape))))
     }
 
     /// How meta-training normalises the family's losses across tasks.

@@ -126,6 +126,12 @@ impl ModelConfig {
         self.with(|f| f.dense(input, classes))
     }
 
+    /// The native engine's network for inputs of `shape` and `classes` outputs, where the
+    /// family trains there (as populations).
+    pub fn native(&self, shape: &[usize], classes: usize) -> Option<Box<dyn crate::native::NativeNet>> {
+        self.with(|f| f.native(shape, classes))
+    }
+
     /// How meta-training normalises the family's losses.
     pub fn normalizer(&self) -> Normalizer {
         self.with(|f| f.normalizer())
