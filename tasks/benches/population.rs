@@ -1,7 +1,7 @@
-//! Training throughput of the quick tier's MLP shapes and the cpu tier's ConvNets: one run
+//! Training throughput of the quick tier's MLP shapes and the cpu tier's ConvNets and LSTMs: one run
 //! alone (steps/s) and a sweep of 30 members — 15 learning rates × 2 seeds, as two populations
 //! of 15 (one per seed) — (run-steps/s), Adam, one thread; and the achieved GFLOP/s next to
-//! this machine's single-thread sgemm peak measured in the same run. ConvNets also print one
+//! this machine's single-thread sgemm peak measured in the same run. ConvNets and LSTMs print one
 //! run's rate through candle (`candle_steps_per_s`: how they trained before the native engine
 //! had them, and how the device path still trains them). Prints one JSON object per line;
 //! `bench/peer/run.sh` puts them beside JAX's.
@@ -12,6 +12,7 @@ use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
 use beatmatch_tasks::models::conv::{ConvConfig, Pooling};
 use beatmatch_tasks::models::logreg::Logreg;
+use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
@@ -82,6 +83,13 @@ fn layer_macs(model: &ModelConfig, shape: &[usize], classes: usize) -> Vec<f64> 
             macs.push((ch * h * w * classes) as f64);
             macs
         }
+        // Per token: the embedding (no products), each layer's [input, h]·W, the head.
+        ModelConfig::Lstm(c) => {
+            let mut macs = vec![0.0];
+            macs.extend(std::iter::repeat_n((2 * c.hidden * 4 * c.hidden) as f64, c.layers));
+            macs.push((c.hidden * classes) as f64);
+            macs
+        }
         _ => {
             let mut dims = vec![shape.iter().product::<usize>()];
             if let ModelConfig::Mlp(MlpConfig { width, depth, .. }) = model {
@@ -115,6 +123,7 @@ fn main() {
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
     let fashion = synthetic(&[28, 28], 4096);
     let digits = DatasetName::Digits.load().unwrap();
+    let moby_dick = DatasetName::MobyDick.load().unwrap();
     let conv = |channels, depth, pooling| ModelConfig::Conv(ConvConfig { channels, depth, pooling });
     let shapes: Vec<(&str, ModelConfig, DatasetName, usize)> = vec![
         ("mlp-w32-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), DatasetName::Mnist1d, 128),
@@ -125,24 +134,37 @@ fn main() {
         ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 128),
         ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), DatasetName::Mnist1d, 32),
         ("logreg.fashion_mnist.b128", ModelConfig::Logreg(Logreg {}), DatasetName::FashionMnist, 128),
-        ("mlp-w32-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }), DatasetName::FashionMnist, 128),
-        ("mlp-w128-d1-relu.fashion_mnist.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), DatasetName::FashionMnist, 128),
+        (
+            "mlp-w32-d1-relu.fashion_mnist.b128",
+            ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }),
+            DatasetName::FashionMnist,
+            128,
+        ),
+        (
+            "mlp-w128-d1-relu.fashion_mnist.b128",
+            ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }),
+            DatasetName::FashionMnist,
+            128,
+        ),
         ("conv-c8-d1-max.digits.b64", conv(8, 1, Pooling::Max), DatasetName::Digits, 64),
         ("conv-c16-d2-avg.digits.b64", conv(16, 2, Pooling::Avg), DatasetName::Digits, 64),
         ("conv-c16-d2-max.mnist.b128", conv(16, 2, Pooling::Max), DatasetName::Mnist, 128),
+        ("lstm-h32-l1-t32.moby_dick.b32", ModelConfig::Lstm(LstmConfig { hidden: 32, layers: 1, context: 32 }), DatasetName::MobyDick, 32),
+        ("lstm-h64-l1-t32.moby_dick.b32", ModelConfig::Lstm(LstmConfig { hidden: 64, layers: 1, context: 32 }), DatasetName::MobyDick, 32),
     ];
     for (name, model, dataset, batch) in shapes {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let is_conv = matches!(model, ModelConfig::Conv(_));
+        let on_candle_too = matches!(model, ModelConfig::Conv(_) | ModelConfig::Lstm(_));
         let problem = Problem::new(model, dataset, batch, &[1_000_000]);
         let data = match dataset {
             DatasetName::FashionMnist | DatasetName::Mnist => &fashion,
             DatasetName::Digits => &*digits,
+            DatasetName::MobyDick => &*moby_dick,
             _ => &*mnist1d,
         };
-        let steps = if is_conv { 400 } else { 2000 };
+        let steps = if on_candle_too { 400 } else { 2000 };
         let single = population_rate(&problem, data, &[1e-3], 0, steps);
         let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(&problem, data, &LRS, seed, steps / 2)).sum::<f64>();
         let sweep = 30.0 / sweep_time;
@@ -151,7 +173,8 @@ fn main() {
         let (shape, classes) = dataset.signature();
         let macs = layer_macs(&problem.model, &shape, classes);
         let flops = 2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + macs[1..].iter().sum::<f64>());
-        let candle = if is_conv { format!(", \"candle_steps_per_s\": {:.1}", candle_rate(&problem, data, 60)) } else { String::new() };
+        let flops = if let ModelConfig::Lstm(c) = &problem.model { flops * c.context as f64 } else { flops };
+        let candle = if on_candle_too { format!(", \"candle_steps_per_s\": {:.1}", candle_rate(&problem, data, 60)) } else { String::new() };
         println!(
             "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}{candle}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",
             single * flops / 1e9,

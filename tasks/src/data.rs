@@ -127,18 +127,29 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The rows `idx` of a labelled view into host buffers (`x`: `[idx.len()][width]`);
-    /// `None` for a token view.
-    pub fn rows_into(&self, idx: &[u32], x: &mut Vec<f32>, y: &mut Vec<u32>) -> Option<()> {
-        let ViewKind::Rows { width } = self.kind else { return None };
+    /// The items `idx` into host buffers, as the native engine reads them
+    /// ([`crate::native::Batch`]): labelled rows (`x` `[idx.len()][width]`, `y` one label
+    /// each) or token windows (`x` the input tokens' ids as floats `[idx.len()][t]`, `y` the
+    /// targets `[idx.len()][t]`).
+    pub fn rows_into(&self, idx: &[u32], x: &mut Vec<f32>, y: &mut Vec<u32>) {
         x.clear();
         y.clear();
-        for &i in idx {
-            let i = i as usize;
-            x.extend_from_slice(&self.x[i * width..(i + 1) * width]);
-            y.push(self.y[i]);
+        match self.kind {
+            ViewKind::Rows { width } => {
+                for &i in idx {
+                    let i = i as usize;
+                    x.extend_from_slice(&self.x[i * width..(i + 1) * width]);
+                    y.push(self.y[i]);
+                }
+            }
+            ViewKind::Windows { len, stride, .. } => {
+                for &i in idx {
+                    let w = &self.x[i as usize * stride..i as usize * stride + len];
+                    x.extend_from_slice(&w[..len - 1]);
+                    y.extend(w[1..].iter().map(|&v| v as u32));
+                }
+            }
         }
-        Some(())
     }
 
     /// Inputs and targets of the items `idx`.

@@ -329,65 +329,79 @@ struct CrossEntropy<'a> {
 
 /// Rows one pass of [`CrossEntropy`] handles side by side: one vector lane each.
 const CE_LANES: usize = 8;
-/// Classes up to which [`CrossEntropy`] keeps each row's exponentials for its gradient (more
-/// are computed again: the same bits, on the stack either way).
-const CE_KEPT: usize = 32;
+/// Classes [`CrossEntropy`] transposes at a time: up to 32 (a classifier's few classes: a
+/// small block to clear), else up to 256 (a byte vocabulary in one block); with more classes
+/// the blocks are transposed again for each pass. The block size changes no bits.
+const CE_BLOCKS: [usize; 2] = [32, 256];
+
+impl CrossEntropy<'_> {
+    /// Classes `j0..j0 + w` of the block's `lanes` rows (`z`, from its first row), class-major:
+    /// `zt[j * CE_LANES + l]` is class `j0 + j` of row `l`; lanes past the rows are 0.
+    #[inline(always)]
+    fn load<const N: usize>(&self, z: &[f32], lanes: usize, j0: usize, w: usize, zt: &mut [f32; N]) {
+        let c = self.classes;
+        for j in 0..w {
+            for l in 0..CE_LANES {
+                zt[j * CE_LANES + l] = if l < lanes { z[l * c + j0 + j] } else { 0.0 };
+            }
+        }
+    }
+}
 
 impl Kernel for CrossEntropy<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        if self.classes <= CE_BLOCKS[0] {
+            self.run_blocks::<{ CE_BLOCKS[0] }, { CE_LANES * CE_BLOCKS[0] }>();
+        } else {
+            self.run_blocks::<{ CE_BLOCKS[1] }, { CE_LANES * CE_BLOCKS[1] }>();
+        }
+    }
+}
+
+impl CrossEntropy<'_> {
     /// Rows in blocks of [`CE_LANES`], each row in its own lane: its maximum, sum of
     /// exponentials and gradient are computed exactly as row by row (classes in order, the
     /// same `exp`), so the bits are those of one row at a time — but the `exp`s of eight rows
-    /// run as one vector instead of a scalar loop over a row's few classes. Up to [`CE_KEPT`]
-    /// classes, a block is first transposed (class-major, eight lanes always: rows past the
-    /// end are zeros whose results are dropped), so the loops are plain vector code.
+    /// run as one vector instead of a scalar loop over a row's classes. Classes are taken
+    /// `BLOCK` at a time (`N` = `CE_LANES × BLOCK`), transposed class-major (eight lanes always: rows past the end
+    /// are zeros whose results are dropped), so the loops are plain vector code; with one
+    /// block the exponentials are kept for the gradient, with more they are computed again
+    /// (the same bits).
     #[inline(always)]
-    fn run(&mut self) {
+    fn run_blocks<const BLOCK: usize, const N: usize>(&mut self) {
         let c = self.classes;
         let rows = self.logits.len() / c;
         let scale = 1.0 / rows as f32;
-        let keep = c <= CE_KEPT;
-        // Class-major blocks: `zt[j * CE_LANES + l]` is class j of the block's row l; `e` its
-        // exponential.
-        let (mut zt, mut e) = ([0f32; CE_LANES * CE_KEPT], [0f32; CE_LANES * CE_KEPT]);
+        let blocks = c.div_ceil(BLOCK);
+        let (mut zt, mut e) = ([0f32; N], [0f32; N]);
         for r0 in (0..rows).step_by(CE_LANES) {
             let lanes = CE_LANES.min(rows - r0);
             let z = &self.logits[r0 * c..(r0 + lanes) * c];
             let (mut max, mut arg) = ([f32::NEG_INFINITY; CE_LANES], [0usize; CE_LANES]);
             let mut sum = [0f32; CE_LANES];
-            if keep {
-                for j in 0..c {
-                    for l in 0..CE_LANES {
-                        zt[j * CE_LANES + l] = if l < lanes { z[l * c + j] } else { 0.0 };
-                    }
-                }
-                for j in 0..c {
+            for b in 0..blocks {
+                let (j0, w) = (b * BLOCK, BLOCK.min(c - b * BLOCK));
+                self.load(z, lanes, j0, w, &mut zt);
+                for j in 0..w {
                     let col = &zt[j * CE_LANES..][..CE_LANES];
                     for l in 0..CE_LANES {
                         let gt = col[l] > max[l];
                         max[l] = if gt { col[l] } else { max[l] };
-                        arg[l] = if gt { j } else { arg[l] };
+                        arg[l] = if gt { j0 + j } else { arg[l] };
                     }
                 }
-                for j in 0..c {
+            }
+            for b in 0..blocks {
+                let (j0, w) = (b * BLOCK, BLOCK.min(c - b * BLOCK));
+                if blocks > 1 {
+                    self.load(z, lanes, j0, w, &mut zt);
+                }
+                for j in 0..w {
                     for l in 0..CE_LANES {
                         let x = exp(zt[j * CE_LANES + l] - max[l]);
                         e[j * CE_LANES + l] = x;
                         sum[l] += x;
-                    }
-                }
-            } else {
-                for j in 0..c {
-                    for l in 0..lanes {
-                        let v = z[l * c + j];
-                        if v > max[l] {
-                            max[l] = v;
-                            arg[l] = j;
-                        }
-                    }
-                }
-                for j in 0..c {
-                    for l in 0..lanes {
-                        sum[l] += exp(z[l * c + j] - max[l]);
                     }
                 }
             }
@@ -397,13 +411,26 @@ impl Kernel for CrossEntropy<'_> {
                 self.loss_sum += f64::from(lse - z[l * c + label]);
                 self.correct += u64::from(arg[l] == label);
             }
-            if let Some(g) = self.grad.as_deref_mut() {
+            if self.grad.is_none() {
+                continue;
+            }
+            let inv: [f32; CE_LANES] = std::array::from_fn(|l| 1.0 / sum[l]);
+            for b in 0..blocks {
+                let (j0, w) = (b * BLOCK, BLOCK.min(c - b * BLOCK));
+                if blocks > 1 {
+                    self.load(z, lanes, j0, w, &mut zt);
+                    for j in 0..w {
+                        for l in 0..CE_LANES {
+                            e[j * CE_LANES + l] = exp(zt[j * CE_LANES + l] - max[l]);
+                        }
+                    }
+                }
+                let g = self.grad.as_deref_mut().expect("checked above");
                 for l in 0..lanes {
-                    let (label, inv) = (self.y[r0 + l] as usize, 1.0 / sum[l]);
-                    for (j, g) in g[(r0 + l) * c..(r0 + l + 1) * c].iter_mut().enumerate() {
-                        let x = if keep { e[j * CE_LANES + l] } else { exp(z[l * c + j] - max[l]) };
-                        let p = x * inv;
-                        *g = (p - if j == label { 1.0 } else { 0.0 }) * scale;
+                    let label = self.y[r0 + l] as usize;
+                    for (j, g) in g[(r0 + l) * c + j0..][..w].iter_mut().enumerate() {
+                        let p = e[j * CE_LANES + l] * inv[l];
+                        *g = (p - if j0 + j == label { 1.0 } else { 0.0 }) * scale;
                     }
                 }
             }
@@ -490,7 +517,7 @@ mod tests {
 
     #[test]
     fn cross_entropy_in_lanes_gives_the_bits_of_one_row_at_a_time() {
-        for (rows, c) in [(32, 10), (13, 10), (7, 3), (20, 40), (1, 1)] {
+        for (rows, c) in [(32, 10), (13, 10), (7, 3), (20, 40), (1, 1), (9, 256), (17, 65)] {
             let logits: Vec<f32> = (0..rows * c).map(|i| (((i * 2654435761usize) >> 9) % 2001) as f32 / 100.0 - 10.0).collect();
             let y: Vec<u32> = (0..rows).map(|r| ((r * 7) % c) as u32).collect();
             let mut grad = vec![0f32; rows * c];

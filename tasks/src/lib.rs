@@ -6,7 +6,6 @@
 
 pub mod data;
 pub mod datasets;
-pub mod convnet;
 pub mod dense;
 pub mod inner;
 pub mod ledger;

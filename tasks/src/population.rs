@@ -1,6 +1,6 @@
 //! A population: the members of one run group — one problem trained from one seed, each member
 //! with its own optimizer configuration and step budget — trained as one computation on a
-//! [`NativeNet`] (a dense network or a ConvNet).
+//! [`NativeNet`] (a dense network, a ConvNet or an LSTM language model).
 //!
 //! Members share the initialisation (the seed's), every mini-batch (one batch stream) and the
 //! measurement batches, and keep their own parameters (`[K, …]` member-major buffers),
@@ -17,10 +17,10 @@
 
 use crate::data::{rng, BatchStream, View, STREAM_INIT};
 use crate::datasets::Dataset;
-use crate::native::{Batch, NativeNet};
 use crate::inner::TrainOutcome;
 use crate::ledger::Ledger;
 use crate::models::EvalSums;
+use crate::native::{Batch, NativeNet};
 use crate::task::Problem;
 use anyhow::{bail, Result};
 use beatmatch_core::{Buffers, EvalAt, Optimizer, Params, RunStatus, Snapshot, StepContext};
@@ -87,7 +87,9 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// whose range holds it (groups must cover `0..members.len()` in order, each optimizer with
     /// as many members as its range, and every member of a group the same horizon).
     pub fn new(problem: &'d Problem, data: &'d Dataset, seed: u64, members: &[MemberPlan], groups: Vec<OptimizerGroup<O>>) -> Result<Self> {
-        let Some(net) = native_net(problem) else { bail!("{}: only dense networks (logreg, mlp, autoencoder) and ConvNets train as a population", problem.id()) };
+        let Some(net) = native_net(problem) else {
+            bail!("{}: only the native engine's families (logreg, mlp, autoencoder, conv, lstm) train as a population", problem.id())
+        };
         let k = members.len();
         let mut at = 0;
         for g in &groups {
@@ -291,7 +293,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         let mut sums = vec![EvalSums::default(); k];
         let mut first = true;
         for part in items.chunks(chunk.max(1)) {
-            view.rows_into(part, &mut self.xb, &mut self.yb).expect("dense networks read labelled rows");
+            view.rows_into(part, &mut self.xb, &mut self.yb);
             let batch = Batch { x: &self.xb, y: &self.yb, rows: part.len() };
             let part_sums = self.net.eval(k, who, &params, &batch);
             for m in (0..k).filter(|&m| who[m]) {
@@ -332,7 +334,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         let k = self.members.len();
         let mut live: Vec<bool> = self.members.iter().map(|m| m.ledger.ended().is_none()).collect();
         self.batches.next_indices(self.problem.batch_size, &mut self.idx);
-        self.train_view.rows_into(&self.idx, &mut self.xb, &mut self.yb).expect("dense networks read labelled rows");
+        self.train_view.rows_into(&self.idx, &mut self.xb, &mut self.yb);
         let batch = Batch { x: &self.xb, y: &self.yb, rows: self.idx.len() };
         let params: Vec<&[f32]> = self.params.iter().map(Vec::as_slice).collect();
         let mut grads: Vec<&mut [f32]> = self.grads.iter_mut().map(Vec::as_mut_slice).collect();

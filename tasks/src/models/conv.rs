@@ -6,7 +6,7 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::Model;
-use crate::convnet::ConvEngine;
+use crate::native::convnet::ConvEngine;
 use crate::native::NativeNet;
 use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor};

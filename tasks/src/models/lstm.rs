@@ -8,6 +8,8 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::{normal, Model, Objective};
+use crate::native::lstm::LstmEngine;
+use crate::native::NativeNet;
 use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
@@ -33,6 +35,13 @@ impl LstmLm {
             params.push(ParamInfo::new(format!("lstm{i}/w"), vec![2 * hidden, 4 * hidden]));
         }
         Self { params, vocab, hidden, layers }
+    }
+}
+
+impl LstmLm {
+    /// (vocabulary, hidden units, layers).
+    pub fn dims(&self) -> (usize, usize, usize) {
+        (self.vocab, self.hidden, self.layers)
     }
 }
 
@@ -125,6 +134,9 @@ impl Family for LstmConfig {
     }
     fn build(&self, _shape: &[usize], classes: usize) -> Box<dyn Model> {
         Box::new(LstmLm::new(classes, self.hidden, self.layers))
+    }
+    fn native(&self, _shape: &[usize], classes: usize) -> Option<Box<dyn NativeNet>> {
+        Some(Box::new(LstmEngine::new(&LstmLm::new(classes, self.hidden, self.layers))))
     }
     /// Per layer and token: four gates, cell and hidden state and their nonlinearities.
     fn activation_floats(&self, _shape: &[usize], classes: usize) -> u64 {

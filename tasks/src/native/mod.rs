@@ -1,7 +1,7 @@
 //! The native engine's seam: a network whose forward and backward passes are written out on
 //! host buffers for K members at once, which is what a [`crate::population::Population`]
-//! trains. Dense networks ([`crate::dense`]) and ConvNets ([`crate::convnet`]) implement it; a
-//! family names its engine in [`crate::models::Family::native`].
+//! trains. Dense networks ([`crate::dense`]), ConvNets ([`convnet`]) and LSTM language models
+//! ([`lstm`]) implement it; a family names its engine in [`crate::models::Family::native`].
 //!
 //! **Members.** Parameters and gradients are member-major buffers (`K × numel` per tensor, in
 //! the candle model's canonical order). Every member sees the same input batch, and a member's
@@ -9,17 +9,22 @@
 //! the same shape whatever K is), so a member computes the same bits in a population of 1, 3
 //! or 30. Members not `live` are skipped.
 
+pub mod convnet;
+pub mod lstm;
+
 use crate::models::EvalSums;
 use beatmatch_core::ParamInfo;
 
-/// Where a population's batch comes from: `x` is `[rows][input]` (an image's values channels
-/// first, as the datasets store them); `y` the labels (classifiers).
+/// A population's batch: `rows` examples (`x` `[rows][input]`, an image's values channels
+/// first as the datasets store them; `y` one label each, ignored by autoencoders) or `rows`
+/// token windows (`x` the input tokens' ids as floats `[rows][t]`, `y` the targets
+/// `[rows][t]`: the inputs shifted by one).
 pub struct Batch<'a> {
     /// Inputs, row-major.
     pub x: &'a [f32],
-    /// Class labels, one per row (ignored by autoencoders).
+    /// Labels or target tokens, row-major.
     pub y: &'a [u32],
-    /// Rows.
+    /// Examples or windows.
     pub rows: usize,
 }
 
@@ -49,4 +54,14 @@ pub(crate) fn part(v: &[f32], k: usize, m: usize) -> &[f32] {
 pub(crate) fn part_mut(v: &mut [f32], k: usize, m: usize) -> &mut [f32] {
     let n = v.len() / k;
     &mut v[m * n..(m + 1) * n]
+}
+
+/// `sums[j] = Σ_r m[r][j]` over the rows of the row-major `m` (`cols` wide), rows in order.
+pub(crate) fn column_sums(m: &[f32], cols: usize, sums: &mut [f32]) {
+    sums.fill(0.0);
+    for row in m.chunks_exact(cols) {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
 }

@@ -19,7 +19,7 @@
 use crate::dense::{cross_entropy, BiasActivate};
 use crate::models::conv::{ConvNet, Pooling};
 use crate::models::{Activation, EvalSums, Model};
-use crate::native::{part, part_mut, Batch, NativeNet};
+use crate::native::{column_sums, part, part_mut, Batch, NativeNet};
 use beatmatch_core::matmul::{matmul, Layout};
 use beatmatch_core::simd::simd_dispatch;
 use beatmatch_core::ParamInfo;
@@ -351,16 +351,6 @@ fn pool_backward(dout: &[f32], act: &[f32], rows: usize, b: &Block, pooling: Poo
                     }
                 }
             }
-        }
-    }
-}
-
-/// `sums[j] = Σ_r m[r][j]` over the rows of the row-major `m` (`cols` wide), rows in order.
-fn column_sums(m: &[f32], cols: usize, sums: &mut [f32]) {
-    sums.fill(0.0);
-    for row in m.chunks_exact(cols) {
-        for (s, &v) in sums.iter_mut().zip(row) {
-            *s += v;
         }
     }
 }
