@@ -37,8 +37,9 @@ pub use study::{Arm, ArmRole, Cell, Split, Study, StudyTask, SPEEDUP_CAP, STUDY_
 /// loss measurement, an optimizer's arithmetic), so cached records from older code are not reused.
 /// 3: dense networks (logreg, MLPs, autoencoders) train on beatmatch's own forward/backward
 /// pass instead of candle's (the same math, other float rounding).
-/// 4: ConvNets train there too (other float rounding; ReLU's derivative at 0 is 0 and a tied
-/// max-pooling window routes its gradient to one input, where candle's gave 1 and each).
+/// 4: ConvNets, LSTMs and Transformers train there too (other float rounding; a ConvNet's
+/// ReLU derivative at 0 is 0 and a tied max-pooling window routes its gradient to one input,
+/// where candle's gave 1 and each).
 pub const TRAINING_SEMANTICS_VERSION: u32 = 4;
 
 /// The code version written into every record: crate version plus training-semantics version.

@@ -112,7 +112,7 @@ impl RegistryTasks {
     pub fn new(arch: Architecture, hyper: beatmatch_learned::Hyperparameters, template: Theta, tasks: Vec<(Task, Arc<Dataset>)>) -> Result<Self> {
         for (t, _) in &tasks {
             if !Population::<dyn beatmatch_core::Optimizer>::supports(&t.problem) {
-                bail!("{}: meta-training trains the native engine's families only (logreg, mlp, autoencoder, conv, lstm)", t.id());
+                bail!("{}: meta-training trains only the families the native engine has", t.id());
             }
         }
         Ok(Self { arch, hyper, template, tasks })

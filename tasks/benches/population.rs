@@ -1,7 +1,7 @@
-//! Training throughput of the quick tier's MLP shapes and the cpu tier's ConvNets and LSTMs: one run
+//! Training throughput of the quick tier's MLP shapes and the cpu tier's ConvNets, LSTMs and Transformers: one run
 //! alone (steps/s) and a sweep of 30 members — 15 learning rates × 2 seeds, as two populations
 //! of 15 (one per seed) — (run-steps/s), Adam, one thread; and the achieved GFLOP/s next to
-//! this machine's single-thread sgemm peak measured in the same run. ConvNets and LSTMs print one
+//! this machine's single-thread sgemm peak measured in the same run. the last three print one
 //! run's rate through candle (`candle_steps_per_s`: how they trained before the native engine
 //! had them, and how the device path still trains them). Prints one JSON object per line;
 //! `bench/peer/run.sh` puts them beside JAX's.
@@ -14,6 +14,7 @@ use beatmatch_tasks::models::conv::{ConvConfig, Pooling};
 use beatmatch_tasks::models::logreg::Logreg;
 use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::mlp::MlpConfig;
+use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
 use beatmatch_tasks::{DatasetName, InnerRun, Problem, RunSettings};
@@ -81,6 +82,15 @@ fn layer_macs(model: &ModelConfig, shape: &[usize], classes: usize) -> Vec<f64> 
                 }
             }
             macs.push((ch * h * w * classes) as f64);
+            macs
+        }
+        // Per token: the weight products of each block (qkv, out, the MLP's two) and attention's
+        // two (scores and P·V, over half the window on average under the causal mask).
+        ModelConfig::Transformer(c) => {
+            let d = c.d_model;
+            let mut macs = vec![0.0];
+            macs.extend(std::iter::repeat_n((3 * d * d + d * d + 8 * d * d + d * c.context) as f64, c.layers));
+            macs.push((d * classes) as f64);
             macs
         }
         // Per token: the embedding (no products), each layer's [input, h]·W, the head.
@@ -151,12 +161,24 @@ fn main() {
         ("conv-c16-d2-max.mnist.b128", conv(16, 2, Pooling::Max), DatasetName::Mnist, 128),
         ("lstm-h32-l1-t32.moby_dick.b32", ModelConfig::Lstm(LstmConfig { hidden: 32, layers: 1, context: 32 }), DatasetName::MobyDick, 32),
         ("lstm-h64-l1-t32.moby_dick.b32", ModelConfig::Lstm(LstmConfig { hidden: 64, layers: 1, context: 32 }), DatasetName::MobyDick, 32),
+        (
+            "transformer-d32-l1-h2-t32.moby_dick.b32",
+            ModelConfig::Transformer(TransformerConfig { d_model: 32, layers: 1, heads: 2, context: 32 }),
+            DatasetName::MobyDick,
+            32,
+        ),
+        (
+            "transformer-d64-l1-h2-t32.moby_dick.b32",
+            ModelConfig::Transformer(TransformerConfig { d_model: 64, layers: 1, heads: 2, context: 32 }),
+            DatasetName::MobyDick,
+            32,
+        ),
     ];
     for (name, model, dataset, batch) in shapes {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let on_candle_too = matches!(model, ModelConfig::Conv(_) | ModelConfig::Lstm(_));
+        let on_candle_too = matches!(model, ModelConfig::Conv(_) | ModelConfig::Lstm(_) | ModelConfig::Transformer(_));
         let problem = Problem::new(model, dataset, batch, &[1_000_000]);
         let data = match dataset {
             DatasetName::FashionMnist | DatasetName::Mnist => &fashion,
@@ -173,7 +195,11 @@ fn main() {
         let (shape, classes) = dataset.signature();
         let macs = layer_macs(&problem.model, &shape, classes);
         let flops = 2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + macs[1..].iter().sum::<f64>());
-        let flops = if let ModelConfig::Lstm(c) = &problem.model { flops * c.context as f64 } else { flops };
+        let flops = match &problem.model {
+            ModelConfig::Lstm(c) => flops * c.context as f64,
+            ModelConfig::Transformer(c) => flops * c.context as f64,
+            _ => flops,
+        };
         let candle = if on_candle_too { format!(", \"candle_steps_per_s\": {:.1}", candle_rate(&problem, data, 60)) } else { String::new() };
         println!(
             "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}{candle}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",

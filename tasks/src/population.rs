@@ -1,6 +1,6 @@
 //! A population: the members of one run group — one problem trained from one seed, each member
 //! with its own optimizer configuration and step budget — trained as one computation on a
-//! [`NativeNet`] (a dense network, a ConvNet or an LSTM language model).
+//! [`NativeNet`] (a dense network, a ConvNet, an LSTM or a Transformer).
 //!
 //! Members share the initialisation (the seed's), every mini-batch (one batch stream) and the
 //! measurement batches, and keep their own parameters (`[K, …]` member-major buffers),
@@ -88,7 +88,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// as many members as its range, and every member of a group the same horizon).
     pub fn new(problem: &'d Problem, data: &'d Dataset, seed: u64, members: &[MemberPlan], groups: Vec<OptimizerGroup<O>>) -> Result<Self> {
         let Some(net) = native_net(problem) else {
-            bail!("{}: only the native engine's families (logreg, mlp, autoencoder, conv, lstm) train as a population", problem.id())
+            bail!("{}: only the families the native engine has train as a population", problem.id())
         };
         let k = members.len();
         let mut at = 0;

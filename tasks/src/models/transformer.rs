@@ -11,6 +11,8 @@
 
 use super::family::{Bounded, Family, FamilyGrid};
 use super::{layer_norm, normal, sorted_params, Model, Objective};
+use crate::native::transformer::TransformerEngine;
+use crate::native::NativeNet;
 use beatmatch_core::{ParamInfo, Role};
 use candle_core::{Result, Tensor, D};
 use rand_chacha::ChaCha8Rng;
@@ -62,6 +64,19 @@ impl Transformer {
         ]);
         let (params, slot) = sorted_params(declared);
         Self { params, slot, vocab, d, layers, heads, context }
+    }
+
+    /// (vocabulary, d_model, layers, heads, context).
+    pub fn dims(&self) -> (usize, usize, usize, usize, usize) {
+        (self.vocab, self.d, self.layers, self.heads, self.context)
+    }
+
+    /// The canonical (sorted) position of the parameter declared `declared`-th: `embed/tok`,
+    /// `embed/pos`, then per block `ln1/g`, `ln1/b`, `attn/qkv`, `attn/out`, `ln2/g`, `ln2/b`,
+    /// `mlp/w1`, `mlp/b1`, `mlp/w2`, `mlp/b2`, then `final_ln/g`, `final_ln/b`, `head/w`,
+    /// `head/b`.
+    pub fn slot(&self, declared: usize) -> usize {
+        self.slot[declared]
     }
 
     /// Declared index of block `i`'s `k`-th parameter.
@@ -195,6 +210,9 @@ impl Family for TransformerConfig {
     }
     fn build(&self, _shape: &[usize], classes: usize) -> Box<dyn Model> {
         Box::new(Transformer::new(classes, self.d_model, self.layers, self.heads, self.context))
+    }
+    fn native(&self, _shape: &[usize], classes: usize) -> Option<Box<dyn NativeNet>> {
+        Some(Box::new(TransformerEngine::new(&Transformer::new(classes, self.d_model, self.layers, self.heads, self.context))))
     }
     /// Per block: LayerNorms, q/k/v, attention output, the 4× MLP and residuals (about 16
     /// widths per token) plus per-head attention scores and probabilities; then the logits.

@@ -1,7 +1,8 @@
 //! The native engine's seam: a network whose forward and backward passes are written out on
 //! host buffers for K members at once, which is what a [`crate::population::Population`]
-//! trains. Dense networks ([`crate::dense`]), ConvNets ([`convnet`]) and LSTM language models
-//! ([`lstm`]) implement it; a family names its engine in [`crate::models::Family::native`].
+//! trains. Dense networks ([`crate::dense`]), ConvNets ([`convnet`]), LSTM language models
+//! ([`lstm`]) and Transformers ([`transformer`]) implement it; a family names its engine in
+//! [`crate::models::Family::native`].
 //!
 //! **Members.** Parameters and gradients are member-major buffers (`K × numel` per tensor, in
 //! the candle model's canonical order). Every member sees the same input batch, and a member's
@@ -11,6 +12,7 @@
 
 pub mod convnet;
 pub mod lstm;
+pub mod transformer;
 
 use crate::models::EvalSums;
 use beatmatch_core::ParamInfo;
