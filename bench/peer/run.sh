@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Head-to-head against the stack learned_optimization runs on: the quick tier's MLP shapes
-# trained with Adam, one run (steps/s) and a 30-member sweep (15 LRs x 2 seeds; run-steps/s),
-# by JAX 0.4.30 + optax 0.2.3 under jit (vmapped for the sweep) and by beatmatch (a population
-# per seed), both pinned to one core, in one invocation; prints the two side by side as ratios,
-# with the achieved GFLOP/s against this machine's single-thread sgemm peak.
+# Head-to-head against the stack learned_optimization runs on: the quick tier's MLP shapes and
+# the cpu tier's ConvNet, LSTM and Transformer shapes trained with Adam, one run (steps/s) and
+# a 30-member sweep (15 LRs x 2 seeds; run-steps/s), by JAX 0.4.30 + optax 0.2.3 under jit
+# (vmapped for the sweep) and by beatmatch (a population per seed), both pinned to one core, in
+# one invocation; prints the two side by side as ratios, with the achieved GFLOP/s against this
+# machine's single-thread sgemm peak.
 #
 #   bash bench/peer/run.sh [SHAPE_FILTER]      # venv cached in ~/.cache/beatmatch-peer-venv
 set -euo pipefail
@@ -21,19 +22,31 @@ echo "beatmatch (one core) ..." >&2
 taskset -c 0 cargo bench -q -p beatmatch-tasks --bench population -- $filter > "$out/beatmatch.jsonl"
 shapes=$(python3 - "$out/beatmatch.jsonl" <<'PY'
 import json, sys
+# The benchmark's shape names, e.g. mlp-w32-d1-relu.mnist1d.b128, conv-c8-d1-max.digits.b64,
+# lstm-h32-l1-t32.moby_dick.b32, transformer-d32-l1-h2-t32.moby_dick.b32, as the peer's specs.
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"shape"' in l]
-acts = {"relu": "relu", "tanh": "tanh", "gelu": "gelu"}
+images = {"digits": [1, 8, 8], "mnist": [1, 28, 28], "fashion_mnist": [1, 28, 28]}
 shapes = []
 for r in rows:
     name = r["shape"]
     model, data, batch = name.split(".")
-    dims = [784 if data == "fashion_mnist" else 40]
-    act = "relu"
-    if model.startswith("mlp"):
-        _, w, d, act = model.split("-")
-        dims += [int(w[1:])] * int(d[1:])
-    dims.append(10)
-    shapes.append({"name": name, "dims": dims, "batch": int(batch[1:]), "activation": act, "unroll": 100})
+    spec = {"name": name, "batch": int(batch[1:]), "unroll": 100}
+    parts = model.split("-")
+    if parts[0] == "conv":
+        spec.update(kind="conv", channels=int(parts[1][1:]), depth=int(parts[2][1:]), pooling=parts[3], chw=images[data], classes=10, unroll=20)
+    elif parts[0] == "lstm":
+        spec.update(kind="lstm", hidden=int(parts[1][1:]), layers=int(parts[2][1:]), context=int(parts[3][1:]), vocab=256, unroll=20)
+    elif parts[0] == "transformer":
+        spec.update(kind="transformer", d_model=int(parts[1][1:]), layers=int(parts[2][1:]), heads=int(parts[3][1:]), context=int(parts[4][1:]), vocab=256, unroll=20)
+    else:
+        dims = [784 if data == "fashion_mnist" else 40]
+        act = "relu"
+        if parts[0] == "mlp":
+            _, w, d, act = parts
+            dims += [int(w[1:])] * int(d[1:])
+        dims.append(10)
+        spec.update(kind="mlp", dims=dims, activation=act)
+    shapes.append(spec)
 print(json.dumps(shapes))
 PY
 )

@@ -5,7 +5,7 @@
 //!
 //! Problems trained one by one (candle): a run costs steps × (step + update per parameter ×
 //! parameters) + measurements × measurement + evaluations × evaluation. Problems trained as a
-//! population (dense networks): each cost is split into a fixed part, paid once per step of
+//! population (every family on the host path): each cost is split into a fixed part, paid once per step of
 //! the population (batch assembly and the like), and a per-member part, both measured from
 //! populations of 1 and 8 members; a population costs its longest member's steps × the fixed
 //! part plus every member's own. The wall time of N workers is the larger of the sum over N

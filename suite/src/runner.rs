@@ -1,6 +1,6 @@
 //! Runners: what trains a run group — the jobs of one problem from one seed, which share
 //! initialisation and every mini-batch. A runner says how many members it trains at once:
-//! [`OneByOne`] one, [`PopulationRunner`] whole groups of dense networks. The
+//! [`OneByOne`] one, [`PopulationRunner`] whole groups on the native engine. The
 //! [`crate::executor`] feeds them; [`crate::engine::Engine::runner`] picks one.
 //!
 //! A diverged run is a result; an error or panic inside a run is recorded as `failed` (and
@@ -61,8 +61,8 @@ impl Runner for OneByOne<'_> {
 }
 
 /// The population runner: the members of a run group train together as one [`Population`]
-/// (dense networks: logreg, MLPs, autoencoders), their optimizers grouped by kind and
-/// horizon; other families train one by one. Each member's record is the same bits as alone.
+/// (every family the native engine has), their optimizers grouped by kind and horizon;
+/// others would train one by one. Each member's record is the same bits as alone.
 pub struct PopulationRunner<'a> {
     /// Largest population (None: whole run groups).
     pub max: Option<usize>,

@@ -2,8 +2,8 @@
 //! device) and the device class that goes into every run key (so results of different
 //! hardware never share a record).
 //!
-//! * `cpu`: the host path — the native dense engine and populations for dense networks, the
-//!   host optimizers on the parameters' own storage.
+//! * `cpu`: the host path — every family on the native engine, as populations, the host
+//!   optimizers on the parameters' own storage.
 //! * `cpu-device`: candle's CPU device through the device path — what a GPU run executes,
 //!   checked on the CPU (`beatmatch-device`'s optimizers, the candle models, one run at a time).
 //! * `cuda`, `cuda:N` (builds with the `cuda` feature): GPU `N` through the device path; the

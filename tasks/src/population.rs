@@ -78,7 +78,7 @@ pub struct Population<'d, O: Optimizer + ?Sized = dyn Optimizer> {
 }
 
 impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
-    /// Whether `problem` trains on a dense network (and so as a population).
+    /// Whether `problem`'s family trains on the native engine (and so as a population).
     pub fn supports(problem: &Problem) -> bool {
         native_net(problem).is_some()
     }

@@ -1,5 +1,5 @@
-//! One whole training run: [`train`] drives a population of one (dense networks on the CPU)
-//! or an [`InnerRun`] (every other family) from start to end.
+//! One whole training run: [`train`] drives a population of one (the native engine, on the
+//! CPU) or an [`InnerRun`] (candle: the device path) from start to end.
 
 use crate::datasets::Dataset;
 pub use crate::inner::{InnerRun, RunSettings, TrainOutcome, EXPLOSION_FACTOR};
@@ -12,9 +12,9 @@ use beatmatch_core::Optimizer;
 /// called now and then for progress display. Divergence is an outcome, not an error; errors
 /// are bugs or I/O.
 ///
-/// Dense networks on the CPU train as a population of one (the native engine, so a run alone
-/// gives the same bytes as the same member in any population); the other families through
-/// candle ([`InnerRun`]), as does every run of an optimizer that
+/// On the CPU every family the native engine has trains as a population of one (so a run alone
+/// gives the same bytes as the same member in any population); otherwise through candle
+/// ([`InnerRun`]), as does every run of an optimizer that
 /// [wants device tensors](Optimizer::wants_device_tensors).
 pub fn train(
     problem: &Problem,

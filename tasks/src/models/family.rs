@@ -48,7 +48,7 @@ pub trait Family {
     }
 
     /// The native engine's network for inputs of `shape` and `classes` outputs, when the family
-    /// trains there (as populations); `None` for the families only candle trains. The default:
+    /// trains there (as populations); `None` for a family only candle trains. The default:
     /// the dense network of [`Family::dense`].
     fn native(&self, shape: &[usize], classes: usize) -> Option<Box<dyn NativeNet>> {
         let input = shape.iter().product();
