@@ -87,9 +87,7 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     /// whose range holds it (groups must cover `0..members.len()` in order, each optimizer with
     /// as many members as its range, and every member of a group the same horizon).
     pub fn new(problem: &'d Problem, data: &'d Dataset, seed: u64, members: &[MemberPlan], groups: Vec<OptimizerGroup<O>>) -> Result<Self> {
-        let Some(net) = native_net(problem) else {
-            bail!("{}: only the families the native engine has train as a population", problem.id())
-        };
+        let Some(net) = native_net(problem) else { bail!("{}: only the families the native engine has train as a population", problem.id()) };
         let k = members.len();
         let mut at = 0;
         for g in &groups {
