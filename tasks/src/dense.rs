@@ -55,7 +55,7 @@ pub struct DenseNet {
 }
 
 pub use crate::native::Batch;
-use crate::native::NativeNet;
+use crate::native::{column_sums, NativeNet};
 
 /// Reused buffers of one population's steps (no allocation after the first).
 #[derive(Default, Clone, Debug)]
@@ -193,13 +193,7 @@ impl DenseNet {
                 // dW = inputᵀ · δ
                 matmul(fan_in, rows, fan_out, input, Layout::Transposed, &ws.delta, Layout::RowMajor, gw);
                 // db = Σ_rows δ
-                let gb = &mut gb_all[m * fan_out..(m + 1) * fan_out];
-                gb.fill(0.0);
-                for r in 0..rows {
-                    for (g, &d) in gb.iter_mut().zip(&ws.delta[r * fan_out..(r + 1) * fan_out]) {
-                        *g += d;
-                    }
-                }
+                column_sums(&ws.delta[..rows * fan_out], fan_out, &mut gb_all[m * fan_out..(m + 1) * fan_out]);
                 if l == 0 {
                     break;
                 }
@@ -255,6 +249,11 @@ pub(crate) fn cross_entropy(logits: &[f32], y: &[u32], classes: usize, grad: Opt
     (k.loss_sum, k.correct)
 }
 
+/// `out[r][j] += bias[j]` for every row of `out`.
+pub(crate) fn add_bias(out: &mut [f32], bias: &[f32]) {
+    simd_dispatch(&mut BiasActivate { out, bias, act: None, pre: None });
+}
+
 /// `out[r][j] += bias[j]`, then the activation (kept pre-activation in `pre` where asked).
 pub(crate) struct BiasActivate<'a> {
     pub(crate) out: &'a mut [f32],
@@ -285,11 +284,11 @@ impl Kernel for BiasActivate<'_> {
 }
 
 /// `delta ← delta ⊙ act'(z)`, from the activation's output `h` (ReLU, tanh) or its input (GELU).
-struct ActivationBackward<'a> {
-    delta: &'a mut [f32],
-    h: &'a [f32],
-    pre: Option<&'a [f32]>,
-    act: Activation,
+pub(crate) struct ActivationBackward<'a> {
+    pub(crate) delta: &'a mut [f32],
+    pub(crate) h: &'a [f32],
+    pub(crate) pre: Option<&'a [f32]>,
+    pub(crate) act: Activation,
 }
 
 impl Kernel for ActivationBackward<'_> {

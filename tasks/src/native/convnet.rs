@@ -16,11 +16,12 @@
 //! Both show up on real images (blank regions give pre-activations of exactly 0 while the
 //! biases are 0); the gradient checks use inputs without ties.
 
-use crate::dense::{cross_entropy, BiasActivate};
+use crate::dense::{add_bias, cross_entropy, BiasActivate};
 use crate::models::conv::{ConvNet, Pooling};
 use crate::models::{Activation, EvalSums, Model};
-use crate::native::{column_sums, part, part_mut, Batch, NativeNet};
-use beatmatch_core::matmul::{matmul, Layout};
+use crate::native::{column_sums, Batch, NativeNet};
+use beatmatch_core::matmul::{matmul, transpose, Layout};
+use beatmatch_core::optimizer::{member, member_mut};
 use beatmatch_core::simd::simd_dispatch;
 use beatmatch_core::ParamInfo;
 
@@ -78,9 +79,10 @@ struct Workspace {
     /// The head's input `[rows][features]`, channels first (as candle flattens NCHW).
     feat: Vec<f32>,
     logits: Vec<f32>,
-    /// Gradients on the way back: the logits', a block's output map's, its pre-activation's
-    /// (`[rows][h][w][c_out]`), and its im2col's.
+    /// Gradients on the way back: the logits', the head's input's, a block's output map's, its
+    /// pre-activation's (`[rows][h][w][c_out]`), and its im2col's.
     dlogits: Vec<f32>,
+    dfeat: Vec<f32>,
     dmap: Vec<f32>,
     dz: Vec<f32>,
     dcol: Vec<f32>,
@@ -129,8 +131,8 @@ impl ConvEngine {
             let pixels = rows * b.h * b.w;
             let act = &mut ws.act[i];
             act.resize(pixels * b.c_out, 0.0);
-            matmul(pixels, b.taps(), b.c_out, col, Layout::RowMajor, part(params[2 * i + 1], k, m), Layout::Transposed, act);
-            simd_dispatch(&mut BiasActivate { out: act, bias: part(params[2 * i], k, m), act: Some(Activation::Relu), pre: None });
+            matmul(pixels, b.taps(), b.c_out, col, Layout::RowMajor, member(params[2 * i + 1], k, m), Layout::Transposed, act);
+            simd_dispatch(&mut BiasActivate { out: act, bias: member(params[2 * i], k, m), act: Some(Activation::Relu), pre: None });
             if b.pool {
                 pool_forward(act, rows, b, self.pooling, &mut ws.pooled[i]);
             }
@@ -144,8 +146,8 @@ impl ConvEngine {
             transpose(src, h * w, last.c_out, f);
         }
         ws.logits.resize(rows * self.classes, 0.0);
-        matmul(rows, features, self.classes, &ws.feat, Layout::RowMajor, part(params[2 * n + 1], k, m), Layout::RowMajor, &mut ws.logits);
-        simd_dispatch(&mut BiasActivate { out: &mut ws.logits, bias: part(params[2 * n], k, m), act: None, pre: None });
+        matmul(rows, features, self.classes, &ws.feat, Layout::RowMajor, member(params[2 * n + 1], k, m), Layout::RowMajor, &mut ws.logits);
+        add_bias(&mut ws.logits, member(params[2 * n], k, m));
     }
 
     /// Member `m`'s backward pass from the mean cross-entropy's gradient (in `ws.dlogits`),
@@ -155,18 +157,16 @@ impl ConvEngine {
         let features = self.features();
         let ws = &mut self.ws;
         // The head: dW = featᵀ·δ, db = Σ_rows δ, δfeat = δ·Wᵀ.
-        matmul(features, rows, self.classes, &ws.feat, Layout::Transposed, &ws.dlogits, Layout::RowMajor, part_mut(grads[2 * n + 1], k, m));
-        column_sums(&ws.dlogits, self.classes, part_mut(grads[2 * n], k, m));
-        let mut dfeat = std::mem::take(&mut ws.dcol);
-        dfeat.resize(rows * features, 0.0);
-        matmul(rows, self.classes, features, &ws.dlogits, Layout::RowMajor, part(params[2 * n + 1], k, m), Layout::Transposed, &mut dfeat);
+        matmul(features, rows, self.classes, &ws.feat, Layout::Transposed, &ws.dlogits, Layout::RowMajor, member_mut(grads[2 * n + 1], k, m));
+        column_sums(&ws.dlogits, self.classes, member_mut(grads[2 * n], k, m));
+        ws.dfeat.resize(rows * features, 0.0);
+        matmul(rows, self.classes, features, &ws.dlogits, Layout::RowMajor, member(params[2 * n + 1], k, m), Layout::Transposed, &mut ws.dfeat);
         let last = &self.blocks[n - 1];
         let (h, w) = last.out_hw();
         ws.dmap.resize(rows * features, 0.0);
-        for (d, src) in ws.dmap.chunks_exact_mut(features).zip(dfeat.chunks_exact(features)) {
+        for (d, src) in ws.dmap.chunks_exact_mut(features).zip(ws.dfeat.chunks_exact(features)) {
             transpose(src, last.c_out, h * w, d);
         }
-        ws.dcol = dfeat;
         let mut dz = std::mem::take(&mut ws.dz);
         for i in (0..n).rev() {
             let b = self.blocks[i];
@@ -179,17 +179,17 @@ impl ConvEngine {
             for (d, &a) in dz.iter_mut().zip(&ws.act[i]) {
                 *d = if a > 0.0 { *d } else { 0.0 };
             }
-            column_sums(&dz[..pixels * b.c_out], b.c_out, part_mut(grads[2 * i], k, m));
+            column_sums(&dz[..pixels * b.c_out], b.c_out, member_mut(grads[2 * i], k, m));
             if i > 0 && i + 1 < n {
                 // The forward pass left the last block's im2col in `col`; rebuild this one's.
                 let input = block_output(&self.blocks[i - 1], &ws.act[i - 1], &ws.pooled[i - 1]);
                 im2col(input, rows, (b.h, b.w, b.c_in), (b.c_in, 1), &mut ws.col);
             }
             let col = if i == 0 { &ws.col0 } else { &ws.col };
-            matmul(b.c_out, pixels, b.taps(), &dz, Layout::Transposed, col, Layout::RowMajor, part_mut(grads[2 * i + 1], k, m));
+            matmul(b.c_out, pixels, b.taps(), &dz, Layout::Transposed, col, Layout::RowMajor, member_mut(grads[2 * i + 1], k, m));
             if i > 0 {
                 ws.dcol.resize(pixels * b.taps(), 0.0);
-                matmul(pixels, b.c_out, b.taps(), &dz, Layout::RowMajor, part(params[2 * i + 1], k, m), Layout::RowMajor, &mut ws.dcol);
+                matmul(pixels, b.c_out, b.taps(), &dz, Layout::RowMajor, member(params[2 * i + 1], k, m), Layout::RowMajor, &mut ws.dcol);
                 col2im(&ws.dcol, rows, (b.h, b.w, b.c_in), &mut ws.dmap);
             }
         }
@@ -353,11 +353,6 @@ fn pool_backward(dout: &[f32], act: &[f32], rows: usize, b: &Block, pooling: Poo
             }
         }
     }
-}
-
-/// `dst[c × r] = src[r × c]ᵀ`.
-fn transpose(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
-    beatmatch_core::matmul::transpose(src, r, c, dst);
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@
 //! every predicted token. Sigmoid and tanh are the engine's own (a few ulps from exact), and
 //! the sums run in other orders, so values agree with candle's to rounding, not bit for bit.
 
-use crate::dense::{cross_entropy, exp, tanh};
+use crate::dense::{add_bias, cross_entropy, exp, tanh};
 use crate::models::lstm::LstmLm;
 use crate::models::{EvalSums, Model};
-use crate::native::{column_sums, part, part_mut, Batch, NativeNet};
+use crate::native::{column_sums, Batch, NativeNet};
 use beatmatch_core::matmul::{matmul, Layout};
+use beatmatch_core::optimizer::{member, member_mut};
 use beatmatch_core::simd::{simd_dispatch, Kernel};
 use beatmatch_core::ParamInfo;
 
@@ -68,32 +69,42 @@ impl LstmEngine {
         Self { params: net.params().to_vec(), vocab, hidden, layers, ws: Workspace::default() }
     }
 
-    /// Member `m`'s forward pass on `rows` windows of tokens `x` (`[rows][t]`, ids as floats)
-    /// with targets `y`: fills the sequences, gates, cells and the logits (`[t][rows][vocab]`,
-    /// targets `ws.targets` in the same order).
-    fn forward(&mut self, k: usize, m: usize, params: &[&[f32]], x: &[f32], y: &[u32], rows: usize) {
+    /// The batch's targets `y` (`[rows][t]`) time-major into `ws.targets`, the logits' order:
+    /// the same for every member.
+    fn prepare(&mut self, y: &[u32], rows: usize) {
+        let t = y.len() / rows;
+        self.ws.targets.resize(t * rows, 0);
+        for s in 0..t {
+            for b in 0..rows {
+                self.ws.targets[s * rows + b] = y[b * t + s];
+            }
+        }
+    }
+
+    /// Member `m`'s forward pass on `rows` windows of tokens `x` (`[rows][t]`, ids as floats):
+    /// fills the sequences, gates, cells and the logits (`[t][rows][vocab]`, the order of
+    /// [`LstmEngine::prepare`]'s targets).
+    fn forward(&mut self, k: usize, m: usize, params: &[&[f32]], x: &[f32], rows: usize) {
         let (hd, layers) = (self.hidden, self.layers);
         let t = x.len() / rows;
         let ws = &mut self.ws;
         ws.seq.resize_with(layers + 1, Vec::new);
         ws.gates.resize_with(layers, Vec::new);
         ws.cells.resize_with(layers, Vec::new);
-        let embed = part(params[0], k, m);
+        let embed = member(params[0], k, m);
         let seq0 = &mut ws.seq[0];
         seq0.resize(t * rows * hd, 0.0);
-        ws.targets.resize(t * rows, 0);
         for s in 0..t {
             for b in 0..rows {
                 let tok = x[b * t + s] as usize;
                 seq0[(s * rows + b) * hd..][..hd].copy_from_slice(&embed[tok * hd..(tok + 1) * hd]);
-                ws.targets[s * rows + b] = y[b * t + s];
             }
         }
         for l in 0..layers {
-            let w = part(params[4 + 2 * l], k, m);
+            let w = member(params[4 + 2 * l], k, m);
             let (w_in, w_rec) = w.split_at(hd * 4 * hd);
             ws.bias.clear();
-            ws.bias.extend(part(params[3 + 2 * l], k, m).iter().enumerate().map(|(j, &b)| if (hd..2 * hd).contains(&j) { b + 1.0 } else { b }));
+            ws.bias.extend(member(params[3 + 2 * l], k, m).iter().enumerate().map(|(j, &b)| if (hd..2 * hd).contains(&j) { b + 1.0 } else { b }));
             let (below, above) = ws.seq.split_at_mut(l + 1);
             let (input, out) = (&below[l], &mut above[0]);
             let gates = &mut ws.gates[l];
@@ -124,13 +135,8 @@ impl LstmEngine {
             }
         }
         ws.logits.resize(t * rows * self.vocab, 0.0);
-        matmul(t * rows, hd, self.vocab, &ws.seq[layers], Layout::RowMajor, part(params[2], k, m), Layout::RowMajor, &mut ws.logits);
-        let head_b = part(params[1], k, m);
-        for row in ws.logits.chunks_exact_mut(self.vocab) {
-            for (v, &b) in row.iter_mut().zip(head_b) {
-                *v += b;
-            }
-        }
+        matmul(t * rows, hd, self.vocab, &ws.seq[layers], Layout::RowMajor, member(params[2], k, m), Layout::RowMajor, &mut ws.logits);
+        add_bias(&mut ws.logits, member(params[1], k, m));
     }
 
     /// Member `m`'s backward pass from the mean cross-entropy's gradient (in `ws.dlogits`),
@@ -141,13 +147,13 @@ impl LstmEngine {
         let n = t * rows;
         let ws = &mut self.ws;
         // The head: dW = seqᵀ·δ, db = Σ δ, δseq = δ·Wᵀ.
-        matmul(hd, n, vocab, &ws.seq[layers], Layout::Transposed, &ws.dlogits, Layout::RowMajor, part_mut(grads[2], k, m));
-        column_sums(&ws.dlogits, vocab, part_mut(grads[1], k, m));
+        matmul(hd, n, vocab, &ws.seq[layers], Layout::Transposed, &ws.dlogits, Layout::RowMajor, member_mut(grads[2], k, m));
+        column_sums(&ws.dlogits, vocab, member_mut(grads[1], k, m));
         ws.dseq.resize(n * hd, 0.0);
-        matmul(n, vocab, hd, &ws.dlogits, Layout::RowMajor, part(params[2], k, m), Layout::Transposed, &mut ws.dseq);
+        matmul(n, vocab, hd, &ws.dlogits, Layout::RowMajor, member(params[2], k, m), Layout::Transposed, &mut ws.dseq);
         let step = rows * hd;
         for l in (0..layers).rev() {
-            let w = part(params[4 + 2 * l], k, m);
+            let w = member(params[4 + 2 * l], k, m);
             let (w_in, w_rec) = w.split_at(hd * 4 * hd);
             ws.dz.resize(n * 4 * hd, 0.0);
             ws.dh.clear();
@@ -170,7 +176,7 @@ impl LstmEngine {
                     matmul(rows, 4 * hd, hd, &ws.dz[s * 4 * step..(s + 1) * 4 * step], Layout::RowMajor, w_rec, Layout::Transposed, &mut ws.dh);
                 }
             }
-            let gw = part_mut(grads[4 + 2 * l], k, m);
+            let gw = member_mut(grads[4 + 2 * l], k, m);
             let (gw_in, gw_rec) = gw.split_at_mut(hd * 4 * hd);
             matmul(hd, n, 4 * hd, &ws.seq[l], Layout::Transposed, &ws.dz, Layout::RowMajor, gw_in);
             if t > 1 {
@@ -179,11 +185,11 @@ impl LstmEngine {
             } else {
                 gw_rec.fill(0.0);
             }
-            column_sums(&ws.dz, 4 * hd, part_mut(grads[3 + 2 * l], k, m));
+            column_sums(&ws.dz, 4 * hd, member_mut(grads[3 + 2 * l], k, m));
             matmul(n, 4 * hd, hd, &ws.dz, Layout::RowMajor, w_in, Layout::Transposed, &mut ws.dseq);
         }
         // The embedding: each position's gradient onto its token's row, in (step, row) order.
-        let g = part_mut(grads[0], k, m);
+        let g = member_mut(grads[0], k, m);
         g.fill(0.0);
         for s in 0..t {
             for b in 0..rows {
@@ -203,8 +209,9 @@ impl NativeNet for LstmEngine {
 
     fn eval(&mut self, k: usize, who: &[bool], params: &[&[f32]], batch: &Batch<'_>) -> Vec<EvalSums> {
         let mut sums = vec![EvalSums::default(); k];
+        self.prepare(batch.y, batch.rows);
         for m in (0..k).filter(|&m| who[m]) {
-            self.forward(k, m, params, batch.x, batch.y, batch.rows);
+            self.forward(k, m, params, batch.x, batch.rows);
             let (loss_sum, correct) = cross_entropy(&self.ws.logits, &self.ws.targets, self.vocab, None);
             sums[m] = EvalSums { loss_sum, items: self.ws.targets.len() as u64, correct: Some(correct) };
         }
@@ -213,8 +220,9 @@ impl NativeNet for LstmEngine {
 
     fn loss_and_grads(&mut self, k: usize, live: &[bool], params: &[&[f32]], batch: &Batch<'_>, grads: &mut [&mut [f32]]) -> Vec<f32> {
         let mut losses = vec![f32::NAN; k];
+        self.prepare(batch.y, batch.rows);
         for m in (0..k).filter(|&m| live[m]) {
-            self.forward(k, m, params, batch.x, batch.y, batch.rows);
+            self.forward(k, m, params, batch.x, batch.rows);
             let mut dlogits = std::mem::take(&mut self.ws.dlogits);
             dlogits.resize(self.ws.logits.len(), 0.0);
             let tokens = self.ws.targets.len();

@@ -46,18 +46,6 @@ pub trait NativeNet: Send {
     fn loss_and_grads(&mut self, k: usize, live: &[bool], params: &[&[f32]], batch: &Batch<'_>, grads: &mut [&mut [f32]]) -> Vec<f32>;
 }
 
-/// Member `m`'s part of a member-major buffer of `k` members.
-pub(crate) fn part(v: &[f32], k: usize, m: usize) -> &[f32] {
-    let n = v.len() / k;
-    &v[m * n..(m + 1) * n]
-}
-
-/// Member `m`'s part of a member-major buffer of `k` members, to write.
-pub(crate) fn part_mut(v: &mut [f32], k: usize, m: usize) -> &mut [f32] {
-    let n = v.len() / k;
-    &mut v[m * n..(m + 1) * n]
-}
-
 /// `sums[j] = Σ_r m[r][j]` over the rows of the row-major `m` (`cols` wide), rows in order.
 pub(crate) fn column_sums(m: &[f32], cols: usize, sums: &mut [f32]) {
     sums.fill(0.0);

@@ -14,11 +14,12 @@
 //! form, scores scaled by 1/√d_head); `exp` and `erf` are the engine's own and the sums run
 //! in other orders, so values agree with candle's to rounding, not bit for bit.
 
-use crate::dense::{cross_entropy, exp, gelu, gelu_grad};
+use crate::dense::{add_bias, cross_entropy, exp, ActivationBackward, BiasActivate};
 use crate::models::transformer::Transformer;
-use crate::models::{EvalSums, Model};
-use crate::native::{column_sums, part, part_mut, Batch, NativeNet};
+use crate::models::{Activation, EvalSums, Model};
+use crate::native::{column_sums, Batch, NativeNet};
 use beatmatch_core::matmul::{matmul, Layout};
+use beatmatch_core::optimizer::{member, member_mut};
 use beatmatch_core::simd::{simd_dispatch, Kernel};
 use beatmatch_core::ParamInfo;
 
@@ -150,7 +151,7 @@ impl TransformerEngine {
         let (d, heads, vocab) = (self.d, self.heads, self.vocab);
         let t = x.len() / rows;
         let n = rows * t;
-        let p = |slot: usize| part(params[slot], k, m);
+        let p = |slot: usize| member(params[slot], k, m);
         let ws = &mut self.ws;
         ws.acts.resize_with(self.blocks.len(), BlockActs::default);
         // The stream: token embedding + position embedding.
@@ -178,15 +179,15 @@ impl TransformerEngine {
             }
             acts.m.resize(n * d, 0.0);
             layer_norm(&acts.h_mid, d, p(bs.ln2_g), p(bs.ln2_b), &mut acts.ln2, &mut acts.m);
+            // u = m·W1 + b1 (kept), gu = gelu(u)
             acts.u.resize(n * 4 * d, 0.0);
-            matmul(n, d, 4 * d, &acts.m, Layout::RowMajor, p(bs.w1), Layout::RowMajor, &mut acts.u);
-            add_rows(&mut acts.u, p(bs.b1));
-            acts.gu.resize(acts.u.len(), 0.0);
-            simd_dispatch(&mut Gelu { u: &acts.u, out: &mut acts.gu });
+            acts.gu.resize(n * 4 * d, 0.0);
+            matmul(n, d, 4 * d, &acts.m, Layout::RowMajor, p(bs.w1), Layout::RowMajor, &mut acts.gu);
+            simd_dispatch(&mut BiasActivate { out: &mut acts.gu, bias: p(bs.b1), act: Some(Activation::Gelu), pre: Some(&mut acts.u) });
             // h = h_mid + gelu(u)·W2 + b2
             ws.h.resize(n * d, 0.0);
             matmul(n, 4 * d, d, &acts.gu, Layout::RowMajor, p(bs.w2), Layout::RowMajor, &mut ws.h);
-            add_rows(&mut ws.h, p(bs.b2));
+            add_bias(&mut ws.h, p(bs.b2));
             for (v, &h) in ws.h.iter_mut().zip(&acts.h_mid) {
                 *v += h;
             }
@@ -195,7 +196,7 @@ impl TransformerEngine {
         layer_norm(&ws.h, d, p(self.slots.final_g), p(self.slots.final_b), &mut ws.final_ln, &mut ws.hf);
         ws.logits.resize(n * vocab, 0.0);
         matmul(n, d, vocab, &ws.hf, Layout::RowMajor, p(self.slots.head_w), Layout::RowMajor, &mut ws.logits);
-        add_rows(&mut ws.logits, p(self.slots.head_b));
+        add_bias(&mut ws.logits, p(self.slots.head_b));
     }
 
     /// Member `m`'s backward pass from the mean cross-entropy's gradient (in `ws.dlogits`),
@@ -204,46 +205,46 @@ impl TransformerEngine {
         let (d, heads, vocab) = (self.d, self.heads, self.vocab);
         let t = x.len() / rows;
         let n = rows * t;
-        let p = |slot: usize| part(params[slot], k, m);
+        let p = |slot: usize| member(params[slot], k, m);
         let ws = &mut self.ws;
         let sl = self.slots;
         // The head, then the final LayerNorm: dh (the stream's gradient).
-        matmul(d, n, vocab, &ws.hf, Layout::Transposed, &ws.dlogits, Layout::RowMajor, part_mut(grads[sl.head_w], k, m));
-        column_sums(&ws.dlogits, vocab, part_mut(grads[sl.head_b], k, m));
+        matmul(d, n, vocab, &ws.hf, Layout::Transposed, &ws.dlogits, Layout::RowMajor, member_mut(grads[sl.head_w], k, m));
+        column_sums(&ws.dlogits, vocab, member_mut(grads[sl.head_b], k, m));
         ws.dx.resize(n * d, 0.0);
         matmul(n, vocab, d, &ws.dlogits, Layout::RowMajor, p(sl.head_w), Layout::Transposed, &mut ws.dx);
         ws.dh.resize(n * d, 0.0);
         ws.dh.fill(0.0);
-        gain_grad(&ws.dx, d, &ws.final_ln, part_mut(grads[sl.final_g], k, m));
-        column_sums(&ws.dx, d, part_mut(grads[sl.final_b], k, m));
+        gain_grad(&ws.dx, d, &ws.final_ln, member_mut(grads[sl.final_g], k, m));
+        column_sums(&ws.dx, d, member_mut(grads[sl.final_b], k, m));
         layer_norm_backward(&ws.dx, d, p(sl.final_g), &ws.final_ln, &mut ws.dh);
         for (bs, acts) in self.blocks.iter().zip(ws.acts.iter()).rev() {
             // The MLP branch: h = h_mid + gelu(u)·W2 + b2.
-            column_sums(&ws.dh, d, part_mut(grads[bs.b2], k, m));
-            matmul(4 * d, n, d, &acts.gu, Layout::Transposed, &ws.dh, Layout::RowMajor, part_mut(grads[bs.w2], k, m));
+            column_sums(&ws.dh, d, member_mut(grads[bs.b2], k, m));
+            matmul(4 * d, n, d, &acts.gu, Layout::Transposed, &ws.dh, Layout::RowMajor, member_mut(grads[bs.w2], k, m));
             ws.dwide.resize(n * 4 * d, 0.0);
             matmul(n, d, 4 * d, &ws.dh, Layout::RowMajor, p(bs.w2), Layout::Transposed, &mut ws.dwide);
-            simd_dispatch(&mut GeluBackward { u: &acts.u, grad: &mut ws.dwide });
-            column_sums(&ws.dwide, 4 * d, part_mut(grads[bs.b1], k, m));
-            matmul(d, n, 4 * d, &acts.m, Layout::Transposed, &ws.dwide, Layout::RowMajor, part_mut(grads[bs.w1], k, m));
+            simd_dispatch(&mut ActivationBackward { delta: &mut ws.dwide, h: &acts.gu, pre: Some(&acts.u), act: Activation::Gelu });
+            column_sums(&ws.dwide, 4 * d, member_mut(grads[bs.b1], k, m));
+            matmul(d, n, 4 * d, &acts.m, Layout::Transposed, &ws.dwide, Layout::RowMajor, member_mut(grads[bs.w1], k, m));
             matmul(n, 4 * d, d, &ws.dwide, Layout::RowMajor, p(bs.w1), Layout::Transposed, &mut ws.dx);
             // dh now reaches h_mid: straight through plus LayerNorm 2's branch.
-            gain_grad(&ws.dx, d, &acts.ln2, part_mut(grads[bs.ln2_g], k, m));
-            column_sums(&ws.dx, d, part_mut(grads[bs.ln2_b], k, m));
+            gain_grad(&ws.dx, d, &acts.ln2, member_mut(grads[bs.ln2_g], k, m));
+            column_sums(&ws.dx, d, member_mut(grads[bs.ln2_b], k, m));
             layer_norm_backward(&ws.dx, d, p(bs.ln2_g), &acts.ln2, &mut ws.dh);
             // The attention branch: h_mid = h_in + y·W_out.
-            matmul(d, n, d, &acts.y, Layout::Transposed, &ws.dh, Layout::RowMajor, part_mut(grads[bs.out], k, m));
+            matmul(d, n, d, &acts.y, Layout::Transposed, &ws.dh, Layout::RowMajor, member_mut(grads[bs.out], k, m));
             matmul(n, d, d, &ws.dh, Layout::RowMajor, p(bs.out), Layout::Transposed, &mut ws.dx);
             ws.dwide.resize(n * 3 * d, 0.0);
             attention_backward(&ws.dx, (rows, t, d, heads), acts, &mut ws.attn, &mut ws.dwide);
-            matmul(d, n, 3 * d, &acts.a, Layout::Transposed, &ws.dwide, Layout::RowMajor, part_mut(grads[bs.qkv], k, m));
+            matmul(d, n, 3 * d, &acts.a, Layout::Transposed, &ws.dwide, Layout::RowMajor, member_mut(grads[bs.qkv], k, m));
             matmul(n, 3 * d, d, &ws.dwide, Layout::RowMajor, p(bs.qkv), Layout::Transposed, &mut ws.dx);
-            gain_grad(&ws.dx, d, &acts.ln1, part_mut(grads[bs.ln1_g], k, m));
-            column_sums(&ws.dx, d, part_mut(grads[bs.ln1_b], k, m));
+            gain_grad(&ws.dx, d, &acts.ln1, member_mut(grads[bs.ln1_g], k, m));
+            column_sums(&ws.dx, d, member_mut(grads[bs.ln1_b], k, m));
             layer_norm_backward(&ws.dx, d, p(bs.ln1_g), &acts.ln1, &mut ws.dh);
         }
         // The embeddings: each token's row, and each position summed over the windows.
-        let g_tok = part_mut(grads[sl.tok], k, m);
+        let g_tok = member_mut(grads[sl.tok], k, m);
         g_tok.fill(0.0);
         for (i, row) in ws.dh.chunks_exact(d).enumerate() {
             let id = x[i] as usize;
@@ -251,7 +252,7 @@ impl TransformerEngine {
                 *g += v;
             }
         }
-        let g_pos = part_mut(grads[sl.pos], k, m);
+        let g_pos = member_mut(grads[sl.pos], k, m);
         g_pos.fill(0.0);
         for (i, row) in ws.dh.chunks_exact(d).enumerate() {
             let s = i % t;
@@ -288,15 +289,6 @@ impl NativeNet for TransformerEngine {
             self.backward(k, m, params, batch.x, batch.rows, grads);
         }
         losses
-    }
-}
-
-/// `out[r] += bias` for every row of `out`.
-fn add_rows(out: &mut [f32], bias: &[f32]) {
-    for row in out.chunks_exact_mut(bias.len()) {
-        for (v, &b) in row.iter_mut().zip(bias) {
-            *v += b;
-        }
     }
 }
 
@@ -418,36 +410,6 @@ fn attention_backward(dy: &[f32], (rows, t, d, heads): (usize, usize, usize, usi
                 dst[d + hd * dh..d + (hd + 1) * dh].copy_from_slice(&ws.dk[s * dh..(s + 1) * dh]);
                 dst[2 * d + hd * dh..2 * d + (hd + 1) * dh].copy_from_slice(&ws.dv[s * dh..(s + 1) * dh]);
             }
-        }
-    }
-}
-
-/// `out = gelu(u)`, elementwise.
-struct Gelu<'a> {
-    u: &'a [f32],
-    out: &'a mut [f32],
-}
-
-impl Kernel for Gelu<'_> {
-    #[inline(always)]
-    fn run(&mut self) {
-        for (o, &u) in self.out.iter_mut().zip(self.u) {
-            *o = gelu(u);
-        }
-    }
-}
-
-/// `grad ← grad · gelu′(u)`, elementwise.
-struct GeluBackward<'a> {
-    u: &'a [f32],
-    grad: &'a mut [f32],
-}
-
-impl Kernel for GeluBackward<'_> {
-    #[inline(always)]
-    fn run(&mut self) {
-        for (g, &u) in self.grad.iter_mut().zip(self.u) {
-            *g *= gelu_grad(u);
         }
     }
 }
