@@ -1,13 +1,14 @@
 //! The native dense engine against candle's models, and a population against its members alone.
 
-use beatmatch_core::{Optimizer, OptimizerSpec, RunStatus};
+mod common;
+
+use beatmatch_core::RunStatus;
 use beatmatch_tasks::dense::{Batch, DenseNet, Workspace};
 use beatmatch_tasks::models::autoencoder::AutoencoderConfig;
 use beatmatch_tasks::models::logreg::Logreg;
 use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{self, Activation, ModelConfig};
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
-use beatmatch_tasks::train::{train, RunSettings};
+use beatmatch_tasks::population::Population;
 use beatmatch_tasks::{DatasetName, Problem};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
@@ -63,55 +64,20 @@ fn problem() -> Problem {
     Problem::new(ModelConfig::Mlp(MlpConfig { width: 16, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 32, &[30, 60])
 }
 
-fn opt(p: &Problem, specs: &[&str]) -> Box<dyn Optimizer> {
-    let specs: Vec<OptimizerSpec> = specs.iter().map(|s| OptimizerSpec::parse(s).unwrap()).collect();
-    beatmatch_baselines::build_members(&specs, p.build_model().params()).unwrap()
-}
-
-/// A population of the given members, one optimizer group per (kind, horizon) run of equal
-/// consecutive kinds.
 fn population<'d>(p: &'d Problem, data: &'d beatmatch_tasks::Dataset, members: &[(&str, u64)]) -> Population<'d> {
-    let mut groups = Vec::new();
-    let mut start = 0;
-    while start < members.len() {
-        let kind = |s: &str| s.split(':').next().unwrap().to_string();
-        let mut end = start + 1;
-        while end < members.len() && kind(members[end].0) == kind(members[start].0) && members[end].1 == members[start].1 {
-            end += 1;
-        }
-        let specs: Vec<&str> = members[start..end].iter().map(|m| m.0).collect();
-        groups.push(OptimizerGroup { optimizer: opt(p, &specs), members: start..end });
-        start = end;
-    }
-    let plans: Vec<MemberPlan> = members.iter().map(|&(_, steps)| MemberPlan { steps, horizon: steps }).collect();
-    Population::new(p, data, 5, &plans, groups).unwrap()
+    common::population(p, data, 5, members)
 }
 
 fn alone(p: &Problem, data: &beatmatch_tasks::Dataset, spec: &str, steps: u64) -> beatmatch_tasks::TrainOutcome {
-    train(p, data, opt(p, &[spec]), RunSettings { device: &Device::Cpu, seed: 5, steps, horizon: steps }, &mut |_| {}).unwrap()
+    common::alone(p, data, 5, spec, steps)
 }
 
 #[test]
 fn a_member_gives_the_same_bytes_in_populations_of_1_3_and_30() {
     let p = problem();
     let data = p.dataset.load().unwrap();
-    let lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 1e-5, 3e-5, 0.03, 0.5];
-    let mut specs: Vec<(String, u64)> = lrs.iter().map(|lr| (format!("adam:lr={lr}"), 60)).collect();
-    specs.extend(lrs.iter().map(|lr| (format!("sgdm:lr={lr}"), 30)));
-    let thirty: Vec<(&str, u64)> = specs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-    let all = population(&p, &data, &thirty).finish().unwrap();
-    assert!(all.iter().any(|o| matches!(o.status, RunStatus::Diverged { .. })), "the grid should hold diverging members");
-    assert!(all.iter().filter(|o| o.status == RunStatus::Finished).count() > 10);
-    // Three of them, in another order and other companions.
-    let three = [thirty[20], thirty[2], thirty[9]];
-    let some = population(&p, &data, &three).finish().unwrap();
-    for (i, &j) in [20usize, 2, 9].iter().enumerate() {
-        assert_eq!(some[i], all[j], "member {} differs between populations of 3 and 30", thirty[j].0);
-    }
-    // Each alone (a population of one, through `train`).
-    for (j, &(spec, steps)) in thirty.iter().enumerate() {
-        assert_eq!(alone(&p, &data, spec, steps), all[j], "{spec} alone differs from its record in the population of 30");
-    }
+    // Each of the thirty alone too (a population of one, through `train`).
+    common::members_equal_alone_and_among_3_and_30(&p, &data, 5, (60, 30), 1.0, &(0..30).collect::<Vec<_>>());
 }
 
 #[test]
