@@ -116,7 +116,11 @@ pub fn exp(x: f32) -> f32 {
     let z = r * r;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1) * z + r + 1.0;
     // 2^n for n in [-126, 128]: the bits of the exponent field (n = 128 at the clamp gives +∞).
-    let bits = ((n as i32 + 127).max(0) as u32) << 23;
+    // n + 127 is an integer in [1, 255]; added to 2^23 it lands in the low mantissa bits, so
+    // the exponent comes out of float arithmetic and a mask. `n as i32` gave the same bits
+    // but Rust's saturating cast (NaN → 0) does not vectorise: lanes went one by one.
+    let biased = (n + 127.0 + 8_388_608.0).to_bits() & 0xff;
+    let bits = biased << 23;
     let y = p * f32::from_bits(bits);
     if x_in <= -87.336_54 {
         0.0
@@ -207,6 +211,40 @@ impl FpMode {
 #[cfg(test)]
 mod tests {
     use super::FlushDenormals;
+
+    /// `exp` as written before its exponent came out of float arithmetic: `n as i32`.
+    fn exp_with_cast(x: f32) -> f32 {
+        let x_in = x;
+        let x = x.clamp(-87.336_54, 88.722_83);
+        let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+        let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+        let z = r * r;
+        let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1) * z + r + 1.0;
+        let y = p * f32::from_bits(((n as i32 + 127).max(0) as u32) << 23);
+        if x_in <= -87.336_54 {
+            0.0
+        } else {
+            y
+        }
+    }
+
+    /// Same bits as the cast for every 61st f32 bit pattern (all of them were checked once,
+    /// 2026-12-05: `BEATMATCH_EXP_EVERY=1`), NaNs and infinities included.
+    #[test]
+    fn exp_keeps_its_bits() {
+        let every: usize = std::env::var("BEATMATCH_EXP_EVERY").ok().and_then(|s| s.parse().ok()).unwrap_or(61);
+        let mut checked = 0u64;
+        for b in (0..=u32::MAX).step_by(every) {
+            let x = f32::from_bits(b);
+            let (new, old) = (super::exp(x), exp_with_cast(x));
+            assert_eq!(new.to_bits(), old.to_bits(), "exp({x:e}) (bits {b:#x}): {new:e} vs {old:e}");
+            checked += 1;
+        }
+        for x in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -87.336_54, 88.722_83, 0.0, -0.0] {
+            assert_eq!(super::exp(x).to_bits(), exp_with_cast(x).to_bits(), "exp({x:e})");
+        }
+        assert!(checked > 1 << 20);
+    }
 
     #[test]
     fn subnormals_flush_while_the_guard_lives() {

@@ -112,7 +112,7 @@ impl DenseNet {
             let hidden = l + 1 < layers;
             let keep_pre = hidden && self.activation == Activation::Gelu;
             if keep_pre {
-                ws.pre[l].resize(k * rows * fan_out, 0.0);
+                ws.pre[l].resize(2 * k * rows * fan_out, 0.0);
             }
             for m in (0..k).filter(|&m| live[m]) {
                 let input: &[f32] = if l == 0 { batch.x } else { &before[l - 1][m * rows * fan_in..(m + 1) * rows * fan_in] };
@@ -121,7 +121,7 @@ impl DenseNet {
                 let o = &mut out[m * rows * fan_out..(m + 1) * rows * fan_out];
                 matmul(rows, fan_in, fan_out, input, Layout::RowMajor, w, Layout::RowMajor, o);
                 let act = if hidden { Some(self.activation) } else { None };
-                let pre = if keep_pre { Some(&mut ws.pre[l][m * rows * fan_out..(m + 1) * rows * fan_out]) } else { None };
+                let pre = if keep_pre { Some(&mut ws.pre[l][2 * m * rows * fan_out..2 * (m + 1) * rows * fan_out]) } else { None };
                 simd_dispatch(&mut BiasActivate { out: o, bias: b, act, pre });
             }
         }
@@ -202,7 +202,7 @@ impl DenseNet {
                 ws.delta_prev.resize(rows * fan_in, 0.0);
                 matmul(rows, fan_out, fan_in, &ws.delta, Layout::RowMajor, w, Layout::Transposed, &mut ws.delta_prev);
                 let h = &ws.out[l - 1][m * rows * fan_in..(m + 1) * rows * fan_in];
-                let pre = (self.activation == Activation::Gelu).then(|| &ws.pre[l - 1][m * rows * fan_in..(m + 1) * rows * fan_in]);
+                let pre = (self.activation == Activation::Gelu).then(|| &ws.pre[l - 1][2 * m * rows * fan_in..2 * (m + 1) * rows * fan_in]);
                 simd_dispatch(&mut ActivationBackward { delta: &mut ws.delta_prev, h, pre, act: self.activation });
                 std::mem::swap(&mut ws.delta, &mut ws.delta_prev);
             }
@@ -255,6 +255,9 @@ pub(crate) fn add_bias(out: &mut [f32], bias: &[f32]) {
 }
 
 /// `out[r][j] += bias[j]`, then the activation (kept pre-activation in `pre` where asked).
+///
+/// GELU's `pre` is twice `out`'s length: the pre-activations `z`, then `1 + erf(z/√2)`, which
+/// the backward pass would otherwise compute again (a division and an `exp` per element).
 pub(crate) struct BiasActivate<'a> {
     pub(crate) out: &'a mut [f32],
     pub(crate) bias: &'a [f32],
@@ -266,6 +269,7 @@ impl Kernel for BiasActivate<'_> {
     #[inline(always)]
     fn run(&mut self) {
         let n = self.bias.len();
+        let len = self.out.len();
         for (r, row) in self.out.chunks_exact_mut(n).enumerate() {
             for (v, &b) in row.iter_mut().zip(self.bias) {
                 *v += b;
@@ -277,7 +281,15 @@ impl Kernel for BiasActivate<'_> {
                 None => {}
                 Some(Activation::Relu) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
                 Some(Activation::Tanh) => row.iter_mut().for_each(|v| *v = tanh(*v)),
-                Some(Activation::Gelu) => row.iter_mut().for_each(|v| *v = gelu(*v)),
+                Some(Activation::Gelu) => match self.pre.as_deref_mut() {
+                    Some(pre) => {
+                        for (v, e) in row.iter_mut().zip(&mut pre[len + r * n..len + (r + 1) * n]) {
+                            *e = gelu_one_plus_erf(*v);
+                            *v = 0.5 * *v * *e;
+                        }
+                    }
+                    None => row.iter_mut().for_each(|v| *v = gelu(*v)),
+                },
             }
         }
     }
@@ -307,8 +319,9 @@ impl Kernel for ActivationBackward<'_> {
             }
             Activation::Gelu => {
                 let pre = self.pre.expect("GELU keeps its pre-activation");
-                for (d, &z) in self.delta.iter_mut().zip(pre) {
-                    *d *= gelu_grad(z);
+                let (z, e) = pre.split_at(self.delta.len());
+                for ((d, &z), &e) in self.delta.iter_mut().zip(z).zip(e) {
+                    *d *= gelu_grad_from(z, e);
                 }
             }
         }
@@ -474,14 +487,26 @@ pub fn erf(x: f32) -> f32 {
 /// GELU, erf form: `x·Φ(x)`.
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    0.5 * x * gelu_one_plus_erf(x)
+}
+
+/// `1 + erf(x/√2)` (= 2Φ(x)), the factor GELU's value and its derivative share.
+#[inline(always)]
+fn gelu_one_plus_erf(x: f32) -> f32 {
+    1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)
 }
 
 /// `d gelu / dx = Φ(x) + x·φ(x)`.
 #[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
+    gelu_grad_from(x, gelu_one_plus_erf(x))
+}
+
+/// [`gelu_grad`] given `e = 1 + erf(x/√2)` (the same bits).
+#[inline(always)]
+fn gelu_grad_from(x: f32, e: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x)
+    0.5 * e + x * INV_SQRT_2PI * exp(-0.5 * x * x)
 }
 
 #[cfg(test)]

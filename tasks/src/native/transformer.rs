@@ -91,7 +91,8 @@ struct BlockActs {
     ln2: Norm,
     /// LayerNorm 2's output `[n][d]`.
     m: Vec<f32>,
-    /// The MLP's pre-activation and its GELU `[n][4d]`.
+    /// The MLP's pre-activation `[n][4d]` followed by its `1 + erf(u/√2)` (GELU's shared
+    /// factor, kept for the backward pass), and its GELU `[n][4d]`.
     u: Vec<f32>,
     gu: Vec<f32>,
 }
@@ -180,7 +181,7 @@ impl TransformerEngine {
             acts.m.resize(n * d, 0.0);
             layer_norm(&acts.h_mid, d, p(bs.ln2_g), p(bs.ln2_b), &mut acts.ln2, &mut acts.m);
             // u = m·W1 + b1 (kept), gu = gelu(u)
-            acts.u.resize(n * 4 * d, 0.0);
+            acts.u.resize(2 * n * 4 * d, 0.0);
             acts.gu.resize(n * 4 * d, 0.0);
             matmul(n, d, 4 * d, &acts.m, Layout::RowMajor, p(bs.w1), Layout::RowMajor, &mut acts.gu);
             simd_dispatch(&mut BiasActivate { out: &mut acts.gu, bias: p(bs.b1), act: Some(Activation::Gelu), pre: Some(&mut acts.u) });
