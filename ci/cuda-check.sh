@@ -79,6 +79,16 @@ entries=$(grep -cE '^\.visible \.entry bm_[a-z0-9_]+_kernel' "$ptx" || true)
 [ "$expected" -gt 0 ] && [ "$entries" = "$expected" ] || { say "$ptx has $entries fused kernels, rules.h lists $expected"; exit 1; }
 if grep -qE '\bfma\.rn\.f32' "$ptx"; then say "$ptx contracts products into FMAs (--fmad=false lost)"; exit 1; fi
 say "fused kernels: $entries entries in $ptx, no FMA contraction"
+# The learned optimizers' fused steps (device/kernels/lopt.cu): two passes per BM_LOPT_RULES
+# entry, pass 1's sums by warp shuffles and f64 atomics. Their FMAs are the explicit fmaf of
+# the per-parameter MLP (as the host rules' mul_add), so they are not checked for.
+lopt=$(dirname "$ptx")/lopt.ptx
+[ -f "$lopt" ] || { say "device/build.rs wrote no lopt.ptx"; exit 1; }
+expected=$(( 2 * $(grep -m1 '^#define BM_LOPT_RULES(X)' device/kernels/lopt.h | grep -oE 'X\([a-z0-9_]+,' | wc -l) ))
+entries=$(grep -cE '^\.visible \.entry bm_[a-z0-9_]+_pass[12]' "$lopt" || true)
+[ "$expected" -gt 0 ] && [ "$entries" = "$expected" ] || { say "$lopt has $entries kernels, lopt.h's rules need $expected"; exit 1; }
+grep -q 'atom.global.add.f64' "$lopt" || { say "$lopt: pass 1 has no f64 atomic add"; exit 1; }
+say "learned fused kernels: $entries entries in $lopt"
 
 # Stub libraries: every function cudarc declares for each library, as an empty C function.
 cudarc=$(cargo metadata --format-version 1 --features cuda --manifest-path suite/Cargo.toml \

@@ -1,14 +1,16 @@
-//! Compiles the fused kernels' one C source (kernels/rules.h) for the CPU always, and to PTX
-//! with nvcc when the `cuda` feature is on; generates the Rust side of its one list of rules
-//! (`BM_RULES`): the `Kernel` enum and the table of each instruction set's host functions
-//! (`$OUT_DIR/kernels.rs`, included by `src/fused.rs`).
+//! Compiles the fused kernels' C sources — the baselines' (kernels/rules.h) and the learned
+//! optimizers' (kernels/lopt.h) — for the CPU always, and to PTX with nvcc when the `cuda`
+//! feature is on; generates the Rust side of each one list of rules (`BM_RULES`,
+//! `BM_LOPT_RULES`): the `Kernel` and `LoptKernel` enums and the tables of each instruction
+//! set's host functions (`$OUT_DIR/kernels.rs` for `src/fused.rs`, `$OUT_DIR/lopt_kernels.rs`
+//! for `src/lopt.rs`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    for f in ["kernels/rules.h", "kernels/host.c", "kernels/rules.cu"] {
+    for f in ["kernels/rules.h", "kernels/host.c", "kernels/rules.cu", "kernels/lopt.h", "kernels/lopt_host.c", "kernels/lopt.cu"] {
         println!("cargo:rerun-if-changed={f}");
     }
     // One compilation per instruction set beatmatch_core::simd dispatches to; the crates build
@@ -16,26 +18,32 @@ fn main() {
     let x86 = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64");
     let sets: &[(&str, &[&str])] = if x86 { &[("baseline", &[]), ("avx2", &["-mavx2", "-mfma"]), ("avx512f", &["-mavx512f"])] } else { &[("baseline", &[])] };
     let rules = rules(&std::fs::read_to_string("kernels/rules.h").expect("reading kernels/rules.h"));
+    let lopts = lopt_rules(&std::fs::read_to_string("kernels/lopt.h").expect("reading kernels/lopt.h"));
     let isas: Vec<&str> = sets.iter().map(|(isa, _)| *isa).collect();
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("kernels.rs");
-    std::fs::write(&out, generate(&rules, &isas)).expect("writing kernels.rs");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out_dir.join("kernels.rs"), generate(&rules, &isas)).expect("writing kernels.rs");
+    std::fs::write(out_dir.join("lopt_kernels.rs"), generate_lopt(&lopts, &isas)).expect("writing lopt_kernels.rs");
     for (isa, flags) in sets {
-        let mut b = cc::Build::new();
-        b.file("kernels/host.c")
-            .std("c99")
-            .opt_level(3)
-            .define("BM_SUFFIX", format!("_{isa}").as_str())
-            // A fused multiply-add rounds once where the host rules round twice.
-            .flag("-ffp-contract=off")
-            .flag("-fno-math-errno")
-            .warnings_into_errors(true);
-        for f in *flags {
-            b.flag(f);
+        for (source, lib) in [("kernels/host.c", "rules"), ("kernels/lopt_host.c", "lopt")] {
+            let mut b = cc::Build::new();
+            b.file(source)
+                .std("c99")
+                .opt_level(3)
+                .define("BM_SUFFIX", format!("_{isa}").as_str())
+                // A fused multiply-add rounds once where the host rules round twice (the
+                // learned rules' explicit `fmaf`s stay fused).
+                .flag("-ffp-contract=off")
+                .flag("-fno-math-errno")
+                .warnings_into_errors(true);
+            for f in *flags {
+                b.flag(f);
+            }
+            b.compile(&format!("beatmatch_{lib}_{isa}"));
         }
-        b.compile(&format!("beatmatch_rules_{isa}"));
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        ptx();
+        ptx("rules");
+        ptx("lopt");
     }
 }
 
@@ -54,6 +62,63 @@ fn rules(header: &str) -> Vec<(String, usize)> {
         .collect();
     assert!(!rules.is_empty(), "kernels/rules.h: BM_RULES lists no rule");
     rules
+}
+
+/// The `(name, slots, features, hidden, layers)` entries of lopt.h's `#define BM_LOPT_RULES(X) …` line.
+fn lopt_rules(header: &str) -> Vec<(String, [usize; 4])> {
+    let line = header.lines().find_map(|l| l.strip_prefix("#define BM_LOPT_RULES(X)")).expect("kernels/lopt.h defines BM_LOPT_RULES(X) on one line");
+    let rules: Vec<(String, [usize; 4])> = line
+        .split("X(")
+        .skip(1)
+        .map(|entry| {
+            let inner = entry.split(')').next().unwrap_or_default();
+            let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+            let bad = || panic!("BM_LOPT_RULES entry `X({inner})`: expected X(name, slots, features, hidden, layers), numbers after the name");
+            let [name, rest @ ..] = parts.as_slice() else { bad() };
+            let nums: Vec<usize> = rest.iter().map(|p| p.parse().unwrap_or_else(|_| bad())).collect();
+            let nums: [usize; 4] = nums.try_into().unwrap_or_else(|_| bad());
+            (name.to_string(), nums)
+        })
+        .collect();
+    assert!(!rules.is_empty(), "kernels/lopt.h: BM_LOPT_RULES lists no rule");
+    rules
+}
+
+/// The Rust side of the learned rules: `LoptKernel` and `lopt_host_kernels`.
+fn generate_lopt(rules: &[(String, [usize; 4])], isas: &[&str]) -> String {
+    let n = rules.len();
+    let mut s = String::from("// Generated by device/build.rs from kernels/lopt.h's BM_LOPT_RULES list; do not edit.\n\n");
+    s += "/// A fused learned rule of `kernels/lopt.h`, in the order of its `BM_LOPT_RULES` list.\n#[derive(Clone, Copy, Debug, PartialEq, Eq)]\npub enum LoptKernel {\n";
+    for (name, [slots, features, hidden, layers]) in rules {
+        let _ = writeln!(
+            s,
+            "    /// `{name}`: {slots} state slots per parameter, a {features}-feature network ({layers} layers, {hidden} wide).\n    {},",
+            variant(name)
+        );
+    }
+    s += "}\n\nimpl LoptKernel {\n    /// `[slots, features, hidden, layers]`.\n    fn sizes(self) -> [usize; 4] {\n        match self {\n";
+    for (name, sizes) in rules {
+        let _ = writeln!(s, "            LoptKernel::{} => {sizes:?},", variant(name));
+    }
+    s += "        }\n    }\n\n    /// The rule's name in `kernels/lopt.h`.\n    pub fn name(self) -> &'static str {\n        match self {\n";
+    for (name, _) in rules {
+        let _ = writeln!(s, "            LoptKernel::{} => \"{name}\",", variant(name));
+    }
+    s += "        }\n    }\n}\n\n";
+    let _ = writeln!(s, "/// The compilation of `kernels/lopt_host.c` for instruction set `isa`, its functions in\n/// [`LoptKernel`] order; `None` where this build has none.\nfn lopt_host_kernels(isa: &str) -> Option<[LoptHostFn; {n}]> {{");
+    s += "    extern \"C\" {\n";
+    for isa in isas {
+        for (name, _) in rules {
+            let _ = writeln!(s, "        fn bm_{name}_lopt_host_{isa}(n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, net: *const f32, k: *const LoptConsts);");
+        }
+    }
+    s += "    }\n    match isa {\n";
+    for isa in isas {
+        let fns: Vec<String> = rules.iter().map(|(r, _)| format!("bm_{r}_lopt_host_{isa} as LoptHostFn")).collect();
+        let _ = writeln!(s, "        \"{isa}\" => Some([{}]),", fns.join(", "));
+    }
+    s += "        _ => None,\n    }\n}\n";
+    s
 }
 
 /// `adamw` → `Adamw`.
@@ -97,9 +162,9 @@ fn generate(rules: &[(String, usize)], isas: &[&str]) -> String {
     s
 }
 
-/// nvcc → `$OUT_DIR/rules.ptx` for compute capability `CUDA_COMPUTE_CAP` (as candle's kernels
-/// read it), or the first GPU's as nvidia-smi reports it.
-fn ptx() {
+/// nvcc: `kernels/NAME.cu` → `$OUT_DIR/NAME.ptx` for compute capability `CUDA_COMPUTE_CAP` (as
+/// candle's kernels read it), or the first GPU's as nvidia-smi reports it.
+fn ptx(name: &str) {
     for v in ["CUDA_COMPUTE_CAP", "CUDA_HOME", "CUDA_PATH"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -116,14 +181,14 @@ fn ptx() {
     };
     let nvcc =
         std::env::var_os("CUDA_HOME").or_else(|| std::env::var_os("CUDA_PATH")).map(|h| PathBuf::from(h).join("bin/nvcc")).unwrap_or_else(|| "nvcc".into());
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("rules.ptx");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(format!("{name}.ptx"));
     // --fmad=false for the same reason as -ffp-contract=off; division and sqrt stay IEEE
     // (nvcc's defaults without --use_fast_math).
     let status = Command::new(&nvcc)
         .args(["--ptx", "--fmad=false", &format!("-arch=compute_{cap}"), "-o"])
         .arg(&out)
-        .arg("kernels/rules.cu")
+        .arg(format!("kernels/{name}.cu"))
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", nvcc.display()));
-    assert!(status.success(), "{} failed on kernels/rules.cu ({status})", nvcc.display());
+    assert!(status.success(), "{} failed on kernels/{name}.cu ({status})", nvcc.display());
 }

@@ -9,6 +9,8 @@
 //!   code on candle's CPU device (or the device given) and copies back.
 //! * [`fused`]: one kernel per parameter tensor and step from one C source
 //!   (`kernels/rules.h`), compiled for the CPU and (with the `cuda` feature) to PTX.
+//! * [`lopt`]: the learned optimizers' fused steps, PyLO's two passes per tensor from one C
+//!   source (`kernels/lopt.h`), compiled the same two ways.
 //! * [`scalar`], [`times`], [`value`]: the candle operations that round where the host rules
 //!   round, for rules written as compositions of candle ops.
 //!
@@ -18,6 +20,7 @@
 //! fixture checks.
 
 pub mod fused;
+pub mod lopt;
 
 use anyhow::{bail, Result};
 use beatmatch_core::{Buffers, EvalAt, Optimizer, ParamInfo, Params, Snapshot, StepContext, UpdateError};

@@ -6,7 +6,8 @@
 //! Before criterion's runs, a table: each learned update's µs, ratio to the forward+backward
 //! pass (candle's, and the native dense engine's that `suite` trains MLPs with), Mparam/s, and
 //! its achieved GFLOP/s and GB/s beside this machine's single-thread sgemm and memcpy peaks,
-//! measured in the same run, on one thread and (VeLO, small_fc) two.
+//! measured in the same run, on one thread and (VeLO, small_fc) two; and the device path's
+//! rules on candle's CPU device (`*_device`).
 //!
 //! `cargo bench -p beatmatch-learned --bench lopt_update`
 
@@ -37,6 +38,23 @@ fn optimizers(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
     ]
 }
 
+/// The device path's rules on candle's CPU device (MLP-LOpt's a fused kernel from
+/// `device/kernels/lopt.h`, the others compositions of candle ops), fed host slices as the
+/// fixture harness feeds them (each update uploads and copies back, as the host rules' rows
+/// do not).
+fn on_device(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
+    let on = |f: &str| {
+        let c = checkpoint::load(&dir.join(f), None).unwrap();
+        beatmatch_learned::build_on(c.arch, &c.theta, &c.hyperparameters, 1, params, &Device::Cpu).unwrap()
+    };
+    vec![
+        ("velo_device", on("velo_case1.theta.msgpack")),
+        ("small_fc_device", on("adafac_case1.theta.msgpack")),
+        ("mlp_lopt_device", on("mlp_lopt_case1.theta.msgpack")),
+    ]
+}
+
 /// VeLO and small_fc on two threads.
 fn threaded(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
     use beatmatch_core::Bound;
@@ -57,7 +75,7 @@ fn threaded(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
 /// is Adam's; Celo2's counts its features and 30 → 8 → 8 → 3 MLP but not Newton–Schulz (so its
 /// GFLOP/s is a lower bound).
 fn work_per_param(name: &str) -> (f64, f64) {
-    match name.trim_end_matches("_2threads") {
+    match name.trim_end_matches("_2threads").trim_end_matches("_device") {
         "adam" | "celo_adam" => (10.0, 20.0),
         "celo2" => (2.0 * 60.0 + 2.0 * (30.0 * 8.0 + 64.0 + 24.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
         "velo" | "celo" => (2.0 * 60.0 + 2.0 * (30.0 * 4.0 + 16.0 + 12.0) + 40.0, 2.0 * 9.0 * 4.0 + 7.0 * 8.0 + 4.0),
@@ -121,7 +139,7 @@ fn table(_: &mut Criterion) {
     println!("forward+backward: candle {:.0} µs, native dense engine {:.0} µs", fb_candle * 1e6, fb_native * 1e6);
     println!("| optimizer | µs per update | ÷ fwd+bwd (candle / native) | Mparam/s | ≈ GFLOP/s (% of sgemm) | ≈ GB/s (% of memcpy) |\n|---|---:|---:|---:|---:|---:|");
     let grads = grads_for(&infos);
-    for (name, mut opt) in optimizers(&infos).into_iter().chain(threaded(&infos)) {
+    for (name, mut opt) in optimizers(&infos).into_iter().chain(threaded(&infos)).chain(on_device(&infos)) {
         let mut params = values.clone();
         let mut step = 0u64;
         let t = median(40, || {

@@ -1,24 +1,41 @@
-//! MLP-LOpt on device tensors: six momenta, and the gradient, the parameter and the momenta
-//! normalised over the tensor through the per-parameter MLP (`crate::mlp_lopt`).
+//! MLP-LOpt on device tensors: one fused step per tensor (`beatmatch_device::lopt`, PyLO's two
+//! passes from one C source): six momenta, and the gradient, the parameter and the momenta
+//! normalised over the tensor through the per-parameter MLP (`crate::mlp_lopt`). On the CPU
+//! device the host rule's bits.
 
-use crate::device_net::{fold, step, DeviceNet, EMBEDDING};
-use crate::features::StepRule;
+use crate::accum::tanh_embedding;
 use crate::mlp_lopt::{decays, MlpLoptNet};
 use beatmatch_core::StepContext;
-use beatmatch_device::{value, DeviceRule};
-use candle_core::{Tensor, Var};
+use beatmatch_device::lopt::{self, LoptConsts, LoptKernel};
+use beatmatch_device::DeviceRule;
+use candle_core::{DType, Tensor, Var};
 
 /// MLP-LOpt bound to its theta (one member).
 pub struct MlpLoptOnDevice(pub MlpLoptNet);
 
-/// Momenta per tensor (six each), the network on the device, and the steps taken.
+/// Momenta per tensor (`[6, n]`, decay-major), and the steps taken.
 #[derive(Clone, Debug)]
 pub struct State {
-    /// `m[tensor][decay]`.
-    pub m: Vec<Vec<Tensor>>,
-    net: Option<DeviceNet>,
+    /// `m[tensor]`, `[decays, numel]`.
+    pub m: Vec<Tensor>,
     /// Steps taken.
     pub iteration: u32,
+}
+
+impl MlpLoptOnDevice {
+    /// The kernel's network array at step `iteration`: the embedding folded into the first
+    /// bias as the host rule folds it, then every layer's weights and biases.
+    fn net_at(&self, iteration: u32) -> Vec<f32> {
+        let net = self.0.net().with_constant_tail(&tanh_embedding(iteration as f32));
+        net.layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b)).copied().collect()
+    }
+
+    fn consts(&self) -> LoptConsts {
+        let cfg = self.0.config();
+        let mut k = LoptConsts { exp_mult: cfg.exp_mult, step_mult: cfg.step_mult, ..LoptConsts::default() };
+        k.decays.copy_from_slice(decays());
+        k
+    }
 }
 
 impl DeviceRule for MlpLoptOnDevice {
@@ -27,19 +44,14 @@ impl DeviceRule for MlpLoptOnDevice {
         crate::mlp_lopt::ARCH
     }
     fn init(&self, params: &[Var]) -> candle_core::Result<State> {
-        let m = params.iter().map(|p| (0..decays().len()).map(|_| p.as_tensor().zeros_like()).collect()).collect::<candle_core::Result<_>>()?;
-        let net = params.first().map(|p| DeviceNet::upload(self.0.net(), EMBEDDING, p.device())).transpose()?;
-        Ok(State { m, net, iteration: 0 })
+        let slots = LoptKernel::MlpLopt.slots();
+        let m = params.iter().map(|p| Tensor::zeros((slots, p.elem_count()), DType::F32, p.device())).collect::<candle_core::Result<_>>()?;
+        Ok(State { m, iteration: 0 })
     }
     fn update(&self, s: &mut State, params: &[Var], grads: &[Tensor], _ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        let Some(net) = &s.net else { return Ok(()) };
-        let cfg = self.0.config();
-        let b0 = net.first_bias(s.iteration)?;
+        let (net, k) = (self.net_at(s.iteration), self.consts());
         for ((w, g), m) in params.iter().zip(grads).zip(s.m.iter_mut()) {
-            fold(m, decays(), g)?;
-            let mut features = vec![g.clone(), value(w)];
-            features.extend(m.iter().cloned());
-            step(w, &features, net, Some(&b0), StepRule::Embedded { exp_mult: cfg.exp_mult, step_mult: cfg.step_mult })?;
+            *m = lopt::step(LoptKernel::MlpLopt, k, w, g, m, &net)?;
         }
         s.iteration += 1;
         Ok(())
