@@ -29,7 +29,7 @@
 //! meta-trained further from a checkpoint (`init: { checkpoint: PATH }`).
 
 use crate::outer::OuterConfig;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use beatmatch_learned::Architecture;
 use beatmatch_tasks::task::{Split, Task, Tier};
 use serde::{Deserialize, Serialize};
@@ -362,9 +362,6 @@ pub fn load(path: &Path, registry: &[Task]) -> Result<Resolved> {
         if p.is_relative() {
             r.recipe.init = Init::Checkpoint(path.parent().unwrap_or(Path::new(".")).join(p));
         }
-    }
-    if r.train.iter().chain(&r.validation).any(|t| t.problem.dataset.is_text()) {
-        bail!("{}: language-model tasks are not meta-trained here (the dense engine trains logreg, mlp and autoencoders)", path.display());
     }
     Ok(r)
 }

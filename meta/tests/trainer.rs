@@ -47,6 +47,29 @@ fn same_recipe_and_seed_give_the_same_checkpoint_bytes_for_one_and_two_threads()
 }
 
 #[test]
+fn meta_training_on_convnet_lstm_and_transformer_tasks_moves_theta_and_repeats_its_bytes() {
+    // Trains on a ConvNet and a Transformer, validates on an LSTM: each family's population
+    // through the meta-training loop.
+    let text = common::recipe("full_es", 2)
+        .replace(
+            "ids: [logreg.mnist1d.b32.s40, mlp-w8-d1-relu.mnist1d.b32.s30]",
+            "ids: [conv-c4-d1-max.digits.b16.s10, transformer-d8-l1-h2-t8.moby_dick.b4.s10]",
+        )
+        .replace("unroll: { min: 10, max: 30 }", "unroll: { min: 4, max: 8 }")
+        .replace("validation: { tasks: [mlp-w8-d1-tanh.mnist1d.b32.s30], every: 2 }", "validation: { tasks: [lstm-h8-l1-t8.moby_dick.b4.s10], every: 2 }");
+    assert!(text.contains("conv-c4") && text.contains("min: 4") && text.contains("validation: { tasks: [lstm"), "the recipe template changed: {text}");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("j1"), dir.path().join("j2"));
+    let sa = run(&text, &a, 1, None);
+    let sb = run(&text, &b, 2, None);
+    assert_eq!(sa, sb);
+    assert_eq!(bytes(&Layout::new(&a).final_checkpoint()), bytes(&Layout::new(&b).final_checkpoint()));
+    assert_eq!(sa.rows.len(), 2);
+    assert_ne!(sa.theta, beatmatch_learned::small_fc::SMALL_FC.reference_init(3).unwrap().flatten());
+    assert!(sa.rows.iter().all(|r| r.meta_loss.is_finite() && r.meta_loss > 0.0 && r.meta_loss <= 1.5), "{:?}", sa.rows);
+}
+
+#[test]
 fn a_run_stopped_at_a_checkpoint_and_resumed_ends_with_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let text = common::recipe("full_es", 4);
