@@ -35,9 +35,8 @@
 #define BM_LOPT_MAX_HIDDEN 32
 
 /* MLP-LOpt (learned_optimization's MLPLOpt): the gradient, the parameter and six momenta
- * through 8 → 32 → 32 → 2. */
+ * through 8 → 32 → 32 → 2 (its entry in BM_LOPT_RULES below). */
 #define BM_MLP_LOPT_MOMENTA 6
-#define BM_MLP_LOPT_FEATURES (2 + BM_MLP_LOPT_MOMENTA)
 
 /* A step's scalars. Keep in step with `LoptConsts` in device/src/lopt.rs. */
 typedef struct {
@@ -55,12 +54,14 @@ BM_LOPT_INLINE float bm_exp(float x) {
     float r = xc - n * 0.6933594f - n * -2.1219444e-4f;
     float z = r * r;
     float p = (((((1.9875691e-4f * r + 1.3981999e-3f) * r + 8.333452e-3f) * r + 4.1665796e-2f) * r + 1.6666665e-1f) * r + 5e-1f) * z + r + 1.0f;
-    int e = (int)n + 127;
+    /* 2^n through the exponent field: n + 127 is an integer in [1, 255], which added to 2^23
+     * lands in the low mantissa bits. */
     union {
         unsigned u;
         float f;
-    } two_n;
-    two_n.u = (unsigned)(e < 0 ? 0 : e) << 23;
+    } biased, two_n;
+    biased.f = n + 127.0f + 8388608.0f;
+    two_n.u = (biased.u & 0xffu) << 23;
     float y = p * two_n.f;
     return x <= -87.33654f ? 0.0f : y;
 }
