@@ -70,9 +70,8 @@ BM_LOPT_INLINE float bm_exp(float x) {
  * layer, in one array; `features` inputs, `hidden` wide between layers, 2 outputs; relu
  * between layers. Each output is its bias plus its inputs' products in input order, one fused
  * multiply-add each (the host rules' order, so their bits). The sizes are the rule's
- * constants. One output at a time: the host rules keep 4–8 outputs' accumulators in
- * registers (each input loaded once per tile); the same tiling here compiled to 4-wide code
- * with spilled accumulators and ran 3× slower, so the host build is not tiled yet. */
+ * constants. One output at a time: on a GPU each thread is one element; the host build
+ * (lopt_host.c) computes the same sums 4 outputs at a time in vector registers. */
 BM_LOPT_INLINE void bm_lopt_mlp(const float *net, int features, int hidden, int layers, float x[][BM_LANES], float o[2][BM_LANES]) {
     float h[2][BM_LOPT_MAX_HIDDEN][BM_LANES];
     const float *p = net;
