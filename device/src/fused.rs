@@ -87,21 +87,44 @@ impl<R: FusedRule> DeviceRule for Fused<R> {
 
 /// One fused step of `w` (in place) with gradient `g` and state `s`; the new state.
 pub fn step(kernel: Kernel, k: Consts, w: &Var, g: &Tensor, s: &Tensor) -> candle_core::Result<Tensor> {
+    let op = Step { kernel, k, n: w.elem_count(), out: Cell::new(None) };
+    apply(kernel.name(), kernel.slots(), w, g, s, &op, &op.out)
+}
+
+/// What every fused step does around its kernel (this module's and [`crate::lopt`]'s): check
+/// that `g` holds `w`'s number of values and `s` is `[slots, n]`, run `op` in place on `w` with
+/// `g` and `s` made contiguous, and return the new state the op left in `out` as a
+/// `[slots, n]` tensor.
+pub(crate) fn apply<O: InplaceOp3>(
+    name: &str,
+    slots: usize,
+    w: &Var,
+    g: &Tensor,
+    s: &Tensor,
+    op: &O,
+    out: &Cell<Option<Storage>>,
+) -> candle_core::Result<Tensor> {
     let n = w.elem_count();
-    if g.elem_count() != n || s.dims() != [kernel.slots(), n] {
-        bail!(
-            "{}: a parameter of {n} values, a gradient of {} and a state of shape {:?} (expected [{}, {n}])",
-            kernel.name(),
-            g.elem_count(),
-            s.dims(),
-            kernel.slots()
-        );
+    if g.elem_count() != n || s.dims() != [slots, n] {
+        bail!("{name}: a parameter of {n} values, a gradient of {} and a state of shape {:?} (expected [{slots}, {n}])", g.elem_count(), s.dims());
     }
     let (g, s) = (g.contiguous()?, s.contiguous()?);
-    let op = Step { kernel, k, n, out: Cell::new(None) };
-    w.inplace_op3(&g, &s, &op)?;
-    let Some(out) = op.out.take() else { bail!("{}: the kernel produced no state", kernel.name()) };
-    Ok(Tensor::from_storage(out, (kernel.slots(), n), BackpropOp::none(), false))
+    w.inplace_op3(&g, &s, op)?;
+    let Some(state) = out.take() else { bail!("{name}: the kernel produced no state") };
+    Ok(Tensor::from_storage(state, (slots, n), BackpropOp::none(), false))
+}
+
+/// A fused step's CPU buffers: the parameter (`n` values), its gradient (`n`) and the old state
+/// (`len`), each the contiguous f32 view its layout names.
+pub(crate) fn cpu_views<'a>(
+    name: &str,
+    (n, len): (usize, usize),
+    (w, wl): (&'a mut CpuStorage, &Layout),
+    (g, gl): (&'a CpuStorage, &Layout),
+    (s, sl): (&'a CpuStorage, &Layout),
+) -> candle_core::Result<(&'a mut [f32], &'a [f32], &'a [f32])> {
+    let (CpuStorage::F32(w), CpuStorage::F32(g), CpuStorage::F32(s)) = (w, g, s) else { bail!("{name}: the fused steps take f32 tensors") };
+    Ok((&mut w[span(wl, n, "parameter")?], &g[span(gl, n, "gradient")?], &s[span(sl, len, "state")?]))
 }
 
 /// The candle op: the parameter is the destination; the new state is left in `out`.
@@ -121,7 +144,7 @@ impl Step {
 }
 
 /// The span of a contiguous f32 view of `len` values.
-fn span(l: &Layout, len: usize, what: &str) -> candle_core::Result<Range<usize>> {
+pub(crate) fn span(l: &Layout, len: usize, what: &str) -> candle_core::Result<Range<usize>> {
     match l.contiguous_offsets() {
         Some((a, b)) if b - a == len => Ok(a..b),
         _ => bail!("fused step: the {what} is not a contiguous view of {len} values"),
@@ -134,10 +157,7 @@ impl InplaceOp3 for Step {
     }
 
     fn cpu_fwd(&self, w: &mut CpuStorage, wl: &Layout, g: &CpuStorage, gl: &Layout, s: &CpuStorage, sl: &Layout) -> candle_core::Result<()> {
-        let (CpuStorage::F32(w), CpuStorage::F32(g), CpuStorage::F32(s)) = (w, g, s) else { bail!("{}: the fused steps take f32 tensors", self.kernel.name()) };
-        let w = &mut w[span(wl, self.n, "parameter")?];
-        let g = &g[span(gl, self.n, "gradient")?];
-        let s = &s[span(sl, self.len(), "state")?];
+        let (w, g, s) = cpu_views(self.kernel.name(), (self.n, self.len()), (w, wl), (g, gl), (s, sl))?;
         let mut out = Vec::<f32>::with_capacity(self.len());
         // SAFETY: the four buffers are distinct allocations (candle refuses aliased sources
         // for this op, and `out` is fresh) of the lengths the kernel reads (n, n, len) and

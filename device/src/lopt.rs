@@ -10,10 +10,9 @@
 //! kernels per rule, pass 1's sums by warp shuffles and f64 atomics). The CUDA kernels were
 //! compiled here but never run on a GPU.
 
-use candle_core::op::BackpropOp;
+use crate::fused::{apply, cpu_views};
 use candle_core::{bail, CpuStorage, InplaceOp3, Layout, Storage, Tensor, Var};
 use std::cell::Cell;
-use std::ops::Range;
 
 /// Momentum decays the kernels' constants hold (MLP-LOpt's six).
 pub const MAX_DECAYS: usize = 6;
@@ -65,24 +64,11 @@ impl LoptKernel {
 /// One fused step of `w` (in place) with gradient `g`, state `s` (`[slots, n]`) and the network
 /// `net` (laid out as [`LoptKernel::net_len`] says); the new state.
 pub fn step(kernel: LoptKernel, k: LoptConsts, w: &Var, g: &Tensor, s: &Tensor, net: &[f32]) -> candle_core::Result<Tensor> {
-    let n = w.elem_count();
-    if g.elem_count() != n || s.dims() != [kernel.slots(), n] {
-        bail!(
-            "{}: a parameter of {n} values, a gradient of {} and a state of shape {:?} (expected [{}, {n}])",
-            kernel.name(),
-            g.elem_count(),
-            s.dims(),
-            kernel.slots()
-        );
-    }
     if net.len() != kernel.net_len() {
         bail!("{}: a network of {} values (expected {}: layers {:?} with biases)", kernel.name(), net.len(), kernel.net_len(), kernel.layers());
     }
-    let (g, s) = (g.contiguous()?, s.contiguous()?);
-    let op = Step { kernel, k, n, net, out: Cell::new(None) };
-    w.inplace_op3(&g, &s, &op)?;
-    let Some(out) = op.out.take() else { bail!("{}: the kernel produced no state", kernel.name()) };
-    Ok(Tensor::from_storage(out, (kernel.slots(), n), BackpropOp::none(), false))
+    let op = Step { kernel, k, n: w.elem_count(), net, out: Cell::new(None) };
+    apply(kernel.name(), kernel.slots(), w, g, s, &op, &op.out)
 }
 
 /// The candle op: the parameter is the destination; the new state is left in `out`.
@@ -102,24 +88,13 @@ impl Step<'_> {
     }
 }
 
-/// The span of a contiguous f32 view of `len` values.
-fn span(l: &Layout, len: usize, what: &str) -> candle_core::Result<Range<usize>> {
-    match l.contiguous_offsets() {
-        Some((a, b)) if b - a == len => Ok(a..b),
-        _ => bail!("fused learned step: the {what} is not a contiguous view of {len} values"),
-    }
-}
-
 impl InplaceOp3 for Step<'_> {
     fn name(&self) -> &'static str {
         self.kernel.name()
     }
 
     fn cpu_fwd(&self, w: &mut CpuStorage, wl: &Layout, g: &CpuStorage, gl: &Layout, s: &CpuStorage, sl: &Layout) -> candle_core::Result<()> {
-        let (CpuStorage::F32(w), CpuStorage::F32(g), CpuStorage::F32(s)) = (w, g, s) else { bail!("{}: the fused steps take f32 tensors", self.kernel.name()) };
-        let w = &mut w[span(wl, self.n, "parameter")?];
-        let g = &g[span(gl, self.n, "gradient")?];
-        let s = &s[span(sl, self.len(), "state")?];
+        let (w, g, s) = cpu_views(self.kernel.name(), (self.n, self.len()), (w, wl), (g, gl), (s, sl))?;
         let mut out = Vec::<f32>::with_capacity(self.len());
         // SAFETY: the five buffers are distinct allocations (candle refuses aliased sources
         // for this op, `out` is fresh, `net` is the caller's) of the lengths the kernel reads
@@ -149,7 +124,8 @@ impl InplaceOp3 for Step<'_> {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use super::{span, LoptConsts, Step};
+    use super::{LoptConsts, Step};
+    use crate::fused::span;
     use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
     use candle_core::{CudaStorage, Layout, Storage};
