@@ -66,38 +66,44 @@ BM_LOPT_INLINE float bm_exp(float x) {
     return x <= -87.33654f ? 0.0f : y;
 }
 
-/* The network: `layers` dense layers, weights `[in][out]` row-major then biases, layer after
- * layer, in one array; `features` inputs, `hidden` wide between layers, 2 outputs; relu
- * between layers. Each output is its bias plus its inputs' products in input order, one fused
- * multiply-add each (the host rules' order, so their bits). The sizes are the rule's
- * constants. One output at a time: on a GPU each thread is one element; the host build
+/* One dense layer over BM_LANES elements: each output its bias plus its inputs' products in
+ * input order, one fused multiply-add each (the host rules' order, so their bits), relu where
+ * asked. One output at a time: on a GPU each thread is one element; the host build
  * (lopt_host.c) computes the same sums 4 outputs at a time in vector registers. */
-BM_LOPT_INLINE void bm_lopt_mlp(const float *net, int features, int hidden, int layers, float x[][BM_LANES], float o[2][BM_LANES]) {
-    float h[2][BM_LOPT_MAX_HIDDEN][BM_LANES];
-    const float *p = net;
-    for (int l = 0; l < layers; l++) {
-        int n_in = l == 0 ? features : hidden, n_out = l == layers - 1 ? 2 : hidden;
-        const float *w = p, *b = p + n_in * n_out;
-        p = b + n_out;
-        float(*in)[BM_LANES] = l == 0 ? x : h[(l - 1) % 2];
-        float(*res)[BM_LANES] = l == layers - 1 ? o : h[l % 2];
-        for (int j = 0; j < n_out; j++) {
-            float acc[BM_LANES];
+BM_LOPT_INLINE void bm_lopt_layer(const float *w, const float *b, int n_in, int n_out, int relu, float in[][BM_LANES], float res[][BM_LANES]) {
+    for (int j = 0; j < n_out; j++) {
+        float acc[BM_LANES];
+        for (int e = 0; e < BM_LANES; e++)
+            acc[e] = b[j];
+        for (int i = 0; i < n_in; i++) {
+            float wij = w[i * n_out + j];
             for (int e = 0; e < BM_LANES; e++)
-                acc[e] = b[j];
-            for (int i = 0; i < n_in; i++) {
-                float wij = w[i * n_out + j];
-                for (int e = 0; e < BM_LANES; e++)
-                    acc[e] = fmaf(in[i][e], wij, acc[e]);
-            }
-            if (l != layers - 1)
-                for (int e = 0; e < BM_LANES; e++)
-                    acc[e] = acc[e] > 0.0f ? acc[e] : 0.0f;
-            for (int e = 0; e < BM_LANES; e++)
-                res[j][e] = acc[e];
+                acc[e] = fmaf(in[i][e], wij, acc[e]);
         }
+        if (relu)
+            for (int e = 0; e < BM_LANES; e++)
+                acc[e] = acc[e] > 0.0f ? acc[e] : 0.0f;
+        for (int e = 0; e < BM_LANES; e++)
+            res[j][e] = acc[e];
     }
 }
+
+/* Defines NAME, the network over a block: `layers` dense layers, weights `[in][out]` row-major
+ * then biases, layer after layer, in one array; `features` inputs, `hidden` wide between
+ * layers, 2 outputs; relu between layers; each layer computed by
+ * LAYER(w, b, n_in, n_out, relu, in, res). The sizes are the rule's constants. */
+#define BM_LOPT_MLP(NAME, LAYER)                                                                   \
+    BM_LOPT_INLINE void NAME(const float *net, int features, int hidden, int layers, float x[][BM_LANES], float o[2][BM_LANES]) { \
+        float h[2][BM_LOPT_MAX_HIDDEN][BM_LANES];                                                  \
+        const float *p = net;                                                                      \
+        for (int l = 0; l < layers; l++) {                                                         \
+            int n_in = l == 0 ? features : hidden, n_out = l == layers - 1 ? 2 : hidden;           \
+            const float *w = p, *b = p + n_in * n_out;                                             \
+            p = b + n_out;                                                                         \
+            LAYER(w, b, n_in, n_out, l != layers - 1, l == 0 ? x : h[(l - 1) % 2], l == layers - 1 ? o : h[l % 2]); \
+        }                                                                                          \
+    }
+BM_LOPT_MLP(bm_lopt_mlp, bm_lopt_layer)
 
 /* The step from the network's outputs, as the host rules' `StepRule::Embedded`. */
 BM_LOPT_INLINE float bm_lopt_step(float w, float dir, float mag, const bm_lopt_consts *k) {

@@ -55,22 +55,15 @@ typedef __m256 bm_v;
 BM_HOST_TILE(4)
 BM_HOST_TILE(1)
 
-static inline void bm_host_mlp(const float *net, int features, int hidden, int layers, float x[][BM_LANES], float o[2][BM_LANES]) {
-    float h[2][BM_LOPT_MAX_HIDDEN][BM_LANES];
-    const float *p = net;
-    for (int l = 0; l < layers; l++) {
-        int n_in = l == 0 ? features : hidden, n_out = l == layers - 1 ? 2 : hidden;
-        const float *w = p, *b = p + n_in * n_out;
-        p = b + n_out;
-        float(*in)[BM_LANES] = l == 0 ? x : h[(l - 1) % 2];
-        float(*res)[BM_LANES] = l == layers - 1 ? o : h[l % 2];
-        int relu = l != layers - 1, j0 = 0;
-        for (; j0 + 4 <= n_out; j0 += 4)
-            bm_host_tile4(w, b, n_in, n_out, j0, relu, in, res);
-        for (; j0 < n_out; j0++)
-            bm_host_tile1(w, b, n_in, n_out, j0, relu, in, res);
-    }
+/* One layer, 4 outputs at a time (bm_lopt_layer's sums). */
+static inline void bm_host_layer(const float *w, const float *b, int n_in, int n_out, int relu, float in[][BM_LANES], float res[][BM_LANES]) {
+    int j0 = 0;
+    for (; j0 + 4 <= n_out; j0 += 4)
+        bm_host_tile4(w, b, n_in, n_out, j0, relu, in, res);
+    for (; j0 < n_out; j0++)
+        bm_host_tile1(w, b, n_in, n_out, j0, relu, in, res);
 }
+BM_LOPT_MLP(bm_host_mlp, bm_host_layer)
 #else
 #define bm_host_mlp bm_lopt_mlp
 #endif
