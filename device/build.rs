@@ -47,41 +47,53 @@ fn main() {
     }
 }
 
-/// The `(name, slots)` entries of rules.h's `#define BM_RULES(X) X(name, slots) …` line.
-fn rules(header: &str) -> Vec<(String, usize)> {
-    let line = header.lines().find_map(|l| l.strip_prefix("#define BM_RULES(X)")).expect("kernels/rules.h defines BM_RULES(X) on one line");
-    let rules: Vec<(String, usize)> = line
+/// The entries of a header's one-line list `#define LIST(X) X(name, n1, …) X(…) …`: each
+/// name with its `N` numbers (`fields` names them, for the message).
+fn list<const N: usize>(file: &str, header: &str, list: &str, fields: &str) -> Vec<(String, [usize; N])> {
+    let prefix = format!("#define {list}(X)");
+    let line = header.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("{file} defines {list}(X) on one line"));
+    let entries: Vec<(String, [usize; N])> = line
         .split("X(")
         .skip(1)
         .map(|entry| {
             let inner = entry.split(')').next().unwrap_or_default();
-            let (name, slots) = inner.split_once(',').unwrap_or_else(|| panic!("BM_RULES entry `X({inner})`: expected X(name, slots)"));
-            let slots = slots.trim().parse().unwrap_or_else(|_| panic!("BM_RULES entry `X({inner})`: slots is not a number"));
-            (name.trim().to_string(), slots)
-        })
-        .collect();
-    assert!(!rules.is_empty(), "kernels/rules.h: BM_RULES lists no rule");
-    rules
-}
-
-/// The `(name, slots, features, hidden, layers)` entries of lopt.h's `#define BM_LOPT_RULES(X) …` line.
-fn lopt_rules(header: &str) -> Vec<(String, [usize; 4])> {
-    let line = header.lines().find_map(|l| l.strip_prefix("#define BM_LOPT_RULES(X)")).expect("kernels/lopt.h defines BM_LOPT_RULES(X) on one line");
-    let rules: Vec<(String, [usize; 4])> = line
-        .split("X(")
-        .skip(1)
-        .map(|entry| {
-            let inner = entry.split(')').next().unwrap_or_default();
+            let bad = || panic!("{list} entry `X({inner})`: expected X(name, {fields}), numbers after the name");
             let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
-            let bad = || panic!("BM_LOPT_RULES entry `X({inner})`: expected X(name, slots, features, hidden, layers), numbers after the name");
             let [name, rest @ ..] = parts.as_slice() else { bad() };
             let nums: Vec<usize> = rest.iter().map(|p| p.parse().unwrap_or_else(|_| bad())).collect();
-            let nums: [usize; 4] = nums.try_into().unwrap_or_else(|_| bad());
-            (name.to_string(), nums)
+            (name.to_string(), nums.try_into().unwrap_or_else(|_| bad()))
         })
         .collect();
-    assert!(!rules.is_empty(), "kernels/lopt.h: BM_LOPT_RULES lists no rule");
-    rules
+    assert!(!entries.is_empty(), "{file}: {list} lists no rule");
+    entries
+}
+
+/// The `(name, slots)` entries of rules.h's `BM_RULES` list.
+fn rules(header: &str) -> Vec<(String, usize)> {
+    list::<1>("kernels/rules.h", header, "BM_RULES", "slots").into_iter().map(|(name, [slots])| (name, slots)).collect()
+}
+
+/// The `(name, [slots, features, hidden, layers])` entries of lopt.h's `BM_LOPT_RULES` list.
+fn lopt_rules(header: &str) -> Vec<(String, [usize; 4])> {
+    list("kernels/lopt.h", header, "BM_LOPT_RULES", "slots, features, hidden, layers")
+}
+
+/// The body of a table of host functions, one per rule and instruction set: the `extern` block
+/// declaring `bm_<rule>_<infix>_<isa>(<params>)` and the `match isa` giving each instruction
+/// set's functions (as `fn_ty`) in list order, `None` for others.
+fn isa_table<'a>(s: &mut String, rules: impl Iterator<Item = &'a str> + Clone, isas: &[&str], infix: &str, params: &str, fn_ty: &str) {
+    *s += "    extern \"C\" {\n";
+    for isa in isas {
+        for name in rules.clone() {
+            let _ = writeln!(s, "        fn bm_{name}_{infix}_{isa}({params});");
+        }
+    }
+    *s += "    }\n    match isa {\n";
+    for isa in isas {
+        let fns: Vec<String> = rules.clone().map(|r| format!("bm_{r}_{infix}_{isa} as {fn_ty}")).collect();
+        let _ = writeln!(s, "        \"{isa}\" => Some([{}]),", fns.join(", "));
+    }
+    *s += "        _ => None,\n    }\n}\n";
 }
 
 /// The Rust side of the learned rules: `LoptKernel` and `lopt_host_kernels`.
@@ -106,18 +118,8 @@ fn generate_lopt(rules: &[(String, [usize; 4])], isas: &[&str]) -> String {
     }
     s += "        }\n    }\n}\n\n";
     let _ = writeln!(s, "/// The compilation of `kernels/lopt_host.c` for instruction set `isa`, its functions in\n/// [`LoptKernel`] order; `None` where this build has none.\nfn lopt_host_kernels(isa: &str) -> Option<[LoptHostFn; {n}]> {{");
-    s += "    extern \"C\" {\n";
-    for isa in isas {
-        for (name, _) in rules {
-            let _ = writeln!(s, "        fn bm_{name}_lopt_host_{isa}(n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, net: *const f32, k: *const LoptConsts);");
-        }
-    }
-    s += "    }\n    match isa {\n";
-    for isa in isas {
-        let fns: Vec<String> = rules.iter().map(|(r, _)| format!("bm_{r}_lopt_host_{isa} as LoptHostFn")).collect();
-        let _ = writeln!(s, "        \"{isa}\" => Some([{}]),", fns.join(", "));
-    }
-    s += "        _ => None,\n    }\n}\n";
+    let params = "n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, net: *const f32, k: *const LoptConsts";
+    isa_table(&mut s, rules.iter().map(|(r, _)| r.as_str()), isas, "lopt_host", params, "LoptHostFn");
     s
 }
 
@@ -147,18 +149,8 @@ fn generate(rules: &[(String, usize)], isas: &[&str]) -> String {
     }
     s += "        }\n    }\n}\n\n";
     let _ = writeln!(s, "/// The compilation of `kernels/host.c` for instruction set `isa` (`avx512f`, `avx2`, `baseline`),\n/// its functions in [`Kernel`] order; `None` where this build has none (non-x86 targets have the\n/// baseline only).\npub fn host_kernels(isa: &str) -> Option<[HostFn; {n}]> {{");
-    s += "    extern \"C\" {\n";
-    for isa in isas {
-        for (name, _) in rules {
-            let _ = writeln!(s, "        fn bm_{name}_host_{isa}(n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, k: *const Consts);");
-        }
-    }
-    s += "    }\n    match isa {\n";
-    for isa in isas {
-        let fns: Vec<String> = rules.iter().map(|(r, _)| format!("bm_{r}_host_{isa} as HostFn")).collect();
-        let _ = writeln!(s, "        \"{isa}\" => Some([{}]),", fns.join(", "));
-    }
-    s += "        _ => None,\n    }\n}\n";
+    let params = "n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, k: *const Consts";
+    isa_table(&mut s, rules.iter().map(|(r, _)| r.as_str()), isas, "host", params, "HostFn");
     s
 }
 
