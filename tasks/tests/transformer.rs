@@ -6,20 +6,7 @@ mod common;
 use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::ModelConfig;
 use beatmatch_tasks::{DatasetName, Problem};
-use common::{gradients_equal_candles, members_equal_alone_and_among_3_and_30, population, Case};
-
-/// Windows `[rows][t]` of token ids (as floats) and their targets, cut from one sequence with
-/// repeats (the embedding's scattered sum).
-fn windows(vocab: usize, rows: usize, t: usize) -> (Vec<f32>, Vec<u32>) {
-    let tokens: Vec<u32> = (0..rows * (t + 1)).map(|i| ((i * 5 + i * i / 3) % vocab) as u32).collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for r in 0..rows {
-        let w = &tokens[r * (t + 1)..(r + 1) * (t + 1)];
-        x.extend(w[..t].iter().map(|&v| v as f32));
-        y.extend_from_slice(&w[1..]);
-    }
-    (x, y)
-}
+use common::{gradients_equal_candles, members_equal_alone_and_among_3_and_30, population, windows, Case};
 
 /// The engine's loss and every gradient against candle's autograd on the same values: one and
 /// two blocks, one to four heads, windows of one token and of several (shorter than the

@@ -12,6 +12,19 @@ use beatmatch_tasks::{Dataset, Problem, TrainOutcome};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 
+/// A language model's batch: windows `[rows][t]` of token ids (as floats) and their targets,
+/// cut from one sequence with repeats (the embedding's scattered sum).
+pub fn windows(vocab: usize, rows: usize, t: usize) -> (Vec<f32>, Vec<u32>) {
+    let tokens: Vec<u32> = (0..rows * (t + 1)).map(|i| ((i * 5 + i * i / 3) % vocab) as u32).collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let w = &tokens[r * (t + 1)..(r + 1) * (t + 1)];
+        x.extend(w[..t].iter().map(|&v| v as f32));
+        y.extend_from_slice(&w[1..]);
+    }
+    (x, y)
+}
+
 /// One network on one batch: `x` `[rows][input]` (token ids as floats for language models,
 /// whose `y` is then `[rows][t]` targets).
 pub struct Case<'a> {
