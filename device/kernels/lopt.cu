@@ -1,6 +1,9 @@
 // The fused learned steps on a GPU: lopt.h's per-element code, one thread per element
 // (grid-stride), compiled to PTX by device/build.rs. Never run on a GPU (see docs/gpu.md).
 //
+// pass 0: (rules with factored statistics, tensors of rank >= 2) the statistics' sums by f64
+//         atomics into `sums` (zeroed by the caller), then a thread per statistic entry for its
+//         new value, rsqrt and column factor, then a thread per row mean for the row factors.
 // pass 1: fold the gradient into the new state and sum each feature's squares: per thread in
 //         f64, then across the warp by shuffles, then one atomicAdd per warp into `sums`
 //         (zeroed by the caller).
@@ -8,21 +11,52 @@
 //         (a few thousand floats) is read from global memory through the read-only cache.
 #include "lopt.h"
 
-#define BM_LOPT_KERNELS(name, slots, features, hidden, layers)                                     \
+#define BM_GRID_STRIDE(i, count) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count); i += (size_t)blockDim.x * gridDim.x)
+
+extern "C" __global__ void bm_adafac_sums(size_t n, const float *__restrict__ g, bm_lopt_consts k, double *__restrict__ sums) {
+    size_t lr = bm_adafac_len_r(n, &k);
+    BM_GRID_STRIDE(i, n) {
+        double sq = (double)(g[i] * g[i] + 1e-30f);
+        atomicAdd(&sums[bm_drop(i, (size_t)k.row_inner, (size_t)k.row_axis)], sq);
+        atomicAdd(&sums[lr + bm_drop(i, (size_t)k.col_inner, (size_t)k.col_axis)], sq);
+    }
+}
+
+extern "C" __global__ void bm_adafac_stats(size_t n, const float *__restrict__ s, float *__restrict__ out, bm_lopt_consts k,
+                                           const double *__restrict__ sums) {
+    size_t lr = bm_adafac_len_r(n, &k), lc = bm_adafac_len_c(n, &k);
+    size_t rows = bm_adafac_rows_at(n), cols = bm_adafac_cols_at(n, &k);
+    BM_GRID_STRIDE(t, BM_ADAFAC_K * (lr + lc)) {
+        int j = (int)(t / (lr + lc));
+        size_t e = t % (lr + lc);
+        if (e < lr)
+            bm_adafac_entry(s + rows, out + rows, lr, e, j, sums[e], (double)k.row_axis, 0, &k);
+        else
+            bm_adafac_entry(s + cols, out + cols, lc, e - lr, j, sums[e], (double)k.col_axis, 1, &k);
+    }
+}
+
+extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ out, bm_lopt_consts k) {
+    size_t lr = bm_adafac_len_r(n, &k), means = lr / (size_t)k.col_axis;
+    BM_GRID_STRIDE(t, BM_ADAFAC_K * means) {
+        bm_adafac_row_factor(out + bm_adafac_rows_at(n), lr, (int)(t / means), t % means, &k);
+    }
+}
+
+#define BM_LOPT_KERNELS(name, features, layers, chunk, factored)                                   \
     extern "C" __global__ void bm_##name##_pass1(size_t n, const float *__restrict__ w,            \
                                                  const float *__restrict__ g,                     \
                                                  const float *__restrict__ s,                     \
                                                  float *__restrict__ out, bm_lopt_consts k,       \
                                                  double *__restrict__ sums) {                     \
         double acc[features];                                                                      \
-        float f[features];                                                                         \
+        float f[features][1];                                                                      \
         for (int j = 0; j < features; j++)                                                         \
             acc[j] = 0.0;                                                                          \
-        for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;                      \
-             i += (size_t)blockDim.x * gridDim.x) {                                                \
-            bm_##name##_fold(i, n, w, g, s, out, &k, f);                                           \
+        BM_GRID_STRIDE(i, n) {                                                                     \
+            bm_##name##_fold(i, 1, n, w, g, s, out, &k, f);                                        \
             for (int j = 0; j < features; j++)                                                     \
-                acc[j] += (double)(f[j] * f[j]);                                                   \
+                acc[j] += (double)(f[j][0] * f[j][0]);                                             \
         }                                                                                          \
         for (int j = 0; j < features; j++) {                                                       \
             double v = acc[j];                                                                     \
@@ -34,19 +68,18 @@
     }                                                                                              \
     extern "C" __global__ void bm_##name##_pass2(size_t n, float *__restrict__ w,                  \
                                                  const float *__restrict__ g,                     \
-                                                 const float *__restrict__ m,                     \
+                                                 const float *__restrict__ st,                    \
                                                  const float *__restrict__ net, bm_lopt_consts k, \
                                                  const double *__restrict__ sums) {               \
         float norm[features];                                                                      \
         for (int j = 0; j < features; j++)                                                         \
             norm[j] = bm_lopt_norm(sums[j], n);                                                    \
-        float f[features], x[features][1], o[2][1];                                                \
-        for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;                      \
-             i += (size_t)blockDim.x * gridDim.x) {                                                \
-            bm_##name##_read(i, n, w, g, m, f);                                                    \
+        float f[features][1], o[2][1];                                                             \
+        BM_GRID_STRIDE(i, n) {                                                                     \
+            bm_##name##_read(i, 1, n, w, g, st, &k, f);                                            \
             for (int j = 0; j < features; j++)                                                     \
-                x[j][0] = f[j] * norm[j];                                                          \
-            bm_lopt_mlp(net, features, hidden, layers, x, o);                                      \
+                f[j][0] *= norm[j];                                                                \
+            bm_lopt_mlp(net, features, k.hidden, layers, f, o);                                    \
             w[i] = bm_lopt_step(w[i], o[0][0], o[1][0], &k);                                       \
         }                                                                                          \
     }

@@ -27,23 +27,37 @@
 #else
 #include <math.h>
 #include <stddef.h>
-#define BM_LOPT_INLINE static inline
+#define BM_LOPT_INLINE static inline __attribute__((always_inline))
 #define BM_LANES 16
 #endif
 
 /* The widest hidden layer a network may have. */
 #define BM_LOPT_MAX_HIDDEN 32
+/* The most accumulator decays a rule has (MLP-LOpt's six momenta; small_fc's three momenta,
+ * one second moment and three factored statistics: seven). */
+#define BM_LOPT_MAX_DECAYS 8
 
-/* MLP-LOpt (learned_optimization's MLPLOpt): the gradient, the parameter and six momenta
- * through 8 → 32 → 32 → 2 (its entry in BM_LOPT_RULES below). */
-#define BM_MLP_LOPT_MOMENTA 6
-
-/* A step's scalars. Keep in step with `LoptConsts` in device/src/lopt.rs. */
+/* A step's scalars and the tensor's geometry. Keep in step with `LoptConsts` in
+ * device/src/lopt.rs. */
 typedef struct {
     float exp_mult;
     float step_mult;
-    /* The momentum decays, in feature order. */
-    float decays[BM_MLP_LOPT_MOMENTA];
+    /* The accumulators' decays, in the rule's order (unused entries zero). */
+    float decays[BM_LOPT_MAX_DECAYS];
+    /* The network's hidden width (at most BM_LOPT_MAX_HIDDEN). */
+    int hidden;
+    int pad;
+    /* A tensor of rank >= 2 has factored statistics (small_fc): its row statistic drops the
+     * largest axis (`row_axis` long, `row_inner` values after it), its column statistic the
+     * second largest (`col_axis`, `col_inner`); the row factor's mean runs over the second
+     * largest axis of the row statistic (`mean_inner` values after it). Zero `factored` for
+     * rank < 2 and for rules without factored statistics. */
+    unsigned long long factored;
+    unsigned long long row_inner;
+    unsigned long long row_axis;
+    unsigned long long col_inner;
+    unsigned long long col_axis;
+    unsigned long long mean_inner;
 } bm_lopt_consts;
 
 /* e^x as beatmatch_core::simd::exp computes it (Cephes' expf), operation for operation. */
@@ -111,27 +125,248 @@ BM_LOPT_INLINE float bm_lopt_step(float w, float dir, float mag, const bm_lopt_c
     return w - dir * ex * k->step_mult;
 }
 
-/* MLP-LOpt, pass 1 at element i: fold g into the six momenta (old s, new out; slot j at
- * j·n + i) and leave the eight features in f. */
-BM_LOPT_INLINE void bm_mlp_lopt_fold(size_t i, size_t n, const float *w, const float *g, const float *s, float *out, const bm_lopt_consts *k,
-                                     float *f) {
-    float gi = g[i];
-    f[0] = gi;
-    f[1] = w[i];
+/* Every rule defines, over a block of BM_LANES elements from i0 of which `len` are live (lanes
+ * past `len` repeat the last live element: they compute, and write, its values again, and the
+ * caller drops their results), with state `s` old and `out` new, laid out as
+ * bm_<rule>_state_len says:
+ *   bm_<rule>_state_len(n, k)  state values for a tensor of n;
+ *   bm_<rule>_fold(...)        pass 1: fold g into the new state, leave the features in f;
+ *   bm_<rule>_read(...)        pass 2: the features again, from the new state.
+ * Every operation is a loop over the lanes (vectorised on the host; one lane on a GPU). Rules
+ * with factored statistics also have a pass 0 over the whole tensor (bm_adafac_* below). */
+
+/* Lane e's element. With `len` a constant BM_LANES (a full block, after inlining) the lanes
+ * are contiguous and loads are plain vector loads. */
+#define BM_AT(e) (i0 + ((e) < len ? (size_t)(e) : (size_t)len - 1))
+
+/* MLP-LOpt (learned_optimization's MLPLOpt): the gradient, the parameter and six momenta
+ * (slot j at j·n + i). */
+#define BM_MLP_LOPT_MOMENTA 6
+
+BM_LOPT_INLINE size_t bm_mlp_lopt_state_len(size_t n, const bm_lopt_consts *k) {
+    (void)k;
+    return BM_MLP_LOPT_MOMENTA * n;
+}
+
+BM_LOPT_INLINE void bm_mlp_lopt_read(size_t i0, int len, size_t n, const float *w, const float *g, const float *m, const bm_lopt_consts *k,
+                                     float f[][BM_LANES]) {
+    (void)k;
+    for (int e = 0; e < BM_LANES; e++) {
+        f[0][e] = g[BM_AT(e)];
+        f[1][e] = w[BM_AT(e)];
+    }
+    for (int j = 0; j < BM_MLP_LOPT_MOMENTA; j++)
+        for (int e = 0; e < BM_LANES; e++)
+            f[2 + j][e] = m[j * n + BM_AT(e)];
+}
+
+BM_LOPT_INLINE void bm_mlp_lopt_fold(size_t i0, int len, size_t n, const float *w, const float *g, const float *s, float *out,
+                                     const bm_lopt_consts *k, float f[][BM_LANES]) {
     for (int j = 0; j < BM_MLP_LOPT_MOMENTA; j++) {
         float d = k->decays[j];
-        float m = d * s[j * n + i] + (1.0f - d) * gi;
-        out[j * n + i] = m;
-        f[2 + j] = m;
+        for (int e = 0; e < BM_LANES; e++)
+            out[j * n + BM_AT(e)] = d * s[j * n + BM_AT(e)] + (1.0f - d) * g[BM_AT(e)];
+    }
+    bm_mlp_lopt_read(i0, len, n, w, g, out, k, f);
+}
+
+/* small_fc_lopt (learned_optimization's AdafacMLPLOpt), as beatmatch-learned's `accum` and
+ * `features` compute it. Its decays: momenta 0..3, the second moment 3, the factored
+ * statistics 4..7. Its state: momenta [3][n], the second moment [n], then for rank < 2 the
+ * diagonal statistics [3][n], for rank >= 2 the row statistic's planes [3][3][len_r]
+ * (value, rsqrt(value + 1e-8), the row factor; per plane one row per decay) and the column
+ * statistic's [3][3][len_c]. The planes other than the value are functions of it, written by
+ * pass 0 each step. */
+#define BM_ADAFAC_K 3
+
+/* The index into the statistic with an axis dropped (`axis` long, `inner` values after it). */
+BM_LOPT_INLINE size_t bm_drop(size_t i, size_t inner, size_t axis) {
+    return i / (inner * axis) * inner + i % inner;
+}
+
+/* bm_drop for each lane of a block: lane 0 by division, the others by stepping (no division
+ * per element). */
+BM_LOPT_INLINE void bm_drop_lanes(size_t i0, int len, size_t inner, size_t axis, size_t idx[BM_LANES]) {
+    size_t a = i0 % inner, b = i0 / inner % axis, at = i0 / (inner * axis) * inner + a;
+    for (int e = 0; e < BM_LANES; e++) {
+        idx[e] = at;
+        if (e + 1 < len && ++a == inner) {
+            a = 0;
+            at -= inner;
+            if (++b == axis) {
+                b = 0;
+                at += inner;
+            }
+        }
+        if (e + 1 < len)
+            at++;
     }
 }
 
-/* MLP-LOpt, pass 2's features at element i, from the new momenta m. */
-BM_LOPT_INLINE void bm_mlp_lopt_read(size_t i, size_t n, const float *w, const float *g, const float *m, float *f) {
-    f[0] = g[i];
-    f[1] = w[i];
-    for (int j = 0; j < BM_MLP_LOPT_MOMENTA; j++)
-        f[2 + j] = m[j * n + i];
+/* A statistic plane's values at the lanes' indices `idx` (from bm_drop_lanes): one contiguous
+ * run or one value for every lane where the block lies so (a rank-2 tensor's blocks, mostly),
+ * else one by one. The indices step by +1 or jump back (by `inner` - 1), so a last index 15
+ * past the first means a run; with `inner` > 1 neighbours always differ, and with `inner` = 1
+ * the indices never fall, so equal first, second and last mean one value. */
+BM_LOPT_INLINE void bm_plane_lanes(const float *plane, const size_t idx[BM_LANES], float v[BM_LANES]) {
+    if (idx[BM_LANES - 1] == idx[0] + BM_LANES - 1) {
+        const float *run = plane + idx[0];
+        for (int e = 0; e < BM_LANES; e++)
+            v[e] = run[e];
+    } else if (idx[BM_LANES - 1] == idx[0] && (BM_LANES == 1 || idx[1] == idx[0])) {
+        float x = plane[idx[0]];
+        for (int e = 0; e < BM_LANES; e++)
+            v[e] = x;
+    } else {
+        for (int e = 0; e < BM_LANES; e++)
+            v[e] = plane[idx[e]];
+    }
+}
+
+BM_LOPT_INLINE size_t bm_adafac_len_r(size_t n, const bm_lopt_consts *k) {
+    return n / (size_t)k->row_axis;
+}
+
+BM_LOPT_INLINE size_t bm_adafac_len_c(size_t n, const bm_lopt_consts *k) {
+    return n / (size_t)k->col_axis;
+}
+
+BM_LOPT_INLINE size_t bm_small_fc_state_len(size_t n, const bm_lopt_consts *k) {
+    size_t tail = k->factored ? 3 * BM_ADAFAC_K * (bm_adafac_len_r(n, k) + bm_adafac_len_c(n, k)) : BM_ADAFAC_K * n;
+    return (BM_ADAFAC_K + 1) * n + tail;
+}
+
+/* `1/√x` and the reference's `safe_rsqrt`, `1/√max(x, 1e-9)` (fmaxf: NaN gives 1e-9, as f32::max). */
+BM_LOPT_INLINE float bm_rsqrt(float x) {
+    return 1.0f / sqrtf(x);
+}
+
+BM_LOPT_INLINE float bm_safe_rsqrt(float x) {
+    return 1.0f / sqrtf(fmaxf(x, 1e-9f));
+}
+
+/* Where the row and the column planes start in a factored state. */
+BM_LOPT_INLINE size_t bm_adafac_rows_at(size_t n) {
+    return (BM_ADAFAC_K + 1) * n;
+}
+
+BM_LOPT_INLINE size_t bm_adafac_cols_at(size_t n, const bm_lopt_consts *k) {
+    return bm_adafac_rows_at(n) + 3 * BM_ADAFAC_K * bm_adafac_len_r(n, k);
+}
+
+/* A statistic's entry after this step's fold at decay d: its mean of g² + 1e-30 is `sum`
+ * over `count` elements (the sum in f64, the mean rounded to f32, as the host rule). */
+BM_LOPT_INLINE float bm_adafac_ema(float old, float d, double sum, double count) {
+    return d * old + (1.0f - d) * (float)(sum / count);
+}
+
+/* The 28 features (small_fc) of a block from the new state `st`: the gradient, the parameter,
+ * the momenta, the second moment, the momenta times rsqrt(v + 1e-6) and that rsqrt, the
+ * factored-preconditioned gradients, then the factored statistics' features (the row and
+ * column values, their rsqrt(· + 1e-8), the momenta times both factors) or, for rank < 2,
+ * the diagonal's (its values and their rsqrt twice, the momenta times rsqrt(v + 1e-6)). In
+ * beatmatch-learned's `features::fill` order and operations. */
+BM_LOPT_INLINE void bm_small_fc_read(size_t i0, int len, size_t n, const float *w, const float *g, const float *st, const bm_lopt_consts *k,
+                                     float f[][BM_LANES]) {
+    float rs[BM_LANES];
+    for (int e = 0; e < BM_LANES; e++) {
+        f[0][e] = g[BM_AT(e)];
+        f[1][e] = w[BM_AT(e)];
+        f[5][e] = st[BM_ADAFAC_K * n + BM_AT(e)];
+        rs[e] = bm_rsqrt(f[5][e] + 1e-6f);
+        f[9][e] = rs[e];
+    }
+    for (int j = 0; j < BM_ADAFAC_K; j++)
+        for (int e = 0; e < BM_LANES; e++) {
+            f[2 + j][e] = st[j * n + BM_AT(e)];
+            f[6 + j][e] = f[2 + j][e] * rs[e];
+        }
+    /* f[10..13]: the preconditioned gradients; f[13..28]: the statistics' features. */
+    const float *tail = st + bm_adafac_rows_at(n);
+    if (k->factored) {
+        size_t lr = bm_adafac_len_r(n, k), lc = bm_adafac_len_c(n, k);
+        const float *rp = tail, *cp = st + bm_adafac_cols_at(n, k);
+        size_t r[BM_LANES], c[BM_LANES];
+        bm_drop_lanes(i0, len, (size_t)k->row_inner, (size_t)k->row_axis, r);
+        bm_drop_lanes(i0, len, (size_t)k->col_inner, (size_t)k->col_axis, c);
+        for (int j = 0; j < BM_ADAFAC_K; j++) {
+            float fr[BM_LANES], fc[BM_LANES];
+            bm_plane_lanes(rp + (2 * BM_ADAFAC_K + j) * lr, r, fr);
+            bm_plane_lanes(cp + (2 * BM_ADAFAC_K + j) * lc, c, fc);
+            bm_plane_lanes(rp + j * lr, r, f[13 + j]);
+            bm_plane_lanes(cp + j * lc, c, f[16 + j]);
+            bm_plane_lanes(rp + (BM_ADAFAC_K + j) * lr, r, f[19 + j]);
+            bm_plane_lanes(cp + (BM_ADAFAC_K + j) * lc, c, f[22 + j]);
+            for (int e = 0; e < BM_LANES; e++) {
+                f[10 + j][e] = f[0][e] * fr[e] * fc[e];
+                f[25 + j][e] = f[2 + j][e] * fr[e] * fc[e];
+            }
+        }
+    } else {
+        for (int j = 0; j < BM_ADAFAC_K; j++)
+            for (int e = 0; e < BM_LANES; e++) {
+                float x = tail[j * n + BM_AT(e)];
+                f[10 + j][e] = f[0][e] * bm_safe_rsqrt(x + 1e-9f);
+                f[13 + j][e] = x;
+                f[16 + j][e] = x;
+                f[19 + j][e] = bm_rsqrt(x + 1e-8f);
+                f[22 + j][e] = f[19 + j][e];
+                f[25 + j][e] = f[2 + j][e] * bm_rsqrt(x + 1e-6f);
+            }
+    }
+}
+
+/* small_fc, pass 1: the momenta, the second moment and (rank < 2) the diagonal statistics
+ * folded into `out` (the factored planes are pass 0's), then the features. */
+BM_LOPT_INLINE void bm_small_fc_fold(size_t i0, int len, size_t n, const float *w, const float *g, const float *s, float *out,
+                                     const bm_lopt_consts *k, float f[][BM_LANES]) {
+    for (int j = 0; j <= BM_ADAFAC_K; j++) {
+        float d = k->decays[j];
+        for (int e = 0; e < BM_LANES; e++) {
+            size_t at = j * n + BM_AT(e);
+            float gi = g[BM_AT(e)];
+            out[at] = d * s[at] + (1.0f - d) * (j < BM_ADAFAC_K ? gi : gi * gi);
+        }
+    }
+    if (!k->factored)
+        for (int j = 0; j < BM_ADAFAC_K; j++) {
+            float d = k->decays[BM_ADAFAC_K + 1 + j];
+            for (int e = 0; e < BM_LANES; e++) {
+                size_t at = (BM_ADAFAC_K + 1 + j) * n + BM_AT(e);
+                float gi = g[BM_AT(e)];
+                out[at] = d * s[at] + (1.0f - d) * (gi * gi + 1e-30f);
+            }
+        }
+    bm_small_fc_read(i0, len, n, w, g, out, k, f);
+}
+
+/* Pass 0's per-entry work on the factored planes (`s_base`, `out_base`: the row or column
+ * planes of the old and the new state, `len` entries per decay; `sum`: the entry's
+ * Σ(g² + 1e-30) over `count` elements): the statistic's new value and its rsqrt plane, and
+ * the column factor (`col`). The row factor needs the new row statistic's means:
+ * bm_adafac_row_factor. */
+BM_LOPT_INLINE void bm_adafac_entry(const float *s_base, float *out_base, size_t len, size_t e, int j, double sum, double count, int col,
+                                    const bm_lopt_consts *k) {
+    float x = bm_adafac_ema(s_base[j * len + e], k->decays[BM_ADAFAC_K + 1 + j], sum, count);
+    out_base[j * len + e] = x;
+    out_base[(BM_ADAFAC_K + j) * len + e] = bm_rsqrt(x + 1e-8f);
+    if (col)
+        out_base[(2 * BM_ADAFAC_K + j) * len + e] = bm_safe_rsqrt(x);
+}
+
+/* The row factor of decay j for the `nr` entries that share mean index `mi`:
+ * `safe_rsqrt(x / (mean + 1e-9))`, the mean summed in f64 in entry order. */
+BM_LOPT_INLINE void bm_adafac_row_factor(float *rows, size_t len, int j, size_t mi, const bm_lopt_consts *k) {
+    size_t inner = (size_t)k->mean_inner, nr = (size_t)k->col_axis;
+    size_t first = mi / inner * inner * nr + mi % inner;
+    double sum = 0.0;
+    for (size_t t = 0; t < nr; t++)
+        sum += (double)rows[j * len + first + t * inner];
+    float mean = (float)(sum / (double)nr);
+    for (size_t t = 0; t < nr; t++) {
+        size_t e = first + t * inner;
+        rows[(2 * BM_ADAFAC_K + j) * len + e] = bm_safe_rsqrt(rows[j * len + e] / (mean + 1e-9f));
+    }
 }
 
 /* The normaliser from a feature's summed squares over n elements. */
@@ -139,10 +374,12 @@ BM_LOPT_INLINE float bm_lopt_norm(double sum, size_t n) {
     return 1.0f / sqrtf(1e-5f + (float)(sum / (double)n));
 }
 
-/* Every fused learned rule: X(name, state slots per parameter, features (the network's inputs
- * after the step embedding is folded in), hidden width, layers). The one list: lopt_host.c and
- * lopt.cu expand it; device/build.rs generates the Rust side from it (`LoptKernel`). Keep the
- * list on this one line. */
-#define BM_LOPT_RULES(X) X(mlp_lopt, 6, 8, 32, 3)
+/* Every fused learned rule: X(name, features (the network's inputs after the step embedding
+ * is folded in), layers, chunk (pass 1's squares are summed per chunk of that many 16-element
+ * blocks, then the chunks in order, as the host rule sums them; 0: the whole tensor is one
+ * chunk), factored (whether the rule has pass 0's factored statistics)). The one list:
+ * lopt_host.c and lopt.cu expand it; device/build.rs generates the Rust side from it
+ * (`LoptKernel`). Keep the list on this one line. */
+#define BM_LOPT_RULES(X) X(mlp_lopt, 8, 3, 0, 0) X(small_fc, 28, 3, 256, 1)
 
 #endif

@@ -1,8 +1,10 @@
 /* The CPU device's fused learned steps: lopt.h's per-element code over blocks of BM_LANES (16)
- * elements, both passes in one call. build.rs compiles this file once per instruction set, as
- * host.c. Pass 1's squares go to 16 f64 lanes (element i to lane i mod 16), added in lane
- * order after: the host rules' `lane_sum` tree, so the same sums to the bit. */
+ * elements, every pass in one call. build.rs compiles this file once per instruction set, as
+ * host.c. Pass 1's squares go to 16 f64 lanes (element i to lane i mod 16), per chunk of
+ * blocks (the rule's `chunk`), each chunk's lanes added in lane order and the chunks in
+ * order: the host rules' tree, so the same sums to the bit. */
 #include "lopt.h"
+#include <stdlib.h>
 
 /* The per-parameter MLP over a block, in registers: the same sums as lopt.h's bm_lopt_mlp (each
  * output its bias plus its inputs' products in input order, one fused multiply-add each: the
@@ -74,41 +76,113 @@ BM_LOPT_MLP(bm_host_mlp, bm_host_layer)
 #define BM_GLUE2(a, b) a##b
 #define BM_GLUE(a, b) BM_GLUE2(a, b)
 
-#define BM_LOPT_HOST(name, slots, features, hidden, layers)                                        \
-    void BM_GLUE(bm_##name##_lopt_host, BM_SUFFIX)(size_t n, float *restrict w, const float *restrict g,   \
-                                                   const float *restrict s, float *restrict out,       \
-                                                   const float *restrict net, const bm_lopt_consts *k) { \
-        double lanes[features][BM_LANES] = {{0}};                                                  \
-        float f[features];                                                                         \
-        size_t full = n / BM_LANES * BM_LANES;                                                     \
-        for (size_t c = 0; c < n; c += BM_LANES) {                                                 \
-            int len = c < full ? BM_LANES : (int)(n - c);                                          \
-            for (int e = 0; e < len; e++) {                                                        \
-                bm_##name##_fold(c + e, n, w, g, s, out, k, f);                                    \
-                for (int j = 0; j < features; j++)                                                 \
-                    lanes[j][e] += (double)(f[j] * f[j]);                                          \
+/* Pass 0 on the host: nothing for rules without factored statistics; for the others the
+ * statistics' sums in one sweep in element order (as the host rule sums them), then each
+ * entry's new value, rsqrt and factors. Nonzero if the sums' buffer could not be had. */
+static int bm_adafac_pass0(size_t n, const float *g, const float *s, float *out, const bm_lopt_consts *k) {
+    if (!k->factored)
+        return 0;
+    size_t lr = bm_adafac_len_r(n, k), lc = bm_adafac_len_c(n, k);
+    double *sums = calloc(lr + lc, sizeof(double));
+    if (!sums)
+        return 1;
+    /* Element order, the indices stepped a block at a time (no division per element). */
+    for (size_t c = 0; c < n; c += BM_LANES) {
+        int len = n - c < BM_LANES ? (int)(n - c) : BM_LANES;
+        size_t r[BM_LANES], q[BM_LANES];
+        bm_drop_lanes(c, len, (size_t)k->row_inner, (size_t)k->row_axis, r);
+        bm_drop_lanes(c, len, (size_t)k->col_inner, (size_t)k->col_axis, q);
+        for (int e = 0; e < len; e++) {
+            double sq = (double)(g[c + e] * g[c + e] + 1e-30f);
+            sums[r[e]] += sq;
+            sums[lr + q[e]] += sq;
+        }
+    }
+    size_t rows = bm_adafac_rows_at(n), cols = bm_adafac_cols_at(n, k);
+    for (int j = 0; j < BM_ADAFAC_K; j++) {
+        for (size_t e = 0; e < lr; e++)
+            bm_adafac_entry(s + rows, out + rows, lr, e, j, sums[e], (double)k->row_axis, 0, k);
+        for (size_t e = 0; e < lc; e++)
+            bm_adafac_entry(s + cols, out + cols, lc, e, j, sums[lr + e], (double)k->col_axis, 1, k);
+        for (size_t mi = 0; mi < lr / (size_t)k->col_axis; mi++)
+            bm_adafac_row_factor(out + rows, lr, j, mi, k);
+    }
+    free(sums);
+    return 0;
+}
+
+/* lanes[j][e] += f[j][e]² (in f64) for the live lanes. */
+static inline __attribute__((always_inline)) void bm_add_squares(int features, float f[][BM_LANES], double lanes[][BM_LANES], int len) {
+    for (int j = 0; j < features; j++) {
+        float sq[BM_LANES];
+        for (int e = 0; e < BM_LANES; e++)
+            sq[e] = f[j][e] * f[j][e];
+        for (int e = 0; e < len; e++)
+            lanes[j][e] += (double)sq[e];
+    }
+}
+
+/* A block through `step` with `len` a constant for full blocks (so, inlined, their lanes are
+ * contiguous loads) and the live count for the last. */
+#define BM_BLOCK(len, step) \
+    do {                    \
+        if ((len) == BM_LANES) { \
+            const int bm_len = BM_LANES; \
+            step;           \
+        } else {            \
+            const int bm_len = (len); \
+            step;           \
+        }                   \
+    } while (0)
+
+#define BM_LOPT_HOST(name, features, layers, chunk, factored)                                      \
+    int BM_GLUE(bm_##name##_lopt_host, BM_SUFFIX)(size_t n, float *restrict w, const float *restrict g, \
+                                                  const float *restrict s, float *restrict out,        \
+                                                  const float *restrict net, const bm_lopt_consts *k) { \
+        if (factored && bm_adafac_pass0(n, g, s, out, k))                                          \
+            return 1;                                                                              \
+        double sum[features] = {0};                                                                \
+        float f[features][BM_LANES];                                                               \
+        size_t blocks = (n + BM_LANES - 1) / BM_LANES, per = chunk ? chunk : (blocks ? blocks : 1); \
+        for (size_t b0 = 0; b0 < blocks; b0 += per) {                                              \
+            double lanes[features][BM_LANES] = {{0}};                                              \
+            for (size_t b = b0; b < b0 + per && b < blocks; b++) {                                 \
+                size_t c = b * BM_LANES;                                                           \
+                int len = n - c < BM_LANES ? (int)(n - c) : BM_LANES;                              \
+                BM_BLOCK(len, bm_##name##_fold(c, bm_len, n, w, g, s, out, k, f);                  \
+                         bm_add_squares(features, f, lanes, bm_len));                              \
+            }                                                                                      \
+            for (int j = 0; j < features; j++) {                                                   \
+                double part = 0.0;                                                                 \
+                for (int e = 0; e < BM_LANES; e++)                                                 \
+                    part += lanes[j][e];                                                           \
+                sum[j] += part;                                                                    \
             }                                                                                      \
         }                                                                                          \
         float norm[features];                                                                      \
-        for (int j = 0; j < features; j++) {                                                       \
-            double sum = 0.0;                                                                      \
-            for (int e = 0; e < BM_LANES; e++)                                                     \
-                sum += lanes[j][e];                                                                \
-            norm[j] = bm_lopt_norm(sum, n);                                                        \
-        }                                                                                          \
+        for (int j = 0; j < features; j++)                                                         \
+            norm[j] = bm_lopt_norm(sum[j], n);                                                     \
         for (size_t c = 0; c < n; c += BM_LANES) {                                                 \
-            int len = c < full ? BM_LANES : (int)(n - c);                                          \
-            float x[features][BM_LANES], o[2][BM_LANES];                                           \
-            for (int e = 0; e < BM_LANES; e++) {                                                   \
-                if (e < len)                                                                       \
-                    bm_##name##_read(c + e, n, w, g, out, f);                                      \
-                for (int j = 0; j < features; j++)                                                 \
-                    x[j][e] = e < len ? f[j] * norm[j] : 0.0f;                                     \
-            }                                                                                      \
-            bm_host_mlp(net, features, hidden, layers, x, o);                                      \
+            int len = n - c < BM_LANES ? (int)(n - c) : BM_LANES;                                  \
+            float o[2][BM_LANES];                                                                  \
+            BM_BLOCK(len, bm_##name##_read(c, bm_len, n, w, g, out, k, f));                        \
+            for (int j = 0; j < features; j++)                                                     \
+                for (int e = 0; e < BM_LANES; e++)                                                 \
+                    f[j][e] *= norm[j];                                                            \
+            bm_host_mlp(net, features, k->hidden, layers, f, o);                                   \
             for (int e = 0; e < len; e++)                                                          \
                 w[c + e] = bm_lopt_step(w[c + e], o[0][e], o[1][e], k);                            \
         }                                                                                          \
+        return 0;                                                                                  \
     }
 
 BM_LOPT_RULES(BM_LOPT_HOST)
+
+/* The state values a rule keeps for a tensor of n with geometry k (`rule`: its place in
+ * BM_LOPT_RULES). */
+typedef size_t (*bm_len_fn)(size_t, const bm_lopt_consts *);
+#define BM_LOPT_LEN(name, features, layers, chunk, factored) bm_##name##_state_len,
+static const bm_len_fn bm_lopt_lens[] = {BM_LOPT_RULES(BM_LOPT_LEN)};
+size_t BM_GLUE(bm_lopt_state_len, BM_SUFFIX)(int rule, size_t n, const bm_lopt_consts *k) {
+    return bm_lopt_lens[rule](n, k);
+}

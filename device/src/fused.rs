@@ -88,16 +88,16 @@ impl<R: FusedRule> DeviceRule for Fused<R> {
 /// One fused step of `w` (in place) with gradient `g` and state `s`; the new state.
 pub fn step(kernel: Kernel, k: Consts, w: &Var, g: &Tensor, s: &Tensor) -> candle_core::Result<Tensor> {
     let op = Step { kernel, k, n: w.elem_count(), out: Cell::new(None) };
-    apply(kernel.name(), kernel.slots(), w, g, s, &op, &op.out)
+    apply(kernel.name(), &[kernel.slots(), op.n], w, g, s, &op, &op.out)
 }
 
 /// What every fused step does around its kernel (this module's and [`crate::lopt`]'s): check
-/// that `g` holds `w`'s number of values and `s` is `[slots, n]`, run `op` in place on `w` with
-/// `g` and `s` made contiguous, and return the new state the op left in `out` as a
-/// `[slots, n]` tensor.
+/// that `g` holds `w`'s number of values and `s` has shape `state` (`[slots, n]` here), run
+/// `op` in place on `w` with `g` and `s` made contiguous, and return the new state the op left
+/// in `out`, shaped `state`.
 pub(crate) fn apply<O: InplaceOp3>(
     name: &str,
-    slots: usize,
+    state: &[usize],
     w: &Var,
     g: &Tensor,
     s: &Tensor,
@@ -105,13 +105,13 @@ pub(crate) fn apply<O: InplaceOp3>(
     out: &Cell<Option<Storage>>,
 ) -> candle_core::Result<Tensor> {
     let n = w.elem_count();
-    if g.elem_count() != n || s.dims() != [slots, n] {
-        bail!("{name}: a parameter of {n} values, a gradient of {} and a state of shape {:?} (expected [{slots}, {n}])", g.elem_count(), s.dims());
+    if g.elem_count() != n || s.dims() != state {
+        bail!("{name}: a parameter of {n} values, a gradient of {} and a state of shape {:?} (expected {state:?})", g.elem_count(), s.dims());
     }
     let (g, s) = (g.contiguous()?, s.contiguous()?);
     w.inplace_op3(&g, &s, op)?;
-    let Some(state) = out.take() else { bail!("{name}: the kernel produced no state") };
-    Ok(Tensor::from_storage(state, (slots, n), BackpropOp::none(), false))
+    let Some(new) = out.take() else { bail!("{name}: the kernel produced no state") };
+    Ok(Tensor::from_storage(new, state, BackpropOp::none(), false))
 }
 
 /// A fused step's CPU buffers: the parameter (`n` values), its gradient (`n`) and the old state

@@ -38,7 +38,7 @@ fn optimizers(params: &[ParamInfo]) -> Vec<(&'static str, Box<dyn Optimizer>)> {
     ]
 }
 
-/// The device path's rules on candle's CPU device (MLP-LOpt's a fused kernel from
+/// The device path's rules on candle's CPU device (MLP-LOpt's and small_fc's fused kernels from
 /// `device/kernels/lopt.h`, the others compositions of candle ops), fed host slices as the
 /// fixture harness feeds them (each update uploads and copies back, as the host rules' rows
 /// do not).

@@ -8,6 +8,15 @@ use crate::features::{Mlp, StepRule};
 use beatmatch_device::{times, value};
 use candle_core::{DType, Device, Tensor, Var};
 
+/// `net` at training step `iteration` as a fused kernel reads it
+/// (`beatmatch_device::lopt::Net`): the step embedding folded into the first bias as the host
+/// rule folds it ([`Mlp::with_constant_tail`]), then every layer's weights and biases.
+pub fn fused_net(kernel: beatmatch_device::lopt::LoptKernel, net: &Mlp, iteration: u32) -> candle_core::Result<beatmatch_device::lopt::Net> {
+    let net = net.with_constant_tail(&tanh_embedding(iteration as f32));
+    let values = net.layers.iter().flat_map(|(w, b, _, _)| w.iter().chain(b)).copied().collect();
+    beatmatch_device::lopt::Net::new(kernel, net.layers[0].3, values)
+}
+
 /// Inputs of the step embedding, the last inputs of small_fc's and MLP-LOpt's first layer.
 pub const EMBEDDING: usize = 11;
 

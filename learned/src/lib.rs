@@ -20,6 +20,7 @@ pub mod celo2;
 pub mod celo_adam;
 pub mod checkpoint;
 mod dense;
+pub mod device_factored;
 pub mod device_net;
 pub mod features;
 pub mod init;

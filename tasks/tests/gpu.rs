@@ -115,24 +115,32 @@ fn the_fused_kernels_give_the_cpu_bits_on_the_gpu() {
 #[test]
 #[ignore = "needs a GPU: BEATMATCH_TEST_DEVICE=cuda, --features cuda (ci/gpu/verify.sh)"]
 fn the_fused_learned_steps_on_the_gpu_follow_the_cpu() {
-    // MLP-LOpt's two-pass kernels (device/kernels/lopt.cu): everything per element rounds as
-    // on the CPU, but pass 1's f64 sums of squares arrive in atomics' order, so a normaliser
-    // can differ in its last bit; the updates (not the parameters, which dwarf them) are
-    // compared, to 1e-4 of the largest.
+    // MLP-LOpt's and small_fc's fused kernels (device/kernels/lopt.cu): everything per element
+    // rounds as on the CPU, but the f64 sums (pass 1's squares, small_fc's pass 0 row and
+    // column statistics) arrive in atomics' order, so a normaliser or a statistic can differ in
+    // its last bit; the updates (not the parameters, which dwarf them) are compared, to 1e-4
+    // of the largest. Factored tensors with the largest axis first, last and in the middle.
     let gpu = gpu();
     let infos: Vec<beatmatch_core::ParamInfo> =
-        [("a/w", vec![130, 140]), ("b/b", vec![141]), ("c/s", vec![])].into_iter().map(|(n, s)| beatmatch_core::ParamInfo::new(n, s)).collect();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../learned/checkpoints/mlp_lopt_es_mnist1d.safetensors");
-    let ckpt = beatmatch_learned::checkpoint::load(&path, Some(beatmatch_learned::mlp_lopt::MLP_LOPT)).unwrap();
-    let on = |dev: &Device| {
-        let mut opt = beatmatch_learned::build_on(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, dev).unwrap();
-        beatmatch_testkit::synthetic_trajectory(opt.as_mut(), &infos)
-    };
-    let (cpu, on_gpu, start) = (on(&Device::Cpu), on(&gpu), beatmatch_testkit::synthetic_params(&infos));
-    for (((c, g), s), info) in cpu.iter().zip(&on_gpu).zip(&start).zip(&infos) {
-        let dc: Vec<f32> = c.iter().zip(s).map(|(a, b)| a - b).collect();
-        let dg: Vec<f32> = g.iter().zip(s).map(|(a, b)| a - b).collect();
-        assert!(dc.iter().any(|&d| d != 0.0), "{}: the CPU step did not move it", info.name);
-        close(&dc, &dg, 1e-4, &format!("mlp_lopt update of {}", info.name));
+        [("a/w", vec![130, 140]), ("b/b", vec![141]), ("c/s", vec![]), ("d/w", vec![70, 9]), ("e/k", vec![2, 3, 5, 4]), ("f/k", vec![4, 6, 3])]
+            .into_iter()
+            .map(|(n, s)| beatmatch_core::ParamInfo::new(n, s))
+            .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../learned/checkpoints");
+    for (arch, file) in
+        [(beatmatch_learned::mlp_lopt::MLP_LOPT, "mlp_lopt_es_mnist1d.safetensors"), (beatmatch_learned::small_fc::SMALL_FC, "small_fc_es_mnist1d.safetensors")]
+    {
+        let ckpt = beatmatch_learned::checkpoint::load(&root.join(file), Some(arch)).unwrap();
+        let on = |dev: &Device| {
+            let mut opt = beatmatch_learned::build_on(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, dev).unwrap();
+            beatmatch_testkit::synthetic_trajectory(opt.as_mut(), &infos)
+        };
+        let (cpu, on_gpu, start) = (on(&Device::Cpu), on(&gpu), beatmatch_testkit::synthetic_params(&infos));
+        for (((c, g), s), info) in cpu.iter().zip(&on_gpu).zip(&start).zip(&infos) {
+            let dc: Vec<f32> = c.iter().zip(s).map(|(a, b)| a - b).collect();
+            let dg: Vec<f32> = g.iter().zip(s).map(|(a, b)| a - b).collect();
+            assert!(dc.iter().any(|&d| d != 0.0), "{}: the CPU step did not move it", info.name);
+            close(&dc, &dg, 1e-4, &format!("{} update of {}", arch.as_str(), info.name));
+        }
     }
 }

@@ -6,8 +6,8 @@
 
 use crate::celo::scheduler::SchedulerState;
 use crate::celo::CeloNet;
+use crate::device_factored::Factored;
 use crate::device_net::DeviceNet;
-use crate::small_fc::device::Factored;
 use crate::velo::device::{mean_all_f64, per_parameter_step, Accumulators};
 use beatmatch_core::StepContext;
 use beatmatch_device::{value, DeviceRule};

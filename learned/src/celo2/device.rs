@@ -4,8 +4,8 @@
 //! and AdamW for the routed tensors. Nothing crosses to the host.
 
 use crate::celo2::{Celo2Net, Route, FEATURES};
+use crate::device_factored::{factored_features, Factored, FactoredFeatures};
 use crate::device_net::fold;
-use crate::small_fc::device::{factored_features, Factored, FactoredFeatures};
 use beatmatch_core::newton_schulz::NS_COEFFS;
 use beatmatch_core::StepContext;
 use beatmatch_device::{times, value, DeviceRule};

@@ -8,9 +8,9 @@
 //! tensors: matrix–vector work over 10 MB of LSTM weights, which the host's tiled kernel
 //! streams once per step, against a round trip of a few hundred floats.
 
+use crate::device_factored::{factored_features, Factored, FactoredFeatures};
 use crate::device_net::{fold, step, DeviceNet};
 use crate::features::StepRule;
-use crate::small_fc::device::{factored_features, Factored, FactoredFeatures};
 use crate::velo::{rnn_features_from, LossBuffer, TensorStats, VeloNet, RNN_INPUTS};
 use beatmatch_core::StepContext;
 use beatmatch_device::{value, DeviceRule};
