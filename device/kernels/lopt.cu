@@ -80,7 +80,7 @@ extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ o
             for (int j = 0; j < features; j++)                                                     \
                 f[j][0] *= norm[j];                                                                \
             bm_lopt_mlp(net, features, k.hidden, layers, f, o);                                    \
-            w[i] = bm_lopt_step(w[i], o[0][0], o[1][0], &k);                                       \
+            w[i] = bm_##name##_step(w[i], o[0][0], o[1][0], &k);                                       \
         }                                                                                          \
     }
 

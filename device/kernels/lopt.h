@@ -47,6 +47,9 @@ typedef struct {
     /* The network's hidden width (at most BM_LOPT_MAX_HIDDEN). */
     int hidden;
     int pad;
+    /* VeLO's step (velo): the tensor's RMS `√(mean p² + 1e-9)` and the LSTM's multiplier. */
+    float param_scale;
+    float lr_mult;
     /* A tensor of rank >= 2 has factored statistics (small_fc): its row statistic drops the
      * largest axis (`row_axis` long, `row_inner` values after it), its column statistic the
      * second largest (`col_axis`, `col_inner`); the row factor's mean runs over the second
@@ -124,6 +127,15 @@ BM_LOPT_INLINE float bm_lopt_step(float w, float dir, float mag, const bm_lopt_c
     float ex = bm_exp(mag * k->exp_mult);
     return w - dir * ex * k->step_mult;
 }
+
+/* VeLO's step, as the host rules' `StepRule::Velo`:
+ * `w − lr_mult · (direction · (param_scale · exp(magnitude · exp_mult)) · step_mult)`. */
+BM_LOPT_INLINE float bm_velo_step(float w, float dir, float mag, const bm_lopt_consts *k) {
+    float ex = bm_exp(mag * k->exp_mult);
+    return w - k->lr_mult * (dir * (k->param_scale * ex) * k->step_mult);
+}
+#define bm_mlp_lopt_step bm_lopt_step
+#define bm_small_fc_step bm_lopt_step
 
 /* Every rule defines, over a block of BM_LANES elements from i0 of which `len` are live (lanes
  * past `len` repeat the last live element: they compute, and write, its values again, and the
@@ -260,28 +272,37 @@ BM_LOPT_INLINE float bm_adafac_ema(float old, float d, double sum, double count)
     return d * old + (1.0f - d) * (float)(sum / count);
 }
 
-/* The 28 features (small_fc) of a block from the new state `st`: the gradient, the parameter,
- * the momenta, the second moment, the momenta times rsqrt(v + 1e-6) and that rsqrt, the
- * factored-preconditioned gradients, then the factored statistics' features (the row and
- * column values, their rsqrt(· + 1e-8), the momenta times both factors) or, for rank < 2,
- * the diagonal's (its values and their rsqrt twice, the momenta times rsqrt(v + 1e-6)). In
- * beatmatch-learned's `features::fill` order and operations. */
-BM_LOPT_INLINE void bm_small_fc_read(size_t i0, int len, size_t n, const float *w, const float *g, const float *st, const bm_lopt_consts *k,
-                                     float f[][BM_LANES]) {
+/* The Adafactor-style features of a block from the new state `st`, in beatmatch-learned's
+ * `features::fill` order and operations: the gradient, (VeLO: the gradient clipped to ±0.1,)
+ * the parameter, the momenta, the second moment, the momenta times rsqrt(v + 1e-6) and that
+ * rsqrt, the factored-preconditioned gradients, (VeLO: the gradient times that rsqrt,) then
+ * the factored statistics' features (the row and column values, their rsqrt(· + 1e-8), the
+ * momenta times both factors) or, for rank < 2, the diagonal's (its values and their rsqrt
+ * twice, the momenta times rsqrt(v + 1e-6), VeLO: times rsqrt(v)). small_fc's 28, VeLO's 30. */
+BM_LOPT_INLINE void bm_adafac_read(int velo, size_t i0, int len, size_t n, const float *w, const float *g, const float *st, const bm_lopt_consts *k,
+                                   float f[][BM_LANES]) {
+    /* Where each group starts (`velo` is a constant after inlining). */
+    const int P = velo ? 2 : 1, M = P + 1, V = M + BM_ADAFAC_K, MR = V + 1, RS = MR + BM_ADAFAC_K, FG = RS + 1;
+    const int ST = FG + BM_ADAFAC_K + velo;
     float rs[BM_LANES];
     for (int e = 0; e < BM_LANES; e++) {
         f[0][e] = g[BM_AT(e)];
-        f[1][e] = w[BM_AT(e)];
-        f[5][e] = st[BM_ADAFAC_K * n + BM_AT(e)];
-        rs[e] = bm_rsqrt(f[5][e] + 1e-6f);
-        f[9][e] = rs[e];
+        if (velo) {
+            float x = f[0][e];
+            f[1][e] = x < -0.1f ? -0.1f : (x > 0.1f ? 0.1f : x);
+        }
+        f[P][e] = w[BM_AT(e)];
+        f[V][e] = st[BM_ADAFAC_K * n + BM_AT(e)];
+        rs[e] = bm_rsqrt(f[V][e] + 1e-6f);
+        f[RS][e] = rs[e];
+        if (velo)
+            f[FG + BM_ADAFAC_K][e] = f[0][e] * rs[e];
     }
     for (int j = 0; j < BM_ADAFAC_K; j++)
         for (int e = 0; e < BM_LANES; e++) {
-            f[2 + j][e] = st[j * n + BM_AT(e)];
-            f[6 + j][e] = f[2 + j][e] * rs[e];
+            f[M + j][e] = st[j * n + BM_AT(e)];
+            f[MR + j][e] = f[M + j][e] * rs[e];
         }
-    /* f[10..13]: the preconditioned gradients; f[13..28]: the statistics' features. */
     const float *tail = st + bm_adafac_rows_at(n);
     if (k->factored) {
         size_t lr = bm_adafac_len_r(n, k), lc = bm_adafac_len_c(n, k);
@@ -293,33 +314,42 @@ BM_LOPT_INLINE void bm_small_fc_read(size_t i0, int len, size_t n, const float *
             float fr[BM_LANES], fc[BM_LANES];
             bm_plane_lanes(rp + (2 * BM_ADAFAC_K + j) * lr, r, fr);
             bm_plane_lanes(cp + (2 * BM_ADAFAC_K + j) * lc, c, fc);
-            bm_plane_lanes(rp + j * lr, r, f[13 + j]);
-            bm_plane_lanes(cp + j * lc, c, f[16 + j]);
-            bm_plane_lanes(rp + (BM_ADAFAC_K + j) * lr, r, f[19 + j]);
-            bm_plane_lanes(cp + (BM_ADAFAC_K + j) * lc, c, f[22 + j]);
+            bm_plane_lanes(rp + j * lr, r, f[ST + j]);
+            bm_plane_lanes(cp + j * lc, c, f[ST + 3 + j]);
+            bm_plane_lanes(rp + (BM_ADAFAC_K + j) * lr, r, f[ST + 6 + j]);
+            bm_plane_lanes(cp + (BM_ADAFAC_K + j) * lc, c, f[ST + 9 + j]);
             for (int e = 0; e < BM_LANES; e++) {
-                f[10 + j][e] = f[0][e] * fr[e] * fc[e];
-                f[25 + j][e] = f[2 + j][e] * fr[e] * fc[e];
+                f[FG + j][e] = f[0][e] * fr[e] * fc[e];
+                f[ST + 12 + j][e] = f[M + j][e] * fr[e] * fc[e];
             }
         }
     } else {
         for (int j = 0; j < BM_ADAFAC_K; j++)
             for (int e = 0; e < BM_LANES; e++) {
                 float x = tail[j * n + BM_AT(e)];
-                f[10 + j][e] = f[0][e] * bm_safe_rsqrt(x + 1e-9f);
-                f[13 + j][e] = x;
-                f[16 + j][e] = x;
-                f[19 + j][e] = bm_rsqrt(x + 1e-8f);
-                f[22 + j][e] = f[19 + j][e];
-                f[25 + j][e] = f[2 + j][e] * bm_rsqrt(x + 1e-6f);
+                f[FG + j][e] = f[0][e] * bm_safe_rsqrt(x + 1e-9f);
+                f[ST + j][e] = x;
+                f[ST + 3 + j][e] = x;
+                f[ST + 6 + j][e] = bm_rsqrt(x + 1e-8f);
+                f[ST + 9 + j][e] = f[ST + 6 + j][e];
+                f[ST + 12 + j][e] = f[M + j][e] * bm_rsqrt(velo ? x : x + 1e-6f);
             }
     }
 }
 
-/* small_fc, pass 1: the momenta, the second moment and (rank < 2) the diagonal statistics
- * folded into `out` (the factored planes are pass 0's), then the features. */
-BM_LOPT_INLINE void bm_small_fc_fold(size_t i0, int len, size_t n, const float *w, const float *g, const float *s, float *out,
-                                     const bm_lopt_consts *k, float f[][BM_LANES]) {
+BM_LOPT_INLINE void bm_small_fc_read(size_t i0, int len, size_t n, const float *w, const float *g, const float *st, const bm_lopt_consts *k,
+                                     float f[][BM_LANES]) {
+    bm_adafac_read(0, i0, len, n, w, g, st, k, f);
+}
+
+BM_LOPT_INLINE void bm_velo_read(size_t i0, int len, size_t n, const float *w, const float *g, const float *st, const bm_lopt_consts *k,
+                                 float f[][BM_LANES]) {
+    bm_adafac_read(1, i0, len, n, w, g, st, k, f);
+}
+
+/* small_fc and VeLO, pass 1: the momenta, the second moment and (rank < 2) the diagonal
+ * statistics folded into `out` (the factored planes are pass 0's). */
+BM_LOPT_INLINE void bm_adafac_fold(size_t i0, int len, size_t n, const float *g, const float *s, float *out, const bm_lopt_consts *k) {
     for (int j = 0; j <= BM_ADAFAC_K; j++) {
         float d = k->decays[j];
         for (int e = 0; e < BM_LANES; e++) {
@@ -337,7 +367,22 @@ BM_LOPT_INLINE void bm_small_fc_fold(size_t i0, int len, size_t n, const float *
                 out[at] = d * s[at] + (1.0f - d) * (gi * gi + 1e-30f);
             }
         }
+}
+
+BM_LOPT_INLINE void bm_small_fc_fold(size_t i0, int len, size_t n, const float *w, const float *g, const float *s, float *out,
+                                     const bm_lopt_consts *k, float f[][BM_LANES]) {
+    bm_adafac_fold(i0, len, n, g, s, out, k);
     bm_small_fc_read(i0, len, n, w, g, out, k, f);
+}
+
+/* VeLO (learned_optimization's HyperV2) and Celo: small_fc's accumulators and state, 30
+ * features, a network per tensor and step, and VeLO's step. */
+#define bm_velo_state_len bm_small_fc_state_len
+
+BM_LOPT_INLINE void bm_velo_fold(size_t i0, int len, size_t n, const float *w, const float *g, const float *s, float *out, const bm_lopt_consts *k,
+                                 float f[][BM_LANES]) {
+    bm_adafac_fold(i0, len, n, g, s, out, k);
+    bm_velo_read(i0, len, n, w, g, out, k, f);
 }
 
 /* Pass 0's per-entry work on the factored planes (`s_base`, `out_base`: the row or column
@@ -380,6 +425,6 @@ BM_LOPT_INLINE float bm_lopt_norm(double sum, size_t n) {
  * chunk), factored (whether the rule has pass 0's factored statistics)). The one list:
  * lopt_host.c and lopt.cu expand it; device/build.rs generates the Rust side from it
  * (`LoptKernel`). Keep the list on this one line. */
-#define BM_LOPT_RULES(X) X(mlp_lopt, 8, 3, 0, 0) X(small_fc, 28, 3, 256, 1)
+#define BM_LOPT_RULES(X) X(mlp_lopt, 8, 3, 0, 0) X(small_fc, 28, 3, 256, 1) X(velo, 30, 3, 256, 1)
 
 #endif

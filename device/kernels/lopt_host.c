@@ -171,7 +171,7 @@ static inline __attribute__((always_inline)) void bm_add_squares(int features, f
                     f[j][e] *= norm[j];                                                            \
             bm_host_mlp(net, features, k->hidden, layers, f, o);                                   \
             for (int e = 0; e < len; e++)                                                          \
-                w[c + e] = bm_lopt_step(w[c + e], o[0][e], o[1][e], k);                            \
+                w[c + e] = bm_##name##_step(w[c + e], o[0][e], o[1][e], k);                            \
         }                                                                                          \
         return 0;                                                                                  \
     }

@@ -3,7 +3,7 @@
 //! snapshot) and sums each feature's squares; pass 2 normalises the features, runs the
 //! per-parameter MLP in registers and steps the parameter in place. No `[n, features]` matrix
 //! is built (the candle-op path builds one per tensor and step). Rules with Adafactor-style
-//! factored statistics (small_fc) have a pass 0 before: the statistics' row and column sums,
+//! factored statistics (small_fc, VeLO and Celo) have a pass 0 before: the statistics' row and column sums,
 //! their new values and the factors, into the new state.
 //!
 //! One C source (`kernels/lopt.h`), compiled by the host C compiler for the CPU device
@@ -17,8 +17,8 @@ use beatmatch_core::shape::{largest_two_axes, without};
 use candle_core::{bail, CpuStorage, DType, InplaceOp3, Layout, Storage, Tensor, Var};
 use std::cell::Cell;
 
-/// Accumulator decays the kernels' constants hold (MLP-LOpt's six momenta; small_fc's three
-/// momenta, one second moment and three factored statistics).
+/// Accumulator decays the kernels' constants hold (MLP-LOpt's six momenta; small_fc's and
+/// VeLO's three momenta, one second moment and three factored statistics).
 pub const MAX_DECAYS: usize = 8;
 
 /// The widest hidden layer a kernel's network may have (`BM_LOPT_MAX_HIDDEN`).
@@ -78,6 +78,10 @@ pub struct LoptConsts {
     pub decays: [f32; MAX_DECAYS],
     hidden: i32,
     pad: i32,
+    /// VeLO's step (the `velo` kernel): the tensor's RMS, `√(mean p² + 1e-9)`.
+    pub param_scale: f32,
+    /// VeLO's step: the per-tensor learning-rate multiplier.
+    pub lr_mult: f32,
     geometry: Geometry,
 }
 
@@ -88,6 +92,11 @@ impl LoptConsts {
         let mut k = Self { exp_mult, step_mult, ..Self::default() };
         k.decays[..decays.len()].copy_from_slice(decays);
         k
+    }
+
+    /// The same with VeLO's step scalars (read by the `velo` kernel only).
+    pub fn with_velo_step(self, param_scale: f32, lr_mult: f32) -> Self {
+        Self { param_scale, lr_mult, ..self }
     }
 }
 
@@ -374,10 +383,10 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    const ALL: [LoptKernel; 2] = [LoptKernel::MlpLopt, LoptKernel::SmallFc];
+    const ALL: [LoptKernel; 3] = [LoptKernel::MlpLopt, LoptKernel::SmallFc, LoptKernel::Velo];
 
     fn consts() -> LoptConsts {
-        LoptConsts::new(0.001, 0.001, &[0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.95])
+        LoptConsts::new(0.001, 0.001, &[0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.95]).with_velo_step(0.7, 1.3)
     }
 
     fn values(len: usize, a: usize, m: usize, scale: f32) -> Vec<f32> {

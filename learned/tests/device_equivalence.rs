@@ -47,3 +47,50 @@ fn fused_learned_steps_on_the_cpu_give_the_host_bits() {
         }
     }
 }
+
+/// The `velo` kernel (VeLO's and Celo's per-parameter step) against the host's accumulators and
+/// `features::process_tensor` with VeLO's flavour and step, from the same state and network,
+/// bit for bit over three steps: the optimizers' own runs can't show it (their per-tensor
+/// statistics are summed in another order on the device, so their LSTM inputs may differ in a
+/// last bit).
+#[test]
+fn the_velo_kernel_gives_the_host_features_bits() {
+    use beatmatch_device::lopt::{self, LoptConsts, LoptKernel};
+    use beatmatch_learned::accum::{Accumulators, Factored, Momentum, SecondMoment};
+    use beatmatch_learned::features::{process_tensor, simd_dispatch, Flavor, Mlp, StepRule, TensorInputs};
+    use candle_core::{Tensor, Var};
+
+    let values = |len: usize, a: usize, m: usize, scale: f32| -> Vec<f32> { (0..len).map(|i| ((i * a % m) as f32 - (m / 2) as f32) * scale).collect() };
+    let dims = [(30, 4), (4, 4), (4, 3)];
+    let mlp = Mlp { layers: dims.iter().enumerate().map(|(l, &(i, o))| (values(i * o, 37 + l, 101, 0.05), values(o, 11, 7, 0.1), i, o)).collect() };
+    // The kernel's copy: the third output, never read, cut.
+    let net = beatmatch_learned::device_net::fused_net(LoptKernel::Velo, &mlp, None).unwrap();
+    let (mom, rms, fac) = ([0.9f32, 0.99, 0.999], [0.999f32], [0.9f32, 0.99, 0.999]);
+    let (param_scale, lr_mult) = (0.37f32, 1.7f32);
+    let rule = StepRule::Velo { exp_mult: 0.001, step_mult: 0.001, param_scale, lr_mult };
+    let k = LoptConsts::new(0.001, 0.001, &[&mom[..], &rms, &fac].concat()).with_velo_step(param_scale, lr_mult);
+    for info in infos() {
+        let n = info.numel();
+        let params = [info.clone()];
+        let (mut m, mut v, mut f, mut fac_g) = (Momentum::new(3, &params), SecondMoment::new(1, &params), Factored::new(3, &params), Vec::new());
+        let start = values(n, 53, 97, 0.02);
+        let mut host = start.clone();
+        let w = Var::from_slice(&host, info.shape.as_slice(), &Device::Cpu).unwrap();
+        let mut st = lopt::zeros(LoptKernel::Velo, &w).unwrap();
+        for step in 0..3 {
+            let g = values(n, 29 + step, 89, 0.03);
+            let grads = [g.as_slice()];
+            simd_dispatch(&mut Accumulators { mom: (&mut m, &mom), rms: (&mut v, &rms), fac: (&mut f, &fac), grads: &grads, fac_g: &mut fac_g });
+            let t = TensorInputs { g: &g, p: &host, m: &m.m[0], rms: &v.v[0], fac_g: &fac_g[0], fac: &f.state[0] };
+            let mut new = vec![0f32; n];
+            process_tensor(Flavor::Velo, &t, &mlp, rule, &mut new);
+            host = new;
+            let gt = Tensor::from_slice(&g, info.shape.as_slice(), &Device::Cpu).unwrap();
+            st = lopt::step(k, &w, &gt, &st, &net).unwrap();
+            let device: Vec<f32> = w.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let differing = host.iter().zip(&device).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differing, 0, "velo kernel: {} has {differing} of {n} values differing from the host at step {step}", info.name);
+        }
+        assert!(n == 0 || host != start, "velo kernel: {} did not move", info.name);
+    }
+}

@@ -115,9 +115,10 @@ fn the_fused_kernels_give_the_cpu_bits_on_the_gpu() {
 #[test]
 #[ignore = "needs a GPU: BEATMATCH_TEST_DEVICE=cuda, --features cuda (ci/gpu/verify.sh)"]
 fn the_fused_learned_steps_on_the_gpu_follow_the_cpu() {
-    // MLP-LOpt's and small_fc's fused kernels (device/kernels/lopt.cu): everything per element
-    // rounds as on the CPU, but the f64 sums (pass 1's squares, small_fc's pass 0 row and
-    // column statistics) arrive in atomics' order, so a normaliser or a statistic can differ in
+    // The fused learned kernels (device/kernels/lopt.cu: MLP-LOpt's, small_fc's, and VeLO's for
+    // VeLO and Celo): everything per element rounds as on the CPU, but the f64 sums (pass 1's
+    // squares, pass 0's row and column statistics, VeLO's per-tensor statistics) arrive in
+    // atomics' or another order, so a normaliser or a statistic can differ in
     // its last bit; the updates (not the parameters, which dwarf them) are compared, to 1e-4
     // of the largest. Factored tensors with the largest axis first, last and in the middle.
     let gpu = gpu();
@@ -126,10 +127,13 @@ fn the_fused_learned_steps_on_the_gpu_follow_the_cpu() {
             .into_iter()
             .map(|(n, s)| beatmatch_core::ParamInfo::new(n, s))
             .collect();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../learned/checkpoints");
-    for (arch, file) in
-        [(beatmatch_learned::mlp_lopt::MLP_LOPT, "mlp_lopt_es_mnist1d.safetensors"), (beatmatch_learned::small_fc::SMALL_FC, "small_fc_es_mnist1d.safetensors")]
-    {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (arch, file) in [
+        (beatmatch_learned::mlp_lopt::MLP_LOPT, "learned/checkpoints/mlp_lopt_es_mnist1d.safetensors"),
+        (beatmatch_learned::small_fc::SMALL_FC, "learned/checkpoints/small_fc_es_mnist1d.safetensors"),
+        (beatmatch_learned::velo::VELO, "testdata/fixtures/velo_case1.theta.msgpack"),
+        (beatmatch_learned::celo::CELO, "learned/checkpoints/celo_phase2_mnist1d.safetensors"),
+    ] {
         let ckpt = beatmatch_learned::checkpoint::load(&root.join(file), Some(arch)).unwrap();
         let on = |dev: &Device| {
             let mut opt = beatmatch_learned::build_on(ckpt.arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, dev).unwrap();

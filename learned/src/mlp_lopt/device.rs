@@ -39,7 +39,7 @@ impl DeviceRule for MlpLoptOnDevice {
         Ok(State { m, iteration: 0 })
     }
     fn update(&self, s: &mut State, params: &[Var], grads: &[Tensor], _ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        let (net, k) = (fused_net(LoptKernel::MlpLopt, self.0.net(), s.iteration)?, self.consts());
+        let (net, k) = (fused_net(LoptKernel::MlpLopt, self.0.net(), Some(s.iteration))?, self.consts());
         for ((w, g), m) in params.iter().zip(grads).zip(s.m.iter_mut()) {
             *m = lopt::step(k, w, g, m, &net)?;
         }

@@ -44,7 +44,7 @@ impl DeviceRule for SmallFcOnDevice {
         Ok(State { tensors, iteration: 0 })
     }
     fn update(&self, s: &mut State, params: &[Var], grads: &[Tensor], _ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        let (net, k) = (fused_net(LoptKernel::SmallFc, self.0.net(), s.iteration)?, self.consts());
+        let (net, k) = (fused_net(LoptKernel::SmallFc, self.0.net(), Some(s.iteration))?, self.consts());
         for ((w, g), st) in params.iter().zip(grads).zip(s.tensors.iter_mut()) {
             *st = lopt::step(k, w, g, st, &net)?;
         }

@@ -1,34 +1,33 @@
 //! VeLO on device tensors. The per-parameter part — clipped gradients, accumulators, the 30
-//! features, the normaliser, each tensor's MLP and the step — runs on the device; the
+//! features, the normaliser, each tensor's MLP and the step — runs on the device, one fused
+//! step per tensor (`beatmatch_device::lopt`'s `velo` kernel: pass 0 for the factored
+//! statistics, then PyLO's two passes; on the CPU device the host rule's operations); the
 //! per-tensor part — the loss buffer, the mix layers and LSTM over the batch of tensors, and
 //! interpolating each tensor's MLP from the bank of 256 — runs on the host, in
-//! `crate::velo`'s own (reference-checked) code. Per step 8 statistics per tensor
-//! come down (one transfer) and each tensor's interpolated MLP (178 floats) goes up; no
-//! parameter crosses. The host takes the per-tensor part because its batch is the handful of
+//! `crate::velo`'s own (reference-checked) code. Per step 8 statistics per tensor come down
+//! (one transfer) and each tensor's interpolated MLP (154 floats: its unread third output cut)
+//! goes up; no parameter crosses. The host takes the per-tensor part because its batch is the handful of
 //! tensors: matrix–vector work over 10 MB of LSTM weights, which the host's tiled kernel
 //! streams once per step, against a round trip of a few hundred floats.
 
-use crate::device_factored::{factored_features, Factored, FactoredFeatures};
-use crate::device_net::{fold, step, DeviceNet};
-use crate::features::StepRule;
+use crate::device_net::fused_net;
+use crate::features::{Mlp, StepRule};
 use crate::velo::{rnn_features_from, LossBuffer, TensorStats, VeloNet, RNN_INPUTS};
 use beatmatch_core::StepContext;
+use beatmatch_device::lopt::{self, LoptConsts, LoptKernel, Net};
 use beatmatch_device::{value, DeviceRule};
 use candle_core::{DType, Tensor, Var};
 
 /// VeLO bound to its theta (one member).
 pub struct VeloOnDevice(pub VeloNet);
 
-/// Accumulators per tensor (on the device), the LSTM state and the loss buffer (on the
-/// host), and the steps taken.
+/// Accumulators per tensor (on the device, as `kernels/lopt.h` lays them out: momenta, second
+/// moment, then the diagonal or the factored statistics), the LSTM state and the loss buffer
+/// (on the host), and the steps taken.
 #[derive(Clone, Debug)]
 pub struct State {
-    /// Momenta per tensor.
-    pub m: Vec<Vec<Tensor>>,
-    /// Second moment per tensor.
-    pub v: Vec<Vec<Tensor>>,
-    /// Factored statistics per tensor.
-    pub fac: Vec<Factored>,
+    /// One vector per parameter tensor.
+    pub tensors: Vec<Tensor>,
     hidden: Vec<Vec<f32>>,
     cell: Vec<Vec<f32>>,
     loss_buffer: Option<LossBuffer>,
@@ -43,8 +42,12 @@ pub(crate) fn mean_all_f64(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// One tensor's `[mean p², mean rms·norm, var_m (3), var_rms (3)]` from its old parameters and
-/// accumulators, as `crate::velo::rnn_features` reduces them on the host.
-fn statistics(p: &Tensor, m: &[Tensor], rms: &Tensor) -> candle_core::Result<Tensor> {
+/// its kernel state `st` (the momenta and the second moment come first), as
+/// `crate::velo::rnn_features` reduces them on the host.
+fn statistics(p: &Tensor, st: &Tensor) -> candle_core::Result<Tensor> {
+    let (p, n) = (p.flatten_all()?, p.elem_count());
+    let m: Vec<Tensor> = (0..3).map(|j| st.narrow(0, j * n, n)).collect::<candle_core::Result<_>>()?;
+    let rms = st.narrow(0, 3 * n, n)?;
     let mean_sq = mean_all_f64(&p.sqr()?)?;
     let norm = mean_sq.maximum(1e-9f32)?.sqrt()?.recip()?;
     let sm: Vec<Tensor> = m.iter().map(|x| x.broadcast_mul(&norm)).collect::<candle_core::Result<_>>()?;
@@ -60,29 +63,40 @@ fn statistics(p: &Tensor, m: &[Tensor], rms: &Tensor) -> candle_core::Result<Ten
     Tensor::stack(&out, 0)
 }
 
+/// VeLO's per-parameter step for one tensor (Celo's too), fused: fold the clipped gradient `g`
+/// into the kernel state `st` (momentum, second-moment and factored `decays`, in that order),
+/// take the 30 features and write `w − step` through `net` (the 30 → h → h → 3 network as
+/// [`velo_net`] gives it to the kernel) and `rule` (`StepRule::Velo`).
+pub(crate) fn fused_step(st: &mut Tensor, decays: (&[f32], &[f32], &[f32]), w: &Var, g: &Tensor, net: &Net, rule: StepRule) -> candle_core::Result<()> {
+    let StepRule::Velo { exp_mult, step_mult, param_scale, lr_mult } = rule else {
+        candle_core::bail!("VeLO's fused step takes VeLO's step rule, not {rule:?}")
+    };
+    let (mom, rms, fac) = decays;
+    let k = LoptConsts::new(exp_mult, step_mult, &[mom, rms, fac].concat()).with_velo_step(param_scale, lr_mult);
+    *st = lopt::step(k, w, g, st, net)?;
+    Ok(())
+}
+
+/// A VeLO or Celo network (30 → h → h → 3) as the `velo` kernel reads it: no step embedding,
+/// the third output (never read) cut.
+pub(crate) fn velo_net(net: &Mlp) -> candle_core::Result<Net> {
+    fused_net(LoptKernel::Velo, net, None)
+}
+
 impl DeviceRule for VeloOnDevice {
     type State = State;
     fn name(&self) -> &'static str {
         crate::velo::ARCH
     }
     fn init(&self, params: &[Var]) -> candle_core::Result<State> {
-        let (mom, rms, fac) = self.0.decays();
-        let zeros = |p: &Var, k: usize| (0..k).map(|_| p.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>();
         let (h0, c0) = self.0.initial_state();
-        let mut st = State { m: Vec::new(), v: Vec::new(), fac: Vec::new(), hidden: Vec::new(), cell: Vec::new(), loss_buffer: None, iteration: 0 };
-        for p in params {
-            st.m.push(zeros(p, mom.len())?);
-            st.v.push(zeros(p, rms.len())?);
-            st.fac.push(Factored::zeros(p.as_tensor(), fac.len())?);
-            st.hidden.push(h0.to_vec());
-            st.cell.push(c0.to_vec());
-        }
-        Ok(st)
+        let tensors = params.iter().map(|p| lopt::zeros(LoptKernel::Velo, p)).collect::<candle_core::Result<_>>()?;
+        Ok(State { tensors, hidden: vec![h0.to_vec(); params.len()], cell: vec![c0.to_vec(); params.len()], loss_buffer: None, iteration: 0 })
     }
     fn update(&self, s: &mut State, params: &[Var], grads: &[Tensor], ctx: &StepContext<'_>) -> candle_core::Result<()> {
-        let Some(first) = params.first() else { return Ok(()) };
-        let dev = first.device().clone();
-        let (mom, rms, fac) = self.0.decays();
+        if params.is_empty() {
+            return Ok(());
+        }
         let cfg = self.0.config();
         let num_steps = ctx.num_steps.max(1);
         let buffer = s.loss_buffer.get_or_insert_with(|| LossBuffer::new(num_steps));
@@ -93,7 +107,7 @@ impl DeviceRule for VeloOnDevice {
         let olds: Vec<Tensor> = params.iter().map(value).collect();
 
         // The old state's per-tensor statistics, down in one transfer; the LSTM on the host.
-        let per_tensor: Vec<Tensor> = olds.iter().zip(&s.m).zip(&s.v).map(|((p, m), v)| statistics(p, m, &v[0])).collect::<candle_core::Result<_>>()?;
+        let per_tensor: Vec<Tensor> = olds.iter().zip(&s.tensors).map(|(p, st)| statistics(p, st)).collect::<candle_core::Result<_>>()?;
         let per_tensor: Vec<Vec<f32>> = Tensor::stack(&per_tensor, 0)?.to_vec2()?;
         let inputs: Vec<[f32; RNN_INPUTS]> = per_tensor
             .iter()
@@ -110,54 +124,11 @@ impl DeviceRule for VeloOnDevice {
         let (controls, lr_mult) = self.0.lstm(&mut s.hidden, &mut s.cell, &inputs);
 
         for (i, (w, g)) in params.iter().zip(&grads).enumerate() {
-            let net = DeviceNet::upload(&self.0.interpolate(&controls[i]), 0, &dev)?;
             let param_scale = (per_tensor[i][0] + 1e-9).sqrt();
             let rule = StepRule::Velo { exp_mult: cfg.exp_mult, step_mult: cfg.step_mult, param_scale, lr_mult: lr_mult[i] };
-            let acc = Accumulators { m: &mut s.m[i], v: &mut s.v[i], fac: &mut s.fac[i] };
-            per_parameter_step(acc, (mom, rms, fac), w, g, &olds[i], &net, rule)?;
+            fused_step(&mut s.tensors[i], self.0.decays(), w, g, &velo_net(&self.0.interpolate(&controls[i]))?, rule)?;
         }
         s.iteration += 1;
         Ok(())
     }
-}
-
-/// One tensor's accumulators on the device: momenta, second moment, factored statistics.
-pub(crate) struct Accumulators<'a> {
-    pub(crate) m: &'a mut Vec<Tensor>,
-    pub(crate) v: &'a mut Vec<Tensor>,
-    pub(crate) fac: &'a mut Factored,
-}
-
-/// VeLO's per-parameter part for one tensor (Celo's too): fold the clipped gradient `g` into
-/// the accumulators (momentum, second-moment and factored `decays`), build the 30 features
-/// from them and the old parameters `old`, and write `w − step` through `net` and `rule`.
-pub(crate) fn per_parameter_step(
-    acc: Accumulators<'_>,
-    decays: (&[f32], &[f32], &[f32]),
-    w: &Var,
-    g: &Tensor,
-    old: &Tensor,
-    net: &DeviceNet,
-    rule: StepRule,
-) -> candle_core::Result<()> {
-    let (mom, rms, fac) = decays;
-    let (m, v) = (acc.m, acc.v);
-    fold(m, mom, g)?;
-    let g2 = g.sqr()?;
-    fold(v, rms, &g2)?;
-    let FactoredFeatures { fac_g, stats, stat_rsqrt, pre_m } = factored_features(acc.fac, fac, g, &g2.affine(1.0, 1e-30)?, m, true)?;
-    let rs = v[0].affine(1.0, 1e-6)?.sqrt()?.recip()?;
-    let mut features = vec![g.clone(), g.clamp(-0.1f32, 0.1f32)?, old.clone()];
-    features.extend(m.iter().cloned());
-    features.push(v[0].clone());
-    for mj in m.iter() {
-        features.push(mj.mul(&rs)?);
-    }
-    features.push(rs.clone());
-    features.extend(fac_g);
-    features.push(g.mul(&rs)?);
-    features.extend(stats);
-    features.extend(stat_rsqrt);
-    features.extend(pre_m);
-    step(w, &features, net, None, rule)
 }
