@@ -8,10 +8,10 @@
 # to carry a copy to a GPU machine — else $HOME/.cache/beatmatch-cuda/bundle; a `data/` folder
 # in it is used as $BEATMATCH_DATA). Everything is written under $OUT (default
 # ci/gpu/out): facts.txt; fixtures.txt and fixtures-learned.txt (every baseline and learned
-# fixture through the device rules on the GPU: MLP-LOpt's through its fused two-pass kernels,
-# device/kernels/lopt.cu); agreement.txt (MLP and Transformer forward+backward and 50 training steps, CPU vs GPU;
-# the baselines' fused kernels bit for bit and MLP-LOpt's fused updates to 1e-4,
-# TF32 off); smoke-{cpu,cuda}/ and quick-cuda/ result folders with their reports (quick-cpu/
+# fixture through the device rules on the GPU: VeLO's, Celo's, small_fc's and MLP-LOpt's through
+# the fused learned kernels, device/kernels/lopt.cu); agreement.txt (MLP and Transformer
+# forward+backward and 50 training steps, CPU vs GPU; the baselines' fused kernels bit for bit
+# and the fused learned updates to 1e-4, TF32 off); smoke-{cpu,cuda}/ and quick-cuda/ result folders with their reports (quick-cpu/
 # too with VERIFY_QUICK_CPU=1); plan-cuda.txt (per-step time and memory of a 1e8- and a
 # 1e9-parameter task, measured on the GPU); and throughput.md, the table the README quotes.
 #

@@ -45,10 +45,10 @@ extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ o
 
 #define BM_LOPT_KERNELS(name, features, layers, chunk, factored)                                   \
     extern "C" __global__ void bm_##name##_pass1(size_t n, const float *__restrict__ w,            \
-                                                 const float *__restrict__ g,                     \
-                                                 const float *__restrict__ s,                     \
-                                                 float *__restrict__ out, bm_lopt_consts k,       \
-                                                 double *__restrict__ sums) {                     \
+                                                 const float *__restrict__ g,                      \
+                                                 const float *__restrict__ s,                      \
+                                                 float *__restrict__ out, bm_lopt_consts k,        \
+                                                 double *__restrict__ sums) {                      \
         double acc[features];                                                                      \
         float f[features][1];                                                                      \
         for (int j = 0; j < features; j++)                                                         \
@@ -67,10 +67,10 @@ extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ o
         }                                                                                          \
     }                                                                                              \
     extern "C" __global__ void bm_##name##_pass2(size_t n, float *__restrict__ w,                  \
-                                                 const float *__restrict__ g,                     \
-                                                 const float *__restrict__ st,                    \
-                                                 const float *__restrict__ net, bm_lopt_consts k, \
-                                                 const double *__restrict__ sums) {               \
+                                                 const float *__restrict__ g,                      \
+                                                 const float *__restrict__ st,                     \
+                                                 const float *__restrict__ net, bm_lopt_consts k,  \
+                                                 const double *__restrict__ sums) {                \
         float norm[features];                                                                      \
         for (int j = 0; j < features; j++)                                                         \
             norm[j] = bm_lopt_norm(sums[j], n);                                                    \
@@ -80,7 +80,7 @@ extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ o
             for (int j = 0; j < features; j++)                                                     \
                 f[j][0] *= norm[j];                                                                \
             bm_lopt_mlp(net, features, k.hidden, layers, f, o);                                    \
-            w[i] = bm_##name##_step(w[i], o[0][0], o[1][0], &k);                                       \
+            w[i] = bm_##name##_step(w[i], o[0][0], o[1][0], &k);                                   \
         }                                                                                          \
     }
 

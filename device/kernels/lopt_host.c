@@ -124,20 +124,20 @@ static inline __attribute__((always_inline)) void bm_add_squares(int features, f
 
 /* A block through `step` with `len` a constant for full blocks (so, inlined, their lanes are
  * contiguous loads) and the live count for the last. */
-#define BM_BLOCK(len, step) \
-    do {                    \
-        if ((len) == BM_LANES) { \
-            const int bm_len = BM_LANES; \
-            step;           \
-        } else {            \
-            const int bm_len = (len); \
-            step;           \
-        }                   \
+#define BM_BLOCK(len, step)                                                                        \
+    do {                                                                                           \
+        if ((len) == BM_LANES) {                                                                   \
+            const int bm_len = BM_LANES;                                                           \
+            step;                                                                                  \
+        } else {                                                                                   \
+            const int bm_len = (len);                                                              \
+            step;                                                                                  \
+        }                                                                                          \
     } while (0)
 
 #define BM_LOPT_HOST(name, features, layers, chunk, factored)                                      \
     int BM_GLUE(bm_##name##_lopt_host, BM_SUFFIX)(size_t n, float *restrict w, const float *restrict g, \
-                                                  const float *restrict s, float *restrict out,        \
+                                                  const float *restrict s, float *restrict out,    \
                                                   const float *restrict net, const bm_lopt_consts *k) { \
         if (factored && bm_adafac_pass0(n, g, s, out, k))                                          \
             return 1;                                                                              \
@@ -171,7 +171,7 @@ static inline __attribute__((always_inline)) void bm_add_squares(int features, f
                     f[j][e] *= norm[j];                                                            \
             bm_host_mlp(net, features, k->hidden, layers, f, o);                                   \
             for (int e = 0; e < len; e++)                                                          \
-                w[c + e] = bm_##name##_step(w[c + e], o[0][e], o[1][e], k);                            \
+                w[c + e] = bm_##name##_step(w[c + e], o[0][e], o[1][e], k);                        \
         }                                                                                          \
         return 0;                                                                                  \
     }

@@ -195,7 +195,7 @@ impl Net {
     }
 }
 
-/// The zero state of `net`'s rule for parameter `w` (a vector of [`LoptKernel::state_len`]).
+/// The zero state of `kernel` for parameter `w` (a vector of [`LoptKernel::state_len`] values).
 pub fn zeros(kernel: LoptKernel, w: &Var) -> candle_core::Result<Tensor> {
     Tensor::zeros(kernel.state_len(w.dims()), DType::F32, w.device())
 }
