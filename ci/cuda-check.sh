@@ -88,8 +88,8 @@ expected=$(( 2 * $(grep -m1 '^#define BM_LOPT_RULES(X)' device/kernels/lopt.h | 
 entries=$(grep -cE '^\.visible \.entry bm_[a-z0-9_]+_pass[12]' "$lopt" || true)
 [ "$expected" -gt 0 ] && [ "$entries" = "$expected" ] || { say "$lopt has $entries kernels, lopt.h's rules need $expected"; exit 1; }
 grep -q 'atom.global.add.f64' "$lopt" || { say "$lopt: pass 1 has no f64 atomic add"; exit 1; }
-for k in bm_adafac_sums bm_adafac_stats bm_adafac_row_factors; do
-    grep -qE "^\.visible \.entry $k\(" "$lopt" || { say "$lopt has no pass-0 kernel $k (factored statistics)"; exit 1; }
+for k in bm_adafac_sums bm_adafac_stats bm_adafac_row_factors bm_velo_stats_phase bm_velo_stats_finish; do
+    grep -qE "^\.visible \.entry $k\(" "$lopt" || { say "$lopt has no kernel $k (pass 0, VeLO's statistics)"; exit 1; }
 done
 say "learned fused kernels: $entries entries in $lopt"
 

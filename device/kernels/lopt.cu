@@ -9,6 +9,7 @@
 //         (zeroed by the caller).
 // pass 2: the normalisers from `sums`, then per element the network and the step; the network
 //         (a few thousand floats) is read from global memory through the read-only cache.
+// VeLO's per-tensor statistics (the LSTM's inputs): three reduction phases and a finish.
 #include "lopt.h"
 
 #define BM_GRID_STRIDE(i, count) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count); i += (size_t)blockDim.x * gridDim.x)
@@ -41,6 +42,36 @@ extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ o
     BM_GRID_STRIDE(t, BM_ADAFAC_K * means) {
         bm_adafac_row_factor(out + bm_adafac_rows_at(n), lr, (int)(t / means), t % means, &k);
     }
+}
+
+// VeLO's per-tensor statistics: one launch per phase (f64 sums per thread, across the warp by
+// shuffles, one atomicAdd per warp and sum into `sums`, zeroed by the caller), then one thread
+// for the 8 statistics.
+extern "C" __global__ void bm_velo_stats_phase(size_t n, const float *__restrict__ p, const float *__restrict__ st, int phase,
+                                               double *__restrict__ sums) {
+    float norm = phase ? bm_velo_norm(sums, n) : 0.0f, mu[3] = {0.0f, 0.0f, 0.0f}, t[6];
+    if (phase == 2)
+        for (int j = 0; j < 3; j++)
+            mu[j] = bm_velo_mu(sums, n, j);
+    double acc[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    int count = phase == 0 ? 1 : (phase == 1 ? 4 : 6);
+    BM_GRID_STRIDE(i, n) {
+        bm_velo_terms(phase, i, n, p, st, st + 3 * n, norm, mu, t);
+        for (int j = 0; j < count; j++)
+            acc[j] += (double)t[j];
+    }
+    for (int j = 0; j < count; j++) {
+        double x = acc[j];
+        for (int off = 16; off > 0; off >>= 1)
+            x += __shfl_down_sync(0xffffffffu, x, off);
+        if ((threadIdx.x & 31) == 0)
+            atomicAdd(&sums[bm_velo_first_sum(phase) + j], x);
+    }
+}
+
+extern "C" __global__ void bm_velo_stats_finish(size_t n, const double *__restrict__ sums, float *__restrict__ out) {
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        bm_velo_finish(sums, n, out);
 }
 
 #define BM_LOPT_KERNELS(name, features, layers, chunk, factored)                                   \

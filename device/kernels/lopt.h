@@ -414,6 +414,63 @@ BM_LOPT_INLINE void bm_adafac_row_factor(float *rows, size_t len, int j, size_t 
     }
 }
 
+/* VeLO's per-tensor statistics (the LSTM's inputs, from the parameter and the state before this
+ * step's fold), as beatmatch-learned's `velo::rnn_features` reduces them: f64 sums of f32 terms
+ * in three phases, each needing the last's results —
+ *   phase 0: Σ p²                                     -> sums[0]
+ *   phase 1: Σ m_j·norm (j < 3), Σ v·norm              -> sums[1..5]   (norm from phase 0)
+ *   phase 2: Σ (m_j·norm − μ_j)², Σ (v·norm − μ_j)²     -> sums[5..11]  (μ_j from phase 1)
+ * then the 8 statistics [mean p², mean v·norm, var_m (3), var_v (3)] (`velo::TensorStats`). */
+#define BM_VELO_SUMS 11
+#define BM_VELO_STATS 8
+
+BM_LOPT_INLINE float bm_velo_norm(const double *sums, size_t n) {
+    float mean_sq = (float)(sums[0] / (double)n);
+    return 1.0f / sqrtf(fmaxf(mean_sq, 1e-9f));
+}
+
+BM_LOPT_INLINE float bm_velo_mu(const double *sums, size_t n, int j) {
+    return (float)(sums[1 + j] / (double)n);
+}
+
+/* Phase `phase`'s terms at element i into t[] (1, 4 or 6 of them); `m` the momenta [3][n], `v`
+ * the second moment. */
+BM_LOPT_INLINE int bm_velo_terms(int phase, size_t i, size_t n, const float *p, const float *m, const float *v, float norm, const float *mu,
+                                 float *t) {
+    if (phase == 0) {
+        t[0] = p[i] * p[i];
+        return 1;
+    }
+    float vn = v[i] * norm;
+    if (phase == 1) {
+        for (int j = 0; j < 3; j++)
+            t[j] = m[j * n + i] * norm;
+        t[3] = vn;
+        return 4;
+    }
+    for (int j = 0; j < 3; j++) {
+        float d = m[j * n + i] * norm - mu[j];
+        t[j] = d * d;
+    }
+    for (int j = 0; j < 3; j++) {
+        float d = vn - mu[j];
+        t[3 + j] = d * d;
+    }
+    return 6;
+}
+
+/* Where phase `phase`'s sums start. */
+BM_LOPT_INLINE int bm_velo_first_sum(int phase) {
+    return phase == 0 ? 0 : (phase == 1 ? 1 : 5);
+}
+
+BM_LOPT_INLINE void bm_velo_finish(const double *sums, size_t n, float *out) {
+    out[0] = (float)(sums[0] / (double)n);
+    out[1] = (float)(sums[4] / (double)n);
+    for (int j = 0; j < 6; j++)
+        out[2 + j] = (float)(sums[5 + j] / (double)n);
+}
+
 /* The normaliser from a feature's summed squares over n elements. */
 BM_LOPT_INLINE float bm_lopt_norm(double sum, size_t n) {
     return 1.0f / sqrtf(1e-5f + (float)(sum / (double)n));

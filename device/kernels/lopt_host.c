@@ -186,3 +186,35 @@ static const bm_len_fn bm_lopt_lens[] = {BM_LOPT_RULES(BM_LOPT_LEN)};
 size_t BM_GLUE(bm_lopt_state_len, BM_SUFFIX)(int rule, size_t n, const bm_lopt_consts *k) {
     return bm_lopt_lens[rule](n, k);
 }
+
+/* VeLO's per-tensor statistics (lopt.h's bm_velo_*): each phase's sums over the host rules'
+ * `lane_sum` tree (element i to f64 lane i mod 16, each lane in element order, then the lanes
+ * in order), so the host rule's bits. `st` is the velo kernel's state (momenta, then the second
+ * moment); `out` gets the 8 statistics. */
+void BM_GLUE(bm_velo_stats, BM_SUFFIX)(size_t n, const float *restrict p, const float *restrict st, float *restrict out) {
+    double sums[BM_VELO_SUMS] = {0};
+    const float *m = st, *v = st + 3 * n;
+    for (int phase = 0; phase < 3; phase++) {
+        float norm = phase ? bm_velo_norm(sums, n) : 0.0f, mu[3] = {0};
+        if (phase == 2)
+            for (int j = 0; j < 3; j++)
+                mu[j] = bm_velo_mu(sums, n, j);
+        double lanes[6][BM_LANES] = {{0}};
+        float t[6];
+        int count = 0;
+        for (size_t i = 0; i < n; i++) {
+            count = bm_velo_terms(phase, i, n, p, m, v, norm, mu, t);
+            for (int j = 0; j < count; j++)
+                lanes[j][i % BM_LANES] += (double)t[j];
+        }
+        count = phase == 0 ? 1 : (phase == 1 ? 4 : 6);
+        for (int j = 0; j < count; j++) {
+            double sum = 0.0;
+            for (int e = 0; e < BM_LANES; e++)
+                sum += lanes[j][e];
+            sums[bm_velo_first_sum(phase) + j] = sum;
+        }
+    }
+    bm_velo_finish(sums, n, out);
+}
+

@@ -256,6 +256,75 @@ impl InplaceOp3 for Step<'_> {
     }
 }
 
+/// VeLO's 8 per-tensor statistics `[mean p², mean v·norm, var_m (3), var_v (3)]` (the LSTM's
+/// inputs, `velo::TensorStats` with the mean square first) of parameter values `p` and the
+/// `velo` kernel's state `st` before this step's fold: one fused reduction (`kernels/lopt.h`'s
+/// `bm_velo_*`; on the CPU the host rule's summation tree, so its bits), an `[8]` tensor on
+/// `p`'s device.
+pub fn velo_stats(p: &Tensor, st: &Tensor) -> candle_core::Result<Tensor> {
+    let n = p.elem_count();
+    if st.elem_count() < 4 * n {
+        bail!("velo_stats: a state of {} values for a parameter of {n} (expected the velo kernel's, at least {})", st.elem_count(), 4 * n);
+    }
+    p.contiguous()?.apply_op2_no_bwd(&st.contiguous()?, &VeloStats { n, len: st.elem_count() })
+}
+
+/// The candle op of [`velo_stats`].
+struct VeloStats {
+    /// Parameters.
+    n: usize,
+    /// State values.
+    len: usize,
+}
+
+type VeloStatsFn = unsafe extern "C" fn(usize, *const f32, *const f32, *mut f32);
+
+extern "C" {
+    fn bm_velo_stats_baseline(n: usize, p: *const f32, st: *const f32, out: *mut f32);
+    #[cfg(target_arch = "x86_64")]
+    fn bm_velo_stats_avx2(n: usize, p: *const f32, st: *const f32, out: *mut f32);
+    #[cfg(target_arch = "x86_64")]
+    fn bm_velo_stats_avx512f(n: usize, p: *const f32, st: *const f32, out: *mut f32);
+}
+
+/// The compilation of `bm_velo_stats` for the instruction set `beatmatch_core::simd::isa` names.
+fn velo_stats_host() -> VeloStatsFn {
+    match beatmatch_core::simd::isa() {
+        #[cfg(target_arch = "x86_64")]
+        "avx512f" => bm_velo_stats_avx512f,
+        #[cfg(target_arch = "x86_64")]
+        "avx2" => bm_velo_stats_avx2,
+        _ => bm_velo_stats_baseline,
+    }
+}
+
+impl candle_core::CustomOp2 for VeloStats {
+    fn name(&self) -> &'static str {
+        "velo_stats"
+    }
+
+    fn cpu_fwd(&self, p: &CpuStorage, pl: &Layout, st: &CpuStorage, sl: &Layout) -> candle_core::Result<(CpuStorage, candle_core::Shape)> {
+        let (CpuStorage::F32(p), CpuStorage::F32(st)) = (p, st) else { bail!("velo_stats takes f32 tensors") };
+        let (p, st) = (&p[crate::fused::span(pl, self.n, "parameter")?], &st[crate::fused::span(sl, self.len, "state")?]);
+        let mut out = vec![0f32; 8];
+        // SAFETY: `p` holds n values, `st` at least 4n (checked in `velo_stats`), `out` 8: what
+        // the function reads and writes.
+        unsafe { velo_stats_host()(self.n, p.as_ptr(), st.as_ptr(), out.as_mut_ptr()) };
+        Ok((CpuStorage::F32(out), candle_core::Shape::from(8)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        p: &candle_core::CudaStorage,
+        pl: &Layout,
+        st: &candle_core::CudaStorage,
+        sl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        cuda::velo_stats(self.n, self.len, p, pl, st, sl)
+    }
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::{LoptConsts, Step};
@@ -279,6 +348,41 @@ mod cuda {
     fn cfg(count: usize) -> LaunchConfig {
         let blocks = count.div_ceil(BLOCK as usize).clamp(1, 1 << 16) as u32;
         LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    pub(super) fn velo_stats(
+        n: usize,
+        len: usize,
+        p: &CudaStorage,
+        pl: &Layout,
+        st: &CudaStorage,
+        sl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, candle_core::Shape)> {
+        let dev = p.device.clone();
+        let p = p.as_cuda_slice::<f32>()?.slice(span(pl, n, "parameter")?);
+        let st = st.as_cuda_slice::<f32>()?.slice(span(sl, len, "state")?);
+        let mut sums = dev.alloc_zeros::<f64>(11)?;
+        let mut out = dev.alloc_zeros::<f32>(8)?;
+        let phase_fn = dev.get_or_load_custom_func("bm_velo_stats_phase", "beatmatch_lopt", PTX)?;
+        for phase in 0i32..3 {
+            let mut b = phase_fn.builder();
+            b.arg(&n);
+            b.arg(&p);
+            b.arg(&st);
+            b.arg(&phase);
+            b.arg(&mut sums);
+            // SAFETY: (size_t, const float*, const float*, int, double*); `p` holds n values,
+            // `st` at least 4n, `sums` 11; the stream orders the phases.
+            unsafe { b.launch(cfg(n)) }.w()?;
+        }
+        let finish = dev.get_or_load_custom_func("bm_velo_stats_finish", "beatmatch_lopt", PTX)?;
+        let mut b = finish.builder();
+        b.arg(&n);
+        b.arg(&sums);
+        b.arg(&mut out);
+        // SAFETY: (size_t, const double*, float*): 11 sums in, 8 statistics out.
+        unsafe { b.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1, 1, 1), shared_mem_bytes: 0 }) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), candle_core::Shape::from(8)))
     }
 
     pub(super) fn launch(

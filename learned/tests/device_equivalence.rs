@@ -8,6 +8,7 @@ use beatmatch_core::ParamInfo;
 use beatmatch_learned::checkpoint;
 use beatmatch_learned::mlp_lopt::MLP_LOPT;
 use beatmatch_learned::small_fc::SMALL_FC;
+use beatmatch_learned::{celo::CELO, velo::VELO};
 use beatmatch_testkit::synthetic_trajectory;
 use candle_core::Device;
 
@@ -32,9 +33,12 @@ fn infos() -> Vec<ParamInfo> {
 fn fused_learned_steps_on_the_cpu_give_the_host_bits() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let infos = infos();
-    for (arch, path) in
-        [(MLP_LOPT, root.join("checkpoints/mlp_lopt_es_mnist1d.safetensors")), (SMALL_FC, root.join("checkpoints/small_fc_es_mnist1d.safetensors"))]
-    {
+    for (arch, path) in [
+        (MLP_LOPT, root.join("checkpoints/mlp_lopt_es_mnist1d.safetensors")),
+        (SMALL_FC, root.join("checkpoints/small_fc_es_mnist1d.safetensors")),
+        (VELO, root.join("../testdata/fixtures/velo_case1.theta.msgpack")),
+        (CELO, root.join("checkpoints/celo_phase2_mnist1d.safetensors")),
+    ] {
         let ckpt = checkpoint::load(&path, Some(arch)).unwrap();
         let host = synthetic_trajectory(beatmatch_learned::build(&ckpt, &infos).unwrap().as_mut(), &infos);
         let mut on_device = beatmatch_learned::build_on(arch, &ckpt.theta, &ckpt.hyperparameters, 1, &infos, &Device::Cpu).unwrap();
@@ -93,4 +97,52 @@ fn the_velo_kernel_gives_the_host_features_bits() {
         }
         assert!(n == 0 || host != start, "velo kernel: {} did not move", info.name);
     }
+}
+
+/// VeLO's per-tensor statistics as one fused reduction (`beatmatch_device::lopt::velo_stats`,
+/// the LSTM's inputs) against the host's `velo::tensor_stats` and mean square, bit for bit, on
+/// values large enough that the LSTM's clipped logarithms read them (the optimizers' runs above
+/// reach them only through the mean square), over lengths with a partial last lane block, and
+/// on a tensor whose sums cancel within one of the 16 lanes (so only the host's summation tree
+/// gives its bits).
+#[test]
+fn velos_statistics_give_the_host_bits() {
+    use beatmatch_device::lopt::{self, LoptKernel};
+    use beatmatch_learned::features::sum_squares;
+    use beatmatch_learned::velo::tensor_stats;
+    use candle_core::Tensor;
+    let check = |name: &str, p: &[f32], st: &[f32]| {
+        let n = p.len();
+        let got: Vec<f32> = lopt::velo_stats(&Tensor::from_slice(p, n, &Device::Cpu).unwrap(), &Tensor::from_slice(st, st.len(), &Device::Cpu).unwrap())
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mean_sq = (sum_squares(p) / n as f64) as f32;
+        let s = tensor_stats(mean_sq, &st[..3 * n], &st[3 * n..4 * n]);
+        let want = [mean_sq, s.mean_rms, s.var_m[0], s.var_m[1], s.var_m[2], s.var_rms[0], s.var_rms[1], s.var_rms[2]];
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{name}: {got:?} against {want:?}"
+        );
+    };
+    for info in infos() {
+        let n = info.numel();
+        let p: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        // Momenta, then the second moment (values 3n..4n, ≥ 0), then the statistics.
+        let st: Vec<f32> = (0..LoptKernel::Velo.state_len(&info.shape))
+            .map(|i| ((i * 53 % 97) as f32 - 40.0) * 0.021)
+            .enumerate()
+            .map(|(i, x)| if (3 * n..4 * n).contains(&i) { x.abs() } else { x })
+            .collect();
+        check(&info.name, &p, &st);
+    }
+    // 40 values: the first momentum's ±1e30 both fall in lane 0 and cancel there, beside a 1 in
+    // lane 1; added in element order instead, the 1 would vanish into 1e30.
+    let n = 40;
+    let p = vec![0.5f32; n];
+    let mut st = vec![0.25f32; 7 * n];
+    st[..n].fill(0.0);
+    (st[0], st[1], st[16]) = (1e30, 1.0, -1e30);
+    check("cancelling", &p, &st);
 }

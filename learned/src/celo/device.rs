@@ -6,7 +6,7 @@
 
 use crate::celo::scheduler::SchedulerState;
 use crate::celo::CeloNet;
-use crate::velo::device::{fused_step, mean_all_f64, velo_net};
+use crate::velo::device::{fused_step, velo_net};
 use beatmatch_core::StepContext;
 use beatmatch_device::lopt::{self, LoptKernel};
 use beatmatch_device::{value, DeviceRule};
@@ -40,9 +40,10 @@ impl DeviceRule for CeloOnDevice {
         let schedule = self.0.scheduler().step(&mut s.sched, ctx.loss(0), ctx.num_steps);
         let grads: Vec<Tensor> = grads.iter().map(|g| g.clamp(-1000f32, 1000f32)).collect::<candle_core::Result<_>>()?;
         let olds: Vec<Tensor> = params.iter().map(value).collect();
-        // Each tensor's mean square (an f64 sum, as the host's), down in one transfer.
-        let mean_sq: Vec<Tensor> = olds.iter().map(|p| mean_all_f64(&p.sqr()?)).collect::<candle_core::Result<_>>()?;
-        let mean_sq: Vec<f32> = Tensor::stack(&mean_sq, 0)?.to_vec1()?;
+        // Each tensor's mean square (VeLO's first statistic: the host's summation tree), down in
+        // one transfer.
+        let mean_sq: Vec<Tensor> = olds.iter().zip(&s.tensors).map(|(p, st)| lopt::velo_stats(p, st)?.narrow(0, 0, 1)).collect::<candle_core::Result<_>>()?;
+        let mean_sq: Vec<f32> = Tensor::cat(&mean_sq, 0)?.to_vec1()?;
         let net = velo_net(&self.0.interpolate(&schedule.controls))?;
         for (i, (w, g)) in params.iter().zip(&grads).enumerate() {
             fused_step(&mut s.tensors[i], self.0.decays(), w, g, &net, self.0.rule(&schedule, mean_sq[i]))?;

@@ -16,7 +16,7 @@ use crate::velo::{rnn_features_from, LossBuffer, TensorStats, VeloNet, RNN_INPUT
 use beatmatch_core::StepContext;
 use beatmatch_device::lopt::{self, LoptConsts, LoptKernel, Net};
 use beatmatch_device::{value, DeviceRule};
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 /// VeLO bound to its theta (one member).
 pub struct VeloOnDevice(pub VeloNet);
@@ -33,34 +33,6 @@ pub struct State {
     loss_buffer: Option<LossBuffer>,
     /// Steps taken.
     pub iteration: u32,
-}
-
-/// Mean of `x` over the whole tensor, summed in f64, rounded to f32: a 0-d tensor.
-pub(crate) fn mean_all_f64(x: &Tensor) -> candle_core::Result<Tensor> {
-    let n = Tensor::new(x.elem_count() as f64, x.device())?;
-    x.to_dtype(DType::F64)?.sum_all()?.broadcast_div(&n)?.to_dtype(DType::F32)
-}
-
-/// One tensor's `[mean p², mean rms·norm, var_m (3), var_rms (3)]` from its old parameters and
-/// its kernel state `st` (the momenta and the second moment come first), as
-/// `crate::velo::rnn_features` reduces them on the host.
-fn statistics(p: &Tensor, st: &Tensor) -> candle_core::Result<Tensor> {
-    let (p, n) = (p.flatten_all()?, p.elem_count());
-    let m: Vec<Tensor> = (0..3).map(|j| st.narrow(0, j * n, n)).collect::<candle_core::Result<_>>()?;
-    let rms = st.narrow(0, 3 * n, n)?;
-    let mean_sq = mean_all_f64(&p.sqr()?)?;
-    let norm = mean_sq.maximum(1e-9f32)?.sqrt()?.recip()?;
-    let sm: Vec<Tensor> = m.iter().map(|x| x.broadcast_mul(&norm)).collect::<candle_core::Result<_>>()?;
-    let sr = rms.broadcast_mul(&norm)?;
-    let mu: Vec<Tensor> = sm.iter().map(mean_all_f64).collect::<candle_core::Result<_>>()?;
-    let mut out = vec![mean_sq, mean_all_f64(&sr)?];
-    for (s, u) in sm.iter().zip(&mu) {
-        out.push(mean_all_f64(&s.broadcast_sub(u)?.sqr()?)?);
-    }
-    for u in &mu {
-        out.push(mean_all_f64(&sr.broadcast_sub(u)?.sqr()?)?);
-    }
-    Tensor::stack(&out, 0)
 }
 
 /// VeLO's per-parameter step for one tensor (Celo's too), fused: fold the clipped gradient `g`
@@ -107,7 +79,7 @@ impl DeviceRule for VeloOnDevice {
         let olds: Vec<Tensor> = params.iter().map(value).collect();
 
         // The old state's per-tensor statistics, down in one transfer; the LSTM on the host.
-        let per_tensor: Vec<Tensor> = olds.iter().zip(&s.tensors).map(|(p, st)| statistics(p, st)).collect::<candle_core::Result<_>>()?;
+        let per_tensor: Vec<Tensor> = olds.iter().zip(&s.tensors).map(|(p, st)| lopt::velo_stats(p, st)).collect::<candle_core::Result<_>>()?;
         let per_tensor: Vec<Vec<f32>> = Tensor::stack(&per_tensor, 0)?.to_vec2()?;
         let inputs: Vec<[f32; RNN_INPUTS]> = per_tensor
             .iter()

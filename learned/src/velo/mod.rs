@@ -244,11 +244,17 @@ pub struct TensorStats {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn rnn_features(mean_sq: f32, g: &[f32], m: &[f32], rms: &[f32], shape: &[usize], fraction_trained: f32, loss_features: &[f32; 9]) -> [f32; RNN_INPUTS] {
+    let _ = g; // the gradient enters only through the normalisation in the reference, which it does not use
+    rnn_features_from(&tensor_stats(mean_sq, m, rms), shape, fraction_trained, loss_features)
+}
+
+/// One tensor's [`TensorStats`] from its parameters' mean square, its momenta `m` (`[3][n]`) and
+/// its second moment `rms` (`[n]`). The means and variances are f64 sums over the fixed tree of
+/// `lane_sum` (16 independent chains, not one chain as long as the tensor).
+#[inline(always)]
+pub fn tensor_stats(mean_sq: f32, m: &[f32], rms: &[f32]) -> TensorStats {
     let n = rms.len();
     let norm = 1.0 / mean_sq.max(1e-9).sqrt();
-    let _ = g; // the gradient enters only through the normalisation in the reference, which it does not use
-               // The means and variances below are f64 sums over the fixed tree of `lane_sum` (16
-               // independent chains, not one chain as long as the tensor).
     let (m0, m1, m2) = (&m[..n], &m[n..2 * n], &m[2 * n..3 * n]);
     let acc = [lane_sum(m0, |x| x * norm), lane_sum(m1, |x| x * norm), lane_sum(m2, |x| x * norm), lane_sum(rms, |x| x * norm)];
     let mean_m: [f32; 3] = std::array::from_fn(|j| (acc[j] / n as f64) as f32);
@@ -258,7 +264,7 @@ pub fn rnn_features(mean_sq: f32, g: &[f32], m: &[f32], rms: &[f32], shape: &[us
         stats.var_m[j] = (lane_sum(mj, |x| (x * norm - mu).powi(2)) / n as f64) as f32;
         stats.var_rms[j] = (lane_sum(rms, |x| (x * norm - mu).powi(2)) / n as f64) as f32;
     }
-    rnn_features_from(&stats, shape, fraction_trained, loss_features)
+    stats
 }
 
 /// The 30 LSTM inputs of a tensor of `shape` from its reduced statistics.
