@@ -49,12 +49,9 @@ extern "C" __global__ void bm_adafac_row_factors(size_t n, float *__restrict__ o
 // for the 8 statistics.
 extern "C" __global__ void bm_velo_stats_phase(size_t n, const float *__restrict__ p, const float *__restrict__ st, int phase,
                                                double *__restrict__ sums) {
-    float norm = phase ? bm_velo_norm(sums, n) : 0.0f, mu[3] = {0.0f, 0.0f, 0.0f}, t[6];
-    if (phase == 2)
-        for (int j = 0; j < 3; j++)
-            mu[j] = bm_velo_mu(sums, n, j);
+    float norm, mu[3], t[6];
+    int count = bm_velo_phase(phase, sums, n, &norm, mu);
     double acc[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-    int count = phase == 0 ? 1 : (phase == 1 ? 4 : 6);
     BM_GRID_STRIDE(i, n) {
         bm_velo_terms(phase, i, n, p, st, st + 3 * n, norm, mu, t);
         for (int j = 0; j < count; j++)

@@ -199,7 +199,7 @@ BM_LOPT_INLINE size_t bm_drop(size_t i, size_t inner, size_t axis) {
 /* bm_drop for each lane of a block: lane 0 by division, the others by stepping (no division
  * per element). */
 BM_LOPT_INLINE void bm_drop_lanes(size_t i0, int len, size_t inner, size_t axis, size_t idx[BM_LANES]) {
-    size_t a = i0 % inner, b = i0 / inner % axis, at = i0 / (inner * axis) * inner + a;
+    size_t a = i0 % inner, b = i0 / inner % axis, at = bm_drop(i0, inner, axis);
     for (int e = 0; e < BM_LANES; e++) {
         idx[e] = at;
         if (e + 1 < len && ++a == inner) {
@@ -424,29 +424,30 @@ BM_LOPT_INLINE void bm_adafac_row_factor(float *rows, size_t len, int j, size_t 
 #define BM_VELO_SUMS 11
 #define BM_VELO_STATS 8
 
-BM_LOPT_INLINE float bm_velo_norm(const double *sums, size_t n) {
-    float mean_sq = (float)(sums[0] / (double)n);
-    return 1.0f / sqrtf(fmaxf(mean_sq, 1e-9f));
+/* What phase `phase` reads of the earlier phases' sums — `norm` (phases 1, 2) from the mean
+ * square, `mu` (phase 2) the momenta's normalised means — and how many terms (and sums) it
+ * has: 1, 4 or 6. */
+BM_LOPT_INLINE int bm_velo_phase(int phase, const double *sums, size_t n, float *norm, float mu[3]) {
+    *norm = phase ? 1.0f / sqrtf(fmaxf((float)(sums[0] / (double)n), 1e-9f)) : 0.0f;
+    for (int j = 0; j < 3; j++)
+        mu[j] = phase == 2 ? (float)(sums[1 + j] / (double)n) : 0.0f;
+    return phase == 0 ? 1 : (phase == 1 ? 4 : 6);
 }
 
-BM_LOPT_INLINE float bm_velo_mu(const double *sums, size_t n, int j) {
-    return (float)(sums[1 + j] / (double)n);
-}
-
-/* Phase `phase`'s terms at element i into t[] (1, 4 or 6 of them); `m` the momenta [3][n], `v`
- * the second moment. */
-BM_LOPT_INLINE int bm_velo_terms(int phase, size_t i, size_t n, const float *p, const float *m, const float *v, float norm, const float *mu,
-                                 float *t) {
+/* Phase `phase`'s terms at element i into t[] (as many as bm_velo_phase says); `m` the momenta
+ * [3][n], `v` the second moment. */
+BM_LOPT_INLINE void bm_velo_terms(int phase, size_t i, size_t n, const float *p, const float *m, const float *v, float norm, const float *mu,
+                                  float *t) {
     if (phase == 0) {
         t[0] = p[i] * p[i];
-        return 1;
+        return;
     }
     float vn = v[i] * norm;
     if (phase == 1) {
         for (int j = 0; j < 3; j++)
             t[j] = m[j * n + i] * norm;
         t[3] = vn;
-        return 4;
+        return;
     }
     for (int j = 0; j < 3; j++) {
         float d = m[j * n + i] * norm - mu[j];
@@ -456,7 +457,6 @@ BM_LOPT_INLINE int bm_velo_terms(int phase, size_t i, size_t n, const float *p, 
         float d = vn - mu[j];
         t[3 + j] = d * d;
     }
-    return 6;
 }
 
 /* Where phase `phase`'s sums start. */

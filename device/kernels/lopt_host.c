@@ -195,19 +195,14 @@ void BM_GLUE(bm_velo_stats, BM_SUFFIX)(size_t n, const float *restrict p, const 
     double sums[BM_VELO_SUMS] = {0};
     const float *m = st, *v = st + 3 * n;
     for (int phase = 0; phase < 3; phase++) {
-        float norm = phase ? bm_velo_norm(sums, n) : 0.0f, mu[3] = {0};
-        if (phase == 2)
-            for (int j = 0; j < 3; j++)
-                mu[j] = bm_velo_mu(sums, n, j);
+        float norm, mu[3], t[6];
+        int count = bm_velo_phase(phase, sums, n, &norm, mu);
         double lanes[6][BM_LANES] = {{0}};
-        float t[6];
-        int count = 0;
         for (size_t i = 0; i < n; i++) {
-            count = bm_velo_terms(phase, i, n, p, m, v, norm, mu, t);
+            bm_velo_terms(phase, i, n, p, m, v, norm, mu, t);
             for (int j = 0; j < count; j++)
                 lanes[j][i % BM_LANES] += (double)t[j];
         }
-        count = phase == 0 ? 1 : (phase == 1 ? 4 : 6);
         for (int j = 0; j < count; j++) {
             double sum = 0.0;
             for (int e = 0; e < BM_LANES; e++)

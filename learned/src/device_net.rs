@@ -13,9 +13,13 @@ use candle_core::Tensor;
 /// then every layer's weights and biases, the last layer cut to its first two outputs
 /// (direction and magnitude: VeLO's third is never read).
 pub fn fused_net(kernel: beatmatch_device::lopt::LoptKernel, net: &Mlp, iteration: Option<u32>) -> candle_core::Result<beatmatch_device::lopt::Net> {
+    let folded;
     let net = match iteration {
-        Some(t) => net.with_constant_tail(&tanh_embedding(t as f32)),
-        None => net.clone(),
+        Some(t) => {
+            folded = net.with_constant_tail(&tanh_embedding(t as f32));
+            &folded
+        }
+        None => net,
     };
     let last = net.layers.len() - 1;
     let mut values = Vec::new();
