@@ -147,7 +147,7 @@ fn generate(rules: &[(String, usize)], isas: &[&str]) -> String {
     }
     s += "        }\n    }\n}\n\n";
     let _ = writeln!(s, "/// The compilation of `kernels/host.c` for instruction set `isa` (`avx512f`, `avx2`, `baseline`),\n/// its functions in [`Kernel`] order; `None` where this build has none (non-x86 targets have the\n/// baseline only).\npub fn host_kernels(isa: &str) -> Option<[HostFn; {n}]> {{");
-    let params = "n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, k: *const Consts)";
+    let params = "members: usize, n: usize, w: *mut f32, g: *const f32, s: *const f32, out: *mut f32, k: *const Consts)";
     isa_table(&mut s, rules.iter().map(|(r, _)| r.as_str()), isas, "host", params, "HostFn");
     s
 }

@@ -186,8 +186,8 @@ impl Kind for AdamKind {
     fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(Adam::new(&members.iter().map(AdamHp::from_values).collect::<Vec<_>>()), params)
     }
-    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(AdamStep::new(AdamHp::from_values(member))), params, device))
+    fn device_members(&self, members: &[Values], params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(members.iter().map(|member| AdamStep::new(AdamHp::from_values(member))).collect()), params, device))
     }
     fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
         (meta["optimizer"] == "optax.adam").then(|| optax_moments(&ReferenceArgs::of(name, meta), NAME))

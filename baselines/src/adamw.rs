@@ -121,8 +121,8 @@ impl Kind for AdamWKind {
     fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(AdamW::new(&members.iter().map(AdamWHp::from_values).collect::<Vec<_>>()), params)
     }
-    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(AdamWStep::new(AdamWHp::from_values(member))), params, device))
+    fn device_members(&self, members: &[Values], params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(members.iter().map(|member| AdamWStep::new(AdamWHp::from_values(member))).collect()), params, device))
     }
     fn is_horizon_free(&self, member: &Values) -> bool {
         !AdamWHp::from_values(member).scheduled()

@@ -150,8 +150,8 @@ impl Kind for AdemamixKind {
     fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(Ademamix::new(&members.iter().map(AdemamixHp::from_values).collect::<Vec<_>>()), params)
     }
-    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(AdemamixStep(Member::new(&AdemamixHp::from_values(member)))), params, device))
+    fn device_members(&self, members: &[Values], params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(members.iter().map(|member| AdemamixStep(Member::new(&AdemamixHp::from_values(member)))).collect()), params, device))
     }
     fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
         (meta["optimizer"] == "optax.contrib.ademamix").then(|| {

@@ -148,8 +148,12 @@ impl Kind for AlgoperfNadamwKind {
     fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(AlgoperfNadamw::new(&members.iter().map(AlgoperfNadamwHp::from_values).collect::<Vec<_>>()), params)
     }
-    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(AlgoperfNadamwStep(Member::new(&AlgoperfNadamwHp::from_values(member)))), params, device))
+    fn device_members(&self, members: &[Values], params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(
+            Fused(members.iter().map(|member| AlgoperfNadamwStep(Member::new(&AlgoperfNadamwHp::from_values(member)))).collect()),
+            params,
+            device,
+        ))
     }
     /// The schedule spans the budget.
     fn is_horizon_free(&self, _member: &Values) -> bool {

@@ -196,7 +196,14 @@ pub trait Kind: Send + Sync {
 
     /// The device rule for one member, uploading host slices (when handed those) to `device`;
     /// `None` for a kind without one.
-    fn device(&self, _member: &Values, _params: &[ParamInfo], _device: &Device) -> Option<Box<dyn Optimizer>> {
+    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        self.device_members(std::slice::from_ref(member), params, device)
+    }
+
+    /// The device rule over several members at once (tensors `[members, …]`, one fused kernel
+    /// launch per tensor for all of them), for a kind whose device rule is a fused kernel;
+    /// `None` for the others, which step one member at a time.
+    fn device_members(&self, _members: &[Values], _params: &[ParamInfo], _device: &Device) -> Option<Box<dyn Optimizer>> {
         None
     }
 

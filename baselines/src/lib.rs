@@ -103,13 +103,28 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
     Ok(kind.host(&members, params))
 }
 
-/// The device rule of the one member `specs` names, uploading host slices (when handed those)
-/// to `device`: specs are parsed and checked exactly as [`build_members`] checks them; more
-/// than one member, or a kind without a device rule, is an error.
+/// The device rule of the members `specs` name, uploading host slices (when handed those) to
+/// `device`: specs are parsed and checked exactly as [`build_members`] checks them. A kind
+/// without a device rule is an error, and so are several members of a kind whose device rule
+/// steps one member at a time (only the fused kernels step several).
 pub fn build_on(specs: &[OptimizerSpec], params: &[ParamInfo], device: &Device) -> Result<Box<dyn Optimizer>> {
     let (kind, members) = configure(specs)?;
-    beatmatch_device::one_member(members.len(), kind.name())?;
-    kind.device(&members[0], params, device).ok_or_else(|| anyhow::anyhow!("optimizer `{}` has no device implementation (host buffers only)", kind.name()))
+    let no_device = || anyhow::anyhow!("optimizer `{}` has no device implementation (host buffers only)", kind.name());
+    if members.len() == 1 {
+        return kind.device(&members[0], params, device).ok_or_else(no_device);
+    }
+    match kind.device_members(&members, params, device) {
+        Some(opt) => Ok(opt),
+        None => {
+            kind.device(&members[0], params, device).ok_or_else(no_device)?;
+            beatmatch_device::one_member(members.len(), kind.name()).map(|_| unreachable!("several members were asked for"))
+        }
+    }
+}
+
+/// Whether `spec`'s kind steps several members in one device rule (a fused kernel).
+pub fn steps_members_on_device(spec: &OptimizerSpec) -> bool {
+    find(&spec.kind).is_some_and(|k| configure(std::slice::from_ref(spec)).is_ok_and(|(_, m)| k.device_members(&m, &[], &Device::Cpu).is_some()))
 }
 
 /// Parse `specs` (one per member, all of one kind) into their kind and each member's values.

@@ -195,8 +195,8 @@ impl Kind for NAdamWKind {
     fn host(&self, members: &[Values], params_: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(NAdamW::new(&members.iter().map(params).collect::<Vec<_>>()), params_)
     }
-    fn device(&self, member: &Values, params_: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(NAdamWStep(params(member))), params_, device))
+    fn device_members(&self, members: &[Values], params_: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(members.iter().map(|member| NAdamWStep(params(member))).collect()), params_, device))
     }
     fn is_horizon_free(&self, member: &Values) -> bool {
         params(member).is_constant()

@@ -116,8 +116,8 @@ impl Kind for RmsPropKind {
     fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(RmsProp::new(&members.iter().map(RmsPropHp::from_values).collect::<Vec<_>>()), params)
     }
-    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(RmsPropStep::new(&RmsPropHp::from_values(member))), params, device))
+    fn device_members(&self, members: &[Values], params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(members.iter().map(|member| RmsPropStep::new(&RmsPropHp::from_values(member))).collect()), params, device))
     }
     fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
         (meta["optimizer"] == "optax.rmsprop").then(|| {

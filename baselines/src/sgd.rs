@@ -96,8 +96,8 @@ impl Kind for SgdKind {
     fn host(&self, members: &[Values], params: &[ParamInfo]) -> Box<dyn Optimizer> {
         bound(Sgd::new(&members.iter().map(SgdParams::from_values).collect::<Vec<_>>()), params)
     }
-    fn device(&self, member: &Values, params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
-        Some(beatmatch_device::on(Fused(SgdStep(SgdParams::from_values(member))), params, device))
+    fn device_members(&self, members: &[Values], params: &[ParamInfo], device: &Device) -> Option<Box<dyn Optimizer>> {
+        Some(beatmatch_device::on(Fused(members.iter().map(|member| SgdStep(SgdParams::from_values(member))).collect()), params, device))
     }
     fn reference_spec(&self, name: &str, meta: &serde_json::Value) -> Option<Result<OptimizerSpec>> {
         (meta["optimizer"] == "optax.sgd").then(|| {

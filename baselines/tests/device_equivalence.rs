@@ -45,8 +45,46 @@ fn the_device_path_on_the_cpu_gives_the_host_bits() {
 }
 
 #[test]
-fn more_than_one_member_is_refused_with_the_reason() {
-    let spec = OptimizerSpec::parse("adam:lr=0.01").unwrap();
+fn several_members_of_a_rule_stepped_one_member_at_a_time_are_refused_with_the_reason() {
+    let spec = OptimizerSpec::parse("muon:lr=0.01").unwrap();
     let e = beatmatch_baselines::build_on(&[spec.clone(), spec], &infos(), &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("one member at a time"), "{e}");
+}
+
+/// Three members of each fused kind, stepped by one kernel launch per tensor, against the host
+/// rule's three members: the same bits (member-major buffers, each member its own
+/// hyperparameters and gradients, over three steps).
+#[test]
+fn several_members_of_a_fused_kind_give_the_host_members_bits() {
+    let infos = infos();
+    let mut checked = 0;
+    for kind in beatmatch_baselines::kinds() {
+        let specs: Vec<OptimizerSpec> = (1..=3).map(|k| OptimizerSpec::new(kind.name()).with("lr", 1e-3 * k as f64)).collect();
+        if !beatmatch_baselines::steps_members_on_device(&specs[0]) {
+            continue;
+        }
+        let run = |opt: &mut dyn beatmatch_core::Optimizer| {
+            let mut params: Vec<Vec<f32>> = beatmatch_testkit::synthetic_params(&infos).into_iter().map(|v| v.repeat(3)).collect();
+            for step in 0..3u64 {
+                let grads: Vec<Vec<f32>> = params
+                    .iter()
+                    .enumerate()
+                    .map(|(t, p)| (0..p.len()).map(|i| (((i * 131 + t + step as usize * 17) % 1009) as f32 / 1009.0 - 0.5) * 0.01).collect())
+                    .collect();
+                let mut p: Vec<&mut [f32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
+                let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
+                opt.step(&mut p, &g, &beatmatch_core::StepContext { step, num_steps: 100, losses: &[2.0, 2.1, 2.2] });
+            }
+            params
+        };
+        let host = run(beatmatch_baselines::build_members(&specs, &infos).unwrap().as_mut());
+        let mut device = beatmatch_baselines::build_on(&specs, &infos, &Device::Cpu).unwrap();
+        assert_eq!(device.members(), 3);
+        let device = run(device.as_mut());
+        for (h, d) in host.iter().zip(&device) {
+            assert!(h.iter().zip(d).all(|(a, b)| a.to_bits() == b.to_bits()), "{}: three members on the device differ from the host rule's", kind.name());
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 8, "the fused kinds: sgdm, adam, adamw, nadamw, rmsprop, lion, ademamix, algoperf_nadamw");
 }

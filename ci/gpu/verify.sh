@@ -10,14 +10,15 @@
 # ci/gpu/out): facts.txt; fixtures.txt and fixtures-learned.txt (every baseline and learned
 # fixture through the device rules on the GPU: VeLO's, Celo's, small_fc's and MLP-LOpt's through
 # the fused learned kernels, device/kernels/lopt.cu); agreement.txt (MLP and Transformer
-# forward+backward and 50 training steps, CPU vs GPU; the baselines' fused kernels bit for bit
-# and the fused learned updates to 1e-4, TF32 off); smoke-{cpu,cuda}/ and quick-cuda/ result folders with their reports (quick-cpu/
+# forward+backward and 50 training steps, CPU vs GPU; a device population of 3, CPU vs GPU;
+# the baselines' fused kernels bit for bit and the fused learned updates to 1e-4, TF32 off);
+# smoke-{cpu,cuda}/ (and each with --population 1) and quick-cuda/ result folders with their reports (quick-cpu/
 # too with VERIFY_QUICK_CPU=1); plan-cuda.txt (per-step time and memory of a 1e8- and a
 # 1e9-parameter task, measured on the GPU); and throughput.md, the table the README quotes.
 #
 # Each step has its own timeout; a step that fails or times out is recorded as such and the
 # script goes on (a tier cut short still counts the runs it finished). The timeouts sum to
-# about 9 minutes (11 with VERIFY_QUICK_CPU=1). The CPU columns are this machine's CPU pinned
+# about 10 minutes (13 with VERIFY_QUICK_CPU=1). The CPU columns are this machine's CPU pinned
 # to two cores (taskset -c 0,1, --jobs 2): the 2-core machine the tiers are sized for.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -81,6 +82,7 @@ rm -rf "$out"/smoke-* "$out"/quick-*
 step smoke-cpu 45 "${cpu2[@]}" --tier smoke --out "$out/smoke-cpu"
 step smoke-cpu-k1 45 "${cpu2[@]}" --tier smoke --population 1 --no-report --out "$out/smoke-cpu-k1"
 step smoke-cuda 60 "$suite" run -q --device cuda --tier smoke --out "$out/smoke-cuda"
+step smoke-cuda-k1 60 "$suite" run -q --device cuda --tier smoke --population 1 --no-report --out "$out/smoke-cuda-k1"
 step quick-cuda 180 "$suite" run -q --device cuda --tier quick --out "$out/quick-cuda"
 if [ "${VERIFY_QUICK_CPU:-0}" = 1 ]; then
     step quick-cpu 180 "${cpu2[@]}" --tier quick --out "$out/quick-cpu"
@@ -103,11 +105,12 @@ row() { # tier device dir step
     echo "|---|---|---|---|---|"
     row smoke "cpu, 2 cores (population)" "$out/smoke-cpu" smoke-cpu
     row smoke "cpu, 2 cores (population 1, K=1)" "$out/smoke-cpu-k1" smoke-cpu-k1
-    row smoke "cuda (device path, one run at a time)" "$out/smoke-cuda" smoke-cuda
-    row quick "cuda (device path, one run at a time)" "$out/quick-cuda" quick-cuda
+    row smoke "cuda (device populations)" "$out/smoke-cuda" smoke-cuda
+    row smoke "cuda (population 1, K=1)" "$out/smoke-cuda-k1" smoke-cuda-k1
+    row quick "cuda (device populations)" "$out/quick-cuda" quick-cuda
     [ -d "$out/quick-cpu" ] && row quick "cpu, 2 cores (population)" "$out/quick-cpu" quick-cpu
     echo
-    echo "Populations on the GPU (K=30 members as one computation) are not built: the device path trains one run at a time."
+    echo "Device populations batch the forward and backward passes of logistic regressions, MLPs and autoencoders; ConvNets, LSTMs and Transformers train one run at a time on the GPU, and every optimizer steps member by member."
     echo
     echo "Per-step cost on the GPU (suite plan --device cuda; measured memory is the driver's high-water mark during a step):"
     echo

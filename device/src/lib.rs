@@ -43,6 +43,11 @@ pub trait DeviceRule: Send + Sync + 'static {
     type State: Clone + Send + 'static;
     /// Short name, for messages.
     fn name(&self) -> &'static str;
+    /// Members updated together: each parameter tensor is then `[members, …]`, member-major
+    /// (one member's tensors keep their own shapes).
+    fn members(&self) -> usize {
+        1
+    }
     /// Fresh state for `params` (on their device, with their shapes).
     fn init(&self, params: &[Var]) -> candle_core::Result<Self::State>;
     /// One update of `params` in place.
@@ -91,10 +96,19 @@ impl<R: DeviceRule> OnDevice<R> {
         self.rule.update(state, params, &grads, ctx)
     }
 
+    /// Tensor `i`'s shape as the rule takes it: its own for one member, `[members, …]` for more.
+    fn shape(&self, i: usize) -> Vec<usize> {
+        let own = &self.infos[i].shape;
+        match self.rule.members() {
+            1 => own.clone(),
+            m => std::iter::once(m).chain(own.iter().copied()).collect(),
+        }
+    }
+
     fn on_host(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], ctx: &StepContext<'_>) -> candle_core::Result<()> {
         let dev = self.host_device.clone();
-        let vars = params.iter().zip(&self.infos).map(|(p, i)| Var::from_slice(p, i.shape.clone(), &dev)).collect::<candle_core::Result<Vec<_>>>()?;
-        let gs = grads.iter().zip(&self.infos).map(|(g, i)| Tensor::from_slice(g, i.shape.clone(), &dev)).collect::<candle_core::Result<Vec<_>>>()?;
+        let vars = params.iter().enumerate().map(|(i, p)| Var::from_slice(p, self.shape(i), &dev)).collect::<candle_core::Result<Vec<_>>>()?;
+        let gs = grads.iter().enumerate().map(|(i, g)| Tensor::from_slice(g, self.shape(i), &dev)).collect::<candle_core::Result<Vec<_>>>()?;
         self.apply(&vars, &gs, ctx)?;
         for (p, v) in params.iter_mut().zip(&vars) {
             p.copy_from_slice(&v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
@@ -105,7 +119,7 @@ impl<R: DeviceRule> OnDevice<R> {
 
 impl<R: DeviceRule> Optimizer for OnDevice<R> {
     fn members(&self) -> usize {
-        1
+        self.rule.members()
     }
 
     fn update(&mut self, bufs: Buffers<'_, '_>, ctx: &StepContext<'_>) -> Result<(), UpdateError> {
@@ -155,12 +169,8 @@ impl<R: DeviceRule> Optimizer for OnDevice<R> {
             }
             Params::Host(slices) => {
                 let dev = self.host_device.clone();
-                let vars = slices
-                    .iter()
-                    .zip(&self.infos)
-                    .map(|(p, i)| Var::from_slice(p, i.shape.clone(), &dev))
-                    .collect::<candle_core::Result<Vec<_>>>()
-                    .map_err(fail)?;
+                let vars =
+                    slices.iter().enumerate().map(|(i, p)| Var::from_slice(p, self.shape(i), &dev)).collect::<candle_core::Result<Vec<_>>>().map_err(fail)?;
                 let Some(tensors) = self.rule.eval_params(state, &vars).map_err(fail)? else { return Ok(None) };
                 let values = tensors.iter().map(|t| t.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>().map_err(fail)?;
                 Ok(Some(EvalAt::Host(values)))
@@ -169,17 +179,17 @@ impl<R: DeviceRule> Optimizer for OnDevice<R> {
     }
 }
 
-/// `rule` bound to fresh state for tensors `params` (one member), uploading host slices (when
-/// handed those) to `device`.
+/// `rule` bound to fresh state for tensors `params` (shapes of one member; the rule's members
+/// each have them), uploading host slices (when handed those) to `device`.
 pub fn on<R: DeviceRule>(rule: R, params: &[ParamInfo], device: &Device) -> Box<dyn Optimizer> {
     Box::new(OnDevice::new(rule, params).uploading_to(device))
 }
 
-/// Refuse more than one member: the device path trains one member at a time (populations are
-/// the CPU engine's). `name` is the optimizer's, for the message.
+/// Refuse more than one member for a rule that steps one member at a time on a device (only
+/// the fused kernels step several). `name` is the optimizer's, for the message.
 pub fn one_member(members: usize, name: &str) -> Result<()> {
     if members != 1 {
-        bail!("the device path trains one member at a time; {members} members of `{name}` were asked for");
+        bail!("`{name}` steps one member at a time on a device; {members} members were asked for");
     }
     Ok(())
 }

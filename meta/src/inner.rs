@@ -20,7 +20,7 @@ use beatmatch_learned::theta::Theta;
 use beatmatch_learned::Architecture;
 use beatmatch_tasks::datasets::Dataset;
 use beatmatch_tasks::models::Normalizer;
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup, Population};
 use beatmatch_tasks::task::Task;
 use rand::Rng;
 use std::sync::Arc;

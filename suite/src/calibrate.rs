@@ -8,8 +8,9 @@ use crate::target::free_memory;
 use anyhow::Result;
 use beatmatch_tasks::data::{rng, BatchStream, View, STREAM_INIT};
 use beatmatch_tasks::datasets::Dataset;
+use beatmatch_tasks::device_population::DevicePopulation;
 use beatmatch_tasks::inner::loss_and_grads;
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup, Population};
 use beatmatch_tasks::Problem;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -87,14 +88,9 @@ pub struct ProblemCost {
 /// update; updates are estimated apart) and split each cost into its fixed and per-member part.
 pub fn calibrate_population(problem: &Problem, data: &Dataset, steps: u64) -> Result<ProblemCost> {
     let infos = problem.build_model().params().to_vec();
-    // Steps timed without the measurements a run takes between them (those are timed apart).
-    let mut quiet = problem.clone();
-    quiet.measurement.every = u64::MAX / 2;
-    quiet.measurement.eval_at.clear();
-    let problem = &quiet;
-    let time = |k: usize| -> Result<StepCost> {
-        let specs = vec![beatmatch_core::OptimizerSpec::new(beatmatch_baselines::sgd::NAME).with("lr", 1e-3).with("momentum", 0.0); k];
-        let opt = beatmatch_baselines::build_members(&specs, &infos)?;
+    let problem = &quiet(problem);
+    split(&|k| {
+        let opt = beatmatch_baselines::build_members(&vec![cheapest(); k], &infos)?;
         let plans = vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k];
         let mut pop = Population::new(problem, data, 0, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
         pop.advance(1)?;
@@ -103,7 +99,43 @@ pub fn calibrate_population(problem: &Problem, data: &Dataset, steps: u64) -> Re
         let step_s = start.elapsed().as_secs_f64() / steps as f64;
         let (measure_s, eval_s) = pop.time_measurements();
         Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
-    };
+    })
+}
+
+/// [`calibrate_population`] for a device population on `device` (SGD's fused kernel over
+/// every member).
+pub fn calibrate_device_population(problem: &Problem, data: &Dataset, device: &Device, steps: u64) -> Result<ProblemCost> {
+    let infos = problem.build_model().params().to_vec();
+    let problem = &quiet(problem);
+    split(&|k| {
+        let opt = beatmatch_baselines::build_on(&vec![cheapest(); k], &infos, device)?;
+        let plans = vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k];
+        let mut pop = DevicePopulation::new(problem, data, 0, device, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
+        pop.advance(1)?;
+        let start = Instant::now();
+        pop.advance(steps)?;
+        let step_s = start.elapsed().as_secs_f64() / steps as f64;
+        let (measure_s, eval_s) = pop.time_measurements()?;
+        Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
+    })
+}
+
+/// SGD without momentum: the cheapest update (updates are estimated apart).
+fn cheapest() -> beatmatch_core::OptimizerSpec {
+    beatmatch_core::OptimizerSpec::new(beatmatch_baselines::sgd::NAME).with("lr", 1e-3).with("momentum", 0.0)
+}
+
+/// `problem` without the measurements a run takes between steps (those are timed apart).
+fn quiet(problem: &Problem) -> Problem {
+    let mut quiet = problem.clone();
+    quiet.measurement.every = u64::MAX / 2;
+    quiet.measurement.eval_at.clear();
+    quiet
+}
+
+/// A problem's costs from `time(k)`, the costs of a population of `k` members: those of 1 and
+/// 8 split into a fixed and a per-member part.
+fn split(time: &dyn Fn(usize) -> Result<StepCost>) -> Result<ProblemCost> {
     let (one, eight) = (time(1)?, time(8)?);
     let member = |a: f64, b: f64| ((b - a) / 7.0).max(0.0);
     let per_member = StepCost {

@@ -302,8 +302,8 @@ struct RunArgs {
     /// Runs in parallel (each single-threaded) [default: number of cores].
     #[arg(long)]
     jobs: Option<usize>,
-    /// Device: `cpu` (the host path); `cpu-device` (the device path on the CPU, one run at a
-    /// time: what a GPU run executes); `cuda` or `cuda:N` (builds with `--features cuda`).
+    /// Device: `cpu` (the host path); `cpu-device` (the device path on the CPU: what a GPU run
+    /// executes); `cuda` or `cuda:N` (builds with `--features cuda`).
     /// Tasks that need a GPU are skipped on the CPU with one line.
     #[arg(long, default_value = "cpu")]
     device: String,

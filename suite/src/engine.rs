@@ -4,20 +4,22 @@
 //!   autoencoders as populations (a run group's members at once), candle the other families
 //!   one run at a time; every optimizer is its host rule on the parameters' own storage.
 //! * [`Engine::Device`]: candle on a device (the CPU for `--device cpu-device`, a GPU for
-//!   `cuda`): every optimizer is its device rule on device-resident tensors, every run trains
-//!   alone.
+//!   `cuda`): every optimizer is its device rule on device-resident tensors; logistic
+//!   regressions, MLPs and autoencoders train as device populations (one forward and backward
+//!   pass for a run group's members), the other families one run at a time.
 //!
 //! The engine answers the questions that depend on it — how optimizers are built, which
 //! runner trains run groups and at what population size, how a problem's costs are
 //! calibrated — so no other module asks which engine it is.
 
-use crate::calibrate::{calibrate, calibrate_population, ProblemCost, StepCost};
+use crate::calibrate::{calibrate, calibrate_device_population, calibrate_population, ProblemCost, StepCost};
 use crate::factory::OptimizerFactory;
-use crate::runner::{OneByOne, PopulationRunner, Runner};
+use crate::runner::{DevicePopulationRunner, PopulationRunner, Runner};
 use anyhow::Result;
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_learned::checkpoint::Checkpoint;
 use beatmatch_tasks::datasets::Dataset;
+use beatmatch_tasks::device_population::DevicePopulation;
 use beatmatch_tasks::population::Population;
 use beatmatch_tasks::Problem;
 use candle_core::Device;
@@ -27,7 +29,8 @@ use candle_core::Device;
 pub enum Engine {
     /// The host path: populations on the native dense engine, host optimizer rules.
     Host,
-    /// A candle device through the device rules, one run at a time.
+    /// A candle device through the device rules: device populations where the family batches
+    /// members, else one run at a time.
     Device(Device),
 }
 
@@ -64,28 +67,27 @@ impl Engine {
         }
     }
 
-    /// The largest population the runner trains together, from the one asked for (None:
-    /// whole run groups): on a device every run trains alone.
+    /// The largest population the runner trains together: the one asked for (None: whole run
+    /// groups).
     pub fn population(&self, requested: Option<usize>) -> Option<usize> {
-        match self {
-            Engine::Host => requested,
-            Engine::Device(_) => Some(1),
-        }
+        requested
     }
 
     /// The runner that trains run groups here, building optimizers with `factory`.
     pub fn runner<'a>(&self, factory: &'a OptimizerFactory, population: Option<usize>) -> Box<dyn Runner + 'a> {
         match self {
             Engine::Host => Box::new(PopulationRunner { max: population, factory }),
-            Engine::Device(d) => Box::new(OneByOne { device: d.clone(), factory }),
+            Engine::Device(d) => Box::new(DevicePopulationRunner { device: d.clone(), max: population, factory }),
         }
     }
 
     /// Measure `problem`'s costs here: as populations of 1 and 8 members where it trains as
     /// one, else a few steps of one run on the device.
     pub fn calibrate(&self, problem: &Problem, data: &Dataset) -> Result<ProblemCost> {
-        if !self.is_device() && Population::<dyn Optimizer>::supports(problem) {
-            return calibrate_population(problem, data, 60);
+        match self {
+            Engine::Host if Population::<dyn Optimizer>::supports(problem) => return calibrate_population(problem, data, 60),
+            Engine::Device(d) if DevicePopulation::supports(problem) => return calibrate_device_population(problem, data, d, 20),
+            _ => {}
         }
         let zero = StepCost { step_s: 0.0, measure_s: 0.0, eval_s: 0.0, device_bytes: 0 };
         let fixed = calibrate(problem, data, self.device(), 5)?;

@@ -10,10 +10,11 @@ use crate::factory::OptimizerFactory;
 use crate::foreign::source::is_foreign;
 use crate::plan::Job;
 use anyhow::Result;
-use beatmatch_core::{RunRecord, RunStatus, Timing, RECORD_SCHEMA_VERSION};
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_core::{OptimizerSpec, RunRecord, RunStatus, Timing, RECORD_SCHEMA_VERSION};
+use beatmatch_tasks::device_population::DevicePopulation;
+use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup, Population};
 use beatmatch_tasks::train::{train, RunSettings, TrainOutcome};
-use beatmatch_tasks::Problem;
+use beatmatch_tasks::{Dataset, Problem};
 use candle_core::Device;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -89,63 +90,147 @@ impl Runner for PopulationRunner<'_> {
         if !Population::<dyn beatmatch_core::Optimizer>::supports(group.problem) {
             return OneByOne { device: Device::Cpu, factory: self.factory }.run_group(group, progress, done);
         }
-        // A worker that fails ends the population it is in: each foreign configuration trains
-        // in a population of its own, so it takes no other optimizer's runs down with it.
-        let mut parts: BTreeMap<Option<OptimizerKey>, Vec<&Job>> = BTreeMap::new();
-        for &j in &group.jobs {
-            parts.entry(is_foreign(&j.key.optimizer).then(|| optimizer_key(j))).or_default().push(j);
+        run_members(self, self.factory, group, progress, done);
+    }
+}
+
+impl BuildMembers for PopulationRunner<'_> {
+    fn build<'d>(&self, problem: &'d Problem, seed: u64, data: &'d Dataset, jobs: &[&Job]) -> Result<Box<dyn Members + 'd>> {
+        let groups = optimizer_groups(self.factory, problem, jobs, &|_| true)?;
+        Ok(Box::new(Population::new(problem, data, seed, &plans(jobs), groups)?))
+    }
+}
+
+/// The optimizer groups of `jobs` (in optimizer-group order): each run of one optimizer key
+/// is one group where `together` holds for its spec, one group per member elsewhere.
+fn optimizer_groups(factory: &OptimizerFactory, problem: &Problem, jobs: &[&Job], together: &dyn Fn(&OptimizerSpec) -> bool) -> Result<Vec<OptimizerGroup>> {
+    let infos = problem.build_model().params().to_vec();
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < jobs.len() {
+        let key = optimizer_key(jobs[start]);
+        let mut end = start + jobs[start..].iter().take_while(|j| optimizer_key(j) == key).count();
+        if !together(&jobs[start].key.optimizer) {
+            end = start + 1;
         }
-        if parts.len() > 1 {
-            for (_, jobs) in parts {
-                self.run_group(&JobGroup { problem: group.problem, seed: group.seed, jobs }, progress, done);
-            }
-            return;
+        let specs: Vec<_> = jobs[start..end].iter().map(|j| j.key.optimizer.clone()).collect();
+        groups.push(OptimizerGroup { optimizer: factory.build_members(&specs, &infos)?, members: start..end });
+        start = end;
+    }
+    Ok(groups)
+}
+
+/// The device population runner: the members of a run group train together as one
+/// [`DevicePopulation`] on `device` (the families whose model batches members), a fused kind's
+/// members stepped together, every other rule one member at a time; the other families train
+/// one by one there. Each member's record is the bits of its run alone on the CPU device.
+pub struct DevicePopulationRunner<'a> {
+    /// Device to train on.
+    pub device: Device,
+    /// Largest population (None: whole run groups).
+    pub max: Option<usize>,
+    /// Builds the members' optimizers.
+    pub factory: &'a OptimizerFactory,
+}
+
+impl Runner for DevicePopulationRunner<'_> {
+    fn max_members(&self) -> Option<usize> {
+        self.max
+    }
+
+    fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
+        if !DevicePopulation::supports(group.problem) {
+            return OneByOne { device: self.device.clone(), factory: self.factory }.run_group(group, progress, done);
         }
-        // Members in optimizer-group order; `finished[i]` once job i's record is out.
-        let mut jobs: Vec<&Job> = group.jobs.clone();
-        jobs.sort_by_key(|j| optimizer_key(j));
-        let mut finished = vec![false; jobs.len()];
-        let started = Instant::now();
-        let result = (|| -> Result<()> {
-            let data = group.problem.dataset.load()?;
-            let infos = group.problem.build_model().params().to_vec();
-            let mut groups = Vec::new();
-            let mut start = 0;
-            while start < jobs.len() {
-                let key = optimizer_key(jobs[start]);
-                let end = start + jobs[start..].iter().take_while(|j| optimizer_key(j) == key).count();
-                let specs: Vec<_> = jobs[start..end].iter().map(|j| j.key.optimizer.clone()).collect();
-                groups.push(OptimizerGroup { optimizer: self.factory.build_members(&specs, &infos)?, members: start..end });
-                start = end;
-            }
-            let plans: Vec<MemberPlan> = jobs.iter().map(|j| MemberPlan { steps: j.key.steps, horizon: j.key.horizon }).collect();
-            let mut pop = Population::new(group.problem, &data, group.seed, &plans, groups)?;
-            // Wall time is shared among the members training during each stretch.
-            let mut seconds = vec![0f64; jobs.len()];
-            while !pop.is_done() {
-                let live: Vec<usize> = (0..jobs.len()).filter(|&m| pop.ended(m).is_none()).collect();
-                let t = Instant::now();
-                pop.advance(64)?;
-                let share = t.elapsed().as_secs_f64() / live.len().max(1) as f64;
-                for &m in &live {
-                    seconds[m] += share;
-                    progress(jobs[m], pop.step().min(jobs[m].key.steps));
+        // The study's memory check sized one run; a population holds about one run's memory
+        // per member, so on a GPU a group is split to what half the free memory holds.
+        let need = beatmatch_tasks::memory::estimate(group.problem, 2.0).total().max(1);
+        if let Some(free) = crate::target::free_memory(&self.device).ok().flatten() {
+            let fit = ((free / 2) / need).max(1) as usize;
+            if group.jobs.len() > fit {
+                for jobs in group.jobs.chunks(fit) {
+                    self.run_group(&JobGroup { problem: group.problem, seed: group.seed, jobs: jobs.to_vec() }, progress, done);
                 }
-                for m in live.into_iter().filter(|&m| pop.ended(m).is_some()) {
-                    let o = pop.outcome(m);
-                    finished[m] = true;
-                    let r = stamped(self.factory, record(jobs[m], o.status, o.curve, o.evals));
-                    done(jobs[m], r, Timing { seconds: seconds[m], steps: jobs[m].key.steps });
-                }
+                return;
             }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let msg = format!("{e:#}");
-            let secs = started.elapsed().as_secs_f64();
-            for (job, _) in jobs.iter().zip(&finished).filter(|(_, f)| !**f) {
-                done(job, stamped(self.factory, failed(job, msg.clone())), Timing { seconds: secs / jobs.len() as f64, steps: 0 });
+        }
+        run_members(self, self.factory, group, progress, done);
+    }
+}
+
+impl BuildMembers for DevicePopulationRunner<'_> {
+    fn build<'d>(&self, problem: &'d Problem, seed: u64, data: &'d Dataset, jobs: &[&Job]) -> Result<Box<dyn Members + 'd>> {
+        // A fused kind's members step together; the other rules one member each.
+        let groups = optimizer_groups(self.factory, problem, jobs, &beatmatch_baselines::steps_members_on_device)?;
+        Ok(Box::new(DevicePopulation::new(problem, data, seed, &self.device, &plans(jobs), groups)?))
+    }
+}
+
+/// Each job's budget and horizon.
+fn plans(jobs: &[&Job]) -> Vec<MemberPlan> {
+    jobs.iter().map(|j| MemberPlan { steps: j.key.steps, horizon: j.key.horizon }).collect()
+}
+
+/// How a population runner makes the population of a run group's jobs (in optimizer-group
+/// order) on its data.
+trait BuildMembers {
+    fn build<'d>(&self, problem: &'d Problem, seed: u64, data: &'d Dataset, jobs: &[&Job]) -> Result<Box<dyn Members + 'd>>;
+}
+
+/// Train `group` as the population `build` makes of its data and jobs (in optimizer-group
+/// order), handing back each member's record as it ends; an error ends every job not yet done
+/// as `failed`. A worker that fails ends the population it is in: each foreign configuration
+/// trains in a population of its own, so it takes no other optimizer's runs down with it.
+fn run_members(
+    builder: &dyn BuildMembers,
+    factory: &OptimizerFactory,
+    group: &JobGroup<'_>,
+    progress: &mut dyn FnMut(&Job, u64),
+    done: &mut dyn FnMut(&Job, RunRecord, Timing),
+) {
+    let mut parts: BTreeMap<Option<OptimizerKey>, Vec<&Job>> = BTreeMap::new();
+    for &j in &group.jobs {
+        parts.entry(is_foreign(&j.key.optimizer).then(|| optimizer_key(j))).or_default().push(j);
+    }
+    if parts.len() > 1 {
+        for (_, jobs) in parts {
+            run_members(builder, factory, &JobGroup { problem: group.problem, seed: group.seed, jobs }, progress, done);
+        }
+        return;
+    }
+    // Members in optimizer-group order; `finished[i]` once job i's record is out.
+    let mut jobs: Vec<&Job> = group.jobs.clone();
+    jobs.sort_by_key(|j| optimizer_key(j));
+    let mut finished = vec![false; jobs.len()];
+    let started = Instant::now();
+    let result = (|| -> Result<()> {
+        let data = group.problem.dataset.load()?;
+        let mut pop = builder.build(group.problem, group.seed, &data, &jobs)?;
+        // Wall time is shared among the members training during each stretch.
+        let mut seconds = vec![0f64; jobs.len()];
+        while !pop.is_done() {
+            let live: Vec<usize> = (0..jobs.len()).filter(|&m| pop.ended(m).is_none()).collect();
+            let t = Instant::now();
+            pop.advance(64)?;
+            let share = t.elapsed().as_secs_f64() / live.len().max(1) as f64;
+            for &m in &live {
+                seconds[m] += share;
+                progress(jobs[m], pop.step().min(jobs[m].key.steps));
             }
+            for m in live.into_iter().filter(|&m| pop.ended(m).is_some()) {
+                let o = pop.outcome(m);
+                finished[m] = true;
+                let r = stamped(factory, record(jobs[m], o.status, o.curve, o.evals));
+                done(jobs[m], r, Timing { seconds: seconds[m], steps: jobs[m].key.steps });
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let msg = format!("{e:#}");
+        let secs = started.elapsed().as_secs_f64();
+        for (job, _) in jobs.iter().zip(&finished).filter(|(_, f)| !**f) {
+            done(job, stamped(factory, failed(job, msg.clone())), Timing { seconds: secs / jobs.len() as f64, steps: 0 });
         }
     }
 }

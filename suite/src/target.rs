@@ -5,7 +5,8 @@
 //! * `cpu`: the host path — every family on the native engine, as populations, the host
 //!   optimizers on the parameters' own storage.
 //! * `cpu-device`: candle's CPU device through the device path — what a GPU run executes,
-//!   checked on the CPU (`beatmatch-device`'s optimizers, the candle models, one run at a time).
+//!   checked on the CPU (`beatmatch-device`'s optimizers, the candle models, device populations
+//!   where the family batches members).
 //! * `cuda`, `cuda:N` (builds with the `cuda` feature): GPU `N` through the device path; the
 //!   key names the GPU, `cuda/<name>`.
 

@@ -1,15 +1,23 @@
 //! The device path (`--device cpu-device`: the device optimizers and candle's models on the
-//! CPU, one run at a time) against the host path (`--device cpu`: the native dense engine and
-//! populations) on the whole smoke tier: every run ends the same way, every curve agrees to
-//! float rounding until chaotic runs amplify it, and the report reaches the same verdicts.
+//! CPU, device populations where the family batches members) against the host path (`--device
+//! cpu`: the native dense engine and populations) on the whole smoke tier: every run ends the
+//! same way, every curve agrees to float rounding until chaotic runs amplify it, and the
+//! report reaches the same verdicts; and on the device path whole-group populations write the
+//! same record bytes as `--population 1`.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-fn run_smoke(out: &Path, device: &str) {
-    let o = Command::new(env!("CARGO_BIN_EXE_suite")).args(["run", "--tier", "smoke", "-q", "--device", device, "--out"]).arg(out).output().unwrap();
+fn run_smoke(out: &Path, device: &str, extra: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_suite"))
+        .args(["run", "--tier", "smoke", "-q", "--device", device])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "suite run --device {device} failed: {}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -56,9 +64,16 @@ fn csv(dir: &Path) -> Vec<BTreeMap<String, String>> {
 fn slow_the_device_path_on_the_cpu_agrees_with_the_host_path_on_the_smoke_tier() {
     let tmp = tempfile::tempdir().unwrap();
     let (host, device) = (tmp.path().join("cpu"), tmp.path().join("cpu-device"));
-    run_smoke(&host, "cpu");
-    run_smoke(&device, "cpu-device");
+    run_smoke(&host, "cpu", &[]);
+    run_smoke(&device, "cpu-device", &[]);
+    let one_by_one = tmp.path().join("cpu-device-1");
+    run_smoke(&one_by_one, "cpu-device", &["--population", "1"]);
     let (a, b) = (records(&host), records(&device));
+    let pop1 = records(&one_by_one);
+    assert_eq!(pop1.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (id, r) in &pop1 {
+        assert_eq!(r, &b[id], "{id}: the device population's record differs from --population 1's");
+    }
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "the two paths planned different runs");
     assert!(a.len() >= 100, "only {} runs", a.len());
     for (id, x) in &a {

@@ -16,7 +16,7 @@ use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup, Population};
 use beatmatch_tasks::{DatasetName, InnerRun, Problem, RunSettings};
 use std::time::Instant;
 

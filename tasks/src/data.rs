@@ -182,6 +182,29 @@ impl<'a> View<'a> {
     /// Mean loss (and accuracy where defined) of `params` over the items `idx` (all items if
     /// `None`), in chunks.
     pub fn evaluate(&self, model: &dyn Model, params: &[Tensor], idx: Option<&[u32]>, chunk: usize, dev: &Device) -> Result<EvalSums> {
+        let sums = self.fold_chunks(idx, chunk, dev, &mut |x, y| models::evaluate(model, params, x, y), &|a: EvalSums, b| a.merge(b))?;
+        Ok(sums.unwrap_or_default())
+    }
+
+    /// [`View::evaluate`] of K members at once (`params` each `[K, …]`, as
+    /// [`models::evaluate_members`] takes them): each member's sums, merged chunk by chunk in
+    /// the order [`View::evaluate`] merges one member's.
+    pub fn evaluate_members(&self, model: &dyn Model, params: &[Tensor], idx: Option<&[u32]>, chunk: usize, dev: &Device) -> Result<Vec<EvalSums>> {
+        let merge = |a: Vec<EvalSums>, b: Vec<EvalSums>| a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect();
+        let sums = self.fold_chunks(idx, chunk, dev, &mut |x, y| models::evaluate_members(model, params, x, y), &merge)?;
+        Ok(sums.unwrap_or_else(|| vec![EvalSums::default(); params.first().map_or(0, |p| p.dims()[0])]))
+    }
+
+    /// `f` of each chunk of `chunk` items of `idx` (all items if `None`), merged in order;
+    /// `None` for no items.
+    fn fold_chunks<T>(
+        &self,
+        idx: Option<&[u32]>,
+        chunk: usize,
+        dev: &Device,
+        f: &mut dyn FnMut(&Tensor, &Tensor) -> candle_core::Result<T>,
+        merge: &dyn Fn(T, T) -> T,
+    ) -> Result<Option<T>> {
         let all: Vec<u32>;
         let idx = match idx {
             Some(i) => i,
@@ -190,16 +213,16 @@ impl<'a> View<'a> {
                 &all
             }
         };
-        let mut sums: Option<EvalSums> = None;
+        let mut acc: Option<T> = None;
         for part in idx.chunks(chunk.max(1)) {
             let (xb, yb) = self.batch(part, dev)?;
-            let s = models::evaluate(model, params, &xb, &yb)?;
-            sums = Some(match sums {
-                Some(acc) => acc.merge(s),
+            let s = f(&xb, &yb)?;
+            acc = Some(match acc {
+                Some(a) => merge(a, s),
                 None => s,
             });
         }
-        Ok(sums.unwrap_or_default())
+        Ok(acc)
     }
 }
 

@@ -261,29 +261,7 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
     /// The tensors measurements evaluate: the parameters, or where the optimizer asks them to
     /// be evaluated (Schedule-Free trains `y` and is measured at `x`).
     pub fn eval_tensors(&self) -> Result<Vec<Tensor>> {
-        if !self.optimizer.evaluates_elsewhere() {
-            return Ok(self.param_tensors());
-        }
-        let on_host = self.params.iter().all(|p| p.device().is_cpu()) && !self.optimizer.wants_device_tensors();
-        let point = if on_host {
-            let values = self.param_values()?;
-            let slices: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
-            self.optimizer.eval_point(Params::Host(&slices))?
-        } else {
-            self.optimizer.eval_point(Params::Device(&self.params))?
-        };
-        match point {
-            None => Ok(self.param_tensors()),
-            Some(EvalAt::Host(values)) => Ok(values
-                .into_iter()
-                .zip(self.model.params())
-                .map(|(v, p)| Tensor::from_vec(v, p.shape.clone(), &self.device))
-                .collect::<candle_core::Result<_>>()?),
-            Some(EvalAt::Device(any)) => match any.downcast::<Vec<Tensor>>() {
-                Ok(tensors) => Ok(*tensors),
-                Err(_) => bail!("the optimizer's evaluation point is not a Vec<candle_core::Tensor>"),
-            },
-        }
+        eval_tensors(self.optimizer.as_ref(), &self.params, self.model.params())
     }
 
     /// The training items every measurement's train loss averages over (a fixed set, the same
@@ -325,6 +303,34 @@ impl<'d, O: Optimizer + ?Sized> InnerRun<'d, O> {
         };
         self.ledger.record(step, loss, held_out.as_ref());
         Ok(())
+    }
+}
+
+/// The tensors to measure `params` (shapes `infos`) at: the parameters themselves, or where
+/// `optimizer` asks them to be evaluated (Schedule-Free trains `y` and is measured at `x`).
+pub fn eval_tensors<O: Optimizer + ?Sized>(optimizer: &O, params: &[Var], infos: &[ParamInfo]) -> Result<Vec<Tensor>> {
+    let own = || params.iter().map(|v| v.as_tensor().clone()).collect();
+    if !optimizer.evaluates_elsewhere() {
+        return Ok(own());
+    }
+    let on_host = params.iter().all(|p| p.device().is_cpu()) && !optimizer.wants_device_tensors();
+    let point = if on_host {
+        let values = params.iter().map(|v| v.as_tensor().flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<Vec<_>>>()?;
+        let slices: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
+        optimizer.eval_point(Params::Host(&slices))?
+    } else {
+        optimizer.eval_point(Params::Device(&params.to_vec()))?
+    };
+    match point {
+        None => Ok(own()),
+        Some(EvalAt::Host(values)) => {
+            let dev = params.first().map_or(Device::Cpu, |p| p.device().clone());
+            Ok(values.into_iter().zip(infos).map(|(v, p)| Tensor::from_vec(v, p.shape.clone(), &dev)).collect::<candle_core::Result<_>>()?)
+        }
+        Some(EvalAt::Device(any)) => match any.downcast::<Vec<Tensor>>() {
+            Ok(tensors) => Ok(*tensors),
+            Err(_) => bail!("the optimizer's evaluation point is not a Vec<candle_core::Tensor>"),
+        },
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod data;
 pub mod datasets;
 pub mod dense;
+pub mod device_population;
 pub mod inner;
 pub mod ledger;
 pub mod memory;

@@ -43,11 +43,68 @@ pub struct OptimizerGroup<O: Optimizer + ?Sized = dyn Optimizer> {
     pub members: Range<usize>,
 }
 
+/// One member's measurements: its horizon, its ledger and the mini-batch losses of the last
+/// advance. A population keeps one per member, whichever engine trains it.
 #[derive(Clone, Debug)]
-struct Member {
-    horizon: u64,
-    ledger: Ledger,
-    batch_losses: Vec<f32>,
+pub struct Member {
+    pub(crate) horizon: u64,
+    pub(crate) ledger: Ledger,
+    pub(crate) batch_losses: Vec<f32>,
+}
+
+impl Member {
+    /// A member of `problem` that trains to `plan`.
+    pub(crate) fn new(problem: &Problem, plan: &MemberPlan) -> Self {
+        Self { horizon: plan.horizon, ledger: Ledger::new(problem, plan.steps), batch_losses: Vec::new() }
+    }
+}
+
+/// What a population is to the code that drives it — the host's [`Population`] or a
+/// [`crate::device_population::DevicePopulation`]: members trained together from one seed,
+/// each ending on its own.
+pub trait Members {
+    /// Each member's measurements, in member order.
+    fn roster(&self) -> &[Member];
+    /// Steps taken (by the members still training).
+    fn step(&self) -> u64;
+    /// Take up to `n` more steps (fewer when every member ends first); returns the steps taken.
+    /// `advance(a)` then `advance(b)` is `advance(a + b)`.
+    fn advance(&mut self, n: u64) -> Result<u64>;
+
+    /// Members.
+    fn len(&self) -> usize {
+        self.roster().len()
+    }
+    /// Whether the population has no members (never: populations refuse that).
+    fn is_empty(&self) -> bool {
+        self.roster().is_empty()
+    }
+    /// Whether every member has ended.
+    fn is_done(&self) -> bool {
+        self.roster().iter().all(|m| m.ledger.ended().is_some())
+    }
+    /// How member `m` ended, once it has.
+    fn ended(&self, m: usize) -> Option<&RunStatus> {
+        self.roster()[m].ledger.ended()
+    }
+    /// Member `m`'s mini-batch losses (nats) of the steps the last [`Members::advance`] took.
+    fn batch_losses(&self, m: usize) -> &[f32] {
+        &self.roster()[m].batch_losses
+    }
+    /// Member `m`'s result so far (its status `Finished` unless it diverged).
+    fn outcome(&self, m: usize) -> TrainOutcome {
+        self.roster()[m].ledger.outcome()
+    }
+    /// Train every member to its end; their outcomes in member order.
+    fn finish(mut self) -> Result<Vec<TrainOutcome>>
+    where
+        Self: Sized,
+    {
+        while !self.is_done() {
+            self.advance(u64::MAX)?;
+        }
+        Ok((0..self.len()).map(|m| self.outcome(m)).collect())
+    }
 }
 
 /// Everything a population has accumulated, for [`Population::restore`].
@@ -89,26 +146,14 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     pub fn new(problem: &'d Problem, data: &'d Dataset, seed: u64, members: &[MemberPlan], groups: Vec<OptimizerGroup<O>>) -> Result<Self> {
         let Some(net) = native_net(problem) else { bail!("{}: only the families the native engine has train as a population", problem.id()) };
         let k = members.len();
-        let mut at = 0;
-        for g in &groups {
-            if g.members.start != at || g.members.end <= g.members.start || g.optimizer.members() != g.members.len() {
-                bail!("optimizer groups must cover the members in order, each with one optimizer member per population member");
-            }
-            if members[g.members.clone()].iter().any(|m| m.horizon != members[g.members.start].horizon) {
-                bail!("members of one optimizer group must share their horizon");
-            }
-            at = g.members.end;
-        }
-        if at != k || k == 0 {
-            bail!("optimizer groups cover {at} of {k} members");
-        }
+        check_groups(members, &groups)?;
         let train_view = View::new(problem, data, false)?;
         let test_view = View::new(problem, data, true)?;
         // Every member starts from the seed's initialisation (the same as a run alone).
         let init = problem.build_model().init(&mut rng(seed, STREAM_INIT));
         let params: Vec<Vec<f32>> = init.iter().map(|v| v.repeat(k)).collect();
         let grads = params.iter().map(|v| vec![0.0; v.len()]).collect();
-        let members = members.iter().map(|p| Member { horizon: p.horizon, ledger: Ledger::new(problem, p.steps), batch_losses: Vec::new() }).collect();
+        let members = members.iter().map(|p| Member::new(problem, p)).collect();
         Ok(Self {
             measure_idx: train_view.measurement_items(problem),
             batches: BatchStream::new(train_view.len(), seed),
@@ -125,41 +170,6 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
             xb: Vec::new(),
             yb: Vec::new(),
         })
-    }
-
-    /// Members.
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// Whether the population has no members (never: [`Population::new`] refuses that).
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    /// Steps taken (by the members still training).
-    pub fn step(&self) -> u64 {
-        self.step
-    }
-
-    /// Whether every member has ended.
-    pub fn is_done(&self) -> bool {
-        self.members.iter().all(|m| m.ledger.ended().is_some())
-    }
-
-    /// How member `m` ended, once it has.
-    pub fn ended(&self, m: usize) -> Option<&RunStatus> {
-        self.members[m].ledger.ended()
-    }
-
-    /// Member `m`'s mini-batch losses of the steps the last [`Population::advance`] took.
-    pub fn batch_losses(&self, m: usize) -> &[f32] {
-        &self.members[m].batch_losses
-    }
-
-    /// Member `m`'s result so far (its status `Finished` unless it diverged).
-    pub fn outcome(&self, m: usize) -> TrainOutcome {
-        self.members[m].ledger.outcome()
     }
 
     /// The optimizer groups (to rebind a learned optimizer's theta, say).
@@ -185,31 +195,6 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
     pub fn param_values(&self, m: usize) -> Vec<Vec<f32>> {
         let k = self.members.len();
         self.params.iter().map(|v| beatmatch_core::optimizer::member(v, k, m).to_vec()).collect()
-    }
-
-    /// Take up to `n` more steps (fewer when every member ends first); returns the steps taken.
-    pub fn advance(&mut self, n: u64) -> Result<u64> {
-        let _ftz = beatmatch_core::simd::FlushDenormals::new();
-        self.members.iter_mut().for_each(|m| m.batch_losses.clear());
-        let start = self.step;
-        while self.step - start < n {
-            self.measure()?;
-            if self.is_done() {
-                break;
-            }
-            self.train()?;
-        }
-        // Members whose budget the last step reached measure their end now.
-        self.measure()?;
-        Ok(self.step - start)
-    }
-
-    /// Train every member to its end; their outcomes in member order.
-    pub fn finish(mut self) -> Result<Vec<TrainOutcome>> {
-        while !self.is_done() {
-            self.advance(u64::MAX)?;
-        }
-        Ok((0..self.members.len()).map(|m| self.outcome(m)).collect())
     }
 
     /// A copy of everything the population has accumulated.
@@ -386,6 +371,76 @@ impl<'d, O: Optimizer + ?Sized> Population<'d, O> {
         self.step += 1;
         Ok(())
     }
+}
+
+impl<O: Optimizer + ?Sized> Members for Population<'_, O> {
+    fn roster(&self) -> &[Member] {
+        &self.members
+    }
+
+    fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn advance(&mut self, n: u64) -> Result<u64> {
+        advance(self, n)
+    }
+}
+
+impl<O: Optimizer + ?Sized> Stepper for Population<'_, O> {
+    fn roster_mut(&mut self) -> &mut [Member] {
+        &mut self.members
+    }
+    fn measure(&mut self) -> Result<()> {
+        Population::measure(self)
+    }
+    fn train(&mut self) -> Result<()> {
+        Population::train(self)
+    }
+}
+
+/// A population's two moves: measure the members due at its step, and take one step.
+pub(crate) trait Stepper: Members {
+    fn roster_mut(&mut self) -> &mut [Member];
+    fn measure(&mut self) -> Result<()>;
+    fn train(&mut self) -> Result<()>;
+}
+
+/// [`Members::advance`] of either population: per step index, measure whoever is due, then (unless
+/// every member has ended) train one step; at the end, measure those the last step finished.
+pub(crate) fn advance<P: Stepper>(p: &mut P, n: u64) -> Result<u64> {
+    let _ftz = beatmatch_core::simd::FlushDenormals::new();
+    p.roster_mut().iter_mut().for_each(|m| m.batch_losses.clear());
+    let start = p.step();
+    while p.step() - start < n {
+        p.measure()?;
+        if p.is_done() {
+            break;
+        }
+        p.train()?;
+    }
+    // Members whose budget the last step reached measure their end now.
+    p.measure()?;
+    Ok(p.step() - start)
+}
+
+/// Refuse groups that do not cover `plans` in order, one optimizer member per population member,
+/// one horizon per group.
+pub(crate) fn check_groups<O: Optimizer + ?Sized>(plans: &[MemberPlan], groups: &[OptimizerGroup<O>]) -> Result<()> {
+    let mut at = 0;
+    for g in groups {
+        if g.members.start != at || g.members.end <= g.members.start || g.optimizer.members() != g.members.len() {
+            bail!("optimizer groups must cover the members in order, each with one optimizer member per population member");
+        }
+        if plans[g.members.clone()].iter().any(|p| p.horizon != plans[g.members.start].horizon) {
+            bail!("members of one optimizer group must share their horizon");
+        }
+        at = g.members.end;
+    }
+    if at != plans.len() || plans.is_empty() {
+        bail!("optimizer groups cover {at} of {} members", plans.len());
+    }
+    Ok(())
 }
 
 fn native_net(problem: &Problem) -> Option<Box<dyn NativeNet>> {

@@ -3,7 +3,7 @@
 
 use crate::datasets::Dataset;
 pub use crate::inner::{InnerRun, RunSettings, TrainOutcome, EXPLOSION_FACTOR};
-use crate::population::{MemberPlan, OptimizerGroup, Population};
+use crate::population::{MemberPlan, Members, OptimizerGroup, Population};
 use crate::task::Problem;
 use anyhow::Result;
 use beatmatch_core::Optimizer;

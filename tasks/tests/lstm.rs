@@ -5,6 +5,7 @@ mod common;
 
 use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::ModelConfig;
+use beatmatch_tasks::population::Members;
 use beatmatch_tasks::{DatasetName, Problem};
 use common::{gradients_equal_candles, members_equal_alone_and_among_3_and_30, population, windows, Case};
 

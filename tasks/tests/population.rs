@@ -8,7 +8,7 @@ use beatmatch_tasks::models::autoencoder::AutoencoderConfig;
 use beatmatch_tasks::models::logreg::Logreg;
 use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::{self, Activation, ModelConfig};
-use beatmatch_tasks::population::Population;
+use beatmatch_tasks::population::{Members, Population};
 use beatmatch_tasks::{DatasetName, Problem};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;

@@ -39,6 +39,12 @@ impl Model for Autoencoder {
     fn objective(&self) -> Objective {
         Objective::Reconstruct
     }
+    fn batches_members(&self) -> bool {
+        true
+    }
+    fn forward_members(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        self.mlp.forward_members(params, x)
+    }
 }
 
 /// The `autoencoder` family: `depth` layers of `width` units down to a `code`-unit bottleneck

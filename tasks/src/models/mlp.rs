@@ -95,11 +95,30 @@ impl Model for Mlp {
     }
 
     fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
+        self.layers_from(params, x.clone(), &|b| Ok(b.clone()))
+    }
+
+    fn batches_members(&self) -> bool {
+        true
+    }
+
+    /// Every member reads the same `x` (a stride-0 view, not K copies); its biases are
+    /// `[K, 1, fan_out]` to broadcast over the batch. Each member's product is its own
+    /// matrix product of the shapes [`Model::forward`] multiplies.
+    fn forward_members(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let k = params[0].dim(0)?;
+        let (rows, width) = x.dims2()?;
+        self.layers_from(params, x.unsqueeze(0)?.broadcast_as((k, rows, width))?, &|b| b.unsqueeze(1))
+    }
+}
+
+impl Mlp {
+    /// The layers applied to `h`, each bias shaped by `bias` before it is added.
+    fn layers_from(&self, params: &[Tensor], mut h: Tensor, bias: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         let last = self.layers.len() - 1;
         for i in 0..self.layers.len() {
             let (b, w) = (&params[2 * i], &params[2 * i + 1]);
-            h = h.matmul(w)?.broadcast_add(b)?;
+            h = h.matmul(w)?.broadcast_add(&bias(b)?)?;
             if i != last {
                 h = self.activation.apply(&h)?;
             }

@@ -152,6 +152,18 @@ pub trait Model: Send + Sync {
     fn objective(&self) -> Objective {
         Objective::Classify
     }
+    /// Whether [`Model::forward_members`] computes several members at once (a device
+    /// population); otherwise the family trains one member at a time on a device.
+    fn batches_members(&self) -> bool {
+        false
+    }
+    /// The outputs of K members for the shared inputs `x`: each of `params` is `[K, …]`, member
+    /// k's tensor at index k, and the result is `[K, …]`, member k's [`Model::forward`] at
+    /// index k. A member's arithmetic must not depend on K (on the CPU its bits are its
+    /// [`Model::forward`]'s).
+    fn forward_members(&self, _params: &[Tensor], _x: &Tensor) -> Result<Tensor> {
+        candle_core::bail!("this family trains one member at a time on a device")
+    }
     /// Total trainable parameters.
     fn param_count(&self) -> u64 {
         self.params().iter().map(|p| p.numel() as u64).sum()
@@ -167,6 +179,46 @@ pub fn loss(model: &dyn Model, params: &[Tensor], x: &Tensor, y: &Tensor) -> Res
         Objective::NextToken => candle_nn::loss::cross_entropy(&out, &y.flatten_all()?),
         Objective::Reconstruct => (out - x)?.sqr()?.mean_all(),
     }
+}
+
+/// [`loss`] of K members at once: `params` each `[K, …]` (see [`Model::forward_members`]);
+/// the result is `[K]`, member k's mean training loss at index k, computed as [`loss`]
+/// computes one member's.
+pub fn member_losses(model: &dyn Model, params: &[Tensor], x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let out = model.forward_members(params, x)?;
+    match model.objective() {
+        Objective::Classify => member_cross_entropy(&out, y),
+        Objective::NextToken => member_cross_entropy(&out, &y.flatten_all()?),
+        Objective::Reconstruct => out.broadcast_sub(x)?.sqr()?.mean((1, 2)),
+    }
+}
+
+/// Each member's mean cross-entropy of logits `out` `[K, n, classes]` against `targets` `[n]`:
+/// candle-nn's `cross_entropy` (log-softmax, gather, sum, scale by −1/n) per member.
+fn member_cross_entropy(out: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (k, n, _) = out.dims3()?;
+    let t = targets.reshape((1, n, 1))?.broadcast_as((k, n, 1))?.contiguous()?;
+    candle_nn::ops::log_softmax(out, D::Minus1)?.gather(&t, 2)?.sum((1, 2))?.affine(-1.0 / n as f64, 0.0)
+}
+
+/// [`evaluate`] of K members at once (`params` as [`member_losses`] takes them): each
+/// member's sums, computed as [`evaluate`] computes one member's.
+pub fn evaluate_members(model: &dyn Model, params: &[Tensor], x: &Tensor, y: &Tensor) -> Result<Vec<EvalSums>> {
+    let out = model.forward_members(params, x)?;
+    let (targets, items) = match model.objective() {
+        Objective::Reconstruct => {
+            let per_example = out.broadcast_sub(x)?.sqr()?.mean(D::Minus1)?;
+            let items = per_example.dim(1)? as u64;
+            let sums = per_example.to_dtype(DType::F64)?.sum(1)?.to_vec1::<f64>()?;
+            return Ok(sums.into_iter().map(|loss_sum| EvalSums { loss_sum, items, correct: None }).collect());
+        }
+        Objective::Classify => (y.clone(), y.dim(0)? as u64),
+        Objective::NextToken => (y.flatten_all()?, y.elem_count() as u64),
+    };
+    let means = member_cross_entropy(&out, &targets)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let pred = out.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+    let correct = pred.broadcast_eq(&targets.unsqueeze(0)?)?.to_dtype(DType::U32)?.sum(1)?.to_vec1::<u32>()?;
+    Ok(means.into_iter().zip(correct).map(|(mean, c)| EvalSums { loss_sum: mean * items as f64, items, correct: Some(u64::from(c)) }).collect())
 }
 
 /// Summed loss over a batch, for averaging over a whole split.

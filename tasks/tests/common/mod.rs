@@ -6,7 +6,7 @@
 use beatmatch_core::{Optimizer, OptimizerSpec, RunStatus};
 use beatmatch_tasks::models::{self, ModelConfig};
 use beatmatch_tasks::native::Batch;
-use beatmatch_tasks::population::{MemberPlan, OptimizerGroup, Population};
+use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup, Population};
 use beatmatch_tasks::train::{train, RunSettings};
 use beatmatch_tasks::{Dataset, Problem, TrainOutcome};
 use candle_core::{Device, Tensor, Var};
