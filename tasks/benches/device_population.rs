@@ -1,5 +1,6 @@
 //! The device path on candle's CPU device: a sweep of 30 Adam members (30 learning rates, one
-//! seed) trained one run at a time (what the device path did before device populations) and
+//! seed; MNIST-1D's dense shapes and the peer's smallest LSTM and Transformer) trained one run
+//! at a time (what the device path did before device populations) and
 //! as one device population (one forward and backward pass, Adam's fused kernel over all 30),
 //! back to back in one run; run-steps per second and their ratio.
 //! On a GPU the same comparison is `ci/gpu/verify.sh`'s smoke rows.
@@ -10,7 +11,9 @@
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::device_population::DevicePopulation;
 use beatmatch_tasks::models::logreg::Logreg;
+use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::mlp::MlpConfig;
+use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig};
 use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup};
 use beatmatch_tasks::{DatasetName, InnerRun, Problem, RunSettings};
@@ -32,18 +35,22 @@ fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     println!("{{\"isa\": \"{}\", \"threads\": 1}}", beatmatch_core::simd::isa());
     let mlp = |width, depth| ModelConfig::Mlp(MlpConfig { width, depth, activation: Activation::Relu });
+    let lstm = ModelConfig::Lstm(LstmConfig { hidden: 32, layers: 1, context: 32 });
+    let transformer = ModelConfig::Transformer(TransformerConfig { d_model: 32, layers: 1, heads: 2, context: 32 });
+    // (shape, model, dataset, batch, steps per run)
     let shapes = [
-        ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), 32),
-        ("mlp-w32-d1-relu.mnist1d.b128", mlp(32, 1), 128),
-        ("mlp-w128-d2-relu.mnist1d.b128", mlp(128, 2), 128),
+        ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), DatasetName::Mnist1d, 32, 200),
+        ("mlp-w32-d1-relu.mnist1d.b128", mlp(32, 1), DatasetName::Mnist1d, 128, 200),
+        ("mlp-w128-d2-relu.mnist1d.b128", mlp(128, 2), DatasetName::Mnist1d, 128, 200),
+        ("lstm-h32-l1-t32.moby_dick.b32", lstm, DatasetName::MobyDick, 32, 20),
+        ("transformer-d32-l1-h2-t32.moby_dick.b32", transformer, DatasetName::MobyDick, 32, 20),
     ];
     let lrs: Vec<f64> = (0..30).map(|i| 1e-4 * 1.3f64.powi(i)).collect();
-    let steps = 200u64;
-    for (name, model, batch) in shapes {
+    for (name, model, dataset, batch, steps) in shapes {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let problem = Problem::new(model, DatasetName::Mnist1d, batch, &[1_000_000]);
+        let problem = Problem::new(model, dataset, batch, &[1_000_000]);
         let data = problem.dataset.load().unwrap();
         // One by one: each member's run alone on the device path (measurements only at the start).
         let start = Instant::now();

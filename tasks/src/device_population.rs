@@ -19,8 +19,8 @@
 //! path's run alone ([`crate::inner::InnerRun`]); both are tested. `advance(a)` then
 //! `advance(b)` is `advance(a + b)`.
 //!
-//! Not yet: only the families whose [`Model::batches_members`] holds (the dense ones) train
-//! this way; the others train one run at a time.
+//! Not yet: only the families whose [`Model::batches_members`] holds train this way (all but
+//! ConvNets); the others train one run at a time.
 
 use crate::data::{rng, BatchStream, View, STREAM_INIT};
 use crate::datasets::Dataset;

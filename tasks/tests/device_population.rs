@@ -1,6 +1,7 @@
 //! Device populations on candle's CPU device: a member's record is the same bits alone, in a
 //! population of 3 and of 30, and the device path's run alone ([`InnerRun`]) — for every
-//! family that batches members (logistic regression, MLPs, autoencoders), members of one fused
+//! family that batches members (logistic regression, MLPs, autoencoders, LSTM and Transformer
+//! language models), members of one fused
 //! kernel stepped together and rules stepped one member at a time, learned optimizers,
 //! Schedule-Free measured at its evaluation point, members that diverge (alone and within a
 //! fused group) and budgets that end early; and a population advanced in pieces is one
@@ -12,7 +13,9 @@ use beatmatch_tasks::inner::{InnerRun, RunSettings};
 use beatmatch_tasks::models::autoencoder::AutoencoderConfig;
 use beatmatch_tasks::models::conv::ConvConfig;
 use beatmatch_tasks::models::logreg::Logreg;
+use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::mlp::MlpConfig;
+use beatmatch_tasks::models::transformer::TransformerConfig;
 use beatmatch_tasks::models::{Activation, ModelConfig, Pooling};
 use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup};
 use beatmatch_tasks::{Dataset, DatasetName, Problem, TrainOutcome};
@@ -64,8 +67,15 @@ fn alone(p: &Problem, data: &Dataset, optimizer: Box<dyn Optimizer>, steps: u64)
 #[test]
 fn a_member_gives_the_same_bits_alone_among_3_and_30_and_as_a_run_alone() {
     let autoencoder = ModelConfig::Autoencoder(AutoencoderConfig { width: 12, depth: 1, code: 4, activation: Activation::Tanh });
-    let problems =
-        [mlp(), Problem::new(ModelConfig::Logreg(Logreg {}), DatasetName::Mnist1d, 16, &[40]), Problem::new(autoencoder, DatasetName::Mnist1d, 8, &[40])];
+    let lstm = ModelConfig::Lstm(LstmConfig { hidden: 8, layers: 2, context: 8 });
+    let transformer = ModelConfig::Transformer(TransformerConfig { d_model: 8, layers: 2, heads: 2, context: 8 });
+    let problems = [
+        mlp(),
+        Problem::new(ModelConfig::Logreg(Logreg {}), DatasetName::Mnist1d, 16, &[40]),
+        Problem::new(autoencoder, DatasetName::Mnist1d, 8, &[40]),
+        Problem::new(lstm, DatasetName::MobyDick, 4, &[40]),
+        Problem::new(transformer, DatasetName::MobyDick, 4, &[40]),
+    ];
     let lrs: Vec<String> = (0..30).map(|i| format!("adam:lr={}", 1e-3 * 1.2f64.powi(i))).collect();
     for p in &problems {
         let data = p.dataset.load().unwrap();

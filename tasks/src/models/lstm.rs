@@ -60,31 +60,42 @@ impl Model for LstmLm {
         out
     }
 
-    /// Logits `[batch·t, vocab]` for token ids `x` `[batch, t]`.
+    /// Logits `[batch·t, vocab]` for token ids `x` `[batch, t]`: a population of one.
     fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        super::forward_one(self, params, x)
+    }
+
+    fn batches_members(&self) -> bool {
+        true
+    }
+
+    /// Logits `[K, batch·t, vocab]`: each member's embedding lookup, and per time step one
+    /// batched product `[K, batch, 2·hidden]·[K, 2·hidden, 4·hidden]`.
+    fn forward_members(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let k = params[0].dim(0)?;
         let (batch, t) = x.dims2()?;
         let hd = self.hidden;
-        let mut seq = params[0].index_select(&x.flatten_all()?, 0)?.reshape((batch, t, hd))?;
+        let mut seq = params[0].index_select(&x.flatten_all()?, 1)?.reshape((k, batch, t, hd))?;
         let forget_bias = {
-            let v: Vec<f32> = (0..4 * hd).map(|k| if (hd..2 * hd).contains(&k) { 1.0 } else { 0.0 }).collect();
+            let v: Vec<f32> = (0..4 * hd).map(|g| if (hd..2 * hd).contains(&g) { 1.0 } else { 0.0 }).collect();
             Tensor::from_vec(v, 4 * hd, x.device())?.to_dtype(params[0].dtype())?
         };
         for l in 0..self.layers {
             let (b, w) = (&params[3 + 2 * l], &params[4 + 2 * l]);
-            let bias = (b + &forget_bias)?;
-            let mut h = Tensor::zeros((batch, hd), params[0].dtype(), x.device())?;
+            let bias = b.broadcast_add(&forget_bias)?.unsqueeze(1)?;
+            let mut h = Tensor::zeros((k, batch, hd), params[0].dtype(), x.device())?;
             let mut c = h.clone();
             let mut outs = Vec::with_capacity(t);
             for s in 0..t {
-                let z = Tensor::cat(&[&seq.narrow(1, s, 1)?.squeeze(1)?, &h], 1)?.matmul(w)?.broadcast_add(&bias)?;
-                let gate = |k: usize| z.narrow(1, k * hd, hd);
+                let z = Tensor::cat(&[&seq.narrow(2, s, 1)?.squeeze(2)?, &h], 2)?.matmul(w)?.broadcast_add(&bias)?;
+                let gate = |g: usize| z.narrow(2, g * hd, hd);
                 c = ((sigmoid(&gate(1)?)? * &c)? + (sigmoid(&gate(0)?)? * gate(2)?.tanh()?)?)?;
                 h = (sigmoid(&gate(3)?)? * c.tanh()?)?;
                 outs.push(h.clone());
             }
-            seq = Tensor::stack(&outs, 1)?;
+            seq = Tensor::stack(&outs, 2)?;
         }
-        seq.reshape((batch * t, hd))?.matmul(&params[2])?.broadcast_add(&params[1])
+        seq.reshape((k, batch * t, hd))?.matmul(&params[2])?.broadcast_add(&params[1].unsqueeze(1)?)
     }
 
     fn objective(&self) -> Objective {

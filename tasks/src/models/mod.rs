@@ -181,6 +181,13 @@ pub fn loss(model: &dyn Model, params: &[Tensor], x: &Tensor, y: &Tensor) -> Res
     }
 }
 
+/// [`Model::forward`] of a family whose one implementation is [`Model::forward_members`]: a
+/// population of one, each parameter `[1, …]`, the output's member axis dropped.
+pub(crate) fn forward_one(model: &dyn Model, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+    let params = params.iter().map(|p| p.unsqueeze(0)).collect::<Result<Vec<_>>>()?;
+    model.forward_members(&params, x)?.squeeze(0)
+}
+
 /// [`loss`] of K members at once: `params` each `[K, …]` (see [`Model::forward_members`]);
 /// the result is `[K]`, member k's mean training loss at index k, computed as [`loss`]
 /// computes one member's.

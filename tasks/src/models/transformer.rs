@@ -115,36 +115,54 @@ impl Model for Transformer {
         out
     }
 
-    /// Logits `[batch·t, vocab]` for token ids `x` `[batch, t]`, `t ≤ context`.
+    /// Logits `[batch·t, vocab]` for token ids `x` `[batch, t]`, `t ≤ context`: a population of
+    /// one.
     fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        super::forward_one(self, params, x)
+    }
+
+    fn batches_members(&self) -> bool {
+        true
+    }
+
+    /// Logits `[K, batch·t, vocab]`: every weight product one batched product over the members,
+    /// attention over `[K·batch, heads]` windows.
+    fn forward_members(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
         let p = |declared: usize| &params[self.slot[declared]];
+        let k = p(0).dim(0)?;
         let (batch, t) = x.dims2()?;
         let (d, heads) = (self.d, self.heads);
         let dh = d / heads;
         let dtype = p(0).dtype();
-        let mut h = p(0).index_select(&x.flatten_all()?, 0)?.reshape((batch, t, d))?.broadcast_add(&p(1).narrow(0, 0, t)?)?;
+        // A member's gain or bias `[K, n]` against activations `[K, rows…, n]`.
+        let rows = |v: &Tensor| v.reshape((k, 1, v.dim(1)?));
+        let norm = |h: &Tensor, gain: &Tensor, bias: &Tensor| -> Result<Tensor> {
+            let g = |v: &Tensor| v.reshape((k, 1, 1, d));
+            layer_norm(h, &g(gain)?, &g(bias)?)?.reshape((k, batch * t, d))
+        };
+        let pos = p(1).narrow(1, 0, t)?.unsqueeze(1)?;
+        let mut h = p(0).index_select(&x.flatten_all()?, 1)?.reshape((k, batch, t, d))?.broadcast_add(&pos)?;
         // Additive causal mask: 0 on and below the diagonal, a large negative number above (not
         // -inf, so no inf − inf can reach the backward pass).
         let mask: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { -1e9 } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, (t, t), x.device())?.to_dtype(dtype)?;
         let scale = 1.0 / (dh as f64).sqrt();
         for i in 0..self.layers {
-            let b = |k| p(self.block(i, k));
-            let a = layer_norm(&h, b(0), b(1))?.reshape((batch * t, d))?;
-            let qkv = a.matmul(b(2))?.reshape((batch, t, 3, heads, dh))?;
-            let split = |k: usize| qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = (q.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let b = |j| p(self.block(i, j));
+            let a = norm(&h, b(0), b(1))?;
+            let qkv = a.matmul(b(2))?.reshape((k * batch, t, 3, heads, dh))?;
+            let split = |j: usize| qkv.narrow(2, j, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+            let (q, key, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = (q.matmul(&key.transpose(2, 3)?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            let y = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch * t, d))?;
-            h = (h + y.matmul(b(3))?.reshape((batch, t, d))?)?;
-            let m = layer_norm(&h, b(4), b(5))?.reshape((batch * t, d))?;
-            let m = m.matmul(b(6))?.broadcast_add(b(7))?.gelu_erf()?.matmul(b(8))?.broadcast_add(b(9))?;
-            h = (h + m.reshape((batch, t, d))?)?;
+            let y = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((k, batch * t, d))?;
+            h = (h + y.matmul(b(3))?.reshape((k, batch, t, d))?)?;
+            let m = norm(&h, b(4), b(5))?;
+            let m = m.matmul(b(6))?.broadcast_add(&rows(b(7))?)?.gelu_erf()?.matmul(b(8))?.broadcast_add(&rows(b(9))?)?;
+            h = (h + m.reshape((k, batch, t, d))?)?;
         }
         let n = 2 + self.layers * PER_BLOCK;
-        let h = layer_norm(&h, p(n), p(n + 1))?.reshape((batch * t, d))?;
-        h.matmul(p(n + 2))?.broadcast_add(p(n + 3))
+        norm(&h, p(n), p(n + 1))?.matmul(p(n + 2))?.broadcast_add(&rows(p(n + 3))?)
     }
 
     fn objective(&self) -> Objective {
