@@ -110,7 +110,7 @@ row() { # tier device dir step
     row quick "cuda (device populations)" "$out/quick-cuda" quick-cuda
     [ -d "$out/quick-cpu" ] && row quick "cpu, 2 cores (population)" "$out/quick-cpu" quick-cpu
     echo
-    echo "Device populations batch the forward and backward passes of every family but ConvNets (one run at a time on the GPU); the baselines' fused kernels step a group's members in one launch, the other rules member by member."
+    echo "Device populations batch the forward and backward passes of every family (a ConvNet's convolutions still one launch per member: candle's grouped convolution); the baselines' fused kernels step a group's members in one launch, the other rules member by member."
     echo
     echo "Per-step cost on the GPU (suite plan --device cuda; measured memory is the driver's high-water mark during a step):"
     echo

@@ -4,9 +4,8 @@
 //!   autoencoders as populations (a run group's members at once), candle the other families
 //!   one run at a time; every optimizer is its host rule on the parameters' own storage.
 //! * [`Engine::Device`]: candle on a device (the CPU for `--device cpu-device`, a GPU for
-//!   `cuda`): every optimizer is its device rule on device-resident tensors; every family but
-//!   ConvNets trains as device populations (one forward and backward pass for a run group's
-//!   members), ConvNets one run at a time.
+//!   `cuda`): every optimizer is its device rule on device-resident tensors; every family
+//!   trains as device populations (one forward and backward pass for a run group's members).
 //!
 //! The engine answers the questions that depend on it — how optimizers are built, which
 //! runner trains run groups and at what population size, how a problem's costs are

@@ -10,7 +10,7 @@
 //! populations of 1 and 8 members; a population costs its longest member's steps × the fixed
 //! part plus every member's own. The wall time of N workers is the larger of the sum over N
 //! and the longest population (or run). On the device path (`cpu-device`, a GPU) every family
-//! but ConvNets trains as device populations, ConvNets alone, each cost measured on that
+//! trains as device populations, each cost measured on that
 //! device (a device population's from populations of 1 and 8 members with SGD's fused kernel),
 //! the optimizer's update on device tensors; the cache key then names the device class too.
 

@@ -1,6 +1,6 @@
 //! The device path on candle's CPU device: a sweep of 30 Adam members (30 learning rates, one
-//! seed; MNIST-1D's dense shapes and the peer's smallest LSTM and Transformer) trained one run
-//! at a time (what the device path did before device populations) and
+//! seed; MNIST-1D's dense shapes and the peer's smallest ConvNet, LSTM and Transformer) trained
+//! one run at a time (what the device path did before device populations) and
 //! as one device population (one forward and backward pass, Adam's fused kernel over all 30),
 //! back to back in one run; run-steps per second and their ratio.
 //! On a GPU the same comparison is `ci/gpu/verify.sh`'s smoke rows.
@@ -10,11 +10,12 @@
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::device_population::DevicePopulation;
+use beatmatch_tasks::models::conv::ConvConfig;
 use beatmatch_tasks::models::logreg::Logreg;
 use beatmatch_tasks::models::lstm::LstmConfig;
 use beatmatch_tasks::models::mlp::MlpConfig;
 use beatmatch_tasks::models::transformer::TransformerConfig;
-use beatmatch_tasks::models::{Activation, ModelConfig};
+use beatmatch_tasks::models::{Activation, ModelConfig, Pooling};
 use beatmatch_tasks::population::{MemberPlan, Members, OptimizerGroup};
 use beatmatch_tasks::{DatasetName, InnerRun, Problem, RunSettings};
 use candle_core::Device;
@@ -44,6 +45,7 @@ fn main() {
         ("mlp-w128-d2-relu.mnist1d.b128", mlp(128, 2), DatasetName::Mnist1d, 128, 200),
         ("lstm-h32-l1-t32.moby_dick.b32", lstm, DatasetName::MobyDick, 32, 20),
         ("transformer-d32-l1-h2-t32.moby_dick.b32", transformer, DatasetName::MobyDick, 32, 20),
+        ("conv-c8-d1-max.digits.b64", ModelConfig::Conv(ConvConfig { channels: 8, depth: 1, pooling: Pooling::Max }), DatasetName::Digits, 64, 50),
     ];
     let lrs: Vec<f64> = (0..30).map(|i| 1e-4 * 1.3f64.powi(i)).collect();
     for (name, model, dataset, batch, steps) in shapes {

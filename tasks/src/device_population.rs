@@ -19,8 +19,9 @@
 //! path's run alone ([`crate::inner::InnerRun`]); both are tested. `advance(a)` then
 //! `advance(b)` is `advance(a + b)`.
 //!
-//! Not yet: only the families whose [`Model::batches_members`] holds train this way (all but
-//! ConvNets); the others train one run at a time.
+//! Every family's model batches members ([`Model::batches_members`]); a family added without
+//! that trains one run at a time on the device. A ConvNet's convolutions are grouped, one group
+//! per member, which candle runs as one convolution per member.
 
 use crate::data::{rng, BatchStream, View, STREAM_INIT};
 use crate::datasets::Dataset;

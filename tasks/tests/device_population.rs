@@ -1,7 +1,7 @@
 //! Device populations on candle's CPU device: a member's record is the same bits alone, in a
 //! population of 3 and of 30, and the device path's run alone ([`InnerRun`]) — for every
-//! family that batches members (logistic regression, MLPs, autoencoders, LSTM and Transformer
-//! language models), members of one fused
+//! family (logistic regression, MLPs, autoencoders, ConvNets with max and average pooling, LSTM
+//! and Transformer language models), members of one fused
 //! kernel stepped together and rules stepped one member at a time, learned optimizers,
 //! Schedule-Free measured at its evaluation point, members that diverge (alone and within a
 //! fused group) and budgets that end early; and a population advanced in pieces is one
@@ -75,6 +75,8 @@ fn a_member_gives_the_same_bits_alone_among_3_and_30_and_as_a_run_alone() {
         Problem::new(autoencoder, DatasetName::Mnist1d, 8, &[40]),
         Problem::new(lstm, DatasetName::MobyDick, 4, &[40]),
         Problem::new(transformer, DatasetName::MobyDick, 4, &[40]),
+        Problem::new(ModelConfig::Conv(ConvConfig { channels: 4, depth: 2, pooling: Pooling::Max }), DatasetName::Digits, 8, &[40]),
+        Problem::new(ModelConfig::Conv(ConvConfig { channels: 3, depth: 1, pooling: Pooling::Avg }), DatasetName::Digits, 8, &[40]),
     ];
     let lrs: Vec<String> = (0..30).map(|i| format!("adam:lr={}", 1e-3 * 1.2f64.powi(i))).collect();
     for p in &problems {
@@ -154,16 +156,4 @@ fn a_population_advanced_in_pieces_equals_one_advanced_at_once() {
     pop.advance(13).unwrap();
     assert_eq!(pop.step(), 30);
     assert_eq!(pop.finish().unwrap(), whole);
-}
-
-#[test]
-fn families_that_do_not_batch_members_are_refused_by_name() {
-    let p = Problem::new(ModelConfig::Conv(ConvConfig { channels: 4, depth: 1, pooling: Pooling::Max }), DatasetName::Digits, 16, &[20]);
-    assert!(!DevicePopulation::supports(&p) && DevicePopulation::supports(&mlp()));
-    let data = p.dataset.load().unwrap();
-    let plans = [MemberPlan { steps: 5, horizon: 5 }];
-    let err = DevicePopulation::new(&p, &data, SEED, &Device::Cpu, &plans, vec![OptimizerGroup { optimizer: build(&p, "adam:lr=1e-3"), members: 0..1 }])
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("one member at a time"), "{err}");
 }

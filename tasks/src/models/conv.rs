@@ -117,18 +117,36 @@ impl Model for ConvNet {
         out
     }
 
+    /// Logits `[batch, classes]`: a population of one.
     fn forward(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        super::forward_one(self, params, x)
+    }
+
+    fn batches_members(&self) -> bool {
+        true
+    }
+
+    /// Logits `[K, batch, classes]`. The members' maps sit side by side on the channel axis
+    /// (`[batch, K·channels, h, w]`, the batch copied once per member for the first block) and
+    /// each block is one grouped convolution, a group per member (candle runs one convolution
+    /// per group); bias, ReLU and pooling are one op each for all members, the head one batched
+    /// product.
+    fn forward_members(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let k = params[0].dim(0)?;
         let batch = x.dim(0)?;
-        let mut h = x.reshape((batch, self.chw.0, self.chw.1, self.chw.2))?;
-        for (i, &(_, c_out, pool)) in self.blocks.iter().enumerate() {
+        let (c, hh, ww) = self.chw;
+        let mut h = x.reshape((batch, 1, c * hh * ww))?.broadcast_as((batch, k, c * hh * ww))?.contiguous()?.reshape((batch, k * c, hh, ww))?;
+        for (i, &(c_in, c_out, pool)) in self.blocks.iter().enumerate() {
             let (b, w) = (&params[2 * i], &params[2 * i + 1]);
-            h = h.conv2d(w, 1, 1, 1, 1)?.broadcast_add(&b.reshape((1, c_out, 1, 1))?)?.relu()?;
+            let w = w.reshape((k * c_out, c_in, 3, 3))?;
+            h = h.conv2d(&w, 1, 1, 1, k)?.broadcast_add(&b.reshape((1, k * c_out, 1, 1))?)?.relu()?;
             if pool {
                 h = pool2(&h, self.pooling)?;
             }
         }
         let n = self.blocks.len();
-        h.flatten_from(1)?.matmul(&params[2 * n + 1])?.broadcast_add(&params[2 * n])
+        let features = h.reshape((batch, k, self.features))?.transpose(0, 1)?.contiguous()?;
+        features.matmul(&params[2 * n + 1])?.broadcast_add(&params[2 * n].unsqueeze(1)?)
     }
 }
 
