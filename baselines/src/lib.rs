@@ -109,17 +109,16 @@ pub fn build_members(specs: &[OptimizerSpec], params: &[ParamInfo]) -> Result<Bo
 /// steps one member at a time (only the fused kernels step several).
 pub fn build_on(specs: &[OptimizerSpec], params: &[ParamInfo], device: &Device) -> Result<Box<dyn Optimizer>> {
     let (kind, members) = configure(specs)?;
-    let no_device = || anyhow::anyhow!("optimizer `{}` has no device implementation (host buffers only)", kind.name());
-    if members.len() == 1 {
-        return kind.device(&members[0], params, device).ok_or_else(no_device);
-    }
-    match kind.device_members(&members, params, device) {
-        Some(opt) => Ok(opt),
-        None => {
-            kind.device(&members[0], params, device).ok_or_else(no_device)?;
-            beatmatch_device::one_member(members.len(), kind.name()).map(|_| unreachable!("several members were asked for"))
+    if members.len() > 1 {
+        if let Some(opt) = kind.device_members(&members, params, device) {
+            return Ok(opt);
         }
     }
+    let opt = kind
+        .device(&members[0], params, device)
+        .ok_or_else(|| anyhow::anyhow!("optimizer `{}` has no device implementation (host buffers only)", kind.name()))?;
+    beatmatch_device::one_member(members.len(), kind.name())?;
+    Ok(opt)
 }
 
 /// Whether `spec`'s kind steps several members in one device rule (a fused kernel).

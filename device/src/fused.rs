@@ -125,11 +125,6 @@ impl StepConsts {
     }
 }
 
-/// One fused step of `w` (in place) with gradient `g` and state `s`; the new state.
-pub fn step(kernel: Kernel, k: Consts, w: &Var, g: &Tensor, s: &Tensor) -> candle_core::Result<Tensor> {
-    step_members(kernel, &StepConsts::new(vec![k]), w, g, s)
-}
-
 /// One fused step of the members `k` has constants for: `w` holds their parameters back to back
 /// (updated in place), `g` their gradients, `s` their state (`[members · slots, n]`); the new
 /// state.
@@ -302,6 +297,11 @@ mod tests {
 
     fn adam_consts() -> Consts {
         Consts::of(&[0.1, 0.9, 0.001, 0.999, 0.1, 0.001, 1e-8, -0.01])
+    }
+
+    /// One member's fused step.
+    fn step(kernel: Kernel, k: Consts, w: &Var, g: &Tensor, s: &Tensor) -> candle_core::Result<Tensor> {
+        step_members(kernel, &StepConsts::new(vec![k]), w, g, s)
     }
 
     fn values(t: &Tensor) -> Vec<f32> {

@@ -91,14 +91,8 @@ pub fn calibrate_population(problem: &Problem, data: &Dataset, steps: u64) -> Re
     let problem = &quiet(problem);
     split(&|k| {
         let opt = beatmatch_baselines::build_members(&vec![cheapest(); k], &infos)?;
-        let plans = vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k];
-        let mut pop = Population::new(problem, data, 0, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
-        pop.advance(1)?;
-        let start = Instant::now();
-        pop.advance(steps)?;
-        let step_s = start.elapsed().as_secs_f64() / steps as f64;
-        let (measure_s, eval_s) = pop.time_measurements();
-        Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
+        let pop = Population::new(problem, data, 0, &plans(k, steps), vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
+        timed(pop, steps, |p| Ok(p.time_measurements()))
     })
 }
 
@@ -109,15 +103,25 @@ pub fn calibrate_device_population(problem: &Problem, data: &Dataset, device: &D
     let problem = &quiet(problem);
     split(&|k| {
         let opt = beatmatch_baselines::build_on(&vec![cheapest(); k], &infos, device)?;
-        let plans = vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k];
-        let mut pop = DevicePopulation::new(problem, data, 0, device, &plans, vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
-        pop.advance(1)?;
-        let start = Instant::now();
-        pop.advance(steps)?;
-        let step_s = start.elapsed().as_secs_f64() / steps as f64;
-        let (measure_s, eval_s) = pop.time_measurements()?;
-        Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
+        let pop = DevicePopulation::new(problem, data, 0, device, &plans(k, steps), vec![OptimizerGroup { optimizer: opt, members: 0..k }])?;
+        timed(pop, steps, DevicePopulation::time_measurements)
     })
+}
+
+/// `k` members with room for a warm-up step and `steps` timed ones.
+fn plans(k: usize, steps: u64) -> Vec<MemberPlan> {
+    vec![MemberPlan { steps: steps + 2, horizon: steps + 2 }; k]
+}
+
+/// A population's step cost: one warm-up step, then `steps` timed; `measurements` gives its
+/// train-loss measurement's and held-out evaluation's seconds.
+fn timed<P: Members>(mut pop: P, steps: u64, measurements: impl FnOnce(&mut P) -> Result<(f64, f64)>) -> Result<StepCost> {
+    pop.advance(1)?;
+    let start = Instant::now();
+    pop.advance(steps)?;
+    let step_s = start.elapsed().as_secs_f64() / steps as f64;
+    let (measure_s, eval_s) = measurements(&mut pop)?;
+    Ok(StepCost { step_s, measure_s, eval_s, device_bytes: 0 })
 }
 
 /// SGD without momentum: the cheapest update (updates are estimated apart).

@@ -14,7 +14,7 @@
 use crate::calibrate::{calibrate, calibrate_device_population, calibrate_population, ProblemCost, StepCost};
 use crate::factory::OptimizerFactory;
 use crate::runner::{DevicePopulationRunner, PopulationRunner, Runner};
-use crate::target::free_memory;
+use crate::target::{free_memory, members_that_fit};
 use anyhow::Result;
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
 use beatmatch_learned::checkpoint::Checkpoint;
@@ -86,7 +86,8 @@ impl Engine {
     pub fn calibrate(&self, problem: &Problem, data: &Dataset) -> Result<ProblemCost> {
         match self {
             Engine::Host if Population::<dyn Optimizer>::supports(problem) => return calibrate_population(problem, data, 60),
-            Engine::Device(d) if DevicePopulation::supports(problem) && eight_fit(problem, d)? => {
+            // Calibration times 8 members: a problem where they do not fit is timed as one run.
+            Engine::Device(d) if DevicePopulation::supports(problem) && members_that_fit(problem, d)?.is_none_or(|n| n >= 8) => {
                 let mut cost = calibrate_device_population(problem, data, d, 20)?;
                 // The plan's measured memory: one run's high-water mark (GPUs only).
                 if free_memory(d)?.is_some() {
@@ -100,12 +101,4 @@ impl Engine {
         let fixed = calibrate(problem, data, self.device(), 5)?;
         Ok(ProblemCost { fixed, per_member: zero, population: false })
     }
-}
-
-/// Whether a device population of 8 members of `problem` (what calibration times) fits in half
-/// of `device`'s free memory by the study's estimate; always on the CPU. A problem where it
-/// does not is calibrated as one run.
-fn eight_fit(problem: &Problem, device: &Device) -> Result<bool> {
-    let need = beatmatch_tasks::memory::estimate(problem, 2.0).total();
-    Ok(free_memory(device)?.is_none_or(|free| 8 * need <= free / 2))
 }

@@ -143,10 +143,8 @@ impl Runner for DevicePopulationRunner<'_> {
             return OneByOne { device: self.device.clone(), factory: self.factory }.run_group(group, progress, done);
         }
         // The study's memory check sized one run; a population holds about one run's memory
-        // per member, so on a GPU a group is split to what half the free memory holds.
-        let need = beatmatch_tasks::memory::estimate(group.problem, 2.0).total().max(1);
-        if let Some(free) = crate::target::free_memory(&self.device).ok().flatten() {
-            let fit = ((free / 2) / need).max(1) as usize;
+        // per member, so on a GPU a group is split to what fits.
+        if let Some(fit) = crate::target::members_that_fit(group.problem, &self.device).ok().flatten() {
             if group.jobs.len() > fit {
                 for jobs in group.jobs.chunks(fit) {
                     self.run_group(&JobGroup { problem: group.problem, seed: group.seed, jobs: jobs.to_vec() }, progress, done);

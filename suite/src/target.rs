@@ -55,6 +55,14 @@ impl Target {
     }
 }
 
+/// How many runs of `problem` fit in half of `device`'s free memory by the study's estimate (at
+/// least 1; the other half is the estimate's margin), when it is a GPU (None on the CPU): what a
+/// device population may hold.
+pub fn members_that_fit(problem: &beatmatch_tasks::Problem, device: &Device) -> Result<Option<usize>> {
+    let need = beatmatch_tasks::memory::estimate(problem, 2.0).total().max(1);
+    Ok(free_memory(device)?.map(|free| ((free / 2) / need).max(1) as usize))
+}
+
 /// Free memory of `device` in bytes, when it is a GPU (None on the CPU).
 #[cfg(feature = "cuda")]
 pub fn free_memory(device: &Device) -> Result<Option<u64>> {

@@ -45,11 +45,15 @@ struct Group {
 impl Group {
     /// Tensor `i` as `[members, …]` (a view).
     fn stacked(&self, i: usize) -> candle_core::Result<Tensor> {
-        let t = self.params[i].as_tensor();
+        self.member_axis(self.params[i].as_tensor().clone())
+    }
+
+    /// `t`, one of this group's tensors (or one of its evaluation point's), as `[members, …]`.
+    fn member_axis(&self, t: Tensor) -> candle_core::Result<Tensor> {
         if self.optimizer.members() == 1 {
             t.unsqueeze(0)
         } else {
-            Ok(t.clone())
+            Ok(t)
         }
     }
 }
@@ -187,8 +191,7 @@ impl<'d> DevicePopulation<'d> {
             let rows: Vec<u32> = who.iter().filter(|m| g.members.contains(m)).map(|&m| (m - g.members.start) as u32).collect();
             let rows = Tensor::new(rows, &self.device)?;
             for (i, t) in at.into_iter().enumerate() {
-                let t = if g.optimizer.members() == 1 { t.unsqueeze(0)? } else { t };
-                parts[i].push(t.index_select(&rows, 0)?);
+                parts[i].push(g.member_axis(t)?.index_select(&rows, 0)?);
             }
         }
         Ok(parts.into_iter().map(|p| Tensor::cat(&p, 0)).collect::<candle_core::Result<_>>()?)
