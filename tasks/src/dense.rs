@@ -9,8 +9,12 @@
 //! Rust never contracts into FMAs), and nothing allocates after the first step.
 //!
 //! **Members.** Parameters and gradients are member-major buffers (`K × numel` per tensor),
-//! activations `[K][batch][width]`. All members see the same input batch. The matrix products
-//! are one product per member (a batched matmul is a loop over the batch on a CPU), and a
+//! activations `[K][batch][width]`. All members see the same input batch, so where the first
+//! layer is narrow (logistic regression's 10 classes, MLPs of up to 16 units: the widths
+//! where it pays, [`beatmatch_core::matmul::SIDE_BY_SIDE_WIDEST`]) its forward product and its
+//! weight gradient are one product over every member's weights (or deltas) side by side, cut
+//! where the `gemm` crate would otherwise sum a member's values in another order
+//! ([`beatmatch_core::matmul::side_by_side`]). Every other product is one per member, and a
 //! member's arithmetic never reads another member's values, so a member computes exactly the
 //! same bits in a population of 1, 3 or 30. Members not `live` are skipped (a diverged member
 //! costs nothing after it diverged).
@@ -41,7 +45,7 @@ impl DenseShape {
         Self { hidden, out: classes, activation, objective: Objective::Classify }
     }
 }
-use beatmatch_core::matmul::{matmul, Layout};
+use beatmatch_core::matmul::{matmul, Layout, Product, Rows, SideBySide};
 use beatmatch_core::simd::{simd_dispatch, Kernel};
 use beatmatch_core::ParamInfo;
 
@@ -67,6 +71,10 @@ pub struct Workspace {
     /// Backward deltas, `[rows][width]` of one member.
     delta: Vec<f32>,
     delta_prev: Vec<f32>,
+    /// The first layer's deltas `[K][rows][width]`, for its weight gradients side by side.
+    delta_first: Vec<f32>,
+    /// The first layer's products, side by side over members.
+    side: SideBySide,
 }
 
 impl DenseNet {
@@ -114,15 +122,27 @@ impl DenseNet {
             if keep_pre {
                 ws.pre[l].resize(2 * k * rows * fan_out, 0.0);
             }
-            for m in (0..k).filter(|&m| live[m]) {
-                let input: &[f32] = if l == 0 { batch.x } else { &before[l - 1][m * rows * fan_in..(m + 1) * rows * fan_in] };
-                let w = &w_all[m * fan_in * fan_out..(m + 1) * fan_in * fan_out];
-                let b = &b_all[m * fan_out..(m + 1) * fan_out];
+            // Every member reads the same batch: where it pays, one product over the members'
+            // weights side by side, which the bias pass gathers from.
+            let product = Product::new(rows, fan_in, fan_out);
+            let side_by_side = l == 0 && product.side_by_side_pays(live.iter().filter(|&&l| l).count());
+            if side_by_side {
+                product.shared_left(batch.x, &members(w_all, fan_in * fan_out, live), &mut ws.side);
+            }
+            for (i, m) in (0..k).filter(|&m| live[m]).enumerate() {
                 let o = &mut out[m * rows * fan_out..(m + 1) * rows * fan_out];
-                matmul(rows, fan_in, fan_out, input, Layout::RowMajor, w, Layout::RowMajor, o);
+                let src = if side_by_side {
+                    Some(ws.side.member(i))
+                } else {
+                    let input = if l == 0 { batch.x } else { &before[l - 1][m * rows * fan_in..(m + 1) * rows * fan_in] };
+                    let w = &w_all[m * fan_in * fan_out..(m + 1) * fan_in * fan_out];
+                    matmul(rows, fan_in, fan_out, input, Layout::RowMajor, w, Layout::RowMajor, o);
+                    None
+                };
+                let b = &b_all[m * fan_out..(m + 1) * fan_out];
                 let act = if hidden { Some(self.activation) } else { None };
                 let pre = if keep_pre { Some(&mut ws.pre[l][2 * m * rows * fan_out..2 * (m + 1) * rows * fan_out]) } else { None };
-                simd_dispatch(&mut BiasActivate { out: o, bias: b, act, pre });
+                simd_dispatch(&mut BiasActivate { out: o, src, bias: b, act, pre });
             }
         }
     }
@@ -164,6 +184,8 @@ impl DenseNet {
         let rows = batch.rows;
         let layers = self.layers();
         let mut losses = vec![f32::NAN; k];
+        let first = Product::transposed_times(self.dims[0], rows, self.dims[1]);
+        let first_side_by_side = first.side_by_side_pays(live.iter().filter(|&&l| l).count());
         for m in (0..k).filter(|&m| live[m]) {
             let out_dim = self.dims[layers];
             ws.delta.resize(rows * out_dim, 0.0);
@@ -189,11 +211,17 @@ impl DenseNet {
                     let (a, b) = grads.split_at_mut(2 * l + 1);
                     (&mut a[2 * l], &mut b[0])
                 };
-                let gw = &mut gw_all[m * fan_in * fan_out..(m + 1) * fan_in * fan_out];
-                // dW = inputᵀ · δ
-                matmul(fan_in, rows, fan_out, input, Layout::Transposed, &ws.delta, Layout::RowMajor, gw);
                 // db = Σ_rows δ
                 column_sums(&ws.delta[..rows * fan_out], fan_out, &mut gb_all[m * fan_out..(m + 1) * fan_out]);
+                if l == 0 && first_side_by_side {
+                    // The first layer's dW, every member's at once below.
+                    ws.delta_first.resize(k * rows * fan_out, 0.0);
+                    ws.delta_first[m * rows * fan_out..(m + 1) * rows * fan_out].copy_from_slice(&ws.delta[..rows * fan_out]);
+                    break;
+                }
+                // dW = inputᵀ · δ
+                let gw = &mut gw_all[m * fan_in * fan_out..(m + 1) * fan_in * fan_out];
+                matmul(fan_in, rows, fan_out, input, Layout::Transposed, &ws.delta, Layout::RowMajor, gw);
                 if l == 0 {
                     break;
                 }
@@ -207,8 +235,25 @@ impl DenseNet {
                 std::mem::swap(&mut ws.delta, &mut ws.delta_prev);
             }
         }
+        if first_side_by_side {
+            // dW of the first layer = xᵀ · δ, with the members' δ side by side.
+            first.shared_left(batch.x, &members(&ws.delta_first, rows * self.dims[1], live), &mut ws.side);
+            for (i, gw) in members_mut(grads[1], first.m * first.n, live).into_iter().enumerate() {
+                ws.side.copy_member(i, gw);
+            }
+        }
         losses
     }
+}
+
+/// The `live` members' blocks of a member-major buffer (`size` values each).
+fn members<'a>(buf: &'a [f32], size: usize, live: &[bool]) -> Vec<&'a [f32]> {
+    buf.chunks_exact(size).zip(live).filter(|&(_, &l)| l).map(|(b, _)| b).collect()
+}
+
+/// [`members`], mutable.
+fn members_mut<'a>(buf: &'a mut [f32], size: usize, live: &[bool]) -> Vec<&'a mut [f32]> {
+    buf.chunks_exact_mut(size).zip(live).filter(|&(_, &l)| l).map(|(b, _)| b).collect()
 }
 
 pub use beatmatch_core::matmul::sgemm;
@@ -251,7 +296,7 @@ pub(crate) fn cross_entropy(logits: &[f32], y: &[u32], classes: usize, grad: Opt
 
 /// `out[r][j] += bias[j]` for every row of `out`.
 pub(crate) fn add_bias(out: &mut [f32], bias: &[f32]) {
-    simd_dispatch(&mut BiasActivate { out, bias, act: None, pre: None });
+    simd_dispatch(&mut BiasActivate { out, src: None, bias, act: None, pre: None });
 }
 
 /// `out[r][j] += bias[j]`, then the activation (kept pre-activation in `pre` where asked).
@@ -260,6 +305,8 @@ pub(crate) fn add_bias(out: &mut [f32], bias: &[f32]) {
 /// the backward pass would otherwise compute again (a division and an `exp` per element).
 pub(crate) struct BiasActivate<'a> {
     pub(crate) out: &'a mut [f32],
+    /// Where `out`'s values are read from instead, if not in place (a product side by side).
+    pub(crate) src: Option<Rows<'a>>,
     pub(crate) bias: &'a [f32],
     pub(crate) act: Option<Activation>,
     pub(crate) pre: Option<&'a mut [f32]>,
@@ -271,8 +318,9 @@ impl Kernel for BiasActivate<'_> {
         let n = self.bias.len();
         let len = self.out.len();
         for (r, row) in self.out.chunks_exact_mut(n).enumerate() {
-            for (v, &b) in row.iter_mut().zip(self.bias) {
-                *v += b;
+            match self.src {
+                Some(src) => row.iter_mut().zip(src.row(r)).zip(self.bias).for_each(|((v, &s), &b)| *v = s + b),
+                None => row.iter_mut().zip(self.bias).for_each(|(v, &b)| *v += b),
             }
             if let Some(pre) = self.pre.as_deref_mut() {
                 pre[r * n..(r + 1) * n].copy_from_slice(row);

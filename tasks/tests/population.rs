@@ -60,6 +60,49 @@ fn dense_gradients_equal_candles_backward() {
     }
 }
 
+/// The dense engine's loss and gradients of a member among 30 (its first layer's products run
+/// side by side with the others') are the bits of the member alone, at the registry's input
+/// widths: 40 (MNIST-1D) and 784 (MNIST and Fashion-MNIST, deeper than the `gemm` crate's
+/// 512-deep blocks, where 32 rows run six or eight members at a time and 128 rows all of them),
+/// members that are not live among them.
+#[test]
+fn a_dense_member_among_30_computes_its_bits_alone() {
+    let configs = [
+        ModelConfig::Logreg(Logreg {}),
+        ModelConfig::Mlp(MlpConfig { width: 8, depth: 2, activation: Activation::Gelu }),
+        ModelConfig::Mlp(MlpConfig { width: 32, depth: 1, activation: Activation::Relu }),
+        ModelConfig::Autoencoder(AutoencoderConfig { width: 16, depth: 1, code: 4, activation: Activation::Tanh }),
+    ];
+    let k = 30;
+    for config in configs {
+        for (input, rows) in [(40, 32), (784, 32), (784, 128)] {
+            let out = if matches!(config, ModelConfig::Autoencoder(_)) { input } else { 10 };
+            let net = DenseNet::for_config(&config, input, out).unwrap();
+            let x: Vec<f32> = (0..rows * input).map(|i| ((i * 37 % 101) as f32 - 50.0) / 60.0).collect();
+            let y: Vec<u32> = (0..rows as u32).map(|i| i % 10).collect();
+            let batch = Batch { x: &x, y: &y, rows };
+            // Every member's values differ: one sine along the member-major buffers.
+            let values: Vec<Vec<f32>> = net.params().iter().map(|p| (0..k * p.numel()).map(|i| 0.1 * (i as f32 * 0.37).sin()).collect()).collect();
+            let params: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
+            let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![f32::NAN; v.len()]).collect();
+            let mut g: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+            let live: Vec<bool> = (0..k).map(|m| m % 7 != 3).collect();
+            let losses = net.loss_and_grads(k, &live, &params, &batch, &mut g, &mut Workspace::default());
+            for m in (0..k).filter(|&m| live[m]) {
+                let own: Vec<&[f32]> = net.params().iter().zip(&values).map(|(p, v)| &v[m * p.numel()..][..p.numel()]).collect();
+                let mut alone: Vec<Vec<f32>> = net.params().iter().map(|p| vec![f32::NAN; p.numel()]).collect();
+                let mut ga: Vec<&mut [f32]> = alone.iter_mut().map(Vec::as_mut_slice).collect();
+                let loss = net.loss_and_grads(1, &[true], &own, &batch, &mut ga, &mut Workspace::default())[0];
+                assert_eq!(loss.to_bits(), losses[m].to_bits(), "{config:?} {input}×{rows}: member {m}'s loss");
+                for ((p, a), g) in net.params().iter().zip(&alone).zip(&grads) {
+                    let among = &g[m * p.numel()..][..p.numel()];
+                    assert!(a.iter().zip(among).all(|(a, b)| a.to_bits() == b.to_bits()), "{config:?} {input}×{rows}: member {m}'s {}", p.name);
+                }
+            }
+        }
+    }
+}
+
 fn problem() -> Problem {
     Problem::new(ModelConfig::Mlp(MlpConfig { width: 16, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 32, &[30, 60])
 }

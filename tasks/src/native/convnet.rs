@@ -132,7 +132,7 @@ impl ConvEngine {
             let act = &mut ws.act[i];
             act.resize(pixels * b.c_out, 0.0);
             matmul(pixels, b.taps(), b.c_out, col, Layout::RowMajor, member(params[2 * i + 1], k, m), Layout::Transposed, act);
-            simd_dispatch(&mut BiasActivate { out: act, bias: member(params[2 * i], k, m), act: Some(Activation::Relu), pre: None });
+            simd_dispatch(&mut BiasActivate { out: act, src: None, bias: member(params[2 * i], k, m), act: Some(Activation::Relu), pre: None });
             if b.pool {
                 pool_forward(act, rows, b, self.pooling, &mut ws.pooled[i]);
             }

@@ -7,8 +7,10 @@
 //! **Members.** Parameters and gradients are member-major buffers (`K × numel` per tensor, in
 //! the candle model's canonical order). Every member sees the same input batch, and a member's
 //! arithmetic never reads another member's values (the products are one call per member, of
-//! the same shape whatever K is), so a member computes the same bits in a population of 1, 3
-//! or 30. Members not `live` are skipped.
+//! the same shape whatever K is, or, for a dense network's narrow first layer, one product over
+//! the members side by side that sums each member's values in the order its own would), so a
+//! member computes the same bits in a population of 1, 3 or 30. Members not `live` are
+//! skipped.
 
 pub mod convnet;
 pub mod lstm;

@@ -184,7 +184,7 @@ impl TransformerEngine {
             acts.u.resize(2 * n * 4 * d, 0.0);
             acts.gu.resize(n * 4 * d, 0.0);
             matmul(n, d, 4 * d, &acts.m, Layout::RowMajor, p(bs.w1), Layout::RowMajor, &mut acts.gu);
-            simd_dispatch(&mut BiasActivate { out: &mut acts.gu, bias: p(bs.b1), act: Some(Activation::Gelu), pre: Some(&mut acts.u) });
+            simd_dispatch(&mut BiasActivate { out: &mut acts.gu, src: None, bias: p(bs.b1), act: Some(Activation::Gelu), pre: Some(&mut acts.u) });
             // h = h_mid + gelu(u)·W2 + b2
             ws.h.resize(n * d, 0.0);
             matmul(n, 4 * d, d, &acts.gu, Layout::RowMajor, p(bs.w2), Layout::RowMajor, &mut ws.h);

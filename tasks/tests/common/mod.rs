@@ -41,8 +41,11 @@ pub struct Case<'a> {
 }
 
 /// The native engine's loss, evaluated sums and every gradient against candle's on the same
-/// values. Tolerance: 2e-6 relative on the loss, 1e-6 + 1e-4 relative per gradient value (the
-/// two sum in different orders); a parameter candle gives no gradient must get zeros.
+/// values. Tolerance: 2e-6 relative on the loss; per gradient value 1e-6 + 1e-4 relative, plus
+/// 2e-6 of the tensor's largest gradient (the two sum in different orders, and a sum's rounding
+/// scales with its terms, not its result: an embedding row that sums gradients of 3.8 to 0.035
+/// differs by 5e-6 under candle's AVX-512 products); a parameter candle gives no gradient must
+/// get zeros.
 pub fn gradients_equal_candles(case: &Case<'_>, what: &str) {
     let dev = Device::Cpu;
     let Case { config, shape, classes, x, y, rows, seed, nudge } = case;
@@ -80,8 +83,9 @@ pub fn gradients_equal_candles(case: &Case<'_>, what: &str) {
     for (i, (var, info)) in vars.iter().zip(model.params()).enumerate() {
         let want: Vec<f32> = candle_grads.get(var).map(|g| g.flatten_all().unwrap().to_vec1().unwrap()).unwrap_or_else(|| vec![0.0; grads[i].len()]);
         assert_eq!(grads[i].len(), want.len());
+        let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (j, (&a, &b)) in grads[i].iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-6 + 1e-4 * b.abs(), "{what} {}[{j}]: native {a} vs candle {b}", info.name);
+            assert!((a - b).abs() <= 1e-6 + 1e-4 * b.abs() + 2e-6 * largest, "{what} {}[{j}]: native {a} vs candle {b}", info.name);
         }
     }
 }
