@@ -6,7 +6,9 @@
 //! ReLU network's whole step). Here every matrix product is one call of the `gemm` crate
 //! (single-threaded; it picks AVX-512 or AVX2 at run time), every elementwise pass is one
 //! fused, vectorised loop (`core::simd`: AVX-512F, AVX2 or baseline, the same bits on each:
-//! Rust never contracts into FMAs), and nothing allocates after the first step.
+//! Rust never contracts into FMAs), and no buffer is allocated after the first step (a step
+//! allocates only short lists: the members' losses, and the member slices of a product side by
+//! side).
 //!
 //! **Members.** Parameters and gradients are member-major buffers (`K × numel` per tensor),
 //! activations `[K][batch][width]`. All members see the same input batch, so where the first

@@ -33,7 +33,7 @@ pub struct Batch<'a> {
 }
 
 /// A network the native engine trains K members at a time. It keeps its own reused buffers
-/// (nothing allocates after the first step), hence `&mut self`.
+/// (no buffer is allocated after the first step), hence `&mut self`.
 pub trait NativeNet: Send {
     /// Parameter tensors of one member, in the candle model's canonical order.
     fn params(&self) -> &[ParamInfo];
