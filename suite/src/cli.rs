@@ -308,8 +308,10 @@ struct RunArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Largest population trained as one computation: the members of a run group (one
-    /// problem, one seed) share every mini-batch and train together [default: whole groups];
-    /// `1` trains them one by one. Records are the same either way.
+    /// problem, one seed) share every mini-batch and train together [default: on the host, as
+    /// many as fit 8 MiB of parameters, gradients and Adam's state (a logistic regression's
+    /// whole run group, 3 members of a 145k-parameter MLP); on a device, whole groups]; `1`
+    /// trains them one by one. Records are the same either way.
     #[arg(long)]
     population: Option<usize>,
     /// Progress display: `bar` (a terminal's default), `lines` (a line every 30 s: the default

@@ -13,7 +13,7 @@
 
 use crate::calibrate::{calibrate, calibrate_device_population, calibrate_population, ProblemCost, StepCost};
 use crate::factory::OptimizerFactory;
-use crate::runner::{DevicePopulationRunner, PopulationRunner, Runner};
+use crate::runner::{host_population, DevicePopulationRunner, PopulationRunner, Runner};
 use crate::target::{free_memory, members_that_fit};
 use anyhow::Result;
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo};
@@ -67,10 +67,14 @@ impl Engine {
         }
     }
 
-    /// The largest population the runner trains together: the one asked for (None: whole run
-    /// groups).
-    pub fn population(&self, requested: Option<usize>) -> Option<usize> {
-        requested
+    /// The largest population the runner trains together for a model of `params` parameters:
+    /// the one asked for; else on the host as many members as [`host_population`] allows, on
+    /// a device the whole run group (None).
+    pub fn max_members(&self, requested: Option<usize>, params: u64) -> Option<usize> {
+        match self {
+            Engine::Host => Some(requested.unwrap_or_else(|| host_population(params))),
+            Engine::Device(_) => requested,
+        }
     }
 
     /// The runner that trains run groups here, building optimizers with `factory`.

@@ -203,8 +203,7 @@ impl Calibration {
         // The runner's run groups: the jobs of one (problem, seed), in populations of at most
         // `population` members where the problem batches, else one job each.
         let pending: Vec<&Job> = jobs.to_vec();
-        let population = target.engine.population(population);
-        for g in crate::executor::groups(&pending, population) {
+        for g in crate::executor::groups(&pending, &|params| target.engine.max_members(population, params)) {
             let c = costs[&g.problem.hash()];
             let parts: Vec<Vec<&Job>> = if c.population { vec![g.jobs.clone()] } else { g.jobs.iter().map(|&j| vec![j]).collect() };
             for part in parts {

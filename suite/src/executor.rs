@@ -34,14 +34,14 @@ pub struct ExecSummary {
 
 /// The run groups of `pending` jobs, each at most `max` jobs, largest total cost first (ties
 /// by the first job's hash), jobs inside a group in plan order.
-pub fn groups<'a>(pending: &[&'a Job], max: Option<usize>) -> Vec<JobGroup<'a>> {
+pub fn groups<'a>(pending: &[&'a Job], max: &dyn Fn(u64) -> Option<usize>) -> Vec<JobGroup<'a>> {
     let mut by_key: BTreeMap<(&str, u64), Vec<&'a Job>> = BTreeMap::new();
     for &j in pending {
         by_key.entry(j.group_key()).or_default().push(j);
     }
     let mut out: Vec<JobGroup<'a>> = Vec::new();
     for jobs in by_key.into_values() {
-        for part in jobs.chunks(max.unwrap_or(usize::MAX).max(1)) {
+        for part in jobs.chunks(max(jobs[0].params).unwrap_or(usize::MAX).max(1)) {
             out.push(JobGroup { problem: &part[0].problem, seed: part[0].key.seed, jobs: part.to_vec() });
         }
     }
@@ -147,7 +147,7 @@ pub fn execute(jobs: &[Job], store: &Store, workers: usize, runner: &dyn Runner,
 impl<'a> Executor<'a> {
     /// An execution of `pending` jobs, counting on from `summary`.
     fn new(pending: &[&'a Job], store: &'a Store, runner: &'a dyn Runner, progress_mode: Progress, coord: &'a Coordination<'a>, summary: ExecSummary) -> Self {
-        let groups = groups(pending, runner.max_members());
+        let groups = groups(pending, &|params| runner.max_members(params));
         // Progress in units of estimated work, so the ETA is honest when runs differ in size.
         let total_cost: f64 = pending.iter().map(|j| cost(j)).sum();
         let bar = if progress_mode == Progress::Bar { ProgressBar::new(1_000_000) } else { ProgressBar::hidden() };
@@ -438,7 +438,7 @@ mod tests {
     }
 
     impl Runner for Mock {
-        fn max_members(&self) -> Option<usize> {
+        fn max_members(&self, _params: u64) -> Option<usize> {
             self.max
         }
         fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
@@ -488,8 +488,8 @@ mod tests {
     fn groups_respect_the_runner_size_and_a_panic_fails_only_unfinished_jobs() {
         let jobs = [job(0, 0.1, 10), job(0, 0.2, 10), job(0, 0.3, 10)];
         let refs: Vec<&Job> = jobs.iter().collect();
-        assert_eq!(groups(&refs, Some(2)).iter().map(|g| g.jobs.len()).collect::<Vec<_>>(), vec![2, 1]);
-        assert_eq!(groups(&refs, None).len(), 1);
+        assert_eq!(groups(&refs, &|_| Some(2)).iter().map(|g| g.jobs.len()).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(groups(&refs, &|_| None).len(), 1);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(dir.path()).unwrap();
         let jobs = vec![job(0, 0.1, 10), job(0, 3.0, 10), job(0, 0.2, 10)];

@@ -1,6 +1,7 @@
 //! Runners: what trains a run group — the jobs of one problem from one seed, which share
 //! initialisation and every mini-batch. A runner says how many members it trains at once:
-//! [`OneByOne`] one, [`PopulationRunner`] whole groups on the native engine. The
+//! [`OneByOne`] one, [`PopulationRunner`] as many as [`host_population`] allows on the native
+//! engine, [`DevicePopulationRunner`] whole groups on a device. The
 //! [`crate::executor`] feeds them; [`crate::engine::Engine::runner`] picks one.
 //!
 //! A diverged run is a result; an error or panic inside a run is recorded as `failed` (and
@@ -31,8 +32,9 @@ pub struct JobGroup<'a> {
 
 /// Trains run groups.
 pub trait Runner: Sync {
-    /// Largest group this runner trains at once; larger groups are split (None: any size).
-    fn max_members(&self) -> Option<usize>;
+    /// Largest group this runner trains at once for a model of `params` parameters; larger
+    /// groups are split (None: any size).
+    fn max_members(&self, params: u64) -> Option<usize>;
     /// Train every job of `group`. `progress(job, steps)` reports a job's steps done so far;
     /// `done(job, record, timing)` hands back each finished run (failed runs included: a
     /// runner turns its errors into `failed` records).
@@ -48,7 +50,7 @@ pub struct OneByOne<'a> {
 }
 
 impl Runner for OneByOne<'_> {
-    fn max_members(&self) -> Option<usize> {
+    fn max_members(&self, _params: u64) -> Option<usize> {
         Some(1)
     }
 
@@ -65,10 +67,28 @@ impl Runner for OneByOne<'_> {
 /// (every family the native engine has), their optimizers grouped by kind and horizon;
 /// others would train one by one. Each member's record is the same bits as alone.
 pub struct PopulationRunner<'a> {
-    /// Largest population (None: whole run groups).
+    /// Largest population (None: as many members as [`host_population`] allows).
     pub max: Option<usize>,
     /// Builds the members' optimizers.
     pub factory: &'a OptimizerFactory,
+}
+
+/// Bytes of parameters, gradients and optimizer state (four floats per parameter: Adam's)
+/// that a host population's members may hold together by default: 8 MiB.
+///
+/// Why a cap: a population steps every member's forward and backward pass, then every
+/// member's update, so in a large population a member's state has left the cache by the time
+/// its update reads it. Measured (2026-12-06, `bench/results/2026-12-06-xeon-spr-avx512.md`):
+/// an MLP of 145k parameters trains at 1.00–1.06× one-by-one's rate in populations of 3,
+/// 0.94× in populations of 8 and 0.46–0.72× in populations of 60 (a run group under the
+/// default baselines), while a logistic regression's populations of 60 (126 KB a member) run
+/// 2.4× faster than one by one.
+pub const HOST_POPULATION_BYTES: u64 = 8 << 20;
+
+/// The most members a host population of a `params`-parameter model holds by default: as many
+/// as fit [`HOST_POPULATION_BYTES`], at least one.
+pub fn host_population(params: u64) -> usize {
+    usize::try_from(HOST_POPULATION_BYTES / (16 * params.max(1))).unwrap_or(usize::MAX).max(1)
 }
 
 /// Kind, checkpoint with hyperparameters, horizon: what [`optimizer_key`] compares.
@@ -82,8 +102,8 @@ fn optimizer_key(job: &Job) -> OptimizerKey {
 }
 
 impl Runner for PopulationRunner<'_> {
-    fn max_members(&self) -> Option<usize> {
-        self.max
+    fn max_members(&self, params: u64) -> Option<usize> {
+        Some(self.max.unwrap_or_else(|| host_population(params)))
     }
 
     fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
@@ -134,7 +154,7 @@ pub struct DevicePopulationRunner<'a> {
 }
 
 impl Runner for DevicePopulationRunner<'_> {
-    fn max_members(&self) -> Option<usize> {
+    fn max_members(&self, _params: u64) -> Option<usize> {
         self.max
     }
 
@@ -278,4 +298,35 @@ pub fn record(job: &Job, status: RunStatus, curve: Vec<beatmatch_core::CurvePoin
 /// `job`'s record of a failed run.
 pub fn failed(job: &Job, error: String) -> RunRecord {
     record(job, RunStatus::Failed { error }, vec![], vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_population, HOST_POPULATION_BYTES};
+    use crate::engine::Engine;
+
+    #[test]
+    fn a_host_population_holds_as_many_members_as_fit_its_budget() {
+        // Parameter counts of the registry: logreg on Fashion-MNIST, a 128-wide and the
+        // 256-wide 2- and 3-layer MLPs, and past the budget alone.
+        for params in [7_850u64, 23_050, 78_858, 144_650, 1 << 20] {
+            let k = host_population(params) as u64;
+            let bytes = |members: u64| members * 16 * params;
+            assert!(k >= 1, "{params} parameters");
+            assert!(k == 1 || bytes(k) <= HOST_POPULATION_BYTES, "{params} parameters: {k} members overflow");
+            assert!(bytes(k + 1) > HOST_POPULATION_BYTES, "{params} parameters: {} members would fit", k + 1);
+        }
+        assert!(host_population(7_850) >= 60, "a logistic regression keeps a whole run group");
+        assert_eq!(host_population(0), host_population(1));
+    }
+
+    #[test]
+    fn the_population_asked_for_wins_and_a_device_takes_whole_groups() {
+        assert_eq!(Engine::Host.max_members(None, 144_650), Some(host_population(144_650)));
+        assert_eq!(Engine::Host.max_members(Some(40), 144_650), Some(40));
+        assert_eq!(Engine::Host.max_members(Some(1), 7_850), Some(1));
+        let device = Engine::Device(candle_core::Device::Cpu);
+        assert_eq!(device.max_members(None, 144_650), None);
+        assert_eq!(device.max_members(Some(5), 144_650), Some(5));
+    }
 }

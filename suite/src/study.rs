@@ -62,7 +62,8 @@ pub struct StudyOptions {
     pub jobs: Option<usize>,
     /// Device name.
     pub device: String,
-    /// Largest population the runner trains together (None: whole run groups; 1: one by one).
+    /// Largest population the runner trains together (None: the engine's default,
+    /// [`crate::engine::Engine::max_members`]; 1: one by one).
     pub population: Option<usize>,
     /// How training progress is shown.
     pub progress: Progress,

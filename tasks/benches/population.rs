@@ -7,6 +7,11 @@
 //! `bench/peer/run.sh` puts them beside JAX's.
 //!
 //! `cargo bench -p beatmatch-tasks --bench population [-- SHAPE_FILTER]`
+//!
+//! With `POP_SIZES=1,4,8,20,60` it prints instead, per shape, the run-steps/s of 60 members
+//! trained in populations of each of those sizes (best of 3 interleaved rounds) and each
+//! size's ratio to the first: the measurement behind the suite's default population cap
+//! (`suite::runner::HOST_POPULATION_BYTES`).
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
@@ -111,6 +116,23 @@ fn layer_macs(model: &ModelConfig, shape: &[usize], classes: usize) -> Vec<f64> 
     }
 }
 
+/// `POP_SIZES` mode: 60 Adam members (the 15 learning rates four times over, one seed) trained
+/// in populations of each size of `sizes` in turn, three rounds; prints each size's best
+/// run-steps/s and its ratio to the first size's. The rounds interleave the sizes, so a
+/// machine whose speed drifts (a shared cloud core) shifts them alike.
+fn by_population_size(name: &str, problem: &Problem, data: &Dataset, sizes: &[usize], steps: u64) {
+    let lrs: Vec<f64> = LRS.iter().cycle().take(60).copied().collect();
+    let mut best = vec![0f64; sizes.len()];
+    for _ in 0..3 {
+        for (b, &size) in best.iter_mut().zip(sizes) {
+            let secs_per_step: f64 = lrs.chunks(size).map(|part| 1.0 / population_rate(problem, data, part, 0, steps)).sum();
+            *b = b.max(lrs.len() as f64 / secs_per_step);
+        }
+    }
+    let cells: Vec<String> = sizes.iter().zip(&best).map(|(s, b)| format!("K={s}: {b:.0} ({:.2})", b / best[0])).collect();
+    println!("{{\"shape\": \"{name}\", \"by_population_size\": \"{}\", \"isa\": \"{}\"}}", cells.join(", "), beatmatch_core::simd::isa());
+}
+
 fn sgemm_peak() -> f64 {
     let n = 512;
     let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
@@ -128,6 +150,9 @@ fn sgemm_peak() -> f64 {
 fn main() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let sizes: Option<Vec<usize>> = std::env::var("POP_SIZES")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().parse().expect("POP_SIZES: comma-separated population sizes, e.g. 1,4,8,20,60")).collect());
     let peak = sgemm_peak();
     println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", beatmatch_core::simd::isa());
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
@@ -142,6 +167,9 @@ fn main() {
         ("mlp-w128-d1-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 1, activation: Activation::Relu }), DatasetName::Mnist1d, 128),
         ("mlp-w128-d2-relu.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Relu }), DatasetName::Mnist1d, 128),
         ("mlp-w128-d2-tanh.mnist1d.b128", ModelConfig::Mlp(MlpConfig { width: 128, depth: 2, activation: Activation::Tanh }), DatasetName::Mnist1d, 128),
+        // The cpu tier's costliest MLPs (most of its MLP time on MNIST-1D).
+        ("mlp-w256-d3-gelu.mnist1d.b256", ModelConfig::Mlp(MlpConfig { width: 256, depth: 3, activation: Activation::Gelu }), DatasetName::Mnist1d, 256),
+        ("mlp-w256-d3-relu.mnist1d.b32", ModelConfig::Mlp(MlpConfig { width: 256, depth: 3, activation: Activation::Relu }), DatasetName::Mnist1d, 32),
         ("logreg.mnist1d.b32", ModelConfig::Logreg(Logreg {}), DatasetName::Mnist1d, 32),
         ("logreg.fashion_mnist.b128", ModelConfig::Logreg(Logreg {}), DatasetName::FashionMnist, 128),
         (
@@ -187,6 +215,10 @@ fn main() {
             _ => &*mnist1d,
         };
         let steps = if on_candle_too { 400 } else { 2000 };
+        if let Some(sizes) = &sizes {
+            by_population_size(name, &problem, data, sizes, steps / 4);
+            continue;
+        }
         let single = population_rate(&problem, data, &[1e-3], 0, steps);
         let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(&problem, data, &LRS, seed, steps / 2)).sum::<f64>();
         let sweep = 30.0 / sweep_time;

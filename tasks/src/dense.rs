@@ -591,16 +591,36 @@ mod tests {
 
     #[test]
     fn cross_entropy_in_lanes_gives_the_bits_of_one_row_at_a_time() {
-        for (rows, c) in [(32, 10), (13, 10), (7, 3), (20, 40), (1, 1), (9, 256), (17, 65)] {
-            let logits: Vec<f32> = (0..rows * c).map(|i| (((i * 2654435761usize) >> 9) % 2001) as f32 / 100.0 - 10.0).collect();
+        let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 3.0, 3.0];
+        let shapes = [(32, 10), (13, 10), (7, 3), (20, 40), (1, 1), (9, 256), (17, 65), (35, 300), (3, 5000), (40, 7)];
+        for ((rows, c), odd) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+            let mut logits: Vec<f32> = (0..rows * c).map(|i| (((i * 2654435761usize) >> 9) % 2001) as f32 / 100.0 - 10.0).collect();
+            if odd {
+                // Ties, zeros of both signs, infinities and NaNs (a diverged member's logits):
+                // scattered among ordinary values, and the last row made of them alone.
+                for (i, v) in logits.iter_mut().enumerate().filter(|(i, _)| (i * 7919) % 23 == 0) {
+                    *v = special[(i / 23) % special.len()];
+                }
+                for (i, v) in logits[(rows - 1) * c..].iter_mut().enumerate() {
+                    *v = special[i % special.len()];
+                }
+            }
             let y: Vec<u32> = (0..rows).map(|r| ((r * 7) % c) as u32).collect();
             let mut grad = vec![0f32; rows * c];
-            let mut k = super::CrossEntropy { logits: &logits, y: &y, classes: c, grad: Some(&mut grad), loss_sum: 0.0, correct: 0 };
-            super::simd_dispatch(&mut k);
-            let (loss, correct) = (k.loss_sum, k.correct);
+            let (loss, correct) = super::cross_entropy(&logits, &y, c, Some(&mut grad));
             let (want_loss, want_correct, want_grad) = cross_entropy_by_row(&logits, &y, c);
-            assert_eq!((loss.to_bits(), correct), (want_loss.to_bits(), want_correct), "rows {rows}, classes {c}");
-            assert!(grad.iter().zip(&want_grad).all(|(a, b)| a.to_bits() == b.to_bits()), "rows {rows}, classes {c}: gradients differ");
+            // Equal bits, or both NaN: Rust leaves a NaN's sign and payload unspecified (LLVM may
+            // swap a product's operands), and a NaN loss ends a member as diverged either way.
+            let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            let same_loss = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            assert!(
+                same_loss(loss, want_loss) && correct == want_correct,
+                "rows {rows}, classes {c}, odd values {odd}: {loss} {correct} vs {want_loss} {want_correct}"
+            );
+            assert!(grad.iter().zip(&want_grad).all(|(&a, &b)| same(a, b)), "rows {rows}, classes {c}, odd values {odd}: gradients differ");
+            // Without a gradient buffer (evaluation), the same loss and count.
+            let (loss, correct) = super::cross_entropy(&logits, &y, c, None);
+            assert!(same_loss(loss, want_loss) && correct == want_correct, "rows {rows}, classes {c}, odd values {odd}, no gradient");
         }
     }
 
