@@ -32,8 +32,9 @@ pub struct ExecSummary {
     pub left: usize,
 }
 
-/// The run groups of `pending` jobs, each at most `max` jobs, largest total cost first (ties
-/// by the first job's hash), jobs inside a group in plan order.
+/// The run groups of `pending` jobs, each at most `max(params)` jobs (`params`: the group's
+/// model's parameter count; None: no limit), largest total cost first (ties by the first
+/// job's hash), jobs inside a group in plan order.
 pub fn groups<'a>(pending: &[&'a Job], max: &dyn Fn(u64) -> Option<usize>) -> Vec<JobGroup<'a>> {
     let mut by_key: BTreeMap<(&str, u64), Vec<&'a Job>> = BTreeMap::new();
     for &j in pending {
