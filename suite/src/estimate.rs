@@ -201,7 +201,7 @@ impl Calibration {
         on_problem(total, total);
         let mut groups: BTreeMap<String, f64> = BTreeMap::new();
         // The runner's run groups: the jobs of one (problem, seed), in populations of at most
-        // `population` members where the problem batches, else one job each.
+        // the engine's `max_members` where the problem batches, else one job each.
         let pending: Vec<&Job> = jobs.to_vec();
         for g in crate::executor::groups(&pending, &|params| target.engine.max_members(population, params)) {
             let c = costs[&g.problem.hash()];

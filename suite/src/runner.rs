@@ -103,7 +103,7 @@ fn optimizer_key(job: &Job) -> OptimizerKey {
 
 impl Runner for PopulationRunner<'_> {
     fn max_members(&self, params: u64) -> Option<usize> {
-        Some(self.max.unwrap_or_else(|| host_population(params)))
+        crate::engine::Engine::Host.max_members(self.max, params)
     }
 
     fn run_group(&self, group: &JobGroup<'_>, progress: &mut dyn FnMut(&Job, u64), done: &mut dyn FnMut(&Job, RunRecord, Timing)) {
