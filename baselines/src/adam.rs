@@ -4,6 +4,7 @@
 
 use crate::kind::{bound, Hparam, Kind, ReferenceArgs, Values};
 use anyhow::Result;
+use beatmatch_core::simd::{self, simd_dispatch};
 use beatmatch_core::{Optimizer, OptimizerSpec, ParamInfo, StepContext, UpdateRule};
 use beatmatch_device::fused::{Consts, Fused, FusedRule, Kernel};
 use candle_core::Device;
@@ -89,15 +90,37 @@ impl Moments {
             }
             let members = w.chunks_exact_mut(n).zip(g.chunks_exact(n)).zip(m.chunks_exact_mut(n)).zip(v.chunks_exact_mut(n));
             for (k, (((w, g), m), v)) in members.enumerate() {
-                let MomentHp { b1, b2, one_minus_b1: w1, one_minus_b2: w2, eps } = hp[k];
-                let (c1, c2) = hp[k].bias_corrections(self.count);
+                let corrections = hp[k].bias_corrections(self.count);
                 let apply = apply(k);
-                for (((w, &g), m), v) in w.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *m = w1 * g + b1 * *m;
-                    *v = w2 * (g * g) + b2 * *v;
-                    apply(w, (*m / c1) / ((*v / c2).sqrt() + eps));
-                }
+                simd_dispatch(&mut MomentsPass { w, g, m, v, hp: hp[k], corrections, apply: &apply });
             }
+        }
+    }
+}
+
+/// One member's tensor through [`Moments::step`]: compiled for the widest vector unit
+/// (`core::simd`), whose divisions and square roots are as exact as the scalar ones, so every
+/// path gives the same bits; the baseline build ran them four at a time.
+struct MomentsPass<'a, F> {
+    w: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    hp: MomentHp,
+    /// The bias corrections (1 − β₁ᵗ, 1 − β₂ᵗ).
+    corrections: (f32, f32),
+    apply: &'a F,
+}
+
+impl<F: Fn(&mut f32, f32)> simd::Kernel for MomentsPass<'_, F> {
+    #[inline(always)]
+    fn run(&mut self) {
+        let MomentHp { b1, b2, one_minus_b1: w1, one_minus_b2: w2, eps } = self.hp;
+        let (c1, c2) = self.corrections;
+        for (((w, &g), m), v) in self.w.iter_mut().zip(self.g).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+            *m = w1 * g + b1 * *m;
+            *v = w2 * (g * g) + b2 * *v;
+            (self.apply)(w, (*m / c1) / ((*v / c2).sqrt() + eps));
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Matrix products on host buffers, on the calling thread: one call of the `gemm` crate (which
-//! picks AVX-512 or AVX2 at run time), operands row-major or transposed. Its summation order is
-//! fixed by the shapes, so the same product gives the same bits however many other members or
-//! runs share the process.
+//! picks AVX-512 or AVX2 at run time), operands row-major or transposed, or for narrow products
+//! (a classifier's output layer) a kernel of this crate's own that computes `gemm`'s bits
+//! without its per-call work (`small`). The summation order is fixed by the shapes, so the same
+//! product gives the same bits however many other members or runs share the process.
+
+mod small;
 
 /// `dst[m×n] = a[m×k] · b[k×n]`, all row-major, on this thread: the product the dense engine's
 /// layers and Muon's Newton–Schulz iteration are made of (benchmarks time it as the machine's
@@ -20,8 +23,33 @@ pub enum Layout {
 }
 
 /// `dst[m×n] = a[m×k] · b[k×n]`, row-major output, operands row-major or transposed.
+///
+/// Narrow products (at most 12 output columns, depth at most 512: a classifier's output
+/// layer) take a kernel of this crate's own that computes the bits the `gemm` crate would,
+/// without its per-call work; the rest are one call of `gemm`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(m: usize, k: usize, n: usize, a: &[f32], a_layout: Layout, b: &[f32], b_layout: Layout, dst: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
+    if SMALL_PRODUCTS.load(std::sync::atomic::Ordering::Relaxed) && small::applies(m, k, n, a_layout, b_layout) {
+        small::matmul(m, k, n, a, a_layout, b, b_layout, dst);
+    } else {
+        gemm_call(m, k, n, a, a_layout, b, b_layout, dst);
+    }
+}
+
+/// Whether [`matmul`] may take its own kernel for narrow products (the default).
+static SMALL_PRODUCTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Run every product through the `gemm` crate (`false`) or let narrow ones take this crate's
+/// kernel (`true`, the default), from now on, in this process: for benchmarks that time both
+/// in one run. Either way a product gives the same bits.
+pub fn set_small_products(on: bool) {
+    SMALL_PRODUCTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`matmul`] as one call of the `gemm` crate, whatever the shape.
+#[allow(clippy::too_many_arguments)]
+fn gemm_call(m: usize, k: usize, n: usize, a: &[f32], a_layout: Layout, b: &[f32], b_layout: Layout, dst: &mut [f32]) {
     assert!(a.len() >= m * k && b.len() >= k * n && dst.len() >= m * n);
     // (column stride, row stride) of each operand.
     let (a_cs, a_rs) = if a_layout == Layout::RowMajor { (1, k as isize) } else { (m as isize, 1) };

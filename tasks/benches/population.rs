@@ -11,7 +11,9 @@
 //! With `POP_SIZES=1,4,8,20,60` it prints instead, per shape, the run-steps/s of 60 members
 //! trained in populations of each of those sizes (best of 3 interleaved rounds) and each
 //! size's ratio to the first: the measurement behind the suite's default population cap
-//! (`suite::runner::HOST_POPULATION_BYTES`).
+//! (`suite::runner::HOST_POPULATION_BYTES`). With `SMALL_PRODUCTS=compare` it prints, per
+//! shape, one run's and the sweep's rates with narrow products through `core::matmul`'s own
+//! kernel and through the `gemm` crate alone, interleaved.
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
@@ -133,6 +135,37 @@ fn by_population_size(name: &str, problem: &Problem, data: &Dataset, sizes: &[us
     println!("{{\"shape\": \"{name}\", \"by_population_size\": \"{}\", \"isa\": \"{}\"}}", cells.join(", "), beatmatch_core::simd::isa());
 }
 
+/// `SMALL_PRODUCTS=compare`: one run and the 30-member sweep with narrow products through
+/// `core::matmul`'s own kernel and through the `gemm` crate alone, interleaved, best of 3
+/// rounds of each; prints each rate and the kernel's speed-up (the records are the same bits).
+fn by_product_kernel(name: &str, problem: &Problem, data: &Dataset, steps: u64) {
+    let mut best = [[0f64; 2]; 2]; // [gemm only, own kernel][single, sweep]
+                                   // Rounds in the order A B B A A B, so neither comes first more often: on a shared core
+                                   // the first of a pair ran up to 1.2× faster than the second.
+    for round in 0..3 {
+        for i in 0..2 {
+            let own = (i + round) % 2;
+            let best = &mut best[own];
+            beatmatch_core::matmul::set_small_products(own == 1);
+            best[0] = best[0].max(population_rate(problem, data, &[1e-3], 0, steps));
+            let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(problem, data, &LRS, seed, steps / 2)).sum::<f64>();
+            best[1] = best[1].max(30.0 / sweep_time);
+        }
+    }
+    beatmatch_core::matmul::set_small_products(true);
+    let [gemm, own] = best;
+    println!(
+        "{{\"shape\": \"{name}\", \"single_gemm_only\": {:.0}, \"single\": {:.0}, \"single_speedup\": {:.2}, \"population_gemm_only\": {:.0}, \"population\": {:.0}, \"population_speedup\": {:.2}, \"isa\": \"{}\"}}",
+        gemm[0],
+        own[0],
+        own[0] / gemm[0],
+        gemm[1],
+        own[1],
+        own[1] / gemm[1],
+        beatmatch_core::simd::isa()
+    );
+}
+
 fn sgemm_peak() -> f64 {
     let n = 512;
     let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
@@ -215,6 +248,10 @@ fn main() {
             _ => &*mnist1d,
         };
         let steps = if on_candle_too { 400 } else { 2000 };
+        if std::env::var("SMALL_PRODUCTS").is_ok_and(|v| v == "compare") {
+            by_product_kernel(name, &problem, data, steps / 2);
+            continue;
+        }
         if let Some(sizes) = &sizes {
             by_population_size(name, &problem, data, sizes, steps / 4);
             continue;

@@ -3,8 +3,9 @@
 //!
 //! Why not candle here: these models are a few small matrix products and elementwise ops, and
 //! through candle each op allocates a tensor and runs a scalar loop (tanh alone was 2.8× a
-//! ReLU network's whole step). Here every matrix product is one call of the `gemm` crate
-//! (single-threaded; it picks AVX-512 or AVX2 at run time), every elementwise pass is one
+//! ReLU network's whole step). Here every matrix product is one call of `core::matmul` (the
+//! `gemm` crate, single-threaded, AVX-512 or AVX2 picked at run time; an output layer's narrow
+//! products take `core::matmul`'s own kernel, to the same bits), every elementwise pass is one
 //! fused, vectorised loop (`core::simd`: AVX-512F, AVX2 or baseline, the same bits on each:
 //! Rust never contracts into FMAs), and no buffer is allocated after the first step (a step
 //! allocates only short lists: the members' losses, and the member slices of a product side by
