@@ -1,4 +1,4 @@
-//! Small matrix products in one pass over the operands, without the `gemm` crate's per-call
+//! Narrow matrix products in one pass over the operands, without the `gemm` crate's per-call
 //! work (its dispatch, cache-size rules, scratch buffers and packing), to the same bits.
 //!
 //! Why: at an output layer's shapes that per-call work is most of a product's time (`cargo
