@@ -71,7 +71,9 @@ fn level() -> u8 {
 }
 
 /// Run kernels no wider than `isa` (`avx512f`, `avx2`, `baseline`) from now on, in this
-/// process (never wider than the CPU has). For tests that compare the paths, one per process.
+/// process (never wider than the CPU has): for tests and benchmarks that compare the paths.
+/// Every dispatch reads it, so a benchmark may switch back and forth; a test sets it once,
+/// since the tests of a process share it.
 pub fn limit(isa: &str) -> Result<(), String> {
     let cap = level_of(isa).ok_or_else(|| format!("unknown instruction set {isa:?}: expected avx512f, avx2 or baseline"))?;
     CAP.store(detected().min(cap), std::sync::atomic::Ordering::Relaxed);
