@@ -135,21 +135,28 @@ fn by_population_size(name: &str, problem: &Problem, data: &Dataset, sizes: &[us
     println!("{{\"shape\": \"{name}\", \"by_population_size\": \"{}\", \"isa\": \"{}\"}}", cells.join(", "), beatmatch_core::simd::isa());
 }
 
+/// One Adam run's steps/s over `steps` steps, and the 30-member sweep's run-steps/s (two
+/// populations of 15, one per seed, `steps / 2` steps each).
+fn single_and_sweep(problem: &Problem, data: &Dataset, steps: u64) -> (f64, f64) {
+    let single = population_rate(problem, data, &[1e-3], 0, steps);
+    let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(problem, data, &LRS, seed, steps / 2)).sum::<f64>();
+    (single, 30.0 / sweep_time)
+}
+
 /// `SMALL_PRODUCTS=compare`: one run and the 30-member sweep with narrow products through
 /// `core::matmul`'s own kernel and through the `gemm` crate alone, interleaved, best of 3
 /// rounds of each; prints each rate and the kernel's speed-up (the records are the same bits).
 fn by_product_kernel(name: &str, problem: &Problem, data: &Dataset, steps: u64) {
-    let mut best = [[0f64; 2]; 2]; // [gemm only, own kernel][single, sweep]
-                                   // Rounds in the order A B B A A B, so neither comes first more often: on a shared core
-                                   // the first of a pair ran up to 1.2× faster than the second.
+    // [gemm only, own kernel][single, sweep]
+    let mut best = [[0f64; 2]; 2];
+    // Rounds in the order A B B A A B, so neither comes first more often: on a shared core
+    // the first of a pair ran up to 1.2× faster than the second.
     for round in 0..3 {
         for i in 0..2 {
             let own = (i + round) % 2;
-            let best = &mut best[own];
             beatmatch_core::matmul::set_small_products(own == 1);
-            best[0] = best[0].max(population_rate(problem, data, &[1e-3], 0, steps));
-            let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(problem, data, &LRS, seed, steps / 2)).sum::<f64>();
-            best[1] = best[1].max(30.0 / sweep_time);
+            let (single, sweep) = single_and_sweep(problem, data, steps);
+            best[own] = [best[own][0].max(single), best[own][1].max(sweep)];
         }
     }
     beatmatch_core::matmul::set_small_products(true);
@@ -186,6 +193,7 @@ fn main() {
     let sizes: Option<Vec<usize>> = std::env::var("POP_SIZES")
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().parse().expect("POP_SIZES: comma-separated population sizes, e.g. 1,4,8,20,60")).collect());
+    let compare_products = std::env::var("SMALL_PRODUCTS").is_ok_and(|v| v == "compare");
     let peak = sgemm_peak();
     println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", beatmatch_core::simd::isa());
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
@@ -248,7 +256,7 @@ fn main() {
             _ => &*mnist1d,
         };
         let steps = if on_candle_too { 400 } else { 2000 };
-        if std::env::var("SMALL_PRODUCTS").is_ok_and(|v| v == "compare") {
+        if compare_products {
             by_product_kernel(name, &problem, data, steps / 2);
             continue;
         }
@@ -256,9 +264,7 @@ fn main() {
             by_population_size(name, &problem, data, sizes, steps / 4);
             continue;
         }
-        let single = population_rate(&problem, data, &[1e-3], 0, steps);
-        let sweep_time = (0..2u64).map(|seed| 1.0 / population_rate(&problem, data, &LRS, seed, steps / 2)).sum::<f64>();
-        let sweep = 30.0 / sweep_time;
+        let (single, sweep) = single_and_sweep(&problem, data, steps);
         // FLOPs per run-step: forward 2·b·Σ macs, weight gradients as much again, input
         // gradients for every layer but the first.
         let (shape, classes) = dataset.signature();

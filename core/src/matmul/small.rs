@@ -18,6 +18,12 @@ use std::cell::RefCell;
 
 /// Columns a pass computes side by side: one AVX-512 vector, two AVX2 ones.
 const W: usize = 16;
+/// Rows an AVX-512 tile computes side by side: 12 accumulators of 16 columns, of its 32
+/// registers, so the FMA units have 12 independent chains to overlap.
+const ROWS_AVX512: usize = 12;
+/// Rows an AVX2 tile computes side by side: 6 × 2 accumulators, 12 of its 16 registers (the
+/// rest hold `b`'s row and the broadcast).
+const ROWS_AVX2: usize = 6;
 /// The deepest product `gemm` sums as one chain (it cuts depths above 512 into blocks).
 const DEEPEST: usize = 512;
 /// The widest product (`n`, output columns) this path takes. `cargo bench -p beatmatch-core
@@ -62,10 +68,10 @@ pub(super) fn matmul(m: usize, k: usize, n: usize, a: &[f32], a_layout: Layout, 
             // SAFETY: `isa` names AVX-512F only where the CPU has it; every index the tiles
             // read is inside `a` (rows < m, depths < k, asserted above) and `panel` (packed
             // for k and n).
-            "avx512f" => unsafe { tiles::<12>(m, k, n, (a, rs, cs), panel, dst, tile_avx512::<12>) },
+            "avx512f" => unsafe { tiles::<ROWS_AVX512>(m, k, n, (a, rs, cs), panel, dst, tile_avx512::<ROWS_AVX512>) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: likewise, AVX2 and FMA.
-            "avx2" => unsafe { tiles::<6>(m, k, n, (a, rs, cs), panel, dst, tile_avx2::<6>) },
+            "avx2" => unsafe { tiles::<ROWS_AVX2>(m, k, n, (a, rs, cs), panel, dst, tile_avx2::<ROWS_AVX2>) },
             _ => scalar(m, k, n, (a, rs, cs), panel, dst),
         }
     });
