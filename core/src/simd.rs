@@ -8,9 +8,12 @@
 
 /// Work to compile once per instruction set; implement `run` with `#[inline(always)]`.
 pub trait Kernel {
-    /// Whether [`simd_dispatch`] may run the AVX-512F build; if not, a CPU with AVX-512 runs
-    /// the AVX2 one (the same bits). For the few kernels whose AVX-512 build measured slower.
-    const AVX512: bool = true;
+    /// Whether [`simd_dispatch`] may run this work on the AVX-512F build; if not, a CPU with
+    /// AVX-512 runs the AVX2 one (the same bits). For the kernels, or the cases of a kernel,
+    /// whose AVX-512 build measured slower.
+    fn avx512(&self) -> bool {
+        true
+    }
 
     /// Do the work.
     fn run(&mut self);
@@ -96,14 +99,14 @@ pub fn isa() -> &'static str {
 }
 
 /// Run `k` compiled for AVX-512F, AVX2 + FMA or the baseline: the widest [`isa`] allows (AVX2
-/// where that is AVX-512F and `k` opts out of it, [`Kernel::AVX512`]).
+/// where that is AVX-512F and `k` opts out of it, [`Kernel::avx512`]).
 pub fn simd_dispatch<K: Kernel>(k: &mut K) {
     #[cfg(target_arch = "x86_64")]
     {
         match level() {
             // SAFETY: `level` never exceeds what the CPU supports: AVX-512F here, and every
             // AVX-512F CPU has AVX2 and FMA (the AVX-512 build below assumes FMA as well).
-            AVX512 if !K::AVX512 => return unsafe { run_avx2(k) },
+            AVX512 if !k.avx512() => return unsafe { run_avx2(k) },
             // SAFETY: `level` never exceeds what the CPU supports: AVX-512F here.
             AVX512 => return unsafe { run_avx512(k) },
             // SAFETY: likewise, AVX2 and FMA here.

@@ -316,6 +316,13 @@ pub(crate) struct BiasActivate<'a> {
 }
 
 impl Kernel for BiasActivate<'_> {
+    /// GELU's only: on a Sapphire Rapids core the AVX-512 build took 0.65× the AVX2 build's
+    /// time with GELU, but 1.1–1.6× with the bias alone, 1.4–2.1× with ReLU and 2.0–2.1× with
+    /// tanh (`bench/results/2026-12-06-xeon-spr-avx512.md`).
+    fn avx512(&self) -> bool {
+        self.act == Some(Activation::Gelu)
+    }
+
     #[inline(always)]
     fn run(&mut self) {
         let n = self.bias.len();
@@ -415,7 +422,9 @@ impl Kernel for CrossEntropy<'_> {
     /// Its AVX-512 build ran 1.2–1.45× slower than its AVX2 build at 10 classes and 1.07× at
     /// 256, on a Sapphire Rapids core (`bench/results/2026-12-06-xeon-spr-avx512.md`): its rows
     /// are 8 lanes, one AVX2 vector, and the wider build only adds masked scalar steps.
-    const AVX512: bool = false;
+    fn avx512(&self) -> bool {
+        false
+    }
 
     #[inline(always)]
     fn run(&mut self) {
