@@ -421,7 +421,8 @@ impl CrossEntropy<'_> {
 impl Kernel for CrossEntropy<'_> {
     /// Its AVX-512 build ran 1.2–1.45× slower than its AVX2 build at 10 classes and 1.07× at
     /// 256, on a Sapphire Rapids core (`bench/results/2026-12-06-xeon-spr-avx512.md`): its rows
-    /// are 8 lanes, one AVX2 vector, and the wider build only adds masked scalar steps.
+    /// are 8 lanes, one AVX2 vector, so wider registers have no more rows to take, and `perf`
+    /// showed the AVX-512 build adding masked scalar moves to the gradient's loop.
     fn avx512(&self) -> bool {
         false
     }
