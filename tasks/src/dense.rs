@@ -49,7 +49,7 @@ impl DenseShape {
     }
 }
 use beatmatch_core::matmul::{matmul, Layout, Product, Rows, SideBySide};
-use beatmatch_core::simd::{simd_dispatch, Kernel};
+use beatmatch_core::simd::{simd_dispatch, Avx2, Kernel};
 use beatmatch_core::ParamInfo;
 
 /// A dense network's shape: layer widths `[input, hidden…, output]`.
@@ -290,8 +290,10 @@ impl NativeNet for DenseEngine {
 }
 
 /// Summed cross-entropy (nats) of `logits` (`[rows][classes]`) against `y`, and the rows whose
-/// arg-max is the label; the gradient of the *mean* into `grad` where asked.
-pub(crate) fn cross_entropy(logits: &[f32], y: &[u32], classes: usize, grad: Option<&mut Vec<f32>>) -> (f64, u64) {
+/// arg-max is the label; the gradient of the *mean* into `grad` (resized to `logits`' length
+/// by the caller) where asked. Each row's bits are those of the row alone (classes summed in
+/// order, [`exp`], `f32::ln`), however many rows there are.
+pub fn cross_entropy(logits: &[f32], y: &[u32], classes: usize, grad: Option<&mut Vec<f32>>) -> (f64, u64) {
     let mut k = CrossEntropy { logits, y, classes, grad, loss_sum: 0.0, correct: 0 };
     simd_dispatch(&mut k);
     (k.loss_sum, k.correct)
@@ -406,10 +408,18 @@ const CE_BLOCKS: [usize; 2] = [32, 256];
 
 impl CrossEntropy<'_> {
     /// Classes `j0..j0 + w` of the block's `lanes` rows (`z`, from its first row), class-major:
-    /// `zt[j * CE_LANES + l]` is class `j0 + j` of row `l`; lanes past the rows are 0.
+    /// `zt[j * CE_LANES + l]` is class `j0 + j` of row `l`; lanes past the rows are 0. With
+    /// [`Avx2`], eight full rows and eight classes or more, by 8 × 8 tiles (the last one
+    /// overlapping its neighbour where `w` is no multiple of 8).
     #[inline(always)]
-    fn load<const N: usize>(&self, z: &[f32], lanes: usize, j0: usize, w: usize, zt: &mut [f32; N]) {
+    fn load<const N: usize>(&self, avx: Option<Avx2>, z: &[f32], lanes: usize, j0: usize, w: usize, zt: &mut [f32; N]) {
         let c = self.classes;
+        if let (Some(avx), CE_LANES, 8..) = (avx, lanes, w) {
+            for j in tiles8(w) {
+                avx.transpose8(&z[j0 + j..], c, &mut zt[j * CE_LANES..], CE_LANES);
+            }
+            return;
+        }
         for j in 0..w {
             for l in 0..CE_LANES {
                 zt[j * CE_LANES + l] = if l < lanes { z[l * c + j0 + j] } else { 0.0 };
@@ -418,13 +428,18 @@ impl CrossEntropy<'_> {
     }
 }
 
+/// Where the 8 × 8 tiles of `w ≥ 8` columns start: every 8th, the last at `w − 8`.
+fn tiles8(w: usize) -> impl Iterator<Item = usize> {
+    (0..w - 8).step_by(8).chain([w - 8])
+}
+
 impl Kernel for CrossEntropy<'_> {
-    /// Its AVX-512 build ran 1.2–1.45× slower than its AVX2 build at 10 classes and 1.07× at
-    /// 256, on a Sapphire Rapids core (`bench/results/2026-12-06-xeon-spr-avx512.md`): its rows
-    /// are 8 lanes, one AVX2 vector, so wider registers have no more rows to take, and `perf`
-    /// showed the AVX-512 build adding masked scalar moves to the gradient's loop.
+    /// With a byte vocabulary only. On a Sapphire Rapids core, with 8 × 8 tiles moving the
+    /// logits in and the gradient out, the AVX-512 build took 1.05–1.12× the AVX2 build's time
+    /// at 10 classes but 0.92× at 256 (`bench/results/2026-12-06-xeon-spr-avx512.md`): its
+    /// rows are 8 lanes, one AVX2 vector, so wider registers have no more rows to take.
     fn avx512(&self) -> bool {
-        false
+        self.classes > CE_BLOCKS[0]
     }
 
     #[inline(always)]
@@ -445,35 +460,38 @@ impl CrossEntropy<'_> {
     /// `BLOCK` at a time (`N` = `CE_LANES × BLOCK`), transposed class-major (eight lanes always: rows past the end
     /// are zeros whose results are dropped), so the loops are plain vector code; with one
     /// block the exponentials are kept for the gradient, with more they are computed again
-    /// (the same bits).
+    /// (the same bits). The gradient is computed class-major too, then moved to its rows; both
+    /// moves go by 8 × 8 tiles where [`Avx2`] allows (the compiler turns the plain loops into
+    /// 64 scalar moves a tile).
     #[inline(always)]
     fn run_blocks<const BLOCK: usize, const N: usize>(&mut self) {
         let c = self.classes;
         let rows = self.logits.len() / c;
         let scale = 1.0 / rows as f32;
         let blocks = c.div_ceil(BLOCK);
+        let avx = Avx2::get();
         let (mut zt, mut e) = ([0f32; N], [0f32; N]);
         for r0 in (0..rows).step_by(CE_LANES) {
             let lanes = CE_LANES.min(rows - r0);
             let z = &self.logits[r0 * c..(r0 + lanes) * c];
-            let (mut max, mut arg) = ([f32::NEG_INFINITY; CE_LANES], [0usize; CE_LANES]);
+            let (mut max, mut arg) = ([f32::NEG_INFINITY; CE_LANES], [0u32; CE_LANES]);
             let mut sum = [0f32; CE_LANES];
             for b in 0..blocks {
                 let (j0, w) = (b * BLOCK, BLOCK.min(c - b * BLOCK));
-                self.load(z, lanes, j0, w, &mut zt);
+                self.load(avx, z, lanes, j0, w, &mut zt);
                 for j in 0..w {
                     let col = &zt[j * CE_LANES..][..CE_LANES];
                     for l in 0..CE_LANES {
                         let gt = col[l] > max[l];
                         max[l] = if gt { col[l] } else { max[l] };
-                        arg[l] = if gt { j0 + j } else { arg[l] };
+                        arg[l] = if gt { (j0 + j) as u32 } else { arg[l] };
                     }
                 }
             }
             for b in 0..blocks {
                 let (j0, w) = (b * BLOCK, BLOCK.min(c - b * BLOCK));
                 if blocks > 1 {
-                    self.load(z, lanes, j0, w, &mut zt);
+                    self.load(avx, z, lanes, j0, w, &mut zt);
                 }
                 for j in 0..w {
                     for l in 0..CE_LANES {
@@ -483,11 +501,12 @@ impl CrossEntropy<'_> {
                     }
                 }
             }
+            let mut label = [usize::MAX; CE_LANES];
             for l in 0..lanes {
-                let label = self.y[r0 + l] as usize;
+                label[l] = self.y[r0 + l] as usize;
                 let lse = max[l] + sum[l].ln();
-                self.loss_sum += f64::from(lse - z[l * c + label]);
-                self.correct += u64::from(arg[l] == label);
+                self.loss_sum += f64::from(lse - z[l * c + label[l]]);
+                self.correct += u64::from(arg[l] as usize == label[l]);
             }
             if self.grad.is_none() {
                 continue;
@@ -496,19 +515,33 @@ impl CrossEntropy<'_> {
             for b in 0..blocks {
                 let (j0, w) = (b * BLOCK, BLOCK.min(c - b * BLOCK));
                 if blocks > 1 {
-                    self.load(z, lanes, j0, w, &mut zt);
+                    self.load(avx, z, lanes, j0, w, &mut zt);
                     for j in 0..w {
                         for l in 0..CE_LANES {
                             e[j * CE_LANES + l] = exp(zt[j * CE_LANES + l] - max[l]);
                         }
                     }
                 }
-                let g = self.grad.as_deref_mut().expect("checked above");
-                for l in 0..lanes {
-                    let label = self.y[r0 + l] as usize;
-                    for (j, g) in g[(r0 + l) * c + j0..][..w].iter_mut().enumerate() {
+                // The gradient class-major (into `zt`, read no more), then to its rows.
+                for j in 0..w {
+                    for l in 0..CE_LANES {
                         let p = e[j * CE_LANES + l] * inv[l];
-                        *g = (p - if j0 + j == label { 1.0 } else { 0.0 }) * scale;
+                        zt[j * CE_LANES + l] = (p - if j0 + j == label[l] { 1.0 } else { 0.0 }) * scale;
+                    }
+                }
+                let g = &mut self.grad.as_deref_mut().expect("checked above")[r0 * c..(r0 + lanes) * c];
+                match (avx, lanes, w) {
+                    (Some(avx), CE_LANES, 8..) => {
+                        for j in tiles8(w) {
+                            avx.transpose8(&zt[j * CE_LANES..], CE_LANES, &mut g[j0 + j..], c);
+                        }
+                    }
+                    _ => {
+                        for l in 0..lanes {
+                            for (j, g) in g[l * c + j0..][..w].iter_mut().enumerate() {
+                                *g = zt[j * CE_LANES + l];
+                            }
+                        }
                     }
                 }
             }
@@ -608,7 +641,9 @@ mod tests {
     #[test]
     fn cross_entropy_in_lanes_gives_the_bits_of_one_row_at_a_time() {
         let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 3.0, 3.0];
-        let shapes = [(32, 10), (13, 10), (7, 3), (20, 40), (1, 1), (9, 256), (17, 65), (35, 300), (3, 5000), (40, 7)];
+        // Whole 8 × 8 tiles of rows and classes, overlapping tiles, partial blocks of rows, fewer
+        // than 8 classes, more classes than one block.
+        let shapes = [(32, 10), (16, 8), (8, 9), (13, 10), (7, 3), (20, 40), (1, 1), (9, 256), (17, 65), (35, 300), (3, 5000), (40, 7)];
         for ((rows, c), odd) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
             let mut logits: Vec<f32> = (0..rows * c).map(|i| (((i * 2654435761usize) >> 9) % 2001) as f32 / 100.0 - 10.0).collect();
             if odd {
