@@ -115,12 +115,32 @@ struct MomentsPass<'a, F> {
 impl<F: Fn(&mut f32, f32)> simd::Kernel for MomentsPass<'_, F> {
     #[inline(always)]
     fn run(&mut self) {
+        // A bias correction that has rounded to 1 (1 − β₁ᵗ from step 165 at β₁ = 0.9, 1 − β₂ᵗ
+        // from about step 17,300 at β₂ = 0.999) divides by 1: the dividend's own bits, so the pass
+        // skips that division, one of the three divisions and a square root per parameter
+        // that bound it. Under `FlushDenormals` (DAZ) a subnormal moment that skips it is read as zero
+        // by the next operation, as the quotient would have been.
+        match self.corrections {
+            (1.0, 1.0) => self.pass::<false, false>(),
+            (1.0, _) => self.pass::<false, true>(),
+            (_, 1.0) => self.pass::<true, false>(),
+            _ => self.pass::<true, true>(),
+        }
+    }
+}
+
+impl<F: Fn(&mut f32, f32)> MomentsPass<'_, F> {
+    /// The pass, dividing the first (`C1`) and second (`C2`) moments by their corrections.
+    #[inline(always)]
+    fn pass<const C1: bool, const C2: bool>(&mut self) {
         let MomentHp { b1, b2, one_minus_b1: w1, one_minus_b2: w2, eps } = self.hp;
         let (c1, c2) = self.corrections;
         for (((w, &g), m), v) in self.w.iter_mut().zip(self.g).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             *m = w1 * g + b1 * *m;
             *v = w2 * (g * g) + b2 * *v;
-            (self.apply)(w, (*m / c1) / ((*v / c2).sqrt() + eps));
+            let m_hat = if C1 { *m / c1 } else { *m };
+            let v_hat = if C2 { *v / c2 } else { *v };
+            (self.apply)(w, m_hat / (v_hat.sqrt() + eps));
         }
     }
 }

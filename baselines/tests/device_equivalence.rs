@@ -88,3 +88,27 @@ fn several_members_of_a_fused_kind_give_the_host_members_bits() {
     }
     assert_eq!(checked, 8, "the fused kinds: sgdm, adam, adamw, nadamw, rmsprop, lion, ademamix, algoperf_nadamw");
 }
+
+/// Adam and AdamW skip dividing by a bias correction once it has rounded to 1; the device
+/// kernels (`kernels/rules.h`) divide at every step. Over 200 steps, with decays that bring each
+/// correction to 1 at a different step (1 − 0.5ᵗ from step 25, 1 − 0.9ᵗ from step 165) and
+/// gradients that are zero for some parameters (their moments decay into subnormals), the
+/// host gives the device's bits at every step of every case.
+#[test]
+fn adam_past_the_bias_corrections_gives_the_bits_of_dividing_by_them() {
+    let infos = vec![ParamInfo::new("w", vec![37, 5])];
+    for text in ["adam:lr=0.01,b1=0.9,b2=0.5", "adam:lr=0.01,b1=0.5,b2=0.999", "adamw:lr=0.01,b1=0.9,b2=0.5,wd=0.1", "adam:lr=0.01"] {
+        let spec = OptimizerSpec::parse(text).unwrap();
+        let mut host = beatmatch_baselines::build(&spec, &infos).unwrap();
+        let mut device = beatmatch_baselines::build_on(std::slice::from_ref(&spec), &infos, &Device::Cpu).unwrap();
+        let (mut h, mut d) = (beatmatch_testkit::synthetic_params(&infos), beatmatch_testkit::synthetic_params(&infos));
+        for step in 0..200u64 {
+            let g: Vec<f32> = (0..185).map(|i| if i % 7 == 0 { 0.0 } else { (((i * 131 + step as usize * 17) % 1009) as f32 / 1009.0 - 0.5) * 0.01 }).collect();
+            let ctx = beatmatch_core::StepContext { step, num_steps: 200, losses: &[2.0] };
+            host.step(&mut [h[0].as_mut_slice()], &[&g], &ctx);
+            device.step(&mut [d[0].as_mut_slice()], &[&g], &ctx);
+            let differing = h[0].iter().zip(&d[0]).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differing, 0, "{text}: after step {step}, {differing} of 185 values differ from the device's");
+        }
+    }
+}
