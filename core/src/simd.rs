@@ -5,6 +5,8 @@
 //! run time. Rust never contracts `a·b + c` into an FMA, and an explicit `f32::mul_add` is one
 //! correctly rounded operation on every path (an instruction on the first two, libm's `fmaf` on
 //! the baseline), so every path computes the same bits: the choice changes speed, not results.
+//! Where plain Rust does not compile to the vector moves a kernel needs (an 8 × 8 transpose),
+//! [`Avx2`] carries them, for kernels that check for it.
 
 /// Work to compile once per instruction set; implement `run` with `#[inline(always)]`.
 pub trait Kernel {

@@ -22,7 +22,7 @@ use crate::models::{Activation, EvalSums, Model};
 use crate::native::{column_sums, Batch, NativeNet};
 use beatmatch_core::matmul::{matmul, transpose, Layout};
 use beatmatch_core::optimizer::{member, member_mut};
-use beatmatch_core::simd::simd_dispatch;
+use beatmatch_core::simd::{simd_dispatch, Kernel};
 use beatmatch_core::ParamInfo;
 
 /// Rows an evaluation pass takes at a time, to bound the im2col buffers (a held-out chunk is
@@ -297,57 +297,65 @@ fn col2im(dcol: &[f32], rows: usize, (h, w, c): (usize, usize, usize), dmap: &mu
 /// 2×2 pooling with stride 2 of `[rows][h][w][c]` maps into `out` (`[rows][h/2][w/2][c]`).
 fn pool_forward(act: &[f32], rows: usize, b: &Block, pooling: Pooling, out: &mut Vec<f32>) {
     let (h2, w2) = b.out_hw();
-    let c = b.c_out;
-    out.resize(rows * h2 * w2 * c, 0.0);
-    for (r, o) in out.chunks_exact_mut(h2 * w2 * c).enumerate() {
-        let a = &act[r * b.h * b.w * c..(r + 1) * b.h * b.w * c];
-        for y in 0..h2 {
-            for x in 0..w2 {
-                let at = |dy: usize, dx: usize| ((2 * y + dy) * b.w + 2 * x + dx) * c;
-                let (p00, p01, p10, p11) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                let dst = &mut o[(y * w2 + x) * c..][..c];
-                for (j, v) in dst.iter_mut().enumerate() {
-                    let (a, b_, c_, d) = (a[p00 + j], a[p01 + j], a[p10 + j], a[p11 + j]);
-                    *v = match pooling {
-                        Pooling::Max => a.max(b_).max(c_.max(d)),
-                        Pooling::Avg => 0.25 * (a + b_ + c_ + d),
-                        Pooling::None => unreachable!("a pooling block pools"),
-                    };
-                }
-            }
-        }
-    }
+    out.resize(rows * h2 * w2 * b.c_out, 0.0);
+    simd_dispatch(&mut Pool { map: act, grad: out, rows, b: *b, pooling, backward: None });
 }
 
 /// The gradient of [`pool_forward`]'s input from its output's (`dout`): a window's maximum
 /// gets it (the first one on a tie), or each of the four a quarter; dropped rows and columns
 /// get 0. Fills `din` (`[rows][h][w][c]`).
 fn pool_backward(dout: &[f32], act: &[f32], rows: usize, b: &Block, pooling: Pooling, din: &mut Vec<f32>) {
-    let (h2, w2) = b.out_hw();
-    let c = b.c_out;
     din.clear();
-    din.resize(rows * b.h * b.w * c, 0.0);
-    for r in 0..rows {
-        let a = &act[r * b.h * b.w * c..(r + 1) * b.h * b.w * c];
-        let d = &mut din[r * b.h * b.w * c..(r + 1) * b.h * b.w * c];
-        for y in 0..h2 {
-            for x in 0..w2 {
-                let at = |dy: usize, dx: usize| ((2 * y + dy) * b.w + 2 * x + dx) * c;
-                let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
-                let g = &dout[((r * h2 + y) * w2 + x) * c..][..c];
-                for (j, &g) in g.iter().enumerate() {
-                    match pooling {
-                        Pooling::Max => {
-                            let mut best = window[0];
-                            for &p in &window[1..] {
-                                if a[p + j] > a[best + j] {
-                                    best = p;
-                                }
-                            }
-                            d[best + j] = g;
-                        }
-                        Pooling::Avg => window.iter().for_each(|&p| d[p + j] = 0.25 * g),
-                        Pooling::None => unreachable!("a pooling block pools"),
+    din.resize(rows * b.h * b.w * b.c_out, 0.0);
+    simd_dispatch(&mut Pool { map: act, grad: din, rows, b: *b, pooling, backward: Some(dout) });
+}
+
+/// 2×2 pooling of a block's activations `map` (`[rows][h][w][c]`): forward into `grad` (then
+/// the pooled map), or, given the pooled map's gradient (`backward`), back into `grad` (the
+/// activations' gradient, zeroed by the caller). Vector code over a pixel's channels: the
+/// maximum is chosen by selects, not branches (a window's first maximum, as before: `perf`
+/// had the branch on it at a sixth of a ConvNet's step), and each of a window's four values
+/// is written, the gradient or 0.
+struct Pool<'a> {
+    map: &'a [f32],
+    grad: &'a mut [f32],
+    rows: usize,
+    b: Block,
+    pooling: Pooling,
+    backward: Option<&'a [f32]>,
+}
+
+impl Kernel for Pool<'_> {
+    #[inline(always)]
+    fn run(&mut self) {
+        // The registry's channel counts as constants: a window's channels become whole
+        // vectors, without a loop around them.
+        match self.b.c_out {
+            8 => self.windows(8),
+            16 => self.windows(16),
+            32 => self.windows(32),
+            64 => self.windows(64),
+            c => self.windows(c),
+        }
+    }
+}
+
+impl Pool<'_> {
+    /// Every window of every row, `c` (the block's `c_out`) channels each.
+    #[inline(always)]
+    fn windows(&mut self, c: usize) {
+        let b = self.b;
+        let (h2, w2) = b.out_hw();
+        for r in 0..self.rows {
+            let a = &self.map[r * b.h * b.w * c..(r + 1) * b.h * b.w * c];
+            for y in 0..h2 {
+                for x in 0..w2 {
+                    let at = |dy: usize, dx: usize| ((2 * y + dy) * b.w + 2 * x + dx) * c;
+                    let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                    let o = ((r * h2 + y) * w2 + x) * c;
+                    match self.backward {
+                        None => pool_window(a, window, self.pooling, &mut self.grad[o..o + c]),
+                        Some(dout) => pool_window_back(a, window, self.pooling, &dout[o..o + c], &mut self.grad[r * b.h * b.w * c..]),
                     }
                 }
             }
@@ -355,9 +363,130 @@ fn pool_backward(dout: &[f32], act: &[f32], rows: usize, b: &Block, pooling: Poo
     }
 }
 
+/// One window's pooled channels.
+#[inline(always)]
+fn pool_window(a: &[f32], [p00, p01, p10, p11]: [usize; 4], pooling: Pooling, dst: &mut [f32]) {
+    let c = dst.len();
+    let (a0, a1, a2, a3) = (&a[p00..p00 + c], &a[p01..p01 + c], &a[p10..p10 + c], &a[p11..p11 + c]);
+    for (j, v) in dst.iter_mut().enumerate() {
+        let (a, b_, c_, d) = (a0[j], a1[j], a2[j], a3[j]);
+        *v = match pooling {
+            Pooling::Max => a.max(b_).max(c_.max(d)),
+            Pooling::Avg => 0.25 * (a + b_ + c_ + d),
+            Pooling::None => unreachable!("a pooling block pools"),
+        };
+    }
+}
+
+/// One window's gradient into its four pixels of `d` (the row's map gradient): the window's
+/// top-left and top-right pixels are adjacent, and so are its bottom two.
+#[inline(always)]
+fn pool_window_back(a: &[f32], [p0, p1, p2, p3]: [usize; 4], pooling: Pooling, g: &[f32], d: &mut [f32]) {
+    let c = g.len();
+    debug_assert!(p1 == p0 + c && p3 == p2 + c && p2 >= p1 + c);
+    let (top, bottom) = d.split_at_mut(p2);
+    let (d0, d1) = top[p0..p0 + 2 * c].split_at_mut(c);
+    let (d2, d3) = bottom[..2 * c].split_at_mut(c);
+    match pooling {
+        Pooling::Max => {
+            let (a0, a1, a2, a3) = (&a[p0..p0 + c], &a[p1..p1 + c], &a[p2..p2 + c], &a[p3..p3 + c]);
+            for j in 0..c {
+                // The first maximum in the window's order: each later value must beat the best.
+                let over1 = a1[j] > a0[j];
+                let best = if over1 { a1[j] } else { a0[j] };
+                let over2 = a2[j] > best;
+                let over3 = a3[j] > if over2 { a2[j] } else { best };
+                let g = g[j];
+                d3[j] = if over3 { g } else { 0.0 };
+                d2[j] = if over2 && !over3 { g } else { 0.0 };
+                d1[j] = if over1 && !over2 && !over3 { g } else { 0.0 };
+                d0[j] = if !over1 && !over2 && !over3 { g } else { 0.0 };
+            }
+        }
+        Pooling::Avg => {
+            for dst in [d0, d1, d2, d3] {
+                dst.iter_mut().zip(g).for_each(|(dst, &g)| *dst = 0.25 * g);
+            }
+        }
+        Pooling::None => unreachable!("a pooling block pools"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`pool_backward`] one value at a time, as written before it was vector code: the first
+    /// maximum of a window by branches.
+    fn pool_backward_by_value(dout: &[f32], act: &[f32], rows: usize, b: &Block, pooling: Pooling, din: &mut Vec<f32>) {
+        let (h2, w2) = b.out_hw();
+        let c = b.c_out;
+        din.clear();
+        din.resize(rows * b.h * b.w * c, 0.0);
+        for r in 0..rows {
+            let a = &act[r * b.h * b.w * c..(r + 1) * b.h * b.w * c];
+            let d = &mut din[r * b.h * b.w * c..(r + 1) * b.h * b.w * c];
+            for y in 0..h2 {
+                for x in 0..w2 {
+                    let at = |dy: usize, dx: usize| ((2 * y + dy) * b.w + 2 * x + dx) * c;
+                    let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                    for (j, &g) in dout[((r * h2 + y) * w2 + x) * c..][..c].iter().enumerate() {
+                        if pooling == Pooling::Avg {
+                            window.iter().for_each(|&p| d[p + j] = 0.25 * g);
+                            continue;
+                        }
+                        let mut best = window[0];
+                        for &p in &window[1..] {
+                            if a[p + j] > a[best + j] {
+                                best = p;
+                            }
+                        }
+                        d[best + j] = g;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pooling passes give the bits of one value at a time: ties (zeros after ReLU, equal
+    /// values), NaNs, odd heights and widths (a dropped row and column), and more channels than
+    /// one block of the selection (64).
+    #[test]
+    fn pooling_gives_the_bits_of_one_value_at_a_time() {
+        for (h, w, c) in [(8, 8, 8), (5, 7, 3), (4, 4, 70), (2, 2, 1)] {
+            let b = Block { c_in: 1, c_out: c, h, w, pool: true };
+            let rows = 3;
+            let act: Vec<f32> = (0..rows * h * w * c)
+                .map(|i| match i % 11 {
+                    0..=2 => 0.0,
+                    3 => f32::NAN,
+                    _ => ((i * 37 % 7) as f32 - 3.0).max(0.0),
+                })
+                .collect();
+            let (h2, w2) = b.out_hw();
+            let dout: Vec<f32> = (0..rows * h2 * w2 * c).map(|i| (i as f32 - 5.0) * 0.37).collect();
+            for pooling in [Pooling::Max, Pooling::Avg] {
+                let mut din = vec![f32::NAN; 1];
+                pool_backward(&dout, &act, rows, &b, pooling, &mut din);
+                let mut want = Vec::new();
+                pool_backward_by_value(&dout, &act, rows, &b, pooling, &mut want);
+                assert!(din.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{h}×{w}×{c}, {pooling:?}: gradients differ");
+                assert_eq!(din.len(), want.len());
+                let mut out = Vec::new();
+                pool_forward(&act, rows, &b, pooling, &mut out);
+                for (o, (r, y, x, j)) in
+                    out.iter().zip((0..rows).flat_map(|r| (0..h2).flat_map(move |y| (0..w2).flat_map(move |x| (0..c).map(move |j| (r, y, x, j))))))
+                {
+                    let v = |dy: usize, dx: usize| act[((r * h + 2 * y + dy) * w + 2 * x + dx) * c + j];
+                    let want = match pooling {
+                        Pooling::Max => v(0, 0).max(v(0, 1)).max(v(1, 0).max(v(1, 1))),
+                        _ => 0.25 * (v(0, 0) + v(0, 1) + v(1, 0) + v(1, 1)),
+                    };
+                    assert!(o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()), "{h}×{w}×{c}, {pooling:?}: pooled ({r}, {y}, {x}, {j})");
+                }
+            }
+        }
+    }
 
     /// im2col then col2im is the adjoint pair: ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩.
     #[test]
