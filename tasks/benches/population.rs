@@ -13,7 +13,11 @@
 //! size's ratio to the first: the measurement behind the suite's default population cap
 //! (`suite::runner::HOST_POPULATION_BYTES`). With `SMALL_PRODUCTS=compare` it prints, per
 //! shape, one run's and the sweep's rates with narrow products through `core::matmul`'s own
-//! kernel and through the `gemm` crate alone, interleaved.
+//! kernel and through the `gemm` crate alone, interleaved. With `FLOOR=1` it prints, per shape,
+//! one run's step time next to the floor of a member's own work in a sweep — its products at
+//! the sgemm peak measured in the same run, its cross-entropy with gradient and its Adam
+//! update, timed alone — and their ratio: the most a sweep of any size could gain over one
+//! run, since every member computes these itself.
 
 use beatmatch_core::OptimizerSpec;
 use beatmatch_tasks::datasets::{Dataset, Layout};
@@ -173,6 +177,62 @@ fn by_product_kernel(name: &str, problem: &Problem, data: &Dataset, steps: u64) 
     );
 }
 
+/// Best seconds per call of `f` over 3 rounds of `calls` calls.
+fn best_secs(calls: usize, mut f: impl FnMut()) -> f64 {
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            (0..calls).for_each(|_| f());
+            start.elapsed().as_secs_f64() / calls as f64
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+/// `FLOOR=1` mode: one run's step time against the floor of a member's own work in a sweep:
+/// its products' `flops` at `peak` GFLOP/s, its cross-entropy with gradient over `rows × classes`
+/// logits, and Adam over its parameters (steps 200–400, past the first bias correction's skip).
+fn member_floor(name: &str, problem: &Problem, data: &Dataset, steps: u64, (flops, peak): (f64, f64), (rows, classes): (usize, usize)) {
+    let (mut single, mut sweep) = (0f64, 0f64);
+    for _ in 0..3 {
+        let (a, b) = single_and_sweep(problem, data, steps);
+        (single, sweep) = (single.max(a), sweep.max(b));
+    }
+    let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 2654435761usize) >> 9) as f32 % 2001.0 / 100.0 - 10.0).collect();
+    let y: Vec<u32> = (0..rows).map(|r| (r % classes) as u32).collect();
+    let mut grad = vec![0f32; rows * classes];
+    let ce = best_secs(200, || {
+        std::hint::black_box(beatmatch_tasks::dense::cross_entropy(std::hint::black_box(&logits), &y, classes, Some(&mut grad)));
+    });
+    let infos = problem.build_model().params().to_vec();
+    let mut adam = beatmatch_baselines::build(&OptimizerSpec::new("adam").with("lr", 1e-3), &infos).unwrap();
+    let mut params: Vec<Vec<f32>> = infos.iter().map(|i| vec![0.1; i.numel()]).collect();
+    let grads: Vec<Vec<f32>> = infos.iter().map(|i| (0..i.numel()).map(|j| (j % 13) as f32 * 0.01 - 0.05).collect()).collect();
+    let _flush = beatmatch_core::simd::FlushDenormals::new();
+    let mut step = 0u64;
+    let mut update = || {
+        let mut p: Vec<&mut [f32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let g: Vec<&[f32]> = grads.iter().map(|v| v.as_slice()).collect();
+        adam.step(&mut p, &g, &beatmatch_core::StepContext { step, num_steps: 1_000_000, losses: &[1.0] });
+        step += 1;
+    };
+    (0..200).for_each(|_| update());
+    let adam_secs = best_secs(60, update);
+    let products = flops / (peak * 1e9);
+    let floor = products + ce + adam_secs;
+    println!(
+        "{{\"shape\": \"{name}\", \"single_us\": {:.2}, \"sweep_us_per_member\": {:.2}, \"sweep_ratio\": {:.2}, \"floor_us\": {:.2}, \"products_at_peak_us\": {:.2}, \"cross_entropy_us\": {:.2}, \"adam_us\": {:.2}, \"bound\": {:.2}, \"isa\": \"{}\"}}",
+        1e6 / single,
+        1e6 / sweep,
+        sweep / single,
+        floor * 1e6,
+        products * 1e6,
+        ce * 1e6,
+        adam_secs * 1e6,
+        1.0 / single / floor,
+        beatmatch_core::simd::isa()
+    );
+}
+
 fn sgemm_peak() -> f64 {
     let n = 512;
     let (a, b, mut c) = (vec![0.5f32; n * n], vec![0.25f32; n * n], vec![0.0f32; n * n]);
@@ -194,6 +254,7 @@ fn main() {
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().parse().expect("POP_SIZES: comma-separated population sizes, e.g. 1,4,8,20,60")).collect());
     let compare_products = std::env::var("SMALL_PRODUCTS").is_ok_and(|v| v == "compare");
+    let floor = std::env::var("FLOOR").is_ok_and(|v| v == "1");
     let peak = sgemm_peak();
     println!("{{\"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}", beatmatch_core::simd::isa());
     let mnist1d = DatasetName::Mnist1d.load().unwrap();
@@ -264,17 +325,21 @@ fn main() {
             by_population_size(name, &problem, data, sizes, steps / 4);
             continue;
         }
-        let (single, sweep) = single_and_sweep(&problem, data, steps);
         // FLOPs per run-step: forward 2·b·Σ macs, weight gradients as much again, input
         // gradients for every layer but the first.
         let (shape, classes) = dataset.signature();
         let macs = layer_macs(&problem.model, &shape, classes);
         let flops = 2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + macs[1..].iter().sum::<f64>());
-        let flops = match &problem.model {
-            ModelConfig::Lstm(c) => flops * c.context as f64,
-            ModelConfig::Transformer(c) => flops * c.context as f64,
-            _ => flops,
+        let (flops, rows) = match &problem.model {
+            ModelConfig::Lstm(c) => (flops * c.context as f64, batch * c.context),
+            ModelConfig::Transformer(c) => (flops * c.context as f64, batch * c.context),
+            _ => (flops, batch),
         };
+        if floor {
+            member_floor(name, &problem, data, steps, (flops, peak), (rows, classes));
+            continue;
+        }
+        let (single, sweep) = single_and_sweep(&problem, data, steps);
         let candle = if on_candle_too { format!(", \"candle_steps_per_s\": {:.1}", candle_rate(&problem, data, 60)) } else { String::new() };
         println!(
             "{{\"shape\": \"{name}\", \"single_steps_per_s\": {single:.1}, \"population_run_steps_per_s\": {sweep:.1}{candle}, \"single_gflops\": {:.2}, \"population_gflops\": {:.2}, \"sgemm_gflops\": {peak:.1}, \"isa\": \"{}\"}}",
