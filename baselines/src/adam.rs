@@ -116,10 +116,10 @@ impl<F: Fn(&mut f32, f32)> simd::Kernel for MomentsPass<'_, F> {
     #[inline(always)]
     fn run(&mut self) {
         // A bias correction that has rounded to 1 (1 − β₁ᵗ from step 165 at β₁ = 0.9, 1 − β₂ᵗ
-        // from about step 17,300 at β₂ = 0.999) divides by 1: the dividend's own bits, so the pass
-        // skips that division, one of the three divisions and a square root per parameter
-        // that bound it. Under `FlushDenormals` (DAZ) a subnormal moment that skips it is read as zero
-        // by the next operation, as the quotient would have been.
+        // from about step 17,300 at β₂ = 0.999) divides by 1: the dividend's own bits, so the
+        // pass skips that division, one of the three divisions and a square root per
+        // parameter that bound it. Under `FlushDenormals` (DAZ) a subnormal moment that skips
+        // it is read as zero by the next operation, as the quotient would have been.
         match self.corrections {
             (1.0, 1.0) => self.pass::<false, false>(),
             (1.0, _) => self.pass::<false, true>(),

@@ -134,10 +134,12 @@ impl Avx2 {
     }
 
     /// Transpose an 8 × 8 tile: `dst[j * dst_stride + l] = src[l * src_stride + j]` for `j, l`
-    /// in `0..8`. Panics where either slice is too short for its tile.
+    /// in `0..8`. Panics where either slice is too short for its tile, or where `dst_stride`
+    /// is under 8 (the tile's rows would overlap).
     #[inline(always)]
     pub fn transpose8(self, src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
         assert!(src.len() >= 7 * src_stride + 8 && dst.len() >= 7 * dst_stride + 8, "an 8 × 8 tile needs 7 strides and 8 values");
+        assert!(dst_stride >= 8, "an 8 × 8 tile's rows of 8 would overlap at a stride of {dst_stride}");
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `self` exists only where the CPU has AVX2 (so AVX); the assertion keeps every
         // load and store of the 8 rows of 8 inside the slices.
@@ -311,8 +313,9 @@ mod tests {
                 assert_eq!(v.to_bits(), want.to_bits(), "strides {src_stride}, {dst_stride}: at {i}");
             }
         }
-        // A source one value short of its tile is refused, not read past.
+        // A source one value short of its tile is refused, not read past; so are overlapping rows.
         assert!(std::panic::catch_unwind(|| avx.transpose8(&[0.0; 63], 8, &mut [0.0; 64], 8)).is_err());
+        assert!(std::panic::catch_unwind(|| avx.transpose8(&[0.0; 64], 8, &mut [0.0; 64], 7)).is_err());
     }
 
     /// `exp` as written before its exponent came out of float arithmetic: `n as i32`.
