@@ -298,7 +298,7 @@ fn col2im(dcol: &[f32], rows: usize, (h, w, c): (usize, usize, usize), dmap: &mu
 fn pool_forward(act: &[f32], rows: usize, b: &Block, pooling: Pooling, out: &mut Vec<f32>) {
     let (h2, w2) = b.out_hw();
     out.resize(rows * h2 * w2 * b.c_out, 0.0);
-    simd_dispatch(&mut Pool { map: act, grad: out, rows, b: *b, pooling, backward: None });
+    simd_dispatch(&mut Pool { map: act, out, rows, b: *b, pooling, backward: None });
 }
 
 /// The gradient of [`pool_forward`]'s input from its output's (`dout`): a window's maximum
@@ -307,18 +307,18 @@ fn pool_forward(act: &[f32], rows: usize, b: &Block, pooling: Pooling, out: &mut
 fn pool_backward(dout: &[f32], act: &[f32], rows: usize, b: &Block, pooling: Pooling, din: &mut Vec<f32>) {
     din.clear();
     din.resize(rows * b.h * b.w * b.c_out, 0.0);
-    simd_dispatch(&mut Pool { map: act, grad: din, rows, b: *b, pooling, backward: Some(dout) });
+    simd_dispatch(&mut Pool { map: act, out: din, rows, b: *b, pooling, backward: Some(dout) });
 }
 
-/// 2×2 pooling of a block's activations `map` (`[rows][h][w][c]`): forward into `grad` (then
-/// the pooled map), or, given the pooled map's gradient (`backward`), back into `grad` (the
-/// activations' gradient, zeroed by the caller). Vector code over a pixel's channels: the
+/// 2×2 pooling of a block's activations `map` (`[rows][h][w][c]`): forward, the pooled map
+/// into `out`; or, given the pooled map's gradient (`backward`), the activations' gradient into
+/// `out` (zeroed by the caller). Vector code over a pixel's channels: the
 /// maximum is chosen by selects, not branches (a window's first maximum, as before: `perf`
 /// had the branch on it at a sixth of a ConvNet's step), and each of a window's four values
 /// is written, the gradient or 0.
 struct Pool<'a> {
     map: &'a [f32],
-    grad: &'a mut [f32],
+    out: &'a mut [f32],
     rows: usize,
     b: Block,
     pooling: Pooling,
@@ -354,8 +354,8 @@ impl Pool<'_> {
                     let window = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
                     let o = ((r * h2 + y) * w2 + x) * c;
                     match self.backward {
-                        None => pool_window(a, window, self.pooling, &mut self.grad[o..o + c]),
-                        Some(dout) => pool_window_back(a, window, self.pooling, &dout[o..o + c], &mut self.grad[r * b.h * b.w * c..]),
+                        None => pool_window(a, window, self.pooling, &mut self.out[o..o + c]),
+                        Some(dout) => pool_window_back(a, window, self.pooling, &dout[o..o + c], &mut self.out[r * b.h * b.w * c..]),
                     }
                 }
             }
@@ -449,8 +449,8 @@ mod tests {
     }
 
     /// The pooling passes give the bits of one value at a time: ties (zeros after ReLU, equal
-    /// values), NaNs, odd heights and widths (a dropped row and column), and more channels than
-    /// one block of the selection (64).
+    /// values), NaNs, odd heights and widths (a dropped row and column), and channel counts
+    /// the kernel takes as constants (8) and as they come (1, 3, 70).
     #[test]
     fn pooling_gives_the_bits_of_one_value_at_a_time() {
         for (h, w, c) in [(8, 8, 8), (5, 7, 3), (4, 4, 70), (2, 2, 1)] {
